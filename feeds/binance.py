@@ -1,0 +1,273 @@
+"""Binance spot and USD-M perpetuals: URLs, subscriptions and pure parsing.
+
+Protocol (../shared/venues.md sections 1-2):
+
+- Diff depth: ``{"e":"depthUpdate","E":ms,"s":"BNBBTC","U":first,"u":last,"b":[["px","qty"]],"a":[..]}``;
+  USD-M adds ``"T"`` (transaction time) and ``"pu"`` (the previous event's ``u``). Quantities
+  are absolute; 0 deletes. Combined streams wrap it as ``{"stream":..,"data":{..}}``.
+- Snapshot: REST ``/api/v3/depth`` (spot) or ``/fapi/v1/depth`` (USD-M):
+  ``{"lastUpdateId":N,"bids":[..],"asks":[..]}`` (USD-M adds ``E`` and ``T``).
+- Sync, spot (SeqRule.CONTIGUOUS): drop ``u <= lastUpdateId``; the first delta applied has
+  ``U <= lastUpdateId + 1``; then every ``U == previous u + 1``. A snapshot older than the
+  first buffered delta (``lastUpdateId < U``) is fetched again.
+- Sync, USD-M (SeqRule.PREVIOUS): drop ``u < lastUpdateId``; the first applied has
+  ``U <= lastUpdateId <= u``; then every ``pu == previous u``.
+- Mark price (USD-M ``<sym>@markPrice``, on the ``/market`` path since 2026-04):
+  ``{"e":"markPriceUpdate","E":ms,"s":"BTCUSDT","p":mark,"i":index,"P":settle,"r":funding,"T":next funding ms}``.
+
+Parsing is pure: no I/O, no clock, no globals mutated. The hot path (:meth:`decode`) hands
+the raw level arrays on untouched, so the book store converts them in one batched kernel
+call; :func:`parse` is the same decode with the levels converted here, for tests and tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+import numpy as np
+
+from monitor.domain import (
+    BookEvent,
+    EventKind,
+    FeedEvent,
+    Ignored,
+    MarkPriceEvent,
+    SeqRule,
+    Venue,
+)
+from monitor.errors import ParseError, UnknownInstrument
+
+MS = 1_000_000  # ns per ms
+_ABSENT = msgspec.Raw(b"")  # a field the message does not carry
+
+
+class _Data(msgspec.Struct):
+    """One Binance stream payload. Fields absent from a message keep their defaults."""
+
+    e: str = ""  # event type: depthUpdate, markPriceUpdate, aggTrade, kline, ...
+    E: int = 0  # event time (ms)
+    T: int = 0  # depthUpdate: transaction time; markPriceUpdate: next funding time (ms)
+    s: str = ""  # symbol
+    U: int = -1  # first update id in the event
+    u: int = -1  # last update id in the event
+    pu: int = -1  # USD-M: last update id of the previous event
+    b: msgspec.Raw = _ABSENT  # bid levels (bookTicker: best bid price)
+    a: msgspec.Raw = _ABSENT  # ask levels (aggTrade: aggregate trade id)
+    p: msgspec.Raw = _ABSENT  # mark price (aggTrade: trade price)
+    i: msgspec.Raw = _ABSENT  # index price (kline: interval inside k)
+    r: msgspec.Raw = _ABSENT  # funding rate
+
+
+class _Frame(_Data):
+    """A raw-stream payload, a combined-stream envelope, an ack or an error."""
+
+    stream: str | None = None
+    data: _Data | None = None
+    result: msgspec.Raw = _ABSENT
+    id: msgspec.Raw = _ABSENT
+    code: msgspec.Raw = _ABSENT
+    msg: str | None = None
+
+
+class _Snapshot(msgspec.Struct):
+    lastUpdateId: int = -1  # noqa: N815 (venue field name)
+    E: int = 0
+    T: int = 0
+    bids: msgspec.Raw = _ABSENT
+    asks: msgspec.Raw = _ABSENT
+    code: int | None = None
+    msg: str | None = None
+
+
+_frame = msgspec.json.Decoder(_Frame)
+_snapshot = msgspec.json.Decoder(_Snapshot)
+
+
+@dataclass(slots=True)
+class RawBookUpdate:
+    """A book event whose level arrays are still the venue's raw JSON (hot path)."""
+
+    symbol: str
+    kind: EventKind
+    first_seq: int
+    last_seq: int
+    prev_seq: int
+    bids: bytes | msgspec.Raw
+    asks: bytes | msgspec.Raw
+    ts_event_ns: int
+    limit: int = 0
+
+
+@dataclass(slots=True)
+class InstrumentsUpdate:
+    """An ``exchangeInfo`` response passed through (the registry parses it)."""
+
+    text: str | bytes
+
+
+@dataclass(slots=True)
+class VenueMessage:
+    """Something the venue told us that is not market data (error codes, shutdown notices)."""
+
+    code: str
+    message: str
+
+
+Decoded = RawBookUpdate | MarkPriceEvent | InstrumentsUpdate | VenueMessage | Ignored
+
+
+def _float(raw: msgspec.Raw) -> float:
+    if not raw:
+        return float("nan")
+    return float(bytes(raw).strip(b'"'))
+
+
+class BinanceAdapter:
+    """Adapter for one Binance market (spot or USD-M)."""
+
+    __slots__ = ("depth_path", "instruments_path", "sequencing", "snapshot_limits", "venue")
+
+    ping_interval_s: float | None = None  # the server pings; websockets answers with pongs
+
+    def __init__(
+        self,
+        venue: Venue,
+        sequencing: SeqRule,
+        depth_path: str,
+        instruments_path: str,
+        snapshot_limits: tuple[int, ...],
+    ) -> None:
+        self.venue = venue
+        self.sequencing = sequencing
+        self.depth_path = depth_path
+        self.instruments_path = instruments_path
+        self.snapshot_limits = snapshot_limits
+
+    # --- URLs and subscriptions -------------------------------------------------------
+    def stream_url(self, ws_url: str, symbols: Sequence[str], streams: Sequence[str]) -> str:
+        """Combined-stream URL, e.g. ``wss://h/stream?streams=btcusdt@depth@100ms/...``."""
+        names = [f"{s.lower()}@{stream}" for s in symbols for stream in streams]
+        return f"{ws_url.rstrip('/')}?streams={'/'.join(names)}"
+
+    def subscribe_frames(self, symbols: Sequence[str], streams: Sequence[str], per_frame: int = 200) -> list[str]:
+        """``SUBSCRIBE`` frames for a live connection (each at most ``per_frame`` streams)."""
+        names = [f"{s.lower()}@{stream}" for s in symbols for stream in streams]
+        return [
+            msgspec.json.encode({"method": "SUBSCRIBE", "params": names[i : i + per_frame], "id": i // per_frame + 1}).decode()
+            for i in range(0, len(names), per_frame)
+        ]
+
+    def snapshot_url(self, rest_url: str, symbol: str, limit: int) -> str:
+        return f"{rest_url.rstrip('/')}{self.depth_path}?symbol={symbol}&limit={limit}"
+
+    def instruments_url(self, rest_url: str) -> str:
+        return f"{rest_url.rstrip('/')}{self.instruments_path}"
+
+    # --- parsing ------------------------------------------------------------------------
+    def decode(self, data: bytes | str, recv_ns: int) -> Decoded:
+        """Decode one websocket frame. Raises ParseError on malformed input."""
+        try:
+            frame = _frame.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ParseError(self.venue.value, data, str(exc)) from exc
+        d: _Data = frame.data if frame.data is not None else frame
+        e = d.e
+        if e == "depthUpdate":
+            if not d.b or not d.a or d.u < 0 or d.U < 0 or not d.s:
+                raise ParseError(self.venue.value, data, "depthUpdate without s/U/u/b/a")
+            return RawBookUpdate(d.s, EventKind.DELTA, d.U, d.u, d.pu, d.b, d.a, d.E * MS)
+        if e == "markPriceUpdate":
+            try:
+                return MarkPriceEvent(
+                    self.venue, d.s, _float(d.p), _float(d.i), _float(d.r), d.T * MS, d.E * MS, recv_ns
+                )
+            except (ValueError, msgspec.DecodeError) as exc:
+                raise ParseError(self.venue.value, data, f"markPriceUpdate: {exc}") from exc
+        if frame.code and frame.data is None:
+            return VenueMessage(bytes(frame.code).decode(), frame.msg or "")
+        if frame.result or frame.id:
+            return Ignored("ack")
+        if e == "serverShutdown":
+            return VenueMessage("serverShutdown", "venue announced a shutdown: reconnect")
+        return Ignored(e or (frame.stream or "unknown"))
+
+    def decode_http(self, url: str, data: bytes | str, recv_ns: int) -> Decoded:
+        """Decode a REST response: a depth snapshot or exchangeInfo."""
+        parts = urlsplit(url)
+        if parts.path.endswith(self.instruments_path):
+            return InstrumentsUpdate(data)
+        if not parts.path.endswith(self.depth_path):
+            return Ignored(f"http {parts.path}")
+        query = parse_qs(parts.query)
+        symbol = (query.get("symbol") or [""])[0]
+        try:
+            limit = int((query.get("limit") or ["0"])[0])
+            snap = _snapshot.decode(data)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ParseError(self.venue.value, data, f"depth snapshot: {exc}") from exc
+        if snap.code is not None:
+            return VenueMessage(str(snap.code), snap.msg or "")
+        if not symbol or snap.lastUpdateId < 0 or not snap.bids or not snap.asks:
+            raise ParseError(self.venue.value, data, "depth snapshot without symbol/lastUpdateId/bids/asks")
+        ts = snap.E * MS if snap.E else recv_ns
+        return RawBookUpdate(symbol, EventKind.SNAPSHOT, -1, snap.lastUpdateId, -1, snap.bids, snap.asks, ts, limit)
+
+
+SPOT = BinanceAdapter(
+    Venue.BINANCE, SeqRule.CONTIGUOUS, "/api/v3/depth", "/api/v3/exchangeInfo", tuple(range(1, 5001))
+)
+USDM = BinanceAdapter(
+    Venue.BINANCE_FUTURES, SeqRule.PREVIOUS, "/fapi/v1/depth", "/fapi/v1/exchangeInfo", (5, 10, 20, 50, 100, 500, 1000)
+)
+ADAPTERS: dict[Venue, BinanceAdapter] = {SPOT.venue: SPOT, USDM.venue: USDM}
+
+
+def parse(
+    adapter: BinanceAdapter,
+    raw: bytes | str,
+    recv_ns: int,
+    instruments: dict[str, tuple[int, float]],
+    *,
+    kind: str = "ws",
+    url: str = "",
+) -> list[FeedEvent]:
+    """Parse one message into domain events, levels converted to arrays.
+
+    ``instruments`` maps the venue symbol to (price decimals, contract size). Pure.
+    """
+    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
+
+    decoded = adapter.decode_http(url, raw, recv_ns) if kind == "http" else adapter.decode(raw, recv_ns)
+    if isinstance(decoded, MarkPriceEvent | Ignored):
+        return [decoded]
+    if isinstance(decoded, InstrumentsUpdate | VenueMessage):
+        return [Ignored(type(decoded).__name__)]
+    meta = instruments.get(decoded.symbol)
+    if meta is None:
+        raise UnknownInstrument(adapter.venue.value, decoded.symbol)
+    decimals, contract_size = meta
+    try:
+        bids = parse_levels(bytes(decoded.bids), price_decimals=decimals, contract_size=contract_size)
+        asks = parse_levels(bytes(decoded.asks), price_decimals=decimals, contract_size=contract_size)
+    except LevelError as exc:
+        raise ParseError(adapter.venue.value, raw, str(exc)) from exc
+    return [
+        BookEvent(
+            venue=adapter.venue,
+            symbol=decoded.symbol,
+            kind=decoded.kind,
+            bid_px=np.array([p for p, _ in bids], dtype=np.int64),
+            bid_qty=np.array([q for _, q in bids], dtype=np.float64),
+            ask_px=np.array([p for p, _ in asks], dtype=np.int64),
+            ask_qty=np.array([q for _, q in asks], dtype=np.float64),
+            ts_event_ns=decoded.ts_event_ns,
+            ts_recv_ns=recv_ns,
+            first_seq=decoded.first_seq,
+            last_seq=decoded.last_seq,
+            prev_seq=decoded.prev_seq,
+            depth_limit=decoded.limit,
+        )
+    ]

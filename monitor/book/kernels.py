@@ -1,0 +1,472 @@
+"""numba kernels of the book store: parse level arrays, sync, apply, read the top.
+
+Layout: each side of each book is a sorted run of *keys* with the best level LAST, so the
+usual change near the top of the book moves only a few elements. The key of a bid is its
+price (in price units), the key of an ask is minus its price; both sides are then sorted
+ascending and share one insert/delete routine. Index 0 is the deepest level held.
+
+Every kernel here has a plain-Python twin in ``monitor.book.reference`` that the property
+tests compare it with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from monitor.book.layout import (
+    E_ASK_END,
+    E_ASK_START,
+    E_BEST_ASK,
+    E_BEST_BID,
+    E_BID_END,
+    E_BID_START,
+    E_BOOK,
+    E_FIRST,
+    E_KIND,
+    E_LAST,
+    E_LIMIT,
+    E_PREV,
+    E_STATUS,
+    E_TS_EVENT,
+    E_TS_RECV,
+    F_CONTRACT_SIZE,
+    FLAG_CROSSED,
+    FLAG_PARSE_ERROR,
+    FLAG_TRUNCATED,
+    KEY_MIN,
+    R_APPLIED,
+    R_BUFFER,
+    R_CROSSED,
+    R_GAP,
+    R_OFF_GRID,
+    R_PARSE_ERROR,
+    R_SNAPSHOT,
+    R_STALE,
+    S_CAPACITY,
+    S_COMPLETE_ASK,
+    S_COMPLETE_BID,
+    S_CROSSED,
+    S_DROPPED,
+    S_FLAGS,
+    S_GAPS,
+    S_LAST_ID,
+    S_MESSAGES,
+    S_N_ASK,
+    S_N_BID,
+    S_PRICE_DEC,
+    S_PX_INDEX,
+    S_PX_WIRE_DEC,
+    S_QTY_INDEX,
+    S_QTY_WIRE_DEC,
+    S_RULE,
+    S_STALE,
+    S_STATE,
+    S_TS_EVENT,
+    S_TS_RECV,
+)
+
+# BookState and SeqRule values (kept literal: numba folds module-level ints)
+EMPTY = 0
+SYNCING = 1
+LIVE = 2
+CONTIGUOUS = 1
+PREVIOUS = 2
+
+# parse_levels error codes
+PARSE_OK = 0
+PARSE_MALFORMED = -1
+PARSE_OFF_GRID = -2
+PARSE_TOO_MANY = -3
+
+POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
+def _is_space(c: int) -> bool:
+    return c == 32 or c == 9 or c == 10 or c == 13
+
+
+@njit(cache=True)
+def parse_levels(
+    buf: np.ndarray,
+    start: int,
+    end: int,
+    px_index: int,
+    qty_index: int,
+    price_dec: int,
+    contract_size: float,
+    out_px: np.ndarray,
+    out_qty: np.ndarray,
+    wire_dec: np.ndarray,
+) -> int:
+    """Parse a JSON array of level arrays (``[["0.1","2"],...]``) into price units and qty.
+
+    Numbers may be quoted or bare; other elements of a level (strings such as Deribit's
+    "new", order counts) are skipped. Prices are converted exactly from their decimal
+    digits. Returns the number of levels, or a negative PARSE_* code. ``wire_dec`` receives
+    the largest number of decimals seen for price [0] and quantity [1].
+    """
+    i = start
+    n = 0
+    cap = out_px.shape[0]
+    while i < end and _is_space(buf[i]):
+        i += 1
+    if i >= end or buf[i] != 91:  # '['
+        return PARSE_MALFORMED
+    i += 1
+    while True:
+        while i < end and (_is_space(buf[i]) or buf[i] == 44):  # spaces and ','
+            i += 1
+        if i >= end:
+            return PARSE_MALFORMED
+        c = buf[i]
+        if c == 93:  # ']' closes the outer array
+            return n
+        if c != 91:
+            return PARSE_MALFORMED
+        i += 1
+        pos = 0
+        have_px = False
+        have_qty = False
+        px_units = np.int64(0)
+        qty = 0.0
+        while True:
+            while i < end and (_is_space(buf[i]) or buf[i] == 44):
+                i += 1
+            if i >= end:
+                return PARSE_MALFORMED
+            c = buf[i]
+            if c == 93:
+                i += 1
+                break
+            quoted = c == 34
+            if quoted:
+                i += 1
+            want = pos == px_index or pos == qty_index
+            if want:
+                mant = np.int64(0)
+                dec = 0
+                digits = 0
+                seen_dot = False
+                negative = False
+                if i < end and buf[i] == 45:  # '-'
+                    negative = True
+                    i += 1
+                while i < end:
+                    d = buf[i]
+                    if 48 <= d <= 57:
+                        if digits >= 18:
+                            return PARSE_MALFORMED
+                        if mant != 0 or d != 48 or seen_dot:
+                            digits += 1
+                        mant = mant * 10 + (d - 48)
+                        if seen_dot:
+                            dec += 1
+                        i += 1
+                    elif d == 46 and not seen_dot:
+                        seen_dot = True
+                        i += 1
+                    else:
+                        break
+                if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent: 1e-05
+                    i += 1
+                    eneg = False
+                    if i < end and (buf[i] == 45 or buf[i] == 43):
+                        eneg = buf[i] == 45
+                        i += 1
+                    ev = 0
+                    edig = 0
+                    while i < end and 48 <= buf[i] <= 57:
+                        ev = ev * 10 + (buf[i] - 48)
+                        edig += 1
+                        i += 1
+                    if edig == 0 or ev > 18:
+                        return PARSE_MALFORMED
+                    if eneg:
+                        dec += ev
+                    else:
+                        if dec >= ev:
+                            dec -= ev
+                        else:
+                            if digits + ev - dec > 18:
+                                return PARSE_MALFORMED
+                            mant = mant * POW10[ev - dec]
+                            dec = 0
+                if dec > 18:
+                    return PARSE_MALFORMED
+                if quoted:
+                    if i >= end or buf[i] != 34:
+                        return PARSE_MALFORMED
+                    i += 1
+                if negative:
+                    return PARSE_MALFORMED
+                if pos == px_index:
+                    if dec > wire_dec[0]:
+                        wire_dec[0] = dec
+                    if dec > price_dec:
+                        div = POW10[dec - price_dec]
+                        if mant % div != 0:
+                            return PARSE_OFF_GRID
+                        px_units = mant // div
+                    else:
+                        px_units = mant * POW10[price_dec - dec]
+                    have_px = True
+                else:
+                    if dec > wire_dec[1]:
+                        wire_dec[1] = dec
+                    qty = (mant / POW10[dec]) * contract_size
+                    have_qty = True
+            else:
+                # skip an element we do not use
+                if quoted:
+                    while i < end and buf[i] != 34:
+                        if buf[i] == 92:  # backslash escape
+                            i += 1
+                        i += 1
+                    i += 1
+                else:
+                    while i < end and buf[i] != 44 and buf[i] != 93:
+                        i += 1
+            pos += 1
+        if not (have_px and have_qty):
+            return PARSE_MALFORMED
+        if n >= cap:
+            return PARSE_TOO_MANY
+        out_px[n] = px_units
+        out_qty[n] = qty
+        n += 1
+
+
+@njit(cache=True)
+def _find(keys: np.ndarray, n: int, key: int) -> int:
+    """First index in keys[0:n] whose key is >= key (keys ascending)."""
+    lo = 0
+    hi = n
+    # the top of the book (high indices) is where most changes land: check it first
+    if n > 0 and keys[n - 1] < key:
+        return n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def set_level(
+    keys: np.ndarray,
+    qtys: np.ndarray,
+    n: int,
+    cap: int,
+    key: int,
+    qty: float,
+    state: np.ndarray,
+    complete_col: int,
+) -> int:
+    """Set one level (qty 0 deletes). Returns the new level count.
+
+    When the side is full, the deepest level is dropped (or the new level is not stored
+    if it is the deepest), the book is flagged truncated and its completeness bound moves
+    up: depth beyond it is unknown, never silently wrong.
+    """
+    i = _find(keys, n, key)
+    if i < n and keys[i] == key:
+        if qty > 0.0:
+            qtys[i] = qty
+            return n
+        for j in range(i, n - 1):
+            keys[j] = keys[j + 1]
+            qtys[j] = qtys[j + 1]
+        return n - 1
+    if qty <= 0.0:
+        return n
+    if n < cap:
+        for j in range(n, i, -1):
+            keys[j] = keys[j - 1]
+            qtys[j] = qtys[j - 1]
+        keys[i] = key
+        qtys[i] = qty
+        return n + 1
+    # full side
+    state[S_FLAGS] |= FLAG_TRUNCATED
+    state[S_DROPPED] += 1
+    if i == 0:
+        if key + 1 > state[complete_col]:
+            state[complete_col] = key + 1
+        return n
+    dropped = keys[0]
+    if dropped + 1 > state[complete_col]:
+        state[complete_col] = dropped + 1
+    for j in range(0, i - 1):
+        keys[j] = keys[j + 1]
+        qtys[j] = qtys[j + 1]
+    keys[i - 1] = key
+    qtys[i - 1] = qty
+    return n
+
+
+@njit(cache=True)
+def _clear(state: np.ndarray) -> None:
+    state[S_N_BID] = 0
+    state[S_N_ASK] = 0
+    state[S_STATE] = EMPTY
+    state[S_COMPLETE_BID] = KEY_MIN
+    state[S_COMPLETE_ASK] = KEY_MIN
+    state[S_FLAGS] &= ~(FLAG_TRUNCATED | FLAG_CROSSED)
+
+
+@njit(cache=True)
+def _apply_side(
+    keys: np.ndarray,
+    qtys: np.ndarray,
+    n: int,
+    cap: int,
+    px: np.ndarray,
+    qty: np.ndarray,
+    count: int,
+    sign: int,
+    state: np.ndarray,
+    complete_col: int,
+) -> int:
+    for k in range(count):
+        n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
+    return n
+
+
+@njit(cache=True)
+def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: int) -> int:
+    """Sequence decision for one delta: 1 apply, 0 stale (drop), -1 gap."""
+    if state == SYNCING:
+        if rule == CONTIGUOUS:
+            # Binance spot: drop u <= lastUpdateId; the first applied has U <= id+1 <= u
+            if last <= last_id:
+                return 0
+            return 1 if first <= last_id + 1 else -1
+        # Binance USD-M: drop u < lastUpdateId; the first applied has U <= id <= u
+        if last < last_id:
+            return 0
+        return 1 if first <= last_id else -1
+    # LIVE
+    if rule == CONTIGUOUS:
+        if last <= last_id:
+            return 0
+        return 1 if first == last_id + 1 else -1
+    if last <= last_id:
+        return 0
+    return 1 if prev == last_id else -1
+
+
+@njit(cache=True)
+def apply_batch(
+    buf: np.ndarray,
+    meta: np.ndarray,
+    count: int,
+    istate: np.ndarray,
+    fstate: np.ndarray,
+    keys: np.ndarray,
+    qtys: np.ndarray,
+) -> int:
+    """Sync and apply ``count`` events (snapshots and deltas) to the store, in order.
+
+    Writes each event's outcome (R_*) and the best bid/ask after it into ``meta``.
+    Returns the number of events applied. Events for a book without a valid snapshot
+    come back as R_BUFFER; a delta that does not chain throws its book away (R_GAP).
+    """
+    if count == 0:
+        return 0
+    cap_all = keys.shape[2]
+    max_levels = 0
+    for e in range(count):
+        span = max(meta[e, E_BID_END] - meta[e, E_BID_START], meta[e, E_ASK_END] - meta[e, E_ASK_START])
+        if span > max_levels:
+            max_levels = span
+    # a level needs at least 6 bytes ('["1","1"]' minus the quotes): a safe upper bound
+    scratch = max_levels // 5 + 1
+    bpx = np.empty(scratch, dtype=np.int64)
+    bqty = np.empty(scratch, dtype=np.float64)
+    apx = np.empty(scratch, dtype=np.int64)
+    aqty = np.empty(scratch, dtype=np.float64)
+    wire = np.zeros(2, dtype=np.int64)
+    applied = 0
+    for e in range(count):
+        b = meta[e, E_BOOK]
+        st = istate[b]
+        kind = meta[e, E_KIND]
+        first = meta[e, E_FIRST]
+        last = meta[e, E_LAST]
+        prev = meta[e, E_PREV]
+        status = R_APPLIED
+        if kind == 2 and st[S_STATE] == EMPTY:
+            status = R_BUFFER
+        elif kind == 2:
+            decision = _chains(st[S_RULE], st[S_STATE], st[S_LAST_ID], first, last, prev)
+            if decision == 0:
+                status = R_STALE
+                st[S_STALE] += 1
+            elif decision < 0:
+                status = R_GAP
+                st[S_GAPS] += 1
+                _clear(st)
+        if status == R_APPLIED:
+            wire[0] = st[S_PX_WIRE_DEC]
+            wire[1] = st[S_QTY_WIRE_DEC]
+            pd = st[S_PRICE_DEC]
+            cs = fstate[b, F_CONTRACT_SIZE]
+            nb = parse_levels(
+                buf, meta[e, E_BID_START], meta[e, E_BID_END], st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, bpx, bqty, wire
+            )
+            na = parse_levels(
+                buf, meta[e, E_ASK_START], meta[e, E_ASK_END], st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
+            )
+            if nb < 0 or na < 0:
+                status = R_OFF_GRID if (nb == PARSE_OFF_GRID or na == PARSE_OFF_GRID) else R_PARSE_ERROR
+                st[S_FLAGS] |= FLAG_PARSE_ERROR
+                if kind == 2:
+                    st[S_GAPS] += 1
+                _clear(st)
+            else:
+                st[S_PX_WIRE_DEC] = wire[0]
+                st[S_QTY_WIRE_DEC] = wire[1]
+                cap = min(st[S_CAPACITY], cap_all)
+                if kind == 1:
+                    _clear(st)
+                    st[S_FLAGS] &= ~FLAG_PARSE_ERROR
+                    limit = meta[e, E_LIMIT]
+                # snapshot levels may come unsorted or repeated: set_level handles both
+                n_bid = _apply_side(keys[b, 0], qtys[b, 0], st[S_N_BID], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
+                n_ask = _apply_side(keys[b, 1], qtys[b, 1], st[S_N_ASK], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
+                st[S_N_BID] = n_bid
+                st[S_N_ASK] = n_ask
+                st[S_TS_EVENT] = meta[e, E_TS_EVENT]
+                st[S_TS_RECV] = meta[e, E_TS_RECV]
+                st[S_MESSAGES] += 1
+                if kind == 1:
+                    # a snapshot cut at its requested depth says nothing beyond its deepest level
+                    if limit > 0 and nb >= limit and n_bid > 0 and keys[b, 0, 0] > st[S_COMPLETE_BID]:
+                        st[S_COMPLETE_BID] = keys[b, 0, 0]
+                    if limit > 0 and na >= limit and n_ask > 0 and keys[b, 1, 0] > st[S_COMPLETE_ASK]:
+                        st[S_COMPLETE_ASK] = keys[b, 1, 0]
+                    st[S_LAST_ID] = last
+                    st[S_STATE] = SYNCING
+                    status = R_SNAPSHOT
+                else:
+                    st[S_LAST_ID] = last
+                    st[S_STATE] = LIVE
+                    applied += 1
+                crossed = n_bid > 0 and n_ask > 0 and keys[b, 0, n_bid - 1] >= -keys[b, 1, n_ask - 1]
+                if crossed:
+                    st[S_CROSSED] += 1
+                    if kind == 2:
+                        st[S_GAPS] += 1
+                    _clear(st)
+                    st[S_FLAGS] |= FLAG_CROSSED
+                    status = R_CROSSED
+        meta[e, E_STATUS] = status
+        nbk = st[S_N_BID]
+        nak = st[S_N_ASK]
+        meta[e, E_BEST_BID] = keys[b, 0, nbk - 1] if nbk > 0 else -1
+        meta[e, E_BEST_ASK] = -keys[b, 1, nak - 1] if nak > 0 else -1
+    return applied

@@ -1,0 +1,231 @@
+"""Many L2 books in preallocated numpy arrays, updated by numba kernels in batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.book import kernels
+from monitor.book.layout import (
+    E_ASK_END,
+    E_ASK_START,
+    E_BID_END,
+    E_BID_START,
+    E_BOOK,
+    E_FIRST,
+    E_KIND,
+    E_LAST,
+    E_LIMIT,
+    E_PREV,
+    E_TS_EVENT,
+    E_TS_RECV,
+    F_CONTRACT_SIZE,
+    FLAG_TRUNCATED,
+    KEY_MIN,
+    N_EVENT,
+    N_FSTATE,
+    N_ISTATE,
+    S_CAPACITY,
+    S_COMPLETE_ASK,
+    S_COMPLETE_BID,
+    S_FLAGS,
+    S_N_ASK,
+    S_N_BID,
+    S_PRICE_DEC,
+    S_PX_INDEX,
+    S_PX_WIRE_DEC,
+    S_QTY_INDEX,
+    S_QTY_WIRE_DEC,
+    S_RULE,
+    S_STATE,
+)
+from monitor.domain import BookState, EventKind, SeqRule, format_units
+
+
+class EventBatch:
+    """Events of many books in one columnar batch: one int64 row per event, raw level
+    arrays concatenated into one byte buffer. One kernel call applies the whole batch.
+    """
+
+    __slots__ = ("_offset", "_pieces", "capacity", "count", "meta")
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.meta = np.zeros((capacity, N_EVENT), dtype=np.int64)
+        self._pieces: list[bytes | memoryview] = []
+        self._offset = 0
+        self.count = 0
+
+    def full(self) -> bool:
+        return self.count >= self.capacity
+
+    def add(
+        self,
+        book: int,
+        kind: int,
+        first: int,
+        last: int,
+        prev: int,
+        bids: bytes | memoryview,
+        asks: bytes | memoryview,
+        ts_event_ns: int,
+        ts_recv_ns: int,
+        limit: int = 0,
+    ) -> int:
+        """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
+        row = self.count
+        m = self.meta[row]
+        off = self._offset
+        nb = len(bids)
+        na = len(asks)
+        m[E_BOOK] = book
+        m[E_KIND] = kind
+        m[E_FIRST] = first
+        m[E_LAST] = last
+        m[E_PREV] = prev
+        m[E_BID_START] = off
+        m[E_BID_END] = off + nb
+        m[E_ASK_START] = off + nb
+        m[E_ASK_END] = off + nb + na
+        m[E_TS_EVENT] = ts_event_ns
+        m[E_TS_RECV] = ts_recv_ns
+        m[E_LIMIT] = limit
+        self._pieces.append(bids)
+        self._pieces.append(asks)
+        self._offset = off + nb + na
+        self.count = row + 1
+        return row
+
+    def buffer(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self._pieces), dtype=np.uint8)
+
+    def raw_levels(self, row: int, buf: np.ndarray) -> tuple[bytes, bytes]:
+        m = self.meta[row]
+        return (
+            buf[m[E_BID_START] : m[E_BID_END]].tobytes(),
+            buf[m[E_ASK_START] : m[E_ASK_END]].tobytes(),
+        )
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self._offset = 0
+        self.count = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevels:
+    """A copy of one book's levels, best first, with prices in price units."""
+
+    bid_px: np.ndarray
+    bid_qty: np.ndarray
+    ask_px: np.ndarray
+    ask_qty: np.ndarray
+
+
+class BookStore:
+    """Fixed-capacity store of L2 books.
+
+    ``capacity`` is the number of levels held per side; books are added with
+    :meth:`add_book` up to ``max_books``. Arrays are allocated once, up front.
+    """
+
+    def __init__(self, max_books: int, capacity: int) -> None:
+        if max_books <= 0 or capacity <= 0:
+            raise ValueError("max_books and capacity must be positive")
+        self.max_books = max_books
+        self.capacity = capacity
+        self.istate = np.zeros((max_books, N_ISTATE), dtype=np.int64)
+        self.fstate = np.zeros((max_books, N_FSTATE), dtype=np.float64)
+        self.keys = np.zeros((max_books, 2, capacity), dtype=np.int64)
+        self.qtys = np.zeros((max_books, 2, capacity), dtype=np.float64)
+        self.count = 0
+
+    def add_book(
+        self,
+        *,
+        rule: SeqRule,
+        price_decimals: int,
+        contract_size: float = 1.0,
+        px_index: int = 0,
+        qty_index: int = 1,
+        capacity: int | None = None,
+    ) -> int:
+        if self.count >= self.max_books:
+            raise OverflowError(f"book store is full ({self.max_books} books)")
+        book = self.count
+        st = self.istate[book]
+        st[:] = 0
+        st[S_RULE] = int(rule)
+        st[S_PRICE_DEC] = price_decimals
+        st[S_CAPACITY] = min(capacity or self.capacity, self.capacity)
+        st[S_PX_INDEX] = px_index
+        st[S_QTY_INDEX] = qty_index
+        st[S_COMPLETE_BID] = KEY_MIN
+        st[S_COMPLETE_ASK] = KEY_MIN
+        st[S_STATE] = int(BookState.EMPTY)
+        self.fstate[book, F_CONTRACT_SIZE] = contract_size
+        self.count += 1
+        return book
+
+    def apply(self, batch: EventBatch) -> int:
+        """Apply a batch in order; per-event outcomes are left in ``batch.meta``."""
+        if batch.count == 0:
+            return 0
+        return int(
+            kernels.apply_batch(
+                batch.buffer(), batch.meta, batch.count, self.istate, self.fstate, self.keys, self.qtys
+            )
+        )
+
+    def invalidate(self, book: int) -> None:
+        """Throw a book away (a reconnect lost deltas): it waits for a new snapshot."""
+        st = self.istate[book]
+        st[S_STATE] = int(BookState.EMPTY)
+        st[S_N_BID] = 0
+        st[S_N_ASK] = 0
+        st[S_COMPLETE_BID] = KEY_MIN
+        st[S_COMPLETE_ASK] = KEY_MIN
+        st[S_FLAGS] &= ~FLAG_TRUNCATED
+
+    def state(self, book: int) -> BookState:
+        return BookState(int(self.istate[book, S_STATE]))
+
+    def best_bid(self, book: int) -> int:
+        n = self.istate[book, S_N_BID]
+        return int(self.keys[book, 0, n - 1]) if n else -1
+
+    def best_ask(self, book: int) -> int:
+        n = self.istate[book, S_N_ASK]
+        return int(-self.keys[book, 1, n - 1]) if n else -1
+
+    def levels(self, book: int, depth: int | None = None) -> BookLevels:
+        nb = int(self.istate[book, S_N_BID])
+        na = int(self.istate[book, S_N_ASK])
+        db = nb if depth is None else min(depth, nb)
+        da = na if depth is None else min(depth, na)
+        return BookLevels(
+            bid_px=self.keys[book, 0, nb - db : nb][::-1].copy(),
+            bid_qty=self.qtys[book, 0, nb - db : nb][::-1].copy(),
+            ask_px=-self.keys[book, 1, na - da : na][::-1],
+            ask_qty=self.qtys[book, 1, na - da : na][::-1].copy(),
+        )
+
+    def wire_levels(self, book: int, depth: int) -> tuple[list[list[str]], list[list[str]]]:
+        """Top ``depth`` levels per side as strings written the way the venue writes them."""
+        st = self.istate[book]
+        pd = int(st[S_PRICE_DEC])
+        pw = int(st[S_PX_WIRE_DEC])
+        qw = int(st[S_QTY_WIRE_DEC])
+        cs = float(self.fstate[book, F_CONTRACT_SIZE])
+        lv = self.levels(book, depth)
+
+        def side(px: np.ndarray, qty: np.ndarray) -> list[list[str]]:
+            scale = 10 ** max(0, pw - pd)
+            return [
+                [format_units(int(p) * scale, max(pw, 0)) if pw >= pd else format_units(int(p), pd), f"{q / cs:.{qw}f}"]
+                for p, q in zip(px, qty, strict=True)
+            ]
+
+        return side(lv.bid_px, lv.bid_qty), side(lv.ask_px, lv.ask_qty)
+

@@ -1,0 +1,151 @@
+"""Command line: ``liqmon run | replay | record``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor.errors import ConfigError
+from monitor.log import configure_logging, get_logger
+from monitor.settings import Settings, load_settings
+
+log = get_logger("monitor.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings([Path(p) for p in (args.config or [])])
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        action="append",
+        metavar="FILE",
+        help="TOML file merged over config/default.toml (repeatable; LIQMON_* env vars override both)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liqmon", description="Always-on liquidity monitor for crypto markets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="connect to the live venues and monitor their books")
+    _add_config(run)
+
+    replay = sub.add_parser("replay", help="replay recordings through the monitor, deterministically")
+    replay.add_argument("files", nargs="+", metavar="FILE", help="recordings (JSON lines, plain or .gz)")
+    _add_config(replay)
+    replay.add_argument("--tick-ms", type=int, default=None, help="metric tick in recorded time (default: config)")
+    replay.add_argument("--metrics-out", metavar="M.jsonl", help="write one JSON object per book per tick")
+    replay.add_argument("--books-out", metavar="B.jsonl", help="write the final books, top 50 levels")
+    replay.add_argument("--speed", type=float, default=None, help="pace at N x recorded speed (default: as fast as possible)")
+
+    record = sub.add_parser("record", help="record a venue's raw messages to a file")
+    _add_config(record)
+    record.add_argument("--venue", required=True, help="venue id, e.g. binance or binance_futures")
+    record.add_argument("--symbols", required=True, help="comma-separated venue symbols, e.g. BTCUSDT,ETHUSDT")
+    record.add_argument("--out", required=True, metavar="FILE", help="recording file (.gz to compress)")
+    return parser
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.instruments import InstrumentRegistry  # noqa: PLC0415 (keeps `liqmon --help` fast)
+    from monitor.pipeline import BookPipeline  # noqa: PLC0415
+    from monitor.replay import replay, write_books  # noqa: PLC0415
+
+    for f in args.files:
+        if not Path(f).is_file():
+            log.error("replay.missing_file", path=f)
+            return 2
+    registry = InstrumentRegistry.load_cached(settings.venues.keys())
+    pipeline = BookPipeline(
+        registry,
+        capacity=settings.monitor.book_capacity,
+        bands_pct=settings.metrics.depth_bands_pct,
+        notionals_usd=settings.metrics.slippage_notionals_usd,
+        usd_stables=settings.fx.usd_stables,
+    )
+    tick_ms = args.tick_ms or settings.monitor.tick_ms
+    if tick_ms <= 0:
+        log.error("replay.bad_tick", tick_ms=tick_ms)
+        return 2
+    metrics_out = open(args.metrics_out, "wb") if args.metrics_out else None  # noqa: SIM115
+    try:
+        result = replay(args.files, pipeline, tick_ms=tick_ms, metrics_out=metrics_out, speed=args.speed)
+    finally:
+        if metrics_out is not None:
+            metrics_out.close()
+    if args.books_out:
+        with open(args.books_out, "wb") as out:
+            write_books(pipeline, out)
+    for book in pipeline.book_summaries(depth=1):
+        log.info(
+            "replay.book",
+            venue=book["venue"],
+            symbol=book["symbol"],
+            valid=book["valid"],
+            gaps=book["gaps"],
+            resyncs=book["resyncs"],
+            messages=book["messages"],
+            best_bid=book["bids"][0][0] if book["bids"] else None,
+            best_ask=book["asks"][0][0] if book["asks"] else None,
+        )
+    return 0 if result.records else 1
+
+
+def _run_async(coro_factory: object) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await coro_factory(stop)  # type: ignore[operator]
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        configure_logging("info", "console")
+        log.error("config.invalid", error=str(exc))
+        sys.stderr.write(f"liqmon: invalid configuration: {exc}\n")
+        return 2
+    configure_logging(settings.monitor.log_level, settings.monitor.log_format)
+    if args.command == "replay":
+        return _cmd_replay(args, settings)
+    if args.command == "run":
+        from monitor.daemon import run_daemon  # noqa: PLC0415
+
+        if not settings.enabled_venues():
+            sys.stderr.write("liqmon: no venue is enabled in the configuration\n")
+            return 2
+        return _run_async(lambda stop: run_daemon(settings, stop=stop))
+    if args.command == "record":
+        from monitor.daemon import run_recorder  # noqa: PLC0415
+        from monitor.domain import Venue  # noqa: PLC0415
+
+        try:
+            venue = Venue(args.venue)
+        except ValueError:
+            sys.stderr.write(f"liqmon: unknown venue {args.venue!r} (one of {', '.join(v.value for v in Venue)})\n")
+            return 2
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            sys.stderr.write("liqmon: --symbols is empty\n")
+            return 2
+        return _run_async(
+            lambda stop: run_recorder(settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop)
+        )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Domain types shared by feeds, the monitor and alerts.
+
+This module imports nothing internal. Prices are exact: a price is held as an integer
+number of *price units* of its instrument, where one unit is ``10**-price_decimals`` and
+``price_decimals`` is the finer of the tick's decimals and the precision the venue writes
+prices with (Binance spot writes 8 decimals, and orders placed before a tick-size change
+rest at prices finer than today's tick). A tick is ``tick_units`` units. Either way the integer is exact, so equality across replays and checksums over
+formatted levels are exact too. Quantities are float64 in base units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class Venue(StrEnum):
+    """Venue ids, as used in recordings, config and the API."""
+
+    BINANCE = "binance"
+    BINANCE_FUTURES = "binance_futures"
+    OKX = "okx"
+    BYBIT = "bybit"
+    COINBASE = "coinbase"
+    KRAKEN = "kraken"
+    HYPERLIQUID = "hyperliquid"
+    DERIBIT = "deribit"
+
+
+class InstrumentKind(StrEnum):
+    SPOT = "spot"
+    PERP = "perp"
+    FUTURE = "future"
+
+
+class EventKind(IntEnum):
+    SNAPSHOT = 1
+    DELTA = 2
+
+
+class SeqRule(IntEnum):
+    """How a venue's deltas chain onto each other and onto a snapshot (declared as data).
+
+    CONTIGUOUS: each delta's first id is the previous delta's last id + 1, and the first
+    delta applied after a snapshot satisfies ``U <= lastUpdateId + 1 <= u`` (Binance spot).
+    PREVIOUS: each delta carries the previous delta's last id (``pu == prev u``), and the
+    first delta applied satisfies ``U <= lastUpdateId <= u`` (Binance USD-M).
+    """
+
+    CONTIGUOUS = 1
+    PREVIOUS = 2
+
+
+class BookState(IntEnum):
+    """Lifecycle of one book in the store."""
+
+    EMPTY = 0  # no snapshot yet (or thrown away after a gap): deltas are buffered
+    SYNCING = 1  # snapshot applied, waiting for the first delta that bridges it
+    LIVE = 2  # snapshot and deltas chained: the book is valid
+
+
+def decimal_places(text: str) -> int:
+    """Number of decimals written in a decimal string ("0.0100" -> 4, "5" -> 0)."""
+    dot = text.find(".")
+    return 0 if dot < 0 else len(text) - dot - 1
+
+
+def significant_decimals(text: str) -> int:
+    """Decimals needed to write the value of a decimal string exactly ("0.0100" -> 2)."""
+    dot = text.find(".")
+    if dot < 0:
+        return 0
+    return len(text[dot + 1 :].rstrip("0"))
+
+
+def to_units(text: str, decimals: int) -> int:
+    """Exact integer value of a decimal string in units of ``10**-decimals``.
+
+    Raises ValueError when the string has more significant decimals than ``decimals``.
+    """
+    text = text.strip()
+    negative = text.startswith("-")
+    if negative:
+        text = text[1:]
+    whole, _, frac = text.partition(".")
+    frac_sig = frac.rstrip("0")
+    if len(frac_sig) > decimals:
+        raise ValueError(f"{text!r} is finer than 1e-{decimals}")
+    value = int(whole or "0") * 10**decimals + int((frac_sig or "0").ljust(decimals, "0")[:decimals] or "0")
+    return -value if negative else value
+
+
+def format_units(value: int, decimals: int) -> str:
+    """Inverse of :func:`to_units`, writing exactly ``decimals`` decimals."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if decimals == 0:
+        return f"{sign}{value}"
+    scale = 10**decimals
+    return f"{sign}{value // scale}.{value % scale:0{decimals}d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One tradable book on one venue, with what is needed to read its numbers.
+
+    ``symbol`` is the venue's own spelling (``BTCUSDT``); ``canonical`` is liqmon's
+    (``BTC-USDT-PERP``). ``contract_size`` converts venue quantities to base units
+    (1 for Binance spot and USD-M, whose sizes are already in base units).
+    """
+
+    venue: Venue
+    symbol: str
+    base: str
+    quote: str
+    kind: InstrumentKind
+    tick: str
+    lot: str
+    contract_size: float = 1.0
+    inverse: bool = False
+    price_precision: int = 0  # decimals the venue may write prices with (can exceed the tick's)
+    price_decimals: int = field(init=False)
+    tick_units: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # orders placed before a tick-size change rest at prices finer than today's tick:
+        # the unit must be fine enough for every price the venue can write
+        decimals = max(significant_decimals(self.tick), self.price_precision)
+        object.__setattr__(self, "price_decimals", decimals)
+        object.__setattr__(self, "tick_units", max(1, to_units(self.tick, decimals)))
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.base}-{self.quote}-{self.kind.value.upper()}"
+
+    def price_to_units(self, text: str) -> int:
+        return to_units(text, self.price_decimals)
+
+    def units_to_price(self, units: int) -> float:
+        return units / 10**self.price_decimals
+
+
+@dataclass(slots=True)
+class BookEvent:
+    """A snapshot or delta for one book, as parsed from one venue message.
+
+    Bid and ask prices are int64 price units (see module doc), quantities float64 in base
+    units, absolute (0 deletes the level). ``first_seq``/``last_seq``/``prev_seq`` are the
+    venue's sequence ids (Binance U/u/pu; a snapshot has ``last_seq = lastUpdateId``);
+    -1 where the venue sends none.
+    """
+
+    venue: Venue
+    symbol: str
+    kind: EventKind
+    bid_px: IntArray
+    bid_qty: FloatArray
+    ask_px: IntArray
+    ask_qty: FloatArray
+    ts_event_ns: int
+    ts_recv_ns: int
+    first_seq: int = -1
+    last_seq: int = -1
+    prev_seq: int = -1
+    depth_limit: int = 0  # snapshot: levels requested per side (0 = full book)
+
+
+@dataclass(slots=True)
+class MarkPriceEvent:
+    """Mark price, index price and funding of a perpetual (Binance ``markPriceUpdate``)."""
+
+    venue: Venue
+    symbol: str
+    mark_price: float
+    index_price: float
+    funding_rate: float
+    next_funding_ns: int
+    ts_event_ns: int
+    ts_recv_ns: int
+
+
+@dataclass(slots=True)
+class Ignored:
+    """A message the adapter understood and has no use for (acks, other channels)."""
+
+    reason: str
+
+
+FeedEvent = BookEvent | MarkPriceEvent | Ignored
