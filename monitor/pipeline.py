@@ -332,6 +332,11 @@ class BookPipeline:
             elif status != R_APPLIED:
                 self._outcome(row, status, buf)
         batch.clear()
+        if first_row_status == R_SNAPSHOT and not self.is_valid(info):
+            # a one-sided or empty book is kept (it is what the venue says) but has no mid
+            self.counters.add(venue, "empty_book")
+            log.warning("book.empty_side", venue=venue.value, symbol=info.instrument.symbol,
+                        levels=[int(self.store.istate[info.book, S_N_BID]), int(self.store.istate[info.book, S_N_ASK])])
         if first_row_status == R_SNAPSHOT:
             log.info(
                 "book.snapshot",

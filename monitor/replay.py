@@ -50,11 +50,16 @@ def replay(
     metrics_out: IO[bytes] | None = None,
     on_tick: Callable[[int, list[dict[str, Any]]], None] | None = None,
     speed: float | None = None,
+    max_idle_s: float = 60.0,
 ) -> ReplayResult:
     """Feed every record to ``pipeline``; every ``tick_ms`` of recorded time compute the
     metrics of every book and write them to ``metrics_out`` (JSON lines) and ``on_tick``.
+
+    Ticks keep coming through silences of up to ``max_idle_s`` (book age grows, as it
+    would live); a longer hole in the recording is skipped.
     """
     tick_ns = tick_ms * 1_000_000
+    max_idle_ticks = max(1, int(max_idle_s * 1e9 // tick_ns))
     next_tick: int | None = None
     records = ticks = rows = unknown = 0
     started = time.perf_counter()
@@ -77,9 +82,20 @@ def replay(
         if next_tick is None:
             next_tick = (recv_ns // tick_ns + 1) * tick_ns
             first_ns = recv_ns
-        while recv_ns >= next_tick:
-            emit(next_tick)
-            next_tick += tick_ns
+        if recv_ns >= next_tick:
+            idle = 0
+            while recv_ns >= next_tick and idle < max_idle_ticks:
+                emit(next_tick)
+                next_tick += tick_ns
+                idle += 1
+            if recv_ns >= next_tick:
+                # a hole in the recording (recorder stopped, or files of different days):
+                # skip it rather than print the same books for every tick of the hole
+                skipped_to = (recv_ns // tick_ns) * tick_ns
+                log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
+                next_tick = skipped_to
+                if next_tick <= recv_ns:
+                    next_tick += tick_ns
         if speed is not None and first_ns is not None:
             lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
             if lag > 0:

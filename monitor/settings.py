@@ -1,0 +1,448 @@
+"""Settings: config/default.toml, then user TOML files, then LIQMON_* environment overrides.
+
+The layers are merged key by key (tables recursively, arrays replaced), validated once
+into frozen structs and passed explicitly. ``LIQMON_<SECTION>__<KEY>[__<SUBKEY>...]``
+variables override keys (a double underscore separates levels, arrays are comma
+separated); other ``LIQMON_*`` variables, such as secrets, are not settings and are left
+to the code that reads them. Every problem is a ConfigError naming the file or variable
+that last set the offending key, the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tomllib
+from collections.abc import Callable, Container, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Final, NamedTuple, TypeVar
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta, Struct
+
+from monitor.domain import Venue
+from monitor.errors import ConfigError
+from monitor.log import LogFormat, LogLevel
+
+PositiveInt = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+_WS_URL_PATTERN: Final = r"^wss?://\S+$"
+_REST_URL_PATTERN: Final = r"^https?://\S+$"
+_CURRENCY_PATTERN: Final = r"^[A-Z0-9]+$"
+WsUrl = Annotated[str, Meta(pattern=_WS_URL_PATTERN)]
+RestUrl = Annotated[str, Meta(pattern=_REST_URL_PATTERN)]
+DepthBandPct = Annotated[float, Meta(gt=0, le=10)]
+CurrencyCode = Annotated[str, Meta(pattern=_CURRENCY_PATTERN)]
+# What each pattern means, for error messages (msgspec would print the regex).
+_PATTERN_MEANINGS: Final = {
+    _WS_URL_PATTERN: "a ws:// or wss:// URL without spaces",
+    _REST_URL_PATTERN: "an http:// or https:// URL without spaces",
+    _CURRENCY_PATTERN: "an upper-case currency code such as USDT",
+}
+
+
+class MonitorSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """The daemon itself: tick, book size, data directory, logging."""
+
+    tick_ms: PositiveInt
+    book_capacity: PositiveInt
+    data_dir: NonEmptyStr
+    log_level: LogLevel
+    log_format: LogFormat
+
+    @property
+    def data_path(self) -> Path:
+        """`data_dir` with ``~`` expanded."""
+        return Path(self.data_dir).expanduser()
+
+
+class MetricsSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """What each book is measured for on every tick."""
+
+    depth_bands_pct: Annotated[tuple[DepthBandPct, ...], Meta(min_length=1)]
+    slippage_notionals_usd: Annotated[tuple[PositiveFloat, ...], Meta(min_length=1)]
+
+
+class FxSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """Conversion of quote currencies to USD."""
+
+    usd_stables: tuple[CurrencyCode, ...]
+
+
+class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """Timeouts and reconnect backoff shared by every venue connection (seconds)."""
+
+    connect_timeout_s: PositiveFloat
+    receive_timeout_s: PositiveFloat
+    backoff_initial_s: PositiveFloat
+    backoff_max_s: PositiveFloat
+    healthy_after_s: PositiveFloat
+    snapshot_timeout_s: PositiveFloat
+
+
+class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """One ``[venues.<venue id>]`` table."""
+
+    enabled: bool
+    ws_url: WsUrl
+    rest_url: RestUrl
+    depth_stream: NonEmptyStr
+    snapshot_limit: PositiveInt
+    symbols: tuple[str, ...]
+    market_ws_url: WsUrl | None = None
+    mark_price_stream: NonEmptyStr | None = None
+
+
+class Settings(Struct, frozen=True, forbid_unknown_fields=True):
+    """All settings, as returned by `load_settings`."""
+
+    monitor: MonitorSettings
+    metrics: MetricsSettings
+    fx: FxSettings
+    connection: ConnectionSettings
+    venues: dict[Venue, VenueSettings]
+
+    def enabled_venues(self) -> dict[Venue, VenueSettings]:
+        """The venues with ``enabled = true``, in configuration order."""
+        return {venue: table for venue, table in self.venues.items() if table.enabled}
+
+
+DEFAULT_CONFIG: Final = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+ENV_PREFIX: Final = "LIQMON_"
+ENV_SEPARATOR: Final = "__"
+
+
+class _Allowed(NamedTuple):
+    values: Container[int]
+    description: str
+
+
+# REST snapshot depths each venue accepts (from the venue's API documentation).
+_SNAPSHOT_LIMITS: Final[dict[Venue, _Allowed]] = {
+    Venue.BINANCE: _Allowed(range(1, 5001), "an integer from 1 to 5000"),
+    Venue.BINANCE_FUTURES: _Allowed(
+        frozenset({5, 10, 20, 50, 100, 500, 1000}), "one of 5, 10, 20, 50, 100, 500, 1000"
+    ),
+}
+
+_SCHEMA: Final = mi.type_info(Settings)
+_VENUE_VALUES: Final = frozenset(venue.value for venue in Venue)
+_VENUE_IDS: Final = ", ".join(venue.value for venue in Venue)
+_TOML_POSITION = re.compile(
+    r"\s*\(at (line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
+)
+_MSGSPEC_ERROR = re.compile(
+    r"^(?P<problem>.*?)(?: - at (?:`key` in )?`(?P<path>\$[^`]*)`)?$", re.DOTALL
+)
+_MSGSPEC_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_NAMED_FIELD = re.compile(
+    r"^Object (?P<what>contains unknown|missing required) field `(?P<name>[^`]+)`$"
+)
+
+_Key = tuple[str | int, ...]
+_T = TypeVar("_T")
+
+
+def load_settings(paths: Sequence[Path] = (), env: Mapping[str, str] | None = None) -> Settings:
+    """Load config/default.toml, merge `paths` over it in order, apply overrides, validate.
+
+    env: the environment to read ``LIQMON_*__*`` overrides from; ``None`` means os.environ.
+    Raises ConfigError naming the file or variable, the dotted key and the problem.
+    """
+    layers = _Layers(str(DEFAULT_CONFIG))
+    for path in (DEFAULT_CONFIG, *paths):
+        layers.merge(_read_toml(Path(path)), str(path))
+    for source, table in _environment_overrides(os.environ if env is None else env):
+        layers.merge(table, source)
+    return _validate(layers)
+
+
+class _Layers:
+    """The merged tables, and for every key the source (file or variable) that set it last."""
+
+    def __init__(self, fallback_source: str) -> None:
+        self.data: dict[str, Any] = {}
+        self._origins: dict[_Key, str] = {}
+        self._fallback_source = fallback_source
+
+    def merge(self, table: Mapping[str, Any], source: str) -> None:
+        self._merge(self.data, table, source, ())
+
+    def _merge(
+        self, into: dict[str, Any], table: Mapping[str, Any], source: str, prefix: _Key
+    ) -> None:
+        for name, value in table.items():
+            key = (*prefix, name)
+            self._origins[key] = source
+            if isinstance(value, Mapping):
+                if not isinstance(into.get(name), dict):
+                    into[name] = {}
+                self._merge(into[name], value, source, key)
+            else:
+                into[name] = value
+
+    def value_at(self, key: _Key) -> Any:
+        value: Any = self.data
+        for part in key:
+            value = value[part]
+        return value
+
+    def source_of(self, key: _Key) -> str:
+        # The deepest key that was set: `venues.okx` for a key missing from that table.
+        for end in range(len(key), 0, -1):
+            source = self._origins.get(key[:end])
+            if source is not None:
+                return source
+        return self._fallback_source
+
+    def error(self, key: _Key, problem: str) -> ConfigError:
+        return ConfigError(self.source_of(key), _dotted(key), problem)
+
+
+def _dotted(key: _Key) -> str:
+    text = ""
+    for part in key:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.startswith("["):
+            text += part
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, f"byte {exc.start}", "not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POSITION.search(message)
+        if match is None:
+            where = "(file)"
+        elif match["line"] is None:
+            where = "end of file"
+        else:
+            where = f"line {match['line']}, column {match['column']}"
+        reason = message[: match.start()] if match else message
+        raise ConfigError(source, where, f"invalid TOML: {reason}") from None
+
+
+def _environment_overrides(env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    overrides = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        path = variable.removeprefix(ENV_PREFIX)
+        if ENV_SEPARATOR not in path:
+            continue
+        source = f"environment variable {variable}"
+        key = tuple(part.lower() for part in path.split(ENV_SEPARATOR))
+        target = _env_target(key, source)
+        try:
+            value = _parse_env_value(env[variable], target)
+        except ValueError as exc:
+            raise ConfigError(source, _dotted(key), f"{exc}, got {env[variable]!r}") from None
+        table: Any = value
+        for part in reversed(key):
+            table = {part: table}
+        overrides.append((source, table))
+    return overrides
+
+
+def _env_target(key: tuple[str, ...], source: str) -> mi.Type:
+    target: mi.Type = _SCHEMA
+    for depth, part in enumerate(key):
+        here = key[: depth + 1]
+        if isinstance(target, mi.StructType):
+            fields = {field.encode_name: field.type for field in target.fields}
+            if part not in fields:
+                raise ConfigError(
+                    source, _dotted(here), f"unknown key; expected one of {', '.join(fields)}"
+                )
+            target = fields[part]
+        elif isinstance(target, mi.DictType):
+            if target.key_type == mi.EnumType(Venue) and part not in _VENUE_VALUES:
+                raise ConfigError(
+                    source, _dotted(here), f"unknown venue; expected one of {_VENUE_IDS}"
+                )
+            target = target.value_type
+        else:
+            raise ConfigError(source, _dotted(here), f"{_dotted(key[:depth])} is not a table")
+    if isinstance(target, mi.StructType | mi.DictType):
+        raise ConfigError(source, _dotted(key), "is a table: name one of its keys after another __")
+    return target
+
+
+def _parse_env_value(text: str, target: mi.Type) -> Any:
+    if isinstance(target, mi.UnionType):
+        members = [member for member in target.types if not isinstance(member, mi.NoneType)]
+        if len(members) < len(target.types) and not text.strip():
+            return None
+        if len(members) != 1:
+            raise ValueError("this key cannot be set from the environment")
+        return _parse_env_value(text, members[0])
+    if isinstance(target, mi.ListType | mi.VarTupleType):
+        items = [item.strip() for item in text.split(",")]
+        if items == [""]:
+            return []
+        try:
+            return [_parse_scalar(item, target.item_type) for item in items]
+        except ValueError as exc:
+            raise ValueError(f"{exc} in each comma-separated item") from None
+    return _parse_scalar(text.strip(), target)
+
+
+_BOOL_WORDS: Final = {"true": True, "1": True, "false": False, "0": False}
+_SCALAR_PARSERS: Final[dict[type[mi.Type], tuple[Callable[[str], Any], str]]] = {
+    mi.BoolType: (lambda text: _BOOL_WORDS[text.lower()], "true, false, 1 or 0"),
+    mi.IntType: (int, "an integer"),
+    mi.FloatType: (float, "a number"),
+    mi.StrType: (str, "a string"),
+    mi.EnumType: (str, "a string"),  # the value itself is checked by msgspec, like a file's
+}
+
+
+def _parse_scalar(text: str, target: mi.Type) -> Any:
+    parser = _SCALAR_PARSERS.get(type(target))
+    if parser is None:
+        raise ValueError("this key cannot be set from the environment")
+    parse, expected = parser
+    try:
+        return parse(text)
+    except (KeyError, ValueError):
+        raise ValueError(f"expected {expected}") from None
+
+
+def _validate(layers: _Layers) -> Settings:
+    venues = layers.data.get("venues")
+    if isinstance(venues, dict):
+        # One venue at a time: msgspec reports a bad value inside a dict as `$.venues[...]`,
+        # without the venue's name.
+        for name, table in venues.items():
+            if name not in _VENUE_VALUES:
+                raise layers.error(("venues", name), f"unknown venue; expected one of {_VENUE_IDS}")
+            _convert(table, VenueSettings, ("venues", name), layers)
+    settings = _convert(layers.data, Settings, (), layers)
+    _check_semantics(settings, layers)
+    return settings
+
+
+def _convert(obj: Any, target: type[_T], prefix: _Key, layers: _Layers) -> _T:
+    try:
+        return msgspec.convert(obj, target)
+    except msgspec.ValidationError as exc:
+        key, problem = _explain(
+            str(exc), mi.type_info(target), lambda key: layers.value_at((*prefix, *key))
+        )
+        raise layers.error((*prefix, *key), problem) from exc
+
+
+def _explain(message: str, schema: mi.Type, value_at: Callable[[_Key], Any]) -> tuple[_Key, str]:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.a.b`" into a key and a problem."""
+    match = _MSGSPEC_ERROR.match(message)
+    if match is None:  # pragma: no cover - the pattern matches any text
+        return (), message
+    key: list[str | int] = []
+    for part in _MSGSPEC_PATH_PART.finditer(match["path"] or "$"):
+        name, index = part.groups()
+        if name is not None:
+            key.append(name)
+        else:
+            key.append(int(index) if index.isdigit() else f"[{index}]")
+    problem = match["problem"].replace("`object`", "`table`")
+    target = _schema_at(schema, key)
+    named = _NAMED_FIELD.match(problem)
+    if named is not None:
+        key.append(named["name"])
+        if named["what"] == "missing required":
+            problem = "missing required key"
+        elif isinstance(target, mi.StructType):
+            expected = ", ".join(field.encode_name for field in target.fields)
+            problem = f"unknown key; expected one of {expected}"
+        else:
+            problem = "unknown key"
+    elif isinstance(target, mi.EnumType):
+        problem += f"; expected one of {', '.join(member.value for member in target.cls)}"
+    elif (
+        isinstance(target, mi.StrType)
+        and target.pattern in _PATTERN_MEANINGS
+        and problem.startswith("Expected `str` matching")
+    ):
+        problem = f"expected {_PATTERN_MEANINGS[target.pattern]}, got {value_at(tuple(key))!r}"
+    return tuple(key), problem
+
+
+def _schema_at(schema: mi.Type, key: list[str | int]) -> mi.Type | None:
+    target: mi.Type | None = schema
+    for part in key:
+        target = _without_none(target)
+        if isinstance(target, mi.StructType):
+            target = next((f.type for f in target.fields if f.encode_name == part), None)
+        elif isinstance(target, mi.DictType):
+            target = target.value_type
+        elif isinstance(target, mi.ListType | mi.VarTupleType):
+            target = target.item_type
+        else:
+            return None
+    return _without_none(target)
+
+
+def _without_none(target: mi.Type | None) -> mi.Type | None:
+    if isinstance(target, mi.UnionType):
+        members = [member for member in target.types if not isinstance(member, mi.NoneType)]
+        if len(members) == 1:
+            return members[0]
+    return target
+
+
+def _check_semantics(settings: Settings, layers: _Layers) -> None:
+    bands = settings.metrics.depth_bands_pct
+    if any(later <= earlier for earlier, later in itertools.pairwise(bands)):
+        raise layers.error(
+            ("metrics", "depth_bands_pct"), f"expected strictly increasing bands, got {list(bands)}"
+        )
+    connection = settings.connection
+    if connection.backoff_max_s < connection.backoff_initial_s:
+        raise layers.error(
+            ("connection", "backoff_max_s"),
+            f"expected at least backoff_initial_s ({connection.backoff_initial_s}), "
+            f"got {connection.backoff_max_s}",
+        )
+    for venue, table in settings.venues.items():
+        _check_venue(venue, table, layers)
+
+
+def _check_venue(venue: Venue, table: VenueSettings, layers: _Layers) -> None:
+    prefix = ("venues", venue.value)
+    allowed = _SNAPSHOT_LIMITS.get(venue)
+    if allowed is not None and table.snapshot_limit not in allowed.values:
+        raise layers.error(
+            (*prefix, "snapshot_limit"),
+            f"expected {allowed.description} for {venue.value}, got {table.snapshot_limit}",
+        )
+    if not table.enabled:
+        return
+    if not table.symbols:
+        raise layers.error((*prefix, "symbols"), "an enabled venue needs at least one symbol")
+    seen: set[str] = set()
+    for index, symbol in enumerate(table.symbols):
+        if not symbol or symbol != symbol.upper() or any(c.isspace() for c in symbol):
+            raise layers.error(
+                (*prefix, "symbols", index),
+                f"expected a non-empty upper-case symbol without spaces, got {symbol!r}",
+            )
+        if symbol in seen:
+            raise layers.error((*prefix, "symbols", index), f"{symbol!r} is listed twice")
+        seen.add(symbol)

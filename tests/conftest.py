@@ -1,0 +1,32 @@
+"""Shared test helpers: where the real recordings and captured frames live."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+RECORDINGS = TESTS / "recordings"
+FIXTURES = TESTS / "fixtures"
+
+SPOT_RECORDING = RECORDINGS / "binance-spot-2021-10-12.jsonl.gz"
+USDM_RECORDING = RECORDINGS / "binance-usdm-2021-07-22.jsonl.gz"
+OKX_RECORDING = RECORDINGS / "okx-2022-05-13.jsonl.gz"
+
+
+def fixture_record(venue: str, name: str) -> dict[str, Any]:
+    """A captured message in recording form ({ts, venue, kind, url, data})."""
+    return json.loads((FIXTURES / venue / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def spot_recording() -> Path:
+    return SPOT_RECORDING
+
+
+@pytest.fixture
+def usdm_recording() -> Path:
+    return USDM_RECORDING

@@ -1,0 +1,233 @@
+"""Real Binance recordings replayed through the live path, checked against a reference."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from monitor.instruments import InstrumentRegistry
+from monitor.metrics.reference import reference_metrics
+from monitor.pipeline import BookPipeline
+from monitor.replay import replay
+from tests.conftest import SPOT_RECORDING, USDM_RECORDING
+from tests.e2e.reference_replay import RefBook, reference_books
+
+RECORDINGS = [SPOT_RECORDING, USDM_RECORDING]
+BANDS = [0.1, 0.5, 1.0, 2.0]
+NOTIONALS = [10_000.0, 100_000.0, 1_000_000.0]
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def write(records: list[dict[str, Any]], path: Path) -> Path:
+    with gzip.open(path, "wt") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+    return path
+
+
+def new_pipeline() -> BookPipeline:
+    return BookPipeline(InstrumentRegistry(), capacity=2048, bands_pct=BANDS, notionals_usd=NOTIONALS)
+
+
+def run(paths: list[Path], tick_ms: int = 1000) -> tuple[BookPipeline, list[tuple[int, list[dict[str, Any]]]]]:
+    pipeline = new_pipeline()
+    ticks: list[tuple[int, list[dict[str, Any]]]] = []
+    replay(paths, pipeline, tick_ms=tick_ms, on_tick=lambda ts, rows: ticks.append((ts, rows)))
+    return pipeline, ticks
+
+
+def depth_limits(records: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+    """The last snapshot per book with its requested limit."""
+    out = {}
+    for rec in records:
+        if rec["kind"] == "http" and urlsplit(rec["url"]).path.endswith("/depth"):
+            q = parse_qs(urlsplit(rec["url"]).query)
+            out[(rec["venue"], q["symbol"][0])] = (int(q["limit"][0]), json.loads(rec["data"]))
+    return out
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: p.name)
+class TestRealRecordings:
+    def test_every_book_syncs_with_no_gap_and_matches_the_reference_level_for_level(self, path: Path) -> None:
+        records = load(path)
+        pipeline, _ = run([path])
+        reference = reference_books(records)
+        summaries = pipeline.book_summaries(depth=100_000)
+        assert {(s["venue"], s["symbol"]) for s in summaries} == set(reference)
+        assert len(summaries) == 4
+        for s in summaries:
+            ref = reference[(s["venue"], s["symbol"])]
+            assert ref.gaps == 0 and ref.live
+            assert s["valid"] and s["state"] == "live"
+            assert (s["gaps"], s["resyncs"], s["rejected"], s["pending"]) == (0, 0, 0, 0)
+            bids, asks = ref.top(100_000)
+            # strings exactly as the venue wrote them, every level
+            assert s["bids"] == bids
+            assert s["asks"] == asks
+
+    def test_final_metrics_equal_the_reference_kernel_on_the_reference_book(self, path: Path) -> None:
+        records = load(path)
+        pipeline, ticks = run([path])
+        reference = reference_books(records)
+        limits = depth_limits(records)
+        rows = pipeline.tick(ticks[-1][0])
+        assert rows
+        for row in rows:
+            key = (row["venue"], row["symbol"])
+            ref: RefBook = reference[key]
+            bids = [(float(Decimal(p)), float(q)) for p, q in ref.top(100_000)[0]]
+            asks = [(float(Decimal(p)), float(q)) for p, q in ref.top(100_000)[1]]
+            limit, snap = limits[key]
+            complete_bid = float(Decimal(snap["bids"][-1][0])) if len(snap["bids"]) >= limit else -math.inf
+            complete_ask = float(Decimal(snap["asks"][-1][0])) if len(snap["asks"]) >= limit else math.inf
+            fx = row["fx_usd"] if row["fx_usd"] is not None else math.nan
+            expected = reference_metrics(
+                bids, asks, fx=fx, bands=[b / 100 for b in BANDS], notionals=NOTIONALS,
+                complete_bid=complete_bid, complete_ask=complete_ask,
+            )
+            assert expected is not None
+            assert (row["bid"], row["ask"], row["mid"]) == (expected.bid, expected.ask, expected.mid)
+            assert row["spread_bps"] == expected.spread_bps
+            for k, band in enumerate(BANDS):
+                label = f"{band:g}"
+                assert row["depth_quote"][label] == list(expected.depth_quote[k])
+                assert row["depth_covered"][label] == list(expected.covered[k])
+                if fx == fx:
+                    assert row["depth"][label] == list(expected.depth_usd[k])
+            for q, notional in enumerate(NOTIONALS):
+                got = row["slippage"][f"{notional:g}"]
+                sell, sell_ex = expected.sell[q]
+                buy, buy_ex = expected.buy[q]
+                if fx == fx:
+                    assert got["sell_bps"] == pytest.approx(sell, rel=1e-9)
+                    assert got["buy_bps"] == pytest.approx(buy, rel=1e-9)
+                    assert (got["sell_exhausted"], got["buy_exhausted"]) == (sell_ex, buy_ex)
+
+    def test_replay_is_deterministic(self, path: Path, tmp_path: Path) -> None:
+        outputs = []
+        for i in range(2):
+            out = tmp_path / f"m{i}.jsonl"
+            with out.open("wb") as f:
+                replay([path], new_pipeline(), tick_ms=250, metrics_out=f)
+            outputs.append(out.read_bytes())
+        assert outputs[0] == outputs[1]
+        assert outputs[0].count(b"\n") > 100
+
+    def test_ticks_follow_recorded_time_not_the_wall_clock(self, path: Path) -> None:
+        records = load(path)
+        _, ticks = run([path], tick_ms=500)
+        first, last = records[0]["ts"], records[-1]["ts"]
+        stamps = [ts for ts, _ in ticks]
+        assert all(b - a == 500_000_000 for a, b in zip(stamps, stamps[1:], strict=False))
+        assert first * 1e9 < stamps[0] <= first * 1e9 + 500_000_000
+        assert last * 1e9 < stamps[-1] <= last * 1e9 + 500_000_000
+
+
+def _forge_gap(records: list[dict[str, Any]], venue: str, symbol: str) -> tuple[list[dict[str, Any]], int, int]:
+    """Drop one mid-session delta of ``symbol``, and insert a snapshot built from the true
+    book twenty deltas later (as a REST snapshot fetched then would be)."""
+    deltas = [
+        i for i, r in enumerate(records)
+        if r["kind"] == "ws" and f'"s":"{symbol}"' in r["data"] and '"depthUpdate"' in r["data"]
+    ]
+    drop_at = deltas[len(deltas) // 3]
+    snap_after = deltas[len(deltas) // 3 + 20]
+    truth = reference_books(records[: snap_after + 1])[(venue, symbol)]
+    bids, asks = truth.top(100_000)
+    snapshot = {
+        "ts": records[snap_after]["ts"],
+        "venue": venue,
+        "kind": "http",
+        "url": (
+            f"https://api.binance.com/api/v3/depth?symbol={symbol}&limit=5000"
+            if venue == "binance"
+            else f"https://fapi.binance.com/fapi/v1/depth?symbol={symbol}&limit=1000"
+        ),
+        "data": json.dumps({"lastUpdateId": truth.last_id, "bids": bids, "asks": asks}),
+    }
+    forged = records[:drop_at] + records[drop_at + 1 : snap_after + 1] + [snapshot] + records[snap_after + 1 :]
+    return forged, drop_at, snap_after
+
+
+@pytest.mark.parametrize(
+    ("path", "venue", "symbol"),
+    [(SPOT_RECORDING, "binance", "NKNUSDT"), (USDM_RECORDING, "binance_futures", "SUSHIUSDT")],
+)
+def test_forged_gap_invalidates_only_that_book_until_a_snapshot_restores_it(
+    path: Path, venue: str, symbol: str, tmp_path: Path
+) -> None:
+    records = load(path)
+    forged, drop_at, snap_after = _forge_gap(records, venue, symbol)
+    forged_path = write(forged, tmp_path / "forged.jsonl.gz")
+    pipeline, ticks = run([forged_path], tick_ms=100)
+
+    summaries = {(s["venue"], s["symbol"]): s for s in pipeline.book_summaries(depth=100_000)}
+    hit = summaries[(venue, symbol)]
+    assert hit["gaps"] == 1 and hit["resyncs"] == 1
+    assert hit["valid"]  # recovered after the snapshot
+    # recovered to exactly the true book of the unforged recording
+    truth = reference_books(records)[(venue, symbol)]
+    assert [hit["bids"], hit["asks"]] == list(truth.top(100_000))
+    for key, other in summaries.items():
+        if key != (venue, symbol):
+            assert other["gaps"] == 0 and other["resyncs"] == 0 and other["valid"]
+
+    # invalid from the tick after the gap to the tick after the snapshot, valid otherwise
+    gap_ts = forged[drop_at]["ts"] * 1e9  # the delta after the dropped one
+    snap_ts = forged[snap_after]["ts"] * 1e9
+    states = [(ts, row["valid"]) for ts, rows in ticks for row in rows if row["symbol"] == symbol]
+    invalid = [ts for ts, valid in states if not valid and ts > gap_ts]
+    assert invalid, "the book was never reported invalid after the gap"
+    assert all(gap_ts < ts <= snap_ts + 100_000_000 for ts in invalid)
+    assert any(valid for ts, valid in states if ts > snap_ts + 100_000_000)
+
+
+def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
+    metrics, books = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "replay", str(SPOT_RECORDING), str(USDM_RECORDING),
+         "--tick-ms", "1000", "--metrics-out", str(metrics), "--books-out", str(books)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert {r["venue"] for r in rows} == {"binance", "binance_futures"}
+    valid = [r for r in rows if r["valid"]]
+    assert valid
+    for r in valid:
+        assert {"ts", "venue", "symbol", "instrument", "valid", "bid", "ask", "mid", "spread_bps", "depth"} <= r.keys()
+        assert set(r["depth"]) == {"0.1", "0.5", "1", "2"}
+        assert all(len(v) == 2 for v in r["depth"].values())
+        assert r["bid"] < r["ask"]
+    assert {r["instrument"] for r in rows} >= {"NKN-USDT-SPOT", "SUSHI-USDT-PERP"}
+    out = [json.loads(line) for line in books.read_text().splitlines()]
+    assert len(out) == 8
+    for b in out:
+        assert {"venue", "symbol", "bids", "asks", "valid", "gaps", "resyncs", "checksum_ok", "checksum_failed", "messages"} <= b.keys()
+        assert len(b["bids"]) <= 50 and len(b["asks"]) <= 50
+        assert all(isinstance(p, str) and isinstance(q, str) for p, q in b["bids"] + b["asks"])
+    truth = reference_books(load(USDM_RECORDING))[("binance_futures", "SUSHIUSDT")]
+    sushi = next(b for b in out if b["symbol"] == "SUSHIUSDT")
+    assert [sushi["bids"], sushi["asks"]] == list(truth.top(50))
+
+
+def test_cli_replay_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "replay", str(tmp_path / "nope.jsonl")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 2
+    assert "nope.jsonl" in proc.stderr
