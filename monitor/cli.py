@@ -73,6 +73,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if tick_ms <= 0:
         log.error("replay.bad_tick", tick_ms=tick_ms)
         return 2
+    for out_path in (args.metrics_out, args.books_out):
+        if out_path:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     metrics_out = open(args.metrics_out, "wb") if args.metrics_out else None  # noqa: SIM115
     try:
         result = replay(args.files, pipeline, tick_ms=tick_ms, metrics_out=metrics_out, speed=args.speed)
