@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 import msgspec
 import structlog
@@ -66,7 +66,7 @@ class RecordingWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes]
+        self._file: BinaryIO | gzip.GzipFile
         if self.path.name.endswith(".gz"):
             self._file = gzip.open(self.path, "ab")  # noqa: SIM115 - closed in close()
         else:
@@ -112,12 +112,12 @@ class RecordingWriter:
         self.close()
 
 
-def _open(path: Path) -> IO[bytes]:
+def _open(path: Path) -> BinaryIO | gzip.GzipFile:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == _GZIP_MAGIC:
         return gzip.open(path, "rb")
-    return open(path, "rb")  # noqa: SIM115 - returned to a with block
+    return open(path, "rb")
 
 
 def iter_recording(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
@@ -155,6 +155,4 @@ def _iter_file(path: Path) -> Iterator[Record]:
                     return
                 yield record
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-            _log.warning(
-                "recording.truncated", path=str(path), line=line_number, error=repr(error)
-            )
+            _log.warning("recording.truncated", path=str(path), line=line_number, error=repr(error))

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from monitor.errors import ConfigError
@@ -100,15 +100,22 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.records else 1
 
 
-def _run_async(coro_factory: object) -> int:
+def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run a daemon coroutine until it ends or SIGINT/SIGTERM asks it to stop."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await coro_factory(stop)  # type: ignore[operator]
+        await coro_factory(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        log.error("config.invalid", error=str(exc))
+        sys.stderr.write(f"liqmon: {exc}\n")
+        return 2
     return 0
 
 

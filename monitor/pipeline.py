@@ -147,10 +147,15 @@ class BookPipeline:
         return info
 
     def invalidate_venue(self, venue: Venue) -> None:
-        """A connection was lost: every book of the venue missed deltas and is resynced."""
+        """Every book of the venue missed deltas (its only connection was lost): resync."""
+        self.invalidate_books(venue, [s for v, s in self.books if v == venue])
+
+    def invalidate_books(self, venue: Venue, symbols: Iterable[str]) -> None:
+        """The connection carrying these books was lost: they missed deltas and are resynced."""
         self.flush()
-        for (v, _), info in self.books.items():
-            if v == venue:
+        for symbol in symbols:
+            info = self.books.get((venue, symbol))
+            if info is not None:
                 self._throw_away(info, "reconnect")
 
     def _throw_away(self, info: BookInfo, reason: str) -> None:

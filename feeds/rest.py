@@ -1,0 +1,312 @@
+"""REST GETs to venues (depth snapshots, instrument lists), polite under rate limits.
+
+One :class:`RestClient` per venue over a shared ``aiohttp.ClientSession``. It spends request
+weight from a sliding one-minute :class:`WeightBudget` before each request, so a mass
+resync is spread out instead of approaching the ban line; honours ``429 Retry-After`` for
+every request of the venue (retrying the one that got it, a bounded number of times);
+turns ``418`` (an IP ban) into :class:`VenueBanned`, refusing all requests until it
+expires; and retries ``5xx``, timeouts and connection errors with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import structlog
+
+from monitor.domain import Venue
+from monitor.errors import FeedError, FeedTimeout
+
+_log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_RETRY_AFTER_S = 60.0
+"""Wait assumed when a 429/418 carries no usable Retry-After."""
+
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+
+
+def binance_spot_depth_weight(limit: int) -> int:
+    """Request weight of ``GET /api/v3/depth`` for a given ``limit``."""
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+def binance_futures_depth_weight(limit: int) -> int:
+    """Request weight of ``GET /fapi/v1/depth`` for a given ``limit``."""
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+DEPTH_WEIGHT: dict[Venue, Callable[[int], int]] = {
+    Venue.BINANCE: binance_spot_depth_weight,
+    Venue.BINANCE_FUTURES: binance_futures_depth_weight,
+}
+INSTRUMENTS_WEIGHT: dict[Venue, int] = {Venue.BINANCE: 20, Venue.BINANCE_FUTURES: 1}
+WEIGHT_LIMIT_PER_MINUTE: dict[Venue, int] = {Venue.BINANCE: 6000, Venue.BINANCE_FUTURES: 2400}
+
+
+class RestError(FeedError):
+    """A REST request failed. ``status`` is None when no response arrived."""
+
+    def __init__(self, venue: str, url: str, status: int | None, problem: str) -> None:
+        super().__init__(f"{venue}: GET {url}: {problem}")
+        self.venue = venue
+        self.url = url
+        self.status = status
+        self.problem = problem
+
+
+class RestTimeout(RestError, FeedTimeout):
+    """No complete response within the request timeout."""
+
+
+class RateLimited(RestError):
+    """Still 429 after the allowed retries."""
+
+
+class VenueBanned(RestError):
+    """The venue banned this IP (HTTP 418): no request to it before ``retry_after_s``."""
+
+    def __init__(self, venue: str, url: str, retry_after_s: float) -> None:
+        super().__init__(venue, url, 418, f"banned for {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+def parse_retry_after(value: str | None, *, now_epoch_s: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now_epoch_s is None else now_epoch_s
+    return max(0.0, when.timestamp() - now)
+
+
+class WeightBudget:
+    """Sliding-window request-weight budget: spend at most ``usable_fraction`` of a limit.
+
+    :meth:`spend` waits (FIFO) until the weight spent in the last ``window_s`` plus the new
+    weight fits. A weight larger than the whole usable budget is let through on an empty
+    window rather than waiting forever.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        usable_fraction: float = 0.5,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.limit = limit
+        self.capacity = max(1, int(limit * usable_fraction))
+        self.window_s = window_s
+        self._clock = clock
+        self._sleep = sleep
+        self._spent: deque[tuple[float, int]] = deque()
+        self._lock = asyncio.Lock()
+
+    def used(self) -> int:
+        self._expire(self._clock())
+        return sum(weight for _, weight in self._spent)
+
+    def observe_used(self, used: int) -> None:
+        """Account for weight the venue reports as used that this process did not spend."""
+        missing = used - self.used()
+        if missing > 0:
+            self._spent.append((self._clock(), missing))
+
+    async def spend(self, weight: int) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                self._expire(now)
+                used = sum(w for _, w in self._spent)
+                if used + weight <= self.capacity or not self._spent:
+                    self._spent.append((now, weight))
+                    return
+                wait_s = self._wait_for(weight, used, now)
+                _log.debug("rest.budget_wait", used=used, weight=weight, wait_s=wait_s)
+                await self._sleep(wait_s)
+
+    def _wait_for(self, weight: int, used: int, now: float) -> float:
+        # time until enough of the oldest spends leave the window
+        for stamp, spent in self._spent:
+            used -= spent
+            if used + weight <= self.capacity:
+                return max(0.0, stamp + self.window_s - now)
+        return max(0.0, self._spent[-1][0] + self.window_s - now)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window_s
+        while self._spent and self._spent[0][0] <= horizon:
+            self._spent.popleft()
+
+
+class RestClient:
+    """GETs to one venue, with timeouts, retries, rate limits and a weight budget.
+
+    ``sleep``, ``clock`` (monotonic seconds) and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        venue: str,
+        timeout_s: float = 10.0,
+        budget: WeightBudget | None = None,
+        max_retries: int = 3,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 10.0,
+        used_weight_header: str | None = USED_WEIGHT_HEADER,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.venue = venue
+        self.budget = budget
+        self.banned_until = 0.0
+        self.paused_until = 0.0
+        self.requests = 0
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_retries = max_retries
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._used_weight_header = used_weight_header
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._log = _log.bind(venue=venue)
+
+    @classmethod
+    def for_venue(
+        cls,
+        session: aiohttp.ClientSession,
+        venue: Venue,
+        *,
+        timeout_s: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RestClient:
+        """A client with the venue's weight budget (none for venues without a table)."""
+        limit = WEIGHT_LIMIT_PER_MINUTE.get(venue)
+        budget = None if limit is None else WeightBudget(limit, clock=clock, sleep=sleep)
+        return cls(
+            session, venue=venue.value, timeout_s=timeout_s, budget=budget, sleep=sleep, clock=clock
+        )
+
+    def banned_for_s(self) -> float:
+        return max(0.0, self.banned_until - self._clock())
+
+    async def get_text(self, url: str, *, weight: int = 1, max_retries: int | None = None) -> str:
+        """GET ``url`` and return the body of a 2xx answer.
+
+        ``weight`` is spent from the budget before each attempt; ``max_retries`` overrides
+        the client's bound for this call. Raises :class:`VenueBanned` (418, or while a ban
+        lasts), :class:`RateLimited` (429 beyond the retries), :class:`RestTimeout` or
+        :class:`RestError`.
+        """
+        retries = self._max_retries if max_retries is None else max_retries
+        last_error: RestError | None = None
+        for attempt in range(retries + 1):
+            await self._wait_until_allowed(url)
+            if self.budget is not None:
+                await self.budget.spend(weight)
+            try:
+                status, retry_after_s, text = await self._get(url)
+            except RestError as error:  # timeout or connection error: retryable
+                last_error = error
+                await self._retry_sleep(url, attempt, retries, error)
+                continue
+            if 200 <= status < 300:
+                return text
+            if status == 418:
+                ban_s = DEFAULT_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+                self.banned_until = max(self.banned_until, self._clock() + ban_s)
+                self._log.error("rest.banned", url=url, status=status, retry_after_s=ban_s)
+                raise VenueBanned(self.venue, url, ban_s)
+            if status == 429:
+                pause_s = DEFAULT_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+                self.paused_until = max(self.paused_until, self._clock() + pause_s)
+                self._log.warning(
+                    "rest.rate_limited", url=url, attempt=attempt, retry_after_s=pause_s
+                )
+                last_error = RateLimited(self.venue, url, status, f"429 {text[:200]!r}")
+                continue
+            if status >= 500:
+                last_error = RestError(self.venue, url, status, f"{status} {text[:200]!r}")
+                await self._retry_sleep(url, attempt, retries, last_error)
+                continue
+            raise RestError(self.venue, url, status, f"{status} {text[:200]!r}")
+        assert last_error is not None
+        raise last_error
+
+    async def _get(self, url: str) -> tuple[int, float | None, str]:
+        self.requests += 1
+        try:
+            async with self._session.get(url, timeout=self._timeout) as response:
+                text = await response.text()
+                headers = response.headers
+                status = response.status
+        except TimeoutError as error:
+            raise RestTimeout(self.venue, url, None, f"timeout {error!r}") from error
+        except aiohttp.ClientError as error:
+            raise RestError(self.venue, url, None, repr(error)) from error
+        self._observe_weight(headers.get(self._used_weight_header or ""))
+        return status, parse_retry_after(headers.get("Retry-After")), text
+
+    def _observe_weight(self, value: str | None) -> None:
+        if self.budget is None or not value:
+            return
+        with contextlib.suppress(ValueError):  # a garbled header is not worth a failed request
+            self.budget.observe_used(int(value))
+
+    async def _wait_until_allowed(self, url: str) -> None:
+        banned_s = self.banned_for_s()
+        if banned_s > 0:
+            raise VenueBanned(self.venue, url, banned_s)
+        while (pause_s := self.paused_until - self._clock()) > 0:
+            await self._sleep(pause_s)
+
+    async def _retry_sleep(self, url: str, attempt: int, retries: int, error: RestError) -> None:
+        if attempt >= retries:
+            return
+        cap_s = min(self._backoff_max_s, self._backoff_initial_s * 2.0**attempt)
+        delay_s = self._rng.uniform(0.0, cap_s)
+        self._log.warning(
+            "rest.retry",
+            url=url,
+            status=error.status,
+            attempt=attempt,
+            delay_s=delay_s,
+            error=error.problem,
+        )
+        await self._sleep(delay_s)
