@@ -12,8 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from feeds.recording import Record, RecordingWriter, RecordKind, iter_recording
+from tests.conftest import RECORDINGS
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = RECORDINGS  # copies of the shared real recordings, shipped with the tests
 SPOT = DATA / "binance-spot-2021-10-12.jsonl.gz"
 USDM = DATA / "binance-usdm-2021-07-22.jsonl.gz"
 
