@@ -123,6 +123,7 @@ class Daemon:
         self.pipeline: BookPipeline | None = None
         self.last_metrics: list[dict[str, Any]] = []
         self._snapshot_failures: dict[tuple[Venue, str], int] = {}
+        self._flush_scheduled = False
 
     # --- start-up -----------------------------------------------------------------------
     async def load_registry(self) -> InstrumentRegistry:
@@ -200,7 +201,12 @@ class Daemon:
             if depth is not None:
                 depth.live = True
             assert self.pipeline is not None
-            self.pipeline.on_message(venue, "ws", url, data, recv_ns)
+            # queue the frame; every frame that arrives in this turn of the event loop is
+            # applied by one kernel call right after it (batching without added latency)
+            self.pipeline.feed(venue, "ws", url, data, recv_ns)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
         def on_connect() -> None:
             if depth is not None:
@@ -225,6 +231,11 @@ class Daemon:
             health=runtime.health,
             rng=self.rng,
         )
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.pipeline is not None:
+            self.pipeline.flush()
 
     # --- loops --------------------------------------------------------------------------
     async def run(self) -> None:

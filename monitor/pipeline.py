@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate, VenueMessage
-from monitor.book import kernels
 from monitor.book.layout import (
     E_BOOK,
     E_STATUS,
@@ -55,6 +54,7 @@ from monitor.metrics import kernels as mk
 log = get_logger("monitor.pipeline")
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
+_SNAPSHOT = EventKind.SNAPSHOT  # module constant: enum attribute lookups cost on the hot path
 
 
 class Adapter(Protocol):
@@ -115,6 +115,8 @@ class BookPipeline:
         self.notionals = np.array(notionals_usd, dtype=np.float64)
         self.usd_stables = frozenset(usd_stables)
         self.books: dict[tuple[Venue, str], BookInfo] = {}
+        # the same BookInfo objects by venue then symbol: the hot path's lookup (no tuple key)
+        self._venue_books: dict[Venue, dict[str, BookInfo]] = {v: {} for v in self.adapters}
         self._by_id: list[BookInfo] = []
         self.marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
         self.counters = Counters()
@@ -143,6 +145,7 @@ class BookPipeline:
         )
         info = BookInfo(book=book, instrument=instrument)
         self.books[key] = info
+        self._venue_books.setdefault(venue, {})[symbol] = info
         self._by_id.append(info)
         return info
 
@@ -201,14 +204,15 @@ class BookPipeline:
             log.warning("feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120])
             return
         if type(decoded) is RawBookUpdate:
-            info = self.books.get((venue, decoded.symbol)) or self.add_book(venue, decoded.symbol)
+            info = self._venue_books[venue].get(decoded.symbol) or self.add_book(venue, decoded.symbol)
             if info is None:
                 return
-            if decoded.kind == EventKind.SNAPSHOT:
+            if decoded.kind == _SNAPSHOT:
                 self.flush()
                 self._apply_snapshot(info, decoded, recv_ns)
                 return
-            self.batch.add(
+            batch = self.batch
+            batch.add(
                 info.book,
                 2,
                 decoded.first_seq,
@@ -219,7 +223,7 @@ class BookPipeline:
                 decoded.ts_event_ns,
                 recv_ns,
             )
-            if self.batch.count >= self.batch.capacity:
+            if batch.count >= batch.capacity:
                 self.flush()
         elif type(decoded) is MarkPriceEvent:
             self.marks[(venue, decoded.symbol)] = decoded
@@ -247,19 +251,16 @@ class BookPipeline:
         n = batch.count
         if n == 0:
             return
-        buf = batch.buffer()
-        kernels.apply_batch(
-            buf, batch.meta, n, self.store.istate, self.store.fstate, self.store.keys, self.store.qtys
-        )
-        meta = batch.meta[:n]
+        self.store.apply(batch)
+        meta = batch.meta
         status = meta[:, E_STATUS]
         self._dirty[meta[:, E_BOOK]] = True
         if not np.all(status == R_APPLIED):
             for row in np.flatnonzero(status != R_APPLIED):
-                self._outcome(int(row), int(status[row]), buf)
+                self._outcome(int(row), int(status[row]))
         batch.clear()
 
-    def _outcome(self, row: int, status: int, buf: np.ndarray) -> None:
+    def _outcome(self, row: int, status: int) -> None:
         meta = self.batch.meta[row]
         info = self._by_id[int(meta[E_BOOK])]
         venue = info.instrument.venue
@@ -277,7 +278,7 @@ class BookPipeline:
                     prev=int(meta[4]),
                 )
                 self._throw_away(info, "gap")
-            bids, asks = self.batch.raw_levels(row, buf)
+            bids, asks = self.batch.raw_levels(row)
             info.pending.append(
                 RawBookUpdate(
                     info.instrument.symbol,
@@ -325,17 +326,17 @@ class BookPipeline:
         for ev, ev_recv in pending:
             batch.add(info.book, 2, ev.first_seq, ev.last_seq, ev.prev_seq, ev.bids, ev.asks, ev.ts_event_ns, ev_recv)
         first_row_status = None
-        buf = batch.buffer()
-        kernels.apply_batch(buf, batch.meta, batch.count, self.store.istate, self.store.fstate, self.store.keys, self.store.qtys)
+        count = batch.count
+        self.store.apply(batch)
         self._dirty[info.book] = True
-        for row in range(batch.count):
+        for row in range(count):
             status = int(batch.meta[row, E_STATUS])
             if row == 0:
                 first_row_status = status
                 if status != R_SNAPSHOT:
-                    self._outcome(row, status, buf)
+                    self._outcome(row, status)
             elif status != R_APPLIED:
-                self._outcome(row, status, buf)
+                self._outcome(row, status)
         batch.clear()
         if first_row_status == R_SNAPSHOT and not self.is_valid(info):
             # a one-sided or empty book is kept (it is what the venue says) but has no mid

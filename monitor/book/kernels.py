@@ -241,11 +241,17 @@ def parse_levels(
 @njit(cache=True)
 def _find(keys: np.ndarray, n: int, key: int) -> int:
     """First index in keys[0:n] whose key is >= key (keys ascending)."""
+    # Most changes land near the top of the book (the high indices): scan those first,
+    # walking memory contiguously, before a binary search over the rest.
     lo = 0
     hi = n
-    # the top of the book (high indices) is where most changes land: check it first
-    if n > 0 and keys[n - 1] < key:
-        return n
+    j = n - 1
+    stop = max(n - 16, 0)
+    while j >= stop:
+        if keys[j] < key:
+            return j + 1
+        j -= 1
+    hi = stop  # keys[stop] >= key (or n == 0): the answer lies in [0, stop]
     while lo < hi:
         mid = (lo + hi) >> 1
         if keys[mid] < key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,14 +13,6 @@ from monitor.book.layout import (
     E_ASK_START,
     E_BID_END,
     E_BID_START,
-    E_BOOK,
-    E_FIRST,
-    E_KIND,
-    E_LAST,
-    E_LIMIT,
-    E_PREV,
-    E_TS_EVENT,
-    E_TS_RECV,
     F_CONTRACT_SIZE,
     FLAG_TRUNCATED,
     KEY_MIN,
@@ -46,16 +39,23 @@ from monitor.domain import BookState, EventKind, SeqRule, format_units
 class EventBatch:
     """Events of many books in one columnar batch: one int64 row per event, raw level
     arrays concatenated into one byte buffer. One kernel call applies the whole batch.
+
+    Rows are collected in a Python list (one ``extend`` per event, the cheapest way to
+    gather ints in CPython) and sealed into the ``meta`` matrix once per batch; after
+    :meth:`seal`, ``meta`` and ``buf`` hold the batch until the next seal, and the kernel
+    leaves its per-event outcome and top of book in ``meta``.
     """
 
-    __slots__ = ("_offset", "_pieces", "capacity", "count", "meta")
+    __slots__ = ("_offset", "_pieces", "_rows", "buf", "capacity", "count", "meta")
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
-        self.meta = np.zeros((capacity, N_EVENT), dtype=np.int64)
+        self._rows: list[int] = []
         self._pieces: list[bytes | memoryview] = []
         self._offset = 0
         self.count = 0
+        self.meta = np.zeros((0, N_EVENT), dtype=np.int64)
+        self.buf = np.zeros(0, dtype=np.uint8)
 
     def full(self) -> bool:
         return self.count >= self.capacity
@@ -74,40 +74,34 @@ class EventBatch:
         limit: int = 0,
     ) -> int:
         """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
-        row = self.count
-        m = self.meta[row]
         off = self._offset
-        nb = len(bids)
-        na = len(asks)
-        m[E_BOOK] = book
-        m[E_KIND] = kind
-        m[E_FIRST] = first
-        m[E_LAST] = last
-        m[E_PREV] = prev
-        m[E_BID_START] = off
-        m[E_BID_END] = off + nb
-        m[E_ASK_START] = off + nb
-        m[E_ASK_END] = off + nb + na
-        m[E_TS_EVENT] = ts_event_ns
-        m[E_TS_RECV] = ts_recv_ns
-        m[E_LIMIT] = limit
+        mid = off + len(bids)
+        end = mid + len(asks)
+        # column order: see layout.E_*
+        self._rows.extend((book, kind, first, last, prev, off, mid, mid, end, ts_event_ns, ts_recv_ns, limit, 0, 0, 0))
         self._pieces.append(bids)
         self._pieces.append(asks)
-        self._offset = off + nb + na
-        self.count = row + 1
-        return row
+        self._offset = end
+        self.count += 1
+        return self.count - 1
 
-    def buffer(self) -> np.ndarray:
-        return np.frombuffer(b"".join(self._pieces), dtype=np.uint8)
+    def seal(self) -> tuple[np.ndarray, np.ndarray]:
+        """Build ``meta`` and ``buf`` from the events added since the last clear."""
+        self.meta = np.frombuffer(array("q", self._rows), dtype=np.int64).reshape(-1, N_EVENT)
+        self.buf = np.frombuffer(b"".join(self._pieces), dtype=np.uint8)
+        return self.buf, self.meta
 
-    def raw_levels(self, row: int, buf: np.ndarray) -> tuple[bytes, bytes]:
+    def raw_levels(self, row: int) -> tuple[bytes, bytes]:
+        """The raw level arrays of a sealed row (copies, for keeping past the batch)."""
         m = self.meta[row]
         return (
-            buf[m[E_BID_START] : m[E_BID_END]].tobytes(),
-            buf[m[E_ASK_START] : m[E_ASK_END]].tobytes(),
+            self.buf[m[E_BID_START] : m[E_BID_END]].tobytes(),
+            self.buf[m[E_ASK_START] : m[E_ASK_END]].tobytes(),
         )
 
     def clear(self) -> None:
+        """Forget the events (``meta`` and ``buf`` of the last seal stay readable)."""
+        self._rows.clear()
         self._pieces.clear()
         self._offset = 0
         self.count = 0
@@ -169,14 +163,11 @@ class BookStore:
         return book
 
     def apply(self, batch: EventBatch) -> int:
-        """Apply a batch in order; per-event outcomes are left in ``batch.meta``."""
+        """Seal and apply a batch in order; per-event outcomes are left in ``batch.meta``."""
         if batch.count == 0:
             return 0
-        return int(
-            kernels.apply_batch(
-                batch.buffer(), batch.meta, batch.count, self.istate, self.fstate, self.keys, self.qtys
-            )
-        )
+        buf, meta = batch.seal()
+        return int(kernels.apply_batch(buf, meta, batch.count, self.istate, self.fstate, self.keys, self.qtys))
 
     def invalidate(self, book: int) -> None:
         """Throw a book away (a reconnect lost deltas): it waits for a new snapshot."""
