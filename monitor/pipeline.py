@@ -31,6 +31,7 @@ from monitor.book.layout import (
     R_PARSE_ERROR,
     R_SNAPSHOT,
     R_STALE,
+    R_TOP_UNKNOWN,
     S_CROSSED,
     S_DROPPED,
     S_FLAGS,
@@ -293,7 +294,12 @@ class BookPipeline:
             )
             info.pending_recv.append(int(meta[10]))
             return
-        reason = {R_PARSE_ERROR: "parse_error", R_OFF_GRID: "off_grid_price", R_CROSSED: "crossed"}.get(status)
+        reason = {
+            R_PARSE_ERROR: "parse_error",
+            R_OFF_GRID: "off_grid_price",
+            R_CROSSED: "crossed",
+            R_TOP_UNKNOWN: "top_unknown",
+        }.get(status)
         if reason is not None:
             info.rejected += 1
             self.counters.add(venue, reason)

@@ -43,6 +43,7 @@ from monitor.book.layout import (
     R_PARSE_ERROR,
     R_SNAPSHOT,
     R_STALE,
+    R_TOP_UNKNOWN,
     S_CAPACITY,
     S_COMPLETE_ASK,
     S_COMPLETE_BID,
@@ -88,6 +89,13 @@ def _is_space(c: int) -> bool:
 
 
 @njit(cache=True)
+def _skip_space(buf: np.ndarray, i: int, end: int) -> int:
+    while i < end and _is_space(buf[i]):
+        i += 1
+    return i
+
+
+@njit(cache=True)
 def parse_levels(
     buf: np.ndarray,
     start: int,
@@ -102,28 +110,24 @@ def parse_levels(
 ) -> int:
     """Parse a JSON array of level arrays (``[["0.1","2"],...]``) into price units and qty.
 
-    Numbers may be quoted or bare; other elements of a level (strings such as Deribit's
-    "new", order counts) are skipped. Prices are converted exactly from their decimal
-    digits. Returns the number of levels, or a negative PARSE_* code. ``wire_dec`` receives
-    the largest number of decimals seen for price [0] and quantity [1].
+    Numbers may be quoted or bare JSON numbers; other elements of a level (strings such as
+    Deribit's "new", order counts) are skipped but must be strings or bare scalars. Prices
+    are converted exactly from their decimal digits. Anything that is not such an array
+    (a missing bracket or comma, a non-number where a number belongs, trailing bytes) is
+    refused. Returns the number of levels, or a negative PARSE_* code. ``wire_dec`` receives
+    the largest number of decimals written for price [0] and quantity [1].
     """
-    i = start
     n = 0
     cap = out_px.shape[0]
-    while i < end and _is_space(buf[i]):
-        i += 1
+    i = _skip_space(buf, start, end)
     if i >= end or buf[i] != 91:  # '['
         return PARSE_MALFORMED
-    i += 1
+    i = _skip_space(buf, i + 1, end)
+    if i < end and buf[i] == 93:  # empty array
+        i = _skip_space(buf, i + 1, end)
+        return 0 if i == end else PARSE_MALFORMED
     while True:
-        while i < end and (_is_space(buf[i]) or buf[i] == 44):  # spaces and ','
-            i += 1
-        if i >= end:
-            return PARSE_MALFORMED
-        c = buf[i]
-        if c == 93:  # ']' closes the outer array
-            return n
-        if c != 91:
+        if i >= end or buf[i] != 91:
             return PARSE_MALFORMED
         i += 1
         pos = 0
@@ -131,44 +135,52 @@ def parse_levels(
         have_qty = False
         px_units = np.int64(0)
         qty = 0.0
-        while True:
-            while i < end and (_is_space(buf[i]) or buf[i] == 44):
-                i += 1
+        while True:  # the elements of one level
+            i = _skip_space(buf, i, end)
             if i >= end:
                 return PARSE_MALFORMED
             c = buf[i]
-            if c == 93:
-                i += 1
-                break
             quoted = c == 34
-            if quoted:
-                i += 1
-            want = pos == px_index or pos == qty_index
-            if want:
-                mant = np.int64(0)
-                dec = 0
-                digits = 0
-                seen_dot = False
-                negative = False
-                if i < end and buf[i] == 45:  # '-'
-                    negative = True
+            if pos == px_index or pos == qty_index:
+                if quoted:
                     i += 1
+                mant = np.int64(0)
+                dec = 0  # decimals held in mant
+                written = 0  # decimals written on the wire (trailing zeros included)
+                ndigits = 0
+                sig = 0
+                zeros = 0  # zeros after the dot not yet folded into mant
+                seen_dot = False
                 while i < end:
                     d = buf[i]
                     if 48 <= d <= 57:
-                        if digits >= 18:
-                            return PARSE_MALFORMED
-                        if mant != 0 or d != 48 or seen_dot:
-                            digits += 1
-                        mant = mant * 10 + (d - 48)
+                        ndigits += 1
                         if seen_dot:
-                            dec += 1
+                            written += 1
+                            if d == 48:
+                                zeros += 1
+                                i += 1
+                                continue
+                            if sig + zeros + 1 > 18:
+                                return PARSE_MALFORMED
+                            mant = mant * POW10[zeros + 1] + (d - 48)
+                            dec += zeros + 1
+                            sig += zeros + 1
+                            zeros = 0
+                        else:
+                            if mant != 0 or d != 48:
+                                sig += 1
+                                if sig > 18:
+                                    return PARSE_MALFORMED
+                            mant = mant * 10 + (d - 48)
                         i += 1
-                    elif d == 46 and not seen_dot:
+                    elif d == 46 and not seen_dot and ndigits > 0:
                         seen_dot = True
                         i += 1
                     else:
                         break
+                if ndigits == 0 or (seen_dot and written == 0):
+                    return PARSE_MALFORMED
                 if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent: 1e-05
                     i += 1
                     eneg = False
@@ -181,29 +193,31 @@ def parse_levels(
                         ev = ev * 10 + (buf[i] - 48)
                         edig += 1
                         i += 1
-                    if edig == 0 or ev > 18:
+                        if ev > 36:
+                            return PARSE_MALFORMED
+                    if edig == 0:
                         return PARSE_MALFORMED
                     if eneg:
                         dec += ev
+                        written += ev
+                    elif dec >= ev:
+                        dec -= ev
+                        written = max(written - ev, 0)
                     else:
-                        if dec >= ev:
-                            dec -= ev
-                        else:
-                            if digits + ev - dec > 18:
-                                return PARSE_MALFORMED
-                            mant = mant * POW10[ev - dec]
-                            dec = 0
-                if dec > 18:
-                    return PARSE_MALFORMED
+                        if sig + ev - dec > 18:
+                            return PARSE_MALFORMED
+                        mant = mant * POW10[ev - dec]
+                        dec = 0
+                        written = 0
+                    if dec > 18:
+                        return PARSE_MALFORMED
                 if quoted:
                     if i >= end or buf[i] != 34:
                         return PARSE_MALFORMED
                     i += 1
-                if negative:
-                    return PARSE_MALFORMED
                 if pos == px_index:
-                    if dec > wire_dec[0]:
-                        wire_dec[0] = dec
+                    if written > wire_dec[0]:
+                        wire_dec[0] = written
                     if dec > price_dec:
                         div = POW10[dec - price_dec]
                         if mant % div != 0:
@@ -213,22 +227,39 @@ def parse_levels(
                         px_units = mant * POW10[price_dec - dec]
                     have_px = True
                 else:
-                    if dec > wire_dec[1]:
-                        wire_dec[1] = dec
+                    if written > wire_dec[1]:
+                        wire_dec[1] = written
                     qty = (mant / POW10[dec]) * contract_size
                     have_qty = True
-            else:
-                # skip an element we do not use
-                if quoted:
-                    while i < end and buf[i] != 34:
-                        if buf[i] == 92:  # backslash escape
-                            i += 1
+            elif quoted:
+                i += 1
+                while i < end and buf[i] != 34:
+                    if buf[i] == 92:  # backslash escape
                         i += 1
                     i += 1
-                else:
-                    while i < end and buf[i] != 44 and buf[i] != 93:
-                        i += 1
+                if i >= end:
+                    return PARSE_MALFORMED
+                i += 1
+            else:
+                # a bare scalar we do not use: number, true, false, null
+                j = i
+                while i < end and (
+                    (48 <= buf[i] <= 57) or (97 <= buf[i] <= 122) or buf[i] == 46 or buf[i] == 45 or buf[i] == 43
+                ):
+                    i += 1
+                if i == j:
+                    return PARSE_MALFORMED
             pos += 1
+            i = _skip_space(buf, i, end)
+            if i >= end:
+                return PARSE_MALFORMED
+            if buf[i] == 44:  # ',': another element follows
+                i += 1
+                continue
+            if buf[i] == 93:  # ']': end of the level
+                i += 1
+                break
+            return PARSE_MALFORMED
         if not (have_px and have_qty):
             return PARSE_MALFORMED
         if n >= cap:
@@ -236,6 +267,16 @@ def parse_levels(
         out_px[n] = px_units
         out_qty[n] = qty
         n += 1
+        i = _skip_space(buf, i, end)
+        if i >= end:
+            return PARSE_MALFORMED
+        if buf[i] == 44:
+            i = _skip_space(buf, i + 1, end)
+            continue
+        if buf[i] == 93:
+            i = _skip_space(buf, i + 1, end)
+            return n if i == end else PARSE_MALFORMED
+        return PARSE_MALFORMED
 
 
 @njit(cache=True)
@@ -461,15 +502,26 @@ def apply_batch(
                 else:
                     st[S_LAST_ID] = last
                     st[S_STATE] = LIVE
-                    applied += 1
                 crossed = n_bid > 0 and n_ask > 0 and keys[b, 0, n_bid - 1] >= -keys[b, 1, n_ask - 1]
-                if crossed:
+                # a side known only below some key (capacity cut, or a depth-limited
+                # snapshot) whose held levels all lie below it: its real top is unknown
+                lost = (st[S_COMPLETE_BID] > KEY_MIN and (n_bid == 0 or keys[b, 0, n_bid - 1] < st[S_COMPLETE_BID])) or (
+                    st[S_COMPLETE_ASK] > KEY_MIN and (n_ask == 0 or keys[b, 1, n_ask - 1] < st[S_COMPLETE_ASK])
+                )
+                if lost and not crossed:
+                    if kind == 2:
+                        st[S_GAPS] += 1
+                    _clear(st)
+                    status = R_TOP_UNKNOWN
+                elif crossed:
                     st[S_CROSSED] += 1
                     if kind == 2:
                         st[S_GAPS] += 1
                     _clear(st)
                     st[S_FLAGS] |= FLAG_CROSSED
                     status = R_CROSSED
+                elif kind == 2:
+                    applied += 1
         meta[e, E_STATUS] = status
         nbk = st[S_N_BID]
         nak = st[S_N_ASK]

@@ -68,6 +68,8 @@ R_PARSE_ERROR = 5  # level arrays malformed: the book was thrown away, caller re
 R_SNAPSHOT = 6  # snapshot applied, book waits for the first bridging delta
 R_SNAPSHOT_STALE = 7  # snapshot older than buffered deltas: caller fetches a newer one
 R_OFF_GRID = 8  # a price finer than the instrument's tick: book thrown away
-R_CROSSED = 9  # snapshot left the book crossed: thrown away, caller resyncs
+R_CROSSED = 9  # the event left the book crossed: thrown away, caller resyncs
+R_TOP_UNKNOWN = 10  # deletes emptied the known part of a side cut by capacity or snapshot
+#                     depth: its true top is unknown, the book is thrown away and resynced
 
 KEY_MIN = -(2**62)  # "complete everywhere"

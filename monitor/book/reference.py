@@ -7,6 +7,7 @@ kernels' documented semantics, written the straightforward way.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -21,12 +22,34 @@ class LevelError(ValueError):
         self.off_grid = off_grid
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
+def _reject_constant(name: str) -> None:
+    raise LevelError(f"{name} is not a number")
+
+
+def _number(value: object, level: object) -> Decimal:
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            raise LevelError(f"bad number in {level!r}")
+        value = Decimal(value)
+    if not isinstance(value, Decimal) or value < 0:
+        raise LevelError(f"bad number in {level!r}")
+    digits = value.normalize().as_tuple()
+    exponent = digits.exponent if isinstance(digits.exponent, int) else 0
+    # the kernel holds a number as an int64 mantissa of at most 18 digits, 18 decimals at most
+    if len(digits.digits) + max(exponent, 0) > 18 or -exponent > 18:
+        raise LevelError(f"number out of range in {level!r}")
+    return value
+
+
 def parse_levels(
     raw: bytes | str, *, px_index: int = 0, qty_index: int = 1, price_decimals: int, contract_size: float = 1.0
 ) -> list[tuple[int, float]]:
     """Twin of ``kernels.parse_levels``: ``[["px","qty"],...]`` -> [(price units, qty)]."""
     try:
-        levels = json.loads(raw)
+        levels = json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant)
     except ValueError as exc:
         raise LevelError(f"not JSON: {exc}") from exc
     if not isinstance(levels, list):
@@ -36,13 +59,10 @@ def parse_levels(
     for level in levels:
         if not isinstance(level, list) or len(level) <= max(px_index, qty_index):
             raise LevelError(f"bad level {level!r}")
-        try:
-            px = Decimal(str(level[px_index]))
-            qty = Decimal(str(level[qty_index]))
-        except InvalidOperation as exc:
-            raise LevelError(f"bad number in {level!r}") from exc
-        if px < 0 or qty < 0:
-            raise LevelError(f"negative number in {level!r}")
+        if any(isinstance(x, list | dict) for x in level):
+            raise LevelError(f"nested value in {level!r}")
+        px = _number(level[px_index], level)
+        qty = _number(level[qty_index], level)
         units = px * scale
         if units != units.to_integral_value():
             raise LevelError(f"price {px} finer than 1e-{price_decimals}", off_grid=True)
@@ -64,11 +84,28 @@ class ReferenceBook:
     asks: dict[int, float] = field(default_factory=dict)
     truncated: bool = False
     gaps: int = 0
+    # prices known complete: bids at or above complete_bid, asks at or below complete_ask
+    complete_bid: int | None = None
+    complete_ask: int | None = None
 
     def _clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self.state = BookState.EMPTY
+        self.complete_bid = None
+        self.complete_ask = None
+
+    def _bound(self, is_bid: bool, px: int) -> None:
+        """Nothing at or beyond ``px`` on this side is known any more."""
+        if is_bid:
+            self.complete_bid = max(px + 1, self.complete_bid if self.complete_bid is not None else px + 1)
+        else:
+            self.complete_ask = min(px - 1, self.complete_ask if self.complete_ask is not None else px - 1)
+
+    def top_unknown(self) -> bool:
+        if self.complete_bid is not None and (not self.bids or max(self.bids) < self.complete_bid):
+            return True
+        return self.complete_ask is not None and (not self.asks or min(self.asks) > self.complete_ask)
 
     def _set(self, side: dict[int, float], px: int, qty: float, is_bid: bool) -> None:
         if qty <= 0:
@@ -80,8 +117,10 @@ class ReferenceBook:
         self.truncated = True
         deepest = min(side) if is_bid else max(side)
         if (is_bid and px < deepest) or (not is_bid and px > deepest):
+            self._bound(is_bid, px)
             return
         del side[deepest]
+        self._bound(is_bid, deepest)
         side[px] = qty
 
     def _apply_levels(self, bids: bytes | str, asks: bytes | str) -> bool:
@@ -96,15 +135,26 @@ class ReferenceBook:
             self._set(self.asks, px, qty, False)
         return True
 
-    def snapshot(self, last_id: int, bids: bytes | str, asks: bytes | str) -> str:
+    def snapshot(self, last_id: int, bids: bytes | str, asks: bytes | str, limit: int = 0) -> str:
+        """``limit``: levels per side the snapshot was asked for (0: the whole book)."""
         self._clear()
         self.truncated = False
         if not self._apply_levels(bids, asks):
             self._clear()
             return "parse_error"
+        n_bid = len(parse_levels(bids, price_decimals=self.price_decimals))
+        n_ask = len(parse_levels(asks, price_decimals=self.price_decimals))
+        # a snapshot cut at its requested depth says nothing beyond its deepest level
+        if limit and n_bid >= limit and self.bids:
+            self.complete_bid = max(min(self.bids), self.complete_bid if self.complete_bid is not None else min(self.bids))
+        if limit and n_ask >= limit and self.asks:
+            self.complete_ask = min(max(self.asks), self.complete_ask if self.complete_ask is not None else max(self.asks))
         if self.crossed():
             self._clear()
             return "crossed"
+        if self.top_unknown():
+            self._clear()
+            return "top_unknown"
         self.last_id = last_id
         self.state = BookState.SYNCING
         return "snapshot"
@@ -133,6 +183,10 @@ class ReferenceBook:
             self.gaps += 1
             self._clear()
             return "crossed"
+        if self.top_unknown():
+            self.gaps += 1
+            self._clear()
+            return "top_unknown"
         self.last_id = last
         self.state = BookState.LIVE
         return "applied"
