@@ -366,6 +366,50 @@ def _clear(state: np.ndarray) -> None:
 
 
 @njit(cache=True)
+def _load_side(
+    keys: np.ndarray,
+    qtys: np.ndarray,
+    cap: int,
+    px: np.ndarray,
+    qty: np.ndarray,
+    count: int,
+    sign: int,
+    state: np.ndarray,
+    complete_col: int,
+) -> int:
+    """Load a snapshot side into an empty side. Returns the level count.
+
+    Venues send snapshots best level first, strictly ordered: then the levels are copied
+    in reverse (best last) in O(n), keeping the ``cap`` best and dropping the rest exactly
+    as ``set_level`` would. Anything else (unordered, repeated prices, zero sizes) takes
+    the general path, one ``set_level`` per level.
+    """
+    ordered = True
+    for k in range(1, count):
+        if sign * px[k] >= sign * px[k - 1] or qty[k] <= 0.0:
+            ordered = False
+            break
+    if count > 0 and qty[0] <= 0.0:
+        ordered = False
+    if not ordered:
+        n = 0
+        for k in range(count):
+            n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
+        return n
+    kept = min(count, cap)
+    for k in range(kept):
+        keys[kept - 1 - k] = sign * px[k]
+        qtys[kept - 1 - k] = qty[k]
+    if count > cap:
+        state[S_FLAGS] |= FLAG_TRUNCATED
+        state[S_DROPPED] += count - cap
+        bound = sign * px[cap] + 1  # the best dropped level and everything beyond are unknown
+        if bound > state[complete_col]:
+            state[complete_col] = bound
+    return kept
+
+
+@njit(cache=True)
 def _apply_side(
     keys: np.ndarray,
     qtys: np.ndarray,
@@ -482,9 +526,12 @@ def apply_batch(
                     _clear(st)
                     st[S_FLAGS] &= ~FLAG_PARSE_ERROR
                     limit = meta[e, E_LIMIT]
-                # snapshot levels may come unsorted or repeated: set_level handles both
-                n_bid = _apply_side(keys[b, 0], qtys[b, 0], st[S_N_BID], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
-                n_ask = _apply_side(keys[b, 1], qtys[b, 1], st[S_N_ASK], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
+                if kind == 1:
+                    n_bid = _load_side(keys[b, 0], qtys[b, 0], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
+                    n_ask = _load_side(keys[b, 1], qtys[b, 1], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
+                else:
+                    n_bid = _apply_side(keys[b, 0], qtys[b, 0], st[S_N_BID], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
+                    n_ask = _apply_side(keys[b, 1], qtys[b, 1], st[S_N_ASK], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
                 st[S_N_BID] = n_bid
                 st[S_N_ASK] = n_ask
                 st[S_TS_EVENT] = meta[e, E_TS_EVENT]

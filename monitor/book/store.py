@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +86,7 @@ class EventBatch:
 
     def seal(self) -> tuple[np.ndarray, np.ndarray]:
         """Build ``meta`` and ``buf`` from the events added since the last clear."""
-        self.meta = np.frombuffer(array("q", self._rows), dtype=np.int64).reshape(-1, N_EVENT)
+        self.meta = np.array(self._rows, dtype=np.int64).reshape(-1, N_EVENT)
         self.buf = np.frombuffer(b"".join(self._pieces), dtype=np.uint8)
         return self.buf, self.meta
 

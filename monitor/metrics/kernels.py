@@ -120,28 +120,42 @@ def compute_metrics(
         row[C_MID] = mid
         row[C_SPREAD_BPS] = (ask - bid) / mid * 1e4
         rate = fx[i]
-        # bids: from the best (last) down while inside the widest band
-        for k in range(nk):
-            row[C_FIRST_BAND + 6 * k] = 0.0
-            row[C_FIRST_BAND + 6 * k + 1] = 0.0
-        widest = mid * (1.0 - bands[nk - 1])
+        # Walk each side once from the best level (last) outwards with a running sum;
+        # bands are ascending, so band k's depth is the sum when the walk leaves it.
+        k = 0
+        acc = 0.0
+        edge = mid * (1.0 - bands[0])
         for j in range(nb - 1, -1, -1):
             px = bk[j] / scale
-            if px < widest:
+            while px < edge:
+                row[C_FIRST_BAND + 6 * k] = acc
+                k += 1
+                if k == nk:
+                    break
+                edge = mid * (1.0 - bands[k])
+            if k == nk:
                 break
-            notional = px * bq[j]
-            for k in range(nk):
-                if px >= mid * (1.0 - bands[k]):
-                    row[C_FIRST_BAND + 6 * k] += notional
-        widest = mid * (1.0 + bands[nk - 1])
+            acc += px * bq[j]
+        while k < nk:
+            row[C_FIRST_BAND + 6 * k] = acc
+            k += 1
+        k = 0
+        acc = 0.0
+        edge = mid * (1.0 + bands[0])
         for j in range(na - 1, -1, -1):
             px = -ak[j] / scale
-            if px > widest:
+            while px > edge:
+                row[C_FIRST_BAND + 6 * k + 1] = acc
+                k += 1
+                if k == nk:
+                    break
+                edge = mid * (1.0 + bands[k])
+            if k == nk:
                 break
-            notional = px * aq[j]
-            for k in range(nk):
-                if px <= mid * (1.0 + bands[k]):
-                    row[C_FIRST_BAND + 6 * k + 1] += notional
+            acc += px * aq[j]
+        while k < nk:
+            row[C_FIRST_BAND + 6 * k + 1] = acc
+            k += 1
         complete_bid = st[S_COMPLETE_BID] / scale  # bids known complete for price >= this
         complete_ask = -st[S_COMPLETE_ASK] / scale  # asks known complete for price <= this
         for k in range(nk):

@@ -724,7 +724,13 @@ def test_levels_at_or_above_the_completeness_bound_equal_the_unbounded_book(case
         batch.clear()
         add(batch, book, ev, i)
         store.apply(batch)
-        assert OUTCOME[int(batch.meta[0, E_STATUS])] == ref_apply(ref, ev) == ref_apply(full, ev)
+        outcome = OUTCOME[int(batch.meta[0, E_STATUS])]
+        assert outcome == ref_apply(ref, ev)
+        if outcome == "top_unknown":
+            # every known level of a side was deleted: the cut book's top is unknown, so it
+            # is thrown away for a resync where the unbounded book carries on
+            return
+        assert outcome == ref_apply(full, ev)
         assert_same_book(store, book, ref)
         lv = store.levels(book)
         bound_bid = int(store.istate[book, S_COMPLETE_BID])
