@@ -4,7 +4,7 @@ Input: the corpus of bench/corpus.py (real Binance spot and USD-M depth diffs an
 snapshots, replicated to ~430 books, ~198k frames of bytes).
 
 Everyone decodes the same way: the Binance adapter's ``decode`` (websocket) or
-``decode_http`` (REST snapshot), msgspec into a ``RawBookUpdate`` whose level arrays are
+``decode_http`` (REST snapshot), msgspec into the venue payload (a ``RawBook``) whose level arrays are
 still raw JSON bytes. Then:
 
 - liqmon ``feed``: ``BookPipeline.feed`` for every frame (deltas queued in an EventBatch of
@@ -62,11 +62,11 @@ from corpus import Corpus, build_corpus  # noqa: E402
 from order_book import OrderBook  # noqa: E402
 from sortedcontainers import SortedDict  # noqa: E402
 
-from feeds.binance import ADAPTERS, RawBookUpdate  # noqa: E402
+from feeds.binance import ADAPTERS  # noqa: E402
 from monitor.book import kernels  # noqa: E402
 from monitor.book.layout import E_BEST_ASK, E_BEST_BID, E_BOOK, E_STATUS, R_APPLIED, S_DROPPED  # noqa: E402
 from monitor.book.store import EventBatch  # noqa: E402
-from monitor.domain import EventKind, SeqRule  # noqa: E402
+from monitor.domain import EventKind, RawBook, SeqRule  # noqa: E402
 from monitor.pipeline import BookPipeline  # noqa: E402
 
 assert E_BEST_ASK == E_BEST_BID + 1
@@ -275,11 +275,11 @@ class PeerState:
         self.book = book
         self.state = EMPTY
         self.last_id = 0
-        self.pending: list[RawBookUpdate] = []
+        self.pending: list[RawBook] = []
         self.gaps = 0
         self.stale = 0
 
-    def delta(self, ev: RawBookUpdate, levels: Callable[[Any], list]) -> None:
+    def delta(self, ev: RawBook, levels: Callable[[Any], list]) -> None:
         state = self.state
         if state == EMPTY:
             self.pending.append(ev)
@@ -306,7 +306,7 @@ class PeerState:
         self.last_id = last
         self.state = LIVE
 
-    def snapshot(self, ev: RawBookUpdate, levels: Callable[[Any], list]) -> None:
+    def snapshot(self, ev: RawBook, levels: Callable[[Any], list]) -> None:
         if self.pending and ev.last_seq < self.pending[0].first_seq:
             return  # older than the buffered deltas: wait for another snapshot
         book = self.book
@@ -344,7 +344,7 @@ def run_peer(corpus: Corpus, factory: Callable[[], Any], levels: Callable[[Any],
     for venue, kind, url, data, recv_ns in frames:
         adapter = adapters[venue]
         ev = adapter.decode(data, recv_ns) if kind == "ws" else adapter.decode_http(url, data, recv_ns)
-        if type(ev) is not RawBookUpdate:
+        if not isinstance(ev, RawBook):
             continue
         key = (venue, ev.symbol)
         st = states.get(key)
@@ -371,7 +371,7 @@ def run_decode_only(corpus: Corpus) -> dict[str, Any]:
     for venue, kind, url, data, recv_ns in corpus.frames:
         adapter = adapters[venue]
         ev = adapter.decode(data, recv_ns) if kind == "ws" else adapter.decode_http(url, data, recv_ns)
-        n += type(ev) is RawBookUpdate
+        n += isinstance(ev, RawBook)
     return {"elapsed": time.perf_counter() - t0, "n": n}
 
 
@@ -475,7 +475,7 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
 
     total, snap, delta, ncalls = min((one(False) for _ in range(repeat)), key=lambda t: t[0])
     row("feed: total", total / n * 1e6)
-    row("  adapter decode (msgspec + RawBookUpdate)", dec / n * 1e6)
+    row("  adapter decode (msgspec decode, the payload is the event)", dec / n * 1e6)
     row("  EventBatch.add (timed alone)", add_us * n_delta / n)
     row("  apply_batch, delta batches", delta / n * 1e6, f"{delta / n_delta * 1e9:.0f} ns/event")
     row("  apply_batch, REST snapshots", snap / n * 1e6, f"{n_snap} snapshots, {snap / n_snap * 1e6:.0f} us each, {snap / total * 100:.0f}% of feed time")

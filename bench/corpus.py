@@ -44,9 +44,9 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate  # noqa: E402
+from feeds.binance import ADAPTERS, InstrumentsUpdate  # noqa: E402
 from feeds.recording import iter_recording  # noqa: E402
-from monitor.domain import EventKind, SeqRule, Venue  # noqa: E402
+from monitor.domain import EventKind, RawBook, SeqRule, Venue  # noqa: E402
 from monitor.instruments import InstrumentRegistry  # noqa: E402
 
 DATA = Path("/work/shared/data")
@@ -156,7 +156,7 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
                 if type(dec) is InstrumentsUpdate:
                     registry = registry.merge(InstrumentRegistry.from_exchange_info(venue, data))
                     continue
-                if type(dec) is not RawBookUpdate:
+                if not isinstance(dec, RawBook):
                     continue
                 sym = symbols.setdefault((venue, dec.symbol), _Symbol(venue, dec.symbol, adapter.sequencing, []))
                 assert sym.snapshot is None, "one snapshot per symbol expected"
@@ -167,7 +167,7 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
                 )
                 continue
             dec = adapter.decode(data, 0)
-            if type(dec) is not RawBookUpdate:
+            if not isinstance(dec, RawBook):
                 continue
             parts, levels = _split_head(data)
             names = [p for p in parts if isinstance(p, str)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -35,31 +36,53 @@ from monitor.domain import (
     FeedEvent,
     Ignored,
     MarkPriceEvent,
+    RawBook,
     SeqRule,
     Venue,
 )
 from monitor.errors import ParseError, UnknownInstrument
 
 MS = 1_000_000  # ns per ms
-_DELTA = EventKind.DELTA  # module constants: enum attribute lookups cost on the hot path
 _ABSENT = msgspec.Raw(b"")  # a field the message does not carry
 
 
-class _Data(msgspec.Struct, gc=False):
-    """One Binance stream payload. Fields absent from a message keep their defaults."""
+class _Data(
+    RawBook,
+    gc=False,
+    rename={
+        "event": "e",
+        "ts_ms": "E",
+        "symbol": "s",
+        "first_seq": "U",
+        "last_seq": "u",
+        "prev_seq": "pu",
+        "bids": "b",
+        "asks": "a",
+    },
+):
+    """One Binance stream payload; a ``depthUpdate`` is itself the book event (RawBook).
 
-    e: str = ""  # event type: depthUpdate, markPriceUpdate, aggTrade, kline, ...
-    E: int = 0  # event time (ms)
+    Fields absent from a message keep their defaults. Wire names in ``rename``.
+    """
+
+    kind: ClassVar[EventKind] = EventKind.DELTA
+    limit: ClassVar[int] = 0
+    event: str = ""  # e: depthUpdate, markPriceUpdate, aggTrade, kline, ...
+    ts_ms: int = 0  # E: event time (ms)
     T: int = 0  # depthUpdate: transaction time; markPriceUpdate: next funding time (ms)
-    s: str = ""  # symbol
-    U: int = -1  # first update id in the event
-    u: int = -1  # last update id in the event
-    pu: int = -1  # USD-M: last update id of the previous event
-    b: msgspec.Raw = _ABSENT  # bid levels (bookTicker: best bid price)
-    a: msgspec.Raw = _ABSENT  # ask levels (aggTrade: aggregate trade id)
+    symbol: str = ""  # s
+    first_seq: int = -1  # U: first update id in the event
+    last_seq: int = -1  # u: last update id in the event
+    prev_seq: int = -1  # pu (USD-M): last update id of the previous event
+    bids: msgspec.Raw = _ABSENT  # b: bid levels (bookTicker: best bid price)
+    asks: msgspec.Raw = _ABSENT  # a: ask levels (aggTrade: aggregate trade id)
     p: msgspec.Raw = _ABSENT  # mark price (aggTrade: trade price)
-    i: msgspec.Raw = _ABSENT  # index price (kline: interval inside k)
+    i: msgspec.Raw = _ABSENT  # index price
     r: msgspec.Raw = _ABSENT  # funding rate
+
+    @property
+    def ts_event_ns(self) -> int:
+        return self.ts_ms * MS
 
 
 class _Frame(_Data):
@@ -87,11 +110,8 @@ _frame = msgspec.json.Decoder(_Frame)
 _snapshot = msgspec.json.Decoder(_Snapshot)
 
 
-class RawBookUpdate(msgspec.Struct, gc=False):
-    """A book event whose level arrays are still the venue's raw JSON (hot path).
-
-    A msgspec Struct, not a dataclass: it is built once per message and is cheaper to make.
-    """
+class RawBookUpdate(RawBook, gc=False):
+    """A book event built by hand (REST snapshots, deltas kept while a book resyncs)."""
 
     symbol: str
     kind: EventKind
@@ -119,7 +139,7 @@ class VenueMessage:
     message: str
 
 
-Decoded = RawBookUpdate | MarkPriceEvent | InstrumentsUpdate | VenueMessage | Ignored
+Decoded = RawBook | MarkPriceEvent | InstrumentsUpdate | VenueMessage | Ignored
 
 
 def _float(raw: msgspec.Raw) -> float:
@@ -177,15 +197,15 @@ class BinanceAdapter:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ParseError(self.venue.value, data, str(exc)) from exc
         d: _Data = frame.data if frame.data is not None else frame
-        e = d.e
+        e = d.event
         if e == "depthUpdate":
-            if not d.b or not d.a or d.u < 0 or d.U < 0 or not d.s:
+            if not d.bids or not d.asks or d.last_seq < 0 or d.first_seq < 0 or not d.symbol:
                 raise ParseError(self.venue.value, data, "depthUpdate without s/U/u/b/a")
-            return RawBookUpdate(d.s, _DELTA, d.U, d.u, d.pu, d.b, d.a, d.E * MS)
+            return d
         if e == "markPriceUpdate":
             try:
                 return MarkPriceEvent(
-                    self.venue, d.s, _float(d.p), _float(d.i), _float(d.r), d.T * MS, d.E * MS, recv_ns
+                    self.venue, d.symbol, _float(d.p), _float(d.i), _float(d.r), d.T * MS, d.ts_ms * MS, recv_ns
                 )
             except (ValueError, msgspec.DecodeError) as exc:
                 raise ParseError(self.venue.value, data, f"markPriceUpdate: {exc}") from exc
@@ -246,7 +266,7 @@ def parse(
     decoded = adapter.decode_http(url, raw, recv_ns) if kind == "http" else adapter.decode(raw, recv_ns)
     if isinstance(decoded, MarkPriceEvent | Ignored):
         return [decoded]
-    if isinstance(decoded, InstrumentsUpdate | VenueMessage):
+    if not isinstance(decoded, RawBook):
         return [Ignored(type(decoded).__name__)]
     meta = instruments.get(decoded.symbol)
     if meta is None:

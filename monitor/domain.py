@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -169,6 +170,17 @@ class BookEvent:
     last_seq: int = -1
     prev_seq: int = -1
     depth_limit: int = 0  # snapshot: levels requested per side (0 = full book)
+
+
+class RawBook(msgspec.Struct, gc=False):
+    """Base of a book event whose level arrays are still the venue's raw JSON (hot path).
+
+    The feed adapter's own msgspec type for a delta derives from it, so the decoded
+    message *is* the event (no second object per message). Every subclass provides
+    ``symbol``, ``kind`` (EventKind), ``first_seq``, ``last_seq``, ``prev_seq``, ``bids``
+    and ``asks`` (raw JSON level arrays), ``ts_event_ns`` and ``limit`` (snapshot depth
+    requested, 0 for deltas), as fields, class constants or properties.
+    """
 
 
 @dataclass(slots=True)

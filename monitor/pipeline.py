@@ -46,7 +46,7 @@ from monitor.book.layout import (
     S_TS_RECV,
 )
 from monitor.book.store import BookStore, EventBatch
-from monitor.domain import BookState, EventKind, Ignored, Instrument, MarkPriceEvent, SeqRule, Venue
+from monitor.domain import BookState, EventKind, Ignored, Instrument, MarkPriceEvent, RawBook, SeqRule, Venue
 from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
@@ -204,7 +204,7 @@ class BookPipeline:
             self.counters.add(venue, "parse_error")
             log.warning("feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120])
             return
-        if type(decoded) is RawBookUpdate:
+        if isinstance(decoded, RawBook):
             info = self._venue_books[venue].get(decoded.symbol) or self.add_book(venue, decoded.symbol)
             if info is None:
                 return
@@ -306,7 +306,7 @@ class BookPipeline:
             log.warning("book.rejected", venue=venue.value, symbol=info.instrument.symbol, reason=reason)
             self._throw_away(info, reason)
 
-    def _apply_snapshot(self, info: BookInfo, snap: RawBookUpdate, recv_ns: int) -> None:
+    def _apply_snapshot(self, info: BookInfo, snap: RawBook, recv_ns: int) -> None:
         venue = info.instrument.venue
         info.snapshot_outstanding = False
         info.snapshots += 1

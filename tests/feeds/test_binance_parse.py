@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feeds.binance import SPOT, USDM, InstrumentsUpdate, RawBookUpdate, VenueMessage, parse
-from monitor.domain import BookEvent, EventKind, Ignored, MarkPriceEvent, Venue
+from feeds.binance import SPOT, USDM, InstrumentsUpdate, VenueMessage, parse
+from monitor.domain import BookEvent, EventKind, Ignored, MarkPriceEvent, RawBook, Venue
 from monitor.errors import ParseError, UnknownInstrument
 from tests.conftest import fixture_record
 
@@ -31,7 +31,11 @@ class TestSpotDepthUpdate:
     def test_hot_path_decode_keeps_the_raw_level_arrays_untouched(self) -> None:
         rec = fixture_record("binance", "spot_ws_depth_update")
         decoded = SPOT.decode(rec["data"], 0)
-        assert isinstance(decoded, RawBookUpdate)
+        assert isinstance(decoded, RawBook)  # the decoded payload itself is the event
+        assert (decoded.symbol, decoded.kind, decoded.first_seq, decoded.last_seq, decoded.prev_seq) == (
+            "NKNUSDT", EventKind.DELTA, 499869750, 499869752, -1
+        )
+        assert decoded.ts_event_ns == 1633998512068 * 1_000_000
         assert bytes(decoded.bids).startswith(b'[["0.35130000","6195.00000000"]')
         assert bytes(decoded.asks) == b"[]"
 
