@@ -2,7 +2,7 @@
 
 run_daemon wires the live path: one :class:`~feeds.session.WsSession` per depth connection
 of every enabled venue (plus the mark-price connection where the venue has one), every
-frame into :meth:`BookPipeline.on_message`; a snapshot loop that fetches the REST depth
+frame into :meth:`BookPipeline.feed_frames` (batched per event-loop turn); a snapshot loop that fetches the REST depth
 snapshots the pipeline asks for (at most 4 at a time per venue, within the venue's weight
 budget, and only once the venue's connections are delivering deltas, so they buffer first
 as Binance's sync procedure requires); a tick loop that computes the metrics every
@@ -124,6 +124,7 @@ class Daemon:
         self.last_metrics: list[dict[str, Any]] = []
         self._snapshot_failures: dict[tuple[Venue, str], int] = {}
         self._flush_scheduled = False
+        self._pending: dict[Venue, tuple[list[str | bytes], list[int]]] = {}
 
     # --- start-up -----------------------------------------------------------------------
     async def load_registry(self) -> InstrumentRegistry:
@@ -202,8 +203,10 @@ class Daemon:
                 depth.live = True
             assert self.pipeline is not None
             # queue the frame; every frame that arrives in this turn of the event loop is
-            # applied by one kernel call right after it (batching without added latency)
-            self.pipeline.feed(venue, "ws", url, data, recv_ns)
+            # decoded and applied together right after it (batching without added latency)
+            frames, stamps = self._pending.setdefault(venue, ([], []))
+            frames.append(data)
+            stamps.append(recv_ns)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
@@ -218,6 +221,7 @@ class Daemon:
             depth.live = False
             assert self.pipeline is not None
             # this connection's books missed deltas: invalid now, resynced once it is back
+            self._flush()  # frames received before the drop first
             self.pipeline.invalidate_books(venue, symbols)
 
         return WsSession(
@@ -234,8 +238,14 @@ class Daemon:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.pipeline is not None:
-            self.pipeline.flush()
+        if self.pipeline is None:
+            return
+        for venue, (frames, stamps) in self._pending.items():
+            if frames:
+                self.pipeline.feed_frames(venue, frames, stamps)
+                frames.clear()
+                stamps.clear()
+        self.pipeline.flush()
 
     # --- loops --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -323,6 +333,7 @@ class Daemon:
             return
         self._snapshot_failures.pop(key, None)
         runtime.snapshots_ok += 1
+        self._flush()  # deltas received before the snapshot go first
         self.pipeline.on_message(venue, "http", url, text, time.time_ns())
 
     async def _tick_loop(self) -> None:
@@ -336,6 +347,7 @@ class Daemon:
             if loop.time() - due > interval_s:
                 due = loop.time()  # fell behind (suspended machine, slow tick): no catch-up burst
             try:
+                self._flush()
                 rows = self.pipeline.tick(time.time_ns())
                 self.last_metrics = rows
                 for row in rows:

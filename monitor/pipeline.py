@@ -20,8 +20,14 @@ import numpy as np
 
 from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate, VenueMessage
 from monitor.book.layout import (
+    N_EVENT,
     E_BOOK,
+    E_FIRST,
+    E_LAST,
+    E_PREV,
     E_STATUS,
+    E_TS_EVENT,
+    E_TS_RECV,
     FLAG_TRUNCATED,
     R_APPLIED,
     R_BUFFER,
@@ -55,7 +61,8 @@ from monitor.metrics import kernels as mk
 log = get_logger("monitor.pipeline")
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
-_SNAPSHOT = EventKind.SNAPSHOT  # module constant: enum attribute lookups cost on the hot path
+_SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost on the hot path
+_DELTA = EventKind.DELTA
 
 
 class Adapter(Protocol):
@@ -194,16 +201,80 @@ class BookPipeline:
 
     def feed(self, venue: Venue, kind: str, url: str, data: bytes | str, recv_ns: int) -> None:
         """Feed one message; deltas are applied at the next flush (replay and benchmarks)."""
+        if kind == "ws":
+            self.feed_frames(venue, (data,), (recv_ns,))
+            return
         adapter = self.adapters.get(venue)
         if adapter is None:
             self.counters.add(venue, "no_adapter")
             return
         try:
-            decoded = adapter.decode(data, recv_ns) if kind == "ws" else adapter.decode_http(url, data, recv_ns)
+            decoded = adapter.decode_http(url, data, recv_ns)
         except ParseError as exc:
-            self.counters.add(venue, "parse_error")
-            log.warning("feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120])
+            self._parse_error(venue, exc)
             return
+        self._dispatch(venue, decoded, recv_ns)
+
+    def feed_frames(self, venue: Venue, frames: Sequence[bytes | str], recv_ns: Sequence[int]) -> None:
+        """Feed websocket frames of one venue, in arrival order: the hot path.
+
+        Deltas are queued for the next flush (the batch flushes itself when full);
+        everything else is dispatched at once.
+        """
+        adapter = self.adapters.get(venue)
+        if adapter is None:
+            self.counters.add(venue, "no_adapter", len(frames))
+            return
+        decode = adapter.decode
+        books = self._venue_books[venue]
+        batch = self.batch
+        rows = batch.rows
+        extend = rows.extend
+        append = batch.pieces.append
+        full = batch.capacity * N_EVENT
+        for data, recv in zip(frames, recv_ns, strict=True):
+            try:
+                decoded = decode(data, recv)
+            except ParseError as exc:
+                self._parse_error(venue, exc)
+                continue
+            if isinstance(decoded, RawBook) and decoded.kind == _DELTA:
+                info = books.get(decoded.symbol) or self.add_book(venue, decoded.symbol)
+                if info is None:
+                    continue
+                bids = decoded.bids
+                asks = decoded.asks
+                # EventBatch.add, inlined: this loop is the hot path
+                extend(
+                    (
+                        info.book,
+                        2,
+                        decoded.first_seq,
+                        decoded.last_seq,
+                        decoded.prev_seq,
+                        len(bids),
+                        len(asks),
+                        decoded.ts_event_ns,
+                        recv,
+                        0,
+                        0,
+                        0,
+                        0,
+                    )
+                )
+                append(bids)
+                append(asks)
+                if len(rows) >= full:
+                    self.flush()
+            else:
+                self._dispatch(venue, decoded, recv)
+
+    def _parse_error(self, venue: Venue, exc: ParseError) -> None:
+        self.counters.add(venue, "parse_error")
+        log.warning("feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120])
+
+    def _dispatch(self, venue: Venue, decoded: object, recv_ns: int) -> None:
+        """Everything but a websocket delta: snapshots, marks, metadata, venue messages."""
         if isinstance(decoded, RawBook):
             info = self._venue_books[venue].get(decoded.symbol) or self.add_book(venue, decoded.symbol)
             if info is None:
@@ -211,21 +282,20 @@ class BookPipeline:
             if decoded.kind == _SNAPSHOT:
                 self.flush()
                 self._apply_snapshot(info, decoded, recv_ns)
-                return
-            batch = self.batch
-            batch.add(
-                info.book,
-                2,
-                decoded.first_seq,
-                decoded.last_seq,
-                decoded.prev_seq,
-                decoded.bids,
-                decoded.asks,
-                decoded.ts_event_ns,
-                recv_ns,
-            )
-            if batch.count >= batch.capacity:
-                self.flush()
+            else:
+                self.batch.add(
+                    info.book,
+                    2,
+                    decoded.first_seq,
+                    decoded.last_seq,
+                    decoded.prev_seq,
+                    decoded.bids,
+                    decoded.asks,
+                    decoded.ts_event_ns,
+                    recv_ns,
+                )
+                if self.batch.full():
+                    self.flush()
         elif type(decoded) is MarkPriceEvent:
             self.marks[(venue, decoded.symbol)] = decoded
         elif type(decoded) is Ignored:
@@ -274,9 +344,9 @@ class BookPipeline:
                     "book.gap",
                     venue=venue.value,
                     symbol=info.instrument.symbol,
-                    first=int(meta[2]),
-                    last=int(meta[3]),
-                    prev=int(meta[4]),
+                    first=int(meta[E_FIRST]),
+                    last=int(meta[E_LAST]),
+                    prev=int(meta[E_PREV]),
                 )
                 self._throw_away(info, "gap")
             bids, asks = self.batch.raw_levels(row)
@@ -284,15 +354,15 @@ class BookPipeline:
                 RawBookUpdate(
                     info.instrument.symbol,
                     EventKind.DELTA,
-                    int(meta[2]),
-                    int(meta[3]),
-                    int(meta[4]),
+                    int(meta[E_FIRST]),
+                    int(meta[E_LAST]),
+                    int(meta[E_PREV]),
                     bids,
                     asks,
-                    int(meta[9]),
+                    int(meta[E_TS_EVENT]),
                 )
             )
-            info.pending_recv.append(int(meta[10]))
+            info.pending_recv.append(int(meta[E_TS_RECV]))
             return
         reason = {
             R_PARSE_ERROR: "parse_error",

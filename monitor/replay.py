@@ -76,13 +76,24 @@ def replay(
         if on_tick is not None:
             on_tick(at_ns, metrics)
 
-    feed = pipeline.feed
+    # consecutive websocket frames of one venue go to the pipeline together (its hot path)
+    group_venue: Venue | None = None
+    group_frames: list[str] = []
+    group_recv: list[int] = []
+
+    def flush_group() -> None:
+        if group_venue is not None and group_frames:
+            pipeline.feed_frames(group_venue, group_frames, group_recv)
+            group_frames.clear()
+            group_recv.clear()
+
     for rec in merged_records(paths):
         recv_ns = round(rec.ts * 1e9)
         if next_tick is None:
             next_tick = (recv_ns // tick_ns + 1) * tick_ns
             first_ns = recv_ns
         if recv_ns >= next_tick:
+            flush_group()
             idle = 0
             while recv_ns >= next_tick and idle < max_idle_ticks:
                 emit(next_tick)
@@ -99,6 +110,7 @@ def replay(
         if speed is not None and first_ns is not None:
             lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
             if lag > 0:
+                flush_group()
                 time.sleep(lag)
         try:
             venue = Venue(rec.venue)
@@ -108,8 +120,17 @@ def replay(
                 unknown_venues.add(rec.venue)
                 log.warning("replay.unknown_venue", venue=rec.venue)
             continue
-        feed(venue, rec.kind, rec.url, rec.data, recv_ns)
         records += 1
+        if rec.kind == "ws":
+            if venue is not group_venue or len(group_frames) >= 256:
+                flush_group()
+                group_venue = venue
+            group_frames.append(rec.data)
+            group_recv.append(recv_ns)
+        else:
+            flush_group()
+            pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
+    flush_group()
     if next_tick is not None:
         emit(next_tick)
     result = ReplayResult(records, ticks, rows, unknown, time.perf_counter() - started)

@@ -15,12 +15,10 @@ import numpy as np
 from numba import njit
 
 from monitor.book.layout import (
-    E_ASK_END,
-    E_ASK_START,
     E_BEST_ASK,
+    E_ASK_LEN,
     E_BEST_BID,
-    E_BID_END,
-    E_BID_START,
+    E_BID_LEN,
     E_BOOK,
     E_FIRST,
     E_KIND,
@@ -471,7 +469,7 @@ def apply_batch(
     cap_all = keys.shape[2]
     max_levels = 0
     for e in range(count):
-        span = max(meta[e, E_BID_END] - meta[e, E_BID_START], meta[e, E_ASK_END] - meta[e, E_ASK_START])
+        span = max(meta[e, E_BID_LEN], meta[e, E_ASK_LEN])
         if span > max_levels:
             max_levels = span
     # a level needs at least 6 bytes ('["1","1"]' minus the quotes): a safe upper bound
@@ -482,7 +480,11 @@ def apply_batch(
     aqty = np.empty(scratch, dtype=np.float64)
     wire = np.zeros(2, dtype=np.int64)
     applied = 0
+    offset = 0  # the events' level arrays lie back to back in buf
     for e in range(count):
+        bid_start = offset
+        ask_start = bid_start + meta[e, E_BID_LEN]
+        offset = ask_start + meta[e, E_ASK_LEN]
         b = meta[e, E_BOOK]
         st = istate[b]
         kind = meta[e, E_KIND]
@@ -507,10 +509,10 @@ def apply_batch(
             pd = st[S_PRICE_DEC]
             cs = fstate[b, F_CONTRACT_SIZE]
             nb = parse_levels(
-                buf, meta[e, E_BID_START], meta[e, E_BID_END], st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, bpx, bqty, wire
+                buf, bid_start, ask_start, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, bpx, bqty, wire
             )
             na = parse_levels(
-                buf, meta[e, E_ASK_START], meta[e, E_ASK_END], st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
+                buf, ask_start, offset, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
             )
             if nb < 0 or na < 0:
                 status = R_OFF_GRID if (nb == PARSE_OFF_GRID or na == PARSE_OFF_GRID) else R_PARSE_ERROR

@@ -47,17 +47,15 @@ E_KIND = 1  # EventKind: SNAPSHOT or DELTA
 E_FIRST = 2  # first sequence id (Binance U); snapshot: -1
 E_LAST = 3  # last sequence id (Binance u); snapshot: lastUpdateId
 E_PREV = 4  # previous event's last id (Binance USD-M pu), -1 if none
-E_BID_START = 5  # byte range of the bids level array inside the batch buffer
-E_BID_END = 6
-E_ASK_START = 7
-E_ASK_END = 8
-E_TS_EVENT = 9
-E_TS_RECV = 10
-E_LIMIT = 11  # snapshot: levels requested per side (0 = full book)
-E_STATUS = 12  # written by the kernel: R_* below
-E_BEST_BID = 13  # written by the kernel: best bid (price units) after the event, or -1
-E_BEST_ASK = 14  # written by the kernel: best ask (price units) after the event, or -1
-N_EVENT = 15
+E_BID_LEN = 5  # bytes of the raw bids level array; the event's arrays follow the previous
+E_ASK_LEN = 6  # event's in the batch buffer (bids, then asks), so offsets are running sums
+E_TS_EVENT = 7
+E_TS_RECV = 8
+E_LIMIT = 9  # snapshot: levels requested per side (0 = full book)
+E_STATUS = 10  # written by the kernel: R_* below
+E_BEST_BID = 11  # written by the kernel: best bid (price units) after the event, or -1
+E_BEST_ASK = 12  # written by the kernel: best ask (price units) after the event, or -1
+N_EVENT = 13
 
 # --- per-event results -------------------------------------------------------------------
 R_APPLIED = 1  # applied to a valid book

@@ -8,10 +8,8 @@ import numpy as np
 
 from monitor.book import kernels
 from monitor.book.layout import (
-    E_ASK_END,
-    E_ASK_START,
-    E_BID_END,
-    E_BID_START,
+    E_ASK_LEN,
+    E_BID_LEN,
     F_CONTRACT_SIZE,
     FLAG_TRUNCATED,
     KEY_MIN,
@@ -37,27 +35,30 @@ from monitor.domain import BookState, EventKind, SeqRule, format_units
 
 class EventBatch:
     """Events of many books in one columnar batch: one int64 row per event, raw level
-    arrays concatenated into one byte buffer. One kernel call applies the whole batch.
+    arrays back to back in one byte buffer. One kernel call applies the whole batch.
 
-    Rows are collected in a Python list (one ``extend`` per event, the cheapest way to
-    gather ints in CPython) and sealed into the ``meta`` matrix once per batch; after
-    :meth:`seal`, ``meta`` and ``buf`` hold the batch until the next seal, and the kernel
-    leaves its per-event outcome and top of book in ``meta``.
+    Rows are gathered in the plain list ``rows`` (one ``extend`` of N_EVENT ints per event,
+    the cheapest way to collect ints in CPython) and the level arrays in ``pieces``; the
+    hot path may append to both directly, as :meth:`add` does. :meth:`seal` turns them
+    into the ``meta`` matrix and ``buf`` once per batch; these stay readable until the
+    next seal, with the kernel's per-event outcome and top of book in ``meta``.
     """
 
-    __slots__ = ("_offset", "_pieces", "_rows", "buf", "capacity", "count", "meta")
+    __slots__ = ("buf", "capacity", "meta", "pieces", "rows")
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
-        self._rows: list[int] = []
-        self._pieces: list[bytes | memoryview] = []
-        self._offset = 0
-        self.count = 0
+        self.rows: list[int] = []
+        self.pieces: list[bytes | memoryview] = []
         self.meta = np.zeros((0, N_EVENT), dtype=np.int64)
         self.buf = np.zeros(0, dtype=np.uint8)
 
+    @property
+    def count(self) -> int:
+        return len(self.rows) // N_EVENT
+
     def full(self) -> bool:
-        return self.count >= self.capacity
+        return len(self.rows) >= self.capacity * N_EVENT
 
     def add(
         self,
@@ -73,37 +74,30 @@ class EventBatch:
         limit: int = 0,
     ) -> int:
         """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
-        off = self._offset
-        mid = off + len(bids)
-        end = mid + len(asks)
         # column order: see layout.E_*
-        self._rows.extend((book, kind, first, last, prev, off, mid, mid, end, ts_event_ns, ts_recv_ns, limit, 0, 0, 0))
-        self._pieces.append(bids)
-        self._pieces.append(asks)
-        self._offset = end
-        self.count += 1
-        return self.count - 1
+        self.rows.extend((book, kind, first, last, prev, len(bids), len(asks), ts_event_ns, ts_recv_ns, limit, 0, 0, 0))
+        self.pieces.append(bids)
+        self.pieces.append(asks)
+        return len(self.rows) // N_EVENT - 1
 
     def seal(self) -> tuple[np.ndarray, np.ndarray]:
         """Build ``meta`` and ``buf`` from the events added since the last clear."""
-        self.meta = np.array(self._rows, dtype=np.int64).reshape(-1, N_EVENT)
-        self.buf = np.frombuffer(b"".join(self._pieces), dtype=np.uint8)
+        self.meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
+        self.buf = np.frombuffer(b"".join(self.pieces), dtype=np.uint8)
         return self.buf, self.meta
 
     def raw_levels(self, row: int) -> tuple[bytes, bytes]:
         """The raw level arrays of a sealed row (copies, for keeping past the batch)."""
-        m = self.meta[row]
-        return (
-            self.buf[m[E_BID_START] : m[E_BID_END]].tobytes(),
-            self.buf[m[E_ASK_START] : m[E_ASK_END]].tobytes(),
-        )
+        lengths = self.meta[: row + 1, E_BID_LEN] + self.meta[: row + 1, E_ASK_LEN]
+        start = int(lengths[:row].sum())
+        mid = start + int(self.meta[row, E_BID_LEN])
+        end = mid + int(self.meta[row, E_ASK_LEN])
+        return self.buf[start:mid].tobytes(), self.buf[mid:end].tobytes()
 
     def clear(self) -> None:
         """Forget the events (``meta`` and ``buf`` of the last seal stay readable)."""
-        self._rows.clear()
-        self._pieces.clear()
-        self._offset = 0
-        self.count = 0
+        self.rows.clear()
+        self.pieces.clear()
 
 
 @dataclass(frozen=True, slots=True)
