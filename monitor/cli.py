@@ -62,13 +62,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             log.error("replay.missing_file", path=f)
             return 2
     registry = InstrumentRegistry.load_cached(settings.venues.keys())
-    pipeline = BookPipeline(
-        registry,
-        capacity=settings.monitor.book_capacity,
-        bands_pct=settings.metrics.depth_bands_pct,
-        notionals_usd=settings.metrics.slippage_notionals_usd,
-        usd_stables=settings.fx.usd_stables,
-    )
+    pipeline = BookPipeline.from_settings(registry, settings)
     tick_ms = args.tick_ms or settings.monitor.tick_ms
     if tick_ms <= 0:
         log.error("replay.bad_tick", tick_ms=tick_ms)

@@ -155,14 +155,7 @@ class Daemon:
         return registry
 
     def build_pipeline(self, registry: InstrumentRegistry) -> BookPipeline:
-        settings = self.settings
-        pipeline = BookPipeline(
-            registry,
-            capacity=settings.monitor.book_capacity,
-            bands_pct=settings.metrics.depth_bands_pct,
-            notionals_usd=settings.metrics.slippage_notionals_usd,
-            usd_stables=settings.fx.usd_stables,
-        )
+        pipeline = BookPipeline.from_settings(registry, self.settings)
         # Every configured book exists from the start: one that never gets data shows invalid.
         for venue, runtime in self.venues.items():
             for symbol in runtime.settings.symbols:

@@ -57,6 +57,7 @@ from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.metrics import kernels as mk
+from monitor.settings import Settings
 
 log = get_logger("monitor.pipeline")
 
@@ -130,6 +131,17 @@ class BookPipeline:
         self.counters = Counters()
         self._dirty = np.zeros(max_books, dtype=np.bool_)
         self._unknown_logged: set[tuple[Venue, str]] = set()
+
+    @classmethod
+    def from_settings(cls, registry: InstrumentRegistry, settings: Settings) -> BookPipeline:
+        """A pipeline sized and configured by the settings' monitor, metrics and fx tables."""
+        return cls(
+            registry,
+            capacity=settings.monitor.book_capacity,
+            bands_pct=settings.metrics.depth_bands_pct,
+            notionals_usd=settings.metrics.slippage_notionals_usd,
+            usd_stables=settings.fx.usd_stables,
+        )
 
     # --- books ----------------------------------------------------------------------------
     def add_book(self, venue: Venue, symbol: str) -> BookInfo | None:
