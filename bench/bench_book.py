@@ -55,19 +55,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-import msgspec  # noqa: E402
-import numpy as np  # noqa: E402
-from corpus import Corpus, build_corpus  # noqa: E402
-from order_book import OrderBook  # noqa: E402
-from sortedcontainers import SortedDict  # noqa: E402
+import _common
+import msgspec
+import numpy as np
+from corpus import Corpus, build_corpus
+from order_book import OrderBook
+from sortedcontainers import SortedDict
 
-from feeds.binance import ADAPTERS  # noqa: E402
-from monitor.book import kernels  # noqa: E402
-from monitor.book.layout import E_BEST_ASK, E_BEST_BID, E_BOOK, E_STATUS, S_DROPPED  # noqa: E402
-from monitor.book.store import EventBatch  # noqa: E402
-from monitor.domain import EventKind, RawBook, SeqRule  # noqa: E402
-from monitor.pipeline import BookPipeline  # noqa: E402
+from feeds.binance import ADAPTERS
+from monitor.book import kernels
+from monitor.book.layout import E_BEST_ASK, E_BEST_BID, E_BOOK, E_STATUS, S_DROPPED
+from monitor.book.store import EventBatch
+from monitor.domain import EventKind, RawBook, SeqRule
+from monitor.pipeline import BookPipeline
 
 assert E_BEST_ASK == E_BEST_BID + 1
 SNAPSHOT = EventKind.SNAPSHOT
@@ -103,7 +103,14 @@ class ReadingPipeline(BookPipeline):
         self.n_tops = i + n
 
 
-def run_liqmon(corpus: Corpus, snap_sym: dict[str, str], *, live: bool, batch: int = 1024, frames: list | None = None) -> dict[str, Any]:
+def run_liqmon(
+    corpus: Corpus,
+    snap_sym: dict[str, str],
+    *,
+    live: bool,
+    batch: int = 1024,
+    frames: list | None = None,
+) -> dict[str, Any]:
     frames = corpus.frames if frames is None else frames
     n_delta = sum(1 for f in frames if f[1] == "ws")
     tops = np.empty((n_delta, 2), dtype=np.int64)
@@ -184,7 +191,9 @@ class OBBook:
 
     def top_levels(self, depth: int) -> tuple[list, list]:
         b, a = self.bids, self.asks
-        return [b.index(i) for i in range(min(depth, len(b)))], [a.index(i) for i in range(min(depth, len(a)))]
+        return [b.index(i) for i in range(min(depth, len(b)))], [
+            a.index(i) for i in range(min(depth, len(a)))
+        ]
 
 
 class SortedBook:
@@ -242,8 +251,7 @@ class DictBook:
         for px, qty in bids:
             if qty > 0.0:
                 b[px] = qty
-                if px > best:
-                    best = px
+                best = max(best, px)
             elif b.pop(px, None) is not None and px == best:
                 best = max(b) if b else -INF
         self.bid = best
@@ -252,8 +260,7 @@ class DictBook:
         for px, qty in asks:
             if qty > 0.0:
                 a[px] = qty
-                if px < best:
-                    best = px
+                best = min(best, px)
             elif a.pop(px, None) is not None and px == best:
                 best = min(a) if a else INF
         self.ask = best
@@ -358,7 +365,12 @@ def _decimal_levels(raw: Any) -> list[tuple[Decimal, Decimal]]:
     return [(Decimal(p), Decimal(q)) for p, q in _str_levels(raw)]
 
 
-def run_peer(corpus: Corpus, factory: Callable[[], Any], levels: Callable[[Any], list] = _float_levels, frames: list | None = None) -> dict[str, Any]:
+def run_peer(
+    corpus: Corpus,
+    factory: Callable[[], Any],
+    levels: Callable[[Any], list] = _float_levels,
+    frames: list | None = None,
+) -> dict[str, Any]:
     frames = corpus.frames if frames is None else frames
     adapters = ADAPTERS
     states: dict[tuple[Any, str], PeerState] = {}
@@ -368,7 +380,11 @@ def run_peer(corpus: Corpus, factory: Callable[[], Any], levels: Callable[[Any],
     t0 = time.perf_counter()
     for venue, kind, url, data, recv_ns in frames:
         adapter = adapters[venue]
-        ev = adapter.decode(data, recv_ns) if kind == "ws" else adapter.decode_http(url, data, recv_ns)
+        ev = (
+            adapter.decode(data, recv_ns)
+            if kind == "ws"
+            else adapter.decode_http(url, data, recv_ns)
+        )
         if not isinstance(ev, RawBook):
             continue
         key = (venue, ev.symbol)
@@ -395,7 +411,11 @@ def run_decode_only(corpus: Corpus) -> dict[str, Any]:
     t0 = time.perf_counter()
     for venue, kind, url, data, recv_ns in corpus.frames:
         adapter = adapters[venue]
-        ev = adapter.decode(data, recv_ns) if kind == "ws" else adapter.decode_http(url, data, recv_ns)
+        ev = (
+            adapter.decode(data, recv_ns)
+            if kind == "ws"
+            else adapter.decode_http(url, data, recv_ns)
+        )
         n += isinstance(ev, RawBook)
     return {"elapsed": time.perf_counter() - t0, "n": n}
 
@@ -403,16 +423,27 @@ def run_decode_only(corpus: Corpus) -> dict[str, Any]:
 # --- verification ---------------------------------------------------------------------------
 def _units(values: list[tuple[Any, Any]], decimals: np.ndarray) -> np.ndarray:
     arr = np.array([(float(b), float(a)) for b, a in values], dtype=np.float64)
-    scale = (10.0 ** decimals)[:, None]
+    scale = (10.0**decimals)[:, None]
     return np.where(arr == -1, -1, np.rint(arr * scale)).astype(np.int64)
 
 
-def verify(corpus: Corpus, ref: dict[str, Any], name: str, out: dict[str, Any], delta_dec: np.ndarray, snap_dec: np.ndarray) -> None:
+def verify(
+    corpus: Corpus,
+    ref: dict[str, Any],
+    name: str,
+    out: dict[str, Any],
+    delta_dec: np.ndarray,
+    snap_dec: np.ndarray,
+) -> None:
     got = _units(out["tops"], delta_dec)
     bad = np.flatnonzero(np.any(got != ref["tops"], axis=1))
-    assert bad.size == 0, f"{name}: top of book differs from liqmon after {bad.size} messages, first at delta {bad[0]}: {got[bad[0]]} vs {ref['tops'][bad[0]]}"
+    assert bad.size == 0, (
+        f"{name}: top of book differs from liqmon after {bad.size} messages, first at delta {bad[0]}: {got[bad[0]]} vs {ref['tops'][bad[0]]}"
+    )
     snaps = _units(out["snap_tops"], snap_dec)
-    assert np.array_equal(snaps, np.array(ref["snap_tops"], dtype=np.int64)), f"{name}: top after a snapshot differs"
+    assert np.array_equal(snaps, np.array(ref["snap_tops"], dtype=np.int64)), (
+        f"{name}: top after a snapshot differs"
+    )
     p: BookPipeline = ref["pipeline"]
     states = out["states"]
     for key in corpus.books:
@@ -422,10 +453,15 @@ def verify(corpus: Corpus, ref: dict[str, Any], name: str, out: dict[str, Any], 
         st = states[key]
         assert st.gaps == 0, f"{name}: {key} had gaps"
         bids, asks = st.book.top_levels(10)
-        for side, px, qty, peer in (("bid", lv.bid_px, lv.bid_qty, bids), ("ask", lv.ask_px, lv.ask_qty, asks)):
+        for side, px, qty, peer in (
+            ("bid", lv.bid_px, lv.bid_qty, bids),
+            ("ask", lv.ask_px, lv.ask_qty, asks),
+        ):
             ppx = [round(float(x) * 10**pd) for x, _ in peer]
             pq = [float(q) for _, q in peer]
-            assert ppx == [int(x) for x in px], f"{name}: {key} {side} prices differ: {ppx[:3]} vs {px[:3]}"
+            assert ppx == [int(x) for x in px], (
+                f"{name}: {key} {side} prices differ: {ppx[:3]} vs {px[:3]}"
+            )
             assert pq == [float(q) for q in qty], f"{name}: {key} {side} quantities differ"
 
 
@@ -463,7 +499,9 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
 
     def one(live: bool) -> tuple[float, float, float, int]:
         calls.clear()
-        kernels.apply_batch = timed_kernel  # module attribute: pipeline.py calls kernels.apply_batch
+        kernels.apply_batch = (
+            timed_kernel  # module attribute: pipeline.py calls kernels.apply_batch
+        )
         try:
             out = run_liqmon(corpus, snap_sym, live=live)
         finally:
@@ -487,7 +525,17 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
         add = batch.add
         for _ in range(20):
             for ev, r in evs:
-                add(0, 2, ev.first_seq, ev.last_seq, ev.prev_seq, ev.bids, ev.asks, ev.ts_event_ns, r)
+                add(
+                    0,
+                    2,
+                    ev.first_seq,
+                    ev.last_seq,
+                    ev.prev_seq,
+                    ev.bids,
+                    ev.asks,
+                    ev.ts_event_ns,
+                    r,
+                )
             batch.clear()
 
     add_us = min(_common.timed(adds, repeat)[0]) / (20 * len(evs)) * 1e6
@@ -503,13 +551,27 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     row("  adapter decode (msgspec decode, the payload is the event)", dec / n * 1e6)
     row("  EventBatch.add (timed alone)", add_us * n_delta / n)
     row("  apply_batch, delta batches", delta / n * 1e6, f"{delta / n_delta * 1e9:.0f} ns/event")
-    row("  apply_batch, REST snapshots", snap / n * 1e6, f"{n_snap} snapshots, {snap / n_snap * 1e6:.0f} us each, {snap / total * 100:.0f}% of feed time")
-    row("  rest of feed/flush (lookup, enum compare, bookkeeping)", (total - dec - add_us * n_delta / 1e6 - snap - delta) / n * 1e6, f"{ncalls} kernel calls")
+    row(
+        "  apply_batch, REST snapshots",
+        snap / n * 1e6,
+        f"{n_snap} snapshots, {snap / n_snap * 1e6:.0f} us each, {snap / total * 100:.0f}% of feed time",
+    )
+    row(
+        "  rest of feed/flush (lookup, enum compare, bookkeeping)",
+        (total - dec - add_us * n_delta / 1e6 - snap - delta) / n * 1e6,
+        f"{ncalls} kernel calls",
+    )
 
-    total, snap, delta, ncalls = min((one(True) for _ in range(max(1, repeat - 1))), key=lambda t: t[0])
+    total, snap, delta, ncalls = min(
+        (one(True) for _ in range(max(1, repeat - 1))), key=lambda t: t[0]
+    )
     row("on_message: total", total / n * 1e6)
     row("  adapter decode", dec / n * 1e6)
-    row("  apply_batch, one event per call", delta / n * 1e6, f"{delta / n_delta * 1e6:.2f} us/call incl. dispatch")
+    row(
+        "  apply_batch, one event per call",
+        delta / n * 1e6,
+        f"{delta / n_delta * 1e6:.2f} us/call incl. dispatch",
+    )
     row("  apply_batch, REST snapshots", snap / n * 1e6)
     row("  rest (feed + flush outside the kernel)", (total - dec - snap - delta) / n * 1e6)
 
@@ -518,7 +580,9 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     venue, _, _, data, recv_ns = next(f for f in corpus.frames if f[1] == "ws")
     ev = ADAPTERS[venue].decode(data, recv_ns)
     b = p.batch
-    b.add(0, 2, 1, 1, 0, ev.bids, ev.asks, 0, 0)  # book 0 is EMPTY: the kernel only marks it R_BUFFER
+    b.add(
+        0, 2, 1, 1, 0, ev.bids, ev.asks, 0, 0
+    )  # book 0 is EMPTY: the kernel only marks it R_BUFFER
     # EventBatch API: buffer() + preallocated meta (HEAD 154b6bb), or seal() -> (buf, meta)
     if hasattr(b, "seal"):
         prepare, prepare_name = b.seal, "batch.seal(): rows -> meta, b''.join -> buf"
@@ -531,13 +595,24 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     real(buf, full_meta, 1, st.istate, st.fstate, st.keys, st.qtys)
     fixed = [
         (prepare_name, prepare),
-        ("apply_batch call, 1 trivial event (dispatch + scratch allocs)", lambda: real(buf, full_meta, 1, st.istate, st.fstate, st.keys, st.qtys)),
-        ("self._dirty[meta[:, E_BOOK]] = True", lambda: p._dirty.__setitem__(meta[:, E_BOOK], True)),
+        (
+            "apply_batch call, 1 trivial event (dispatch + scratch allocs)",
+            lambda: real(buf, full_meta, 1, st.istate, st.fstate, st.keys, st.qtys),
+        ),
+        (
+            "self._dirty[meta[:, E_BOOK]] = True",
+            lambda: p._dirty.__setitem__(meta[:, E_BOOK], True),
+        ),
         ("meta[:n], meta[:, E_STATUS] views", lambda: full_meta[:1][:, E_STATUS]),
-        ("EventBatch.add + clear, one event", lambda: (b.add(0, 2, 1, 1, 0, ev.bids, ev.asks, 0, 0), b.clear())),
+        (
+            "EventBatch.add + clear, one event",
+            lambda: (b.add(0, 2, 1, 1, 0, ev.bids, ev.asks, 0, 0), b.clear()),
+        ),
     ]
     for name, fn in fixed:
-        rows.append({"name": "  per flush/call: " + name, "value": _per_call(fn), "unit": "us/call"})
+        rows.append(
+            {"name": "  per flush/call: " + name, "value": _per_call(fn), "unit": "us/call"}
+        )
     return rows
 
 
@@ -564,7 +639,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             snap_sym[url] = sym
             snap_dec.append(corpus.registry.get(venue, sym).price_decimals)
         else:
-            delta_dec.append(corpus.registry.get(venue, ADAPTERS[venue].decode(data, 0).symbol).price_decimals)
+            delta_dec.append(
+                corpus.registry.get(venue, ADAPTERS[venue].decode(data, 0).symbol).price_decimals
+            )
     delta_dec_a = np.array(delta_dec, dtype=np.float64)
     snap_dec_a = np.array(snap_dec, dtype=np.float64)
 
@@ -576,20 +653,55 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_peer(corpus, f, frames=warm)
 
     impls: list[tuple[str, Callable[[], dict[str, Any]], int, str]] = [
-        ("liqmon BookPipeline.feed_frames (replay path, batch 1024)", lambda: run_liqmon(corpus, snap_sym, live=False), args.repeat, "liqmon"),
-        ("info: liqmon BookPipeline.on_message (one kernel call per message)", lambda: run_liqmon(corpus, snap_sym, live=True), args.repeat, "liqmon"),
-        ("peer order_book.OrderBook (C), float keys", lambda: run_peer(corpus, OBBook), args.repeat, "peer"),
-        ("peer sortedcontainers.SortedDict, float keys", lambda: run_peer(corpus, SortedBook), args.repeat, "peer"),
-        ("peer dict + cached top (max/min on top delete)", lambda: run_peer(corpus, DictBook), args.repeat, "peer"),
-        ("info: dict, max()/min() after every message", lambda: run_peer(corpus, NaiveDictBook), 1, "info"),
-        ("info: order_book, Decimal keys (as cryptofeed)", lambda: run_peer(corpus, OBBook, _decimal_levels), 1, "info"),
+        (
+            "liqmon BookPipeline.feed_frames (replay path, batch 1024)",
+            lambda: run_liqmon(corpus, snap_sym, live=False),
+            args.repeat,
+            "liqmon",
+        ),
+        (
+            "info: liqmon BookPipeline.on_message (one kernel call per message)",
+            lambda: run_liqmon(corpus, snap_sym, live=True),
+            args.repeat,
+            "liqmon",
+        ),
+        (
+            "peer order_book.OrderBook (C), float keys",
+            lambda: run_peer(corpus, OBBook),
+            args.repeat,
+            "peer",
+        ),
+        (
+            "peer sortedcontainers.SortedDict, float keys",
+            lambda: run_peer(corpus, SortedBook),
+            args.repeat,
+            "peer",
+        ),
+        (
+            "peer dict + cached top (max/min on top delete)",
+            lambda: run_peer(corpus, DictBook),
+            args.repeat,
+            "peer",
+        ),
+        (
+            "info: dict, max()/min() after every message",
+            lambda: run_peer(corpus, NaiveDictBook),
+            1,
+            "info",
+        ),
+        (
+            "info: order_book, Decimal keys (as cryptofeed)",
+            lambda: run_peer(corpus, OBBook, _decimal_levels),
+            1,
+            "info",
+        ),
     ]
     # rounds: every implementation once per round (so a burst of load on the machine hits
     # all of them alike); the best run of each is reported
     times: dict[str, list[float]] = {name: [] for name, *_ in impls}
     ref = None
     for rnd in range(args.repeat):
-        for name, fn, rep, group in impls:
+        for name, fn, rep, _group in impls:
             if rnd >= rep:
                 continue
             gc.collect()
@@ -603,27 +715,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 assert int(p.store.istate[:, S_DROPPED].sum()) == 0
             elif rnd == 0:
                 if "pipeline" in out:
-                    assert np.array_equal(out["tops"], ref["tops"]) and out["snap_tops"] == ref["snap_tops"], name
+                    assert (
+                        np.array_equal(out["tops"], ref["tops"])
+                        and out["snap_tops"] == ref["snap_tops"]
+                    ), name
                     q: BookPipeline = out["pipeline"]
                     for key, info in ref["pipeline"].books.items():
-                        a, b = ref["pipeline"].store.levels(info.book, 10), q.store.levels(q.books[key].book, 10)
-                        assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("bid_px", "bid_qty", "ask_px", "ask_qty")), (name, key)
+                        a, b = (
+                            ref["pipeline"].store.levels(info.book, 10),
+                            q.store.levels(q.books[key].book, 10),
+                        )
+                        assert all(
+                            np.array_equal(getattr(a, f), getattr(b, f))
+                            for f in ("bid_px", "bid_qty", "ask_px", "ask_qty")
+                        ), (name, key)
                 else:
                     verify(corpus, ref, name, out, delta_dec_a, snap_dec_a)
-            print(f"  round {rnd}: {name:<52} {out['elapsed']:7.3f}s  {n / out['elapsed']:>10,.0f} msg/s" + ("  verified" if rnd == 0 else ""), flush=True)
+            print(
+                f"  round {rnd}: {name:<52} {out['elapsed']:7.3f}s  {n / out['elapsed']:>10,.0f} msg/s"
+                + ("  verified" if rnd == 0 else ""),
+                flush=True,
+            )
             out = None
     results: dict[str, dict[str, Any]] = {}
     for name, _, _, group in impls:
-        results[name] = {**_common.summary(times[name]), "group": group, "msgs_per_s": n / min(times[name])}
+        results[name] = {
+            **_common.summary(times[name]),
+            "group": group,
+            "msgs_per_s": n / min(times[name]),
+        }
     dec_times = _common.timed(lambda: run_decode_only(corpus), args.repeat)[0]
-    results["decode floor: adapter decode alone"] = {**_common.summary(dec_times), "group": "floor", "msgs_per_s": n / min(dec_times)}
+    results["decode floor: adapter decode alone"] = {
+        **_common.summary(dec_times),
+        "group": "floor",
+        "msgs_per_s": n / min(dec_times),
+    }
 
-    best_peer_name = max((k for k, v in results.items() if v["group"] == "peer"), key=lambda k: results[k]["msgs_per_s"])
+    best_peer_name = max(
+        (k for k, v in results.items() if v["group"] == "peer"),
+        key=lambda k: results[k]["msgs_per_s"],
+    )
     best_peer = results[best_peer_name]["msgs_per_s"]
     # the same ratio taken round by round (both runs seconds apart), median over rounds
     for name, r in results.items():
         if r["group"] in ("liqmon", "peer") and len(times[name]) == len(times[best_peer_name]):
-            r["median_round_ratio"] = statistics.median(p / t for t, p in zip(times[name], times[best_peer_name], strict=True))
+            r["median_round_ratio"] = statistics.median(
+                p / t for t, p in zip(times[name], times[best_peer_name], strict=True)
+            )
     rows = []
     for name, r in results.items():
         rows.append(
@@ -637,7 +775,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "median_s": r["median_s"],
                 "runs": r["runs"],
                 "median_round_ratio": r.get("median_round_ratio"),
-                "note": f"median of per-round ratios x{r['median_round_ratio']:.2f}" if r.get("median_round_ratio") else "",
+                "note": f"median of per-round ratios x{r['median_round_ratio']:.2f}"
+                if r.get("median_round_ratio")
+                else "",
             }
         )
     _common.print_rows(f"book: {n:,} messages, ratio vs best peer ({best_peer_name})", rows)

@@ -125,7 +125,10 @@ def child(impl: str, capacity: int, n_books: int) -> dict[str, Any]:
                 levels_held += len(ob.bids) + len(ob.asks)
             else:
                 kind_ = dict if impl == "dict" else SortedDict
-                sides = (kind_((px, q) for px, q in bids if q > 0), kind_((px, q) for px, q in asks if q > 0))
+                sides = (
+                    kind_((px, q) for px, q in bids if q > 0),
+                    kind_((px, q) for px, q in asks if q > 0),
+                )
                 books[(venue, ev.symbol)] = sides
                 levels_held += len(sides[0]) + len(sides[1])
         held = books
@@ -134,7 +137,9 @@ def child(impl: str, capacity: int, n_books: int) -> dict[str, Any]:
     del held
     return {
         "impl": impl,
-        "thp": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip() if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() else "",
+        "thp": Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+        if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+        else "",
         "capacity": capacity,
         "books": n_books,
         "levels": levels_held,
@@ -160,7 +165,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     for name, impl, cap in CONFIGS:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--capacity", str(cap), "--books", str(args.books)],
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                impl,
+                "--capacity",
+                str(cap),
+                "--books",
+                str(args.books),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -183,10 +197,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "unit": "MiB",
                 "ratio": r["books_kib"] / dict_kib,
                 "note": note,
-                **{k: r[k] for k in ("levels", "rss_before_kib", "rss_after_kib", "books_kib", "kernel_load_kib", "nominal_bytes")},
+                **{
+                    k: r[k]
+                    for k in (
+                        "levels",
+                        "rss_before_kib",
+                        "rss_after_kib",
+                        "books_kib",
+                        "kernel_load_kib",
+                        "nominal_bytes",
+                    )
+                },
             }
         )
-    _common.print_rows(f"memory: RSS growth for {args.books} books from REST snapshots (fresh process each; ratio vs dict peer)", rows)
+    _common.print_rows(
+        f"memory: RSS growth for {args.books} books from REST snapshots (fresh process each; ratio vs dict peer)",
+        rows,
+    )
     payload = {"bench": "memory", "books": args.books, "rows": rows, "machine": _common.machine()}
     _common.write_json(args.json, payload)
     return payload

@@ -27,14 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-import numpy as np  # noqa: E402
-from corpus import build_corpus  # noqa: E402
+import _common
+import numpy as np
+from corpus import build_corpus
 
-from feeds.binance import ADAPTERS  # noqa: E402
-from monitor.book.layout import S_N_ASK, S_N_BID, S_PRICE_DEC  # noqa: E402
-from monitor.book.store import BookStore, EventBatch  # noqa: E402
-from monitor.metrics import kernels as mk  # noqa: E402
+from feeds.binance import ADAPTERS
+from monitor.book.layout import S_N_ASK, S_N_BID, S_PRICE_DEC
+from monitor.book.store import BookStore, EventBatch
+from monitor.metrics import kernels as mk
 
 FX = {"USDT": 1.0, "BUSD": 1.0, "EUR": 1.16, "ETH": 3500.0, "BTC": 57000.0}
 BANDS = np.array([0.001, 0.005, 0.01, 0.02])
@@ -68,7 +68,9 @@ def build_store(n_books: int, capacity: int = 2048) -> tuple[BookStore, np.ndarr
     return store, fx, names
 
 
-def levels_read(store: BookStore, fx: np.ndarray, book: int, bands: np.ndarray, notionals: np.ndarray) -> int:
+def levels_read(
+    store: BookStore, fx: np.ndarray, book: int, bands: np.ndarray, notionals: np.ndarray
+) -> int:
     """Levels compute_metrics reads for one book: the widest band's walk per side (plus the
     one that stops it) and every notional walk (up to the level that fills it)."""
     st = store.istate[book]
@@ -82,7 +84,9 @@ def levels_read(store: BookStore, fx: np.ndarray, book: int, bands: np.ndarray, 
     total = 0
     if len(bands):
         w = bands[-1]
-        total += min(nb, int(np.sum(bpx >= mid * (1 - w))) + 1) + min(na, int(np.sum(apx <= mid * (1 + w))) + 1)
+        total += min(nb, int(np.sum(bpx >= mid * (1 - w))) + 1) + min(
+            na, int(np.sum(apx <= mid * (1 + w))) + 1
+        )
     for target in notionals:
         for px, q, n in ((bpx, bq, nb), (apx, aq, na)):
             cum = np.cumsum(px * q * fx[book])
@@ -110,7 +114,10 @@ def walk_table(store: BookStore, fx: np.ndarray, names: list[str]) -> list[dict[
             {
                 "book": name,
                 "levels": (nb, na),
-                "band": (int(np.sum(bpx >= mid * (1 - BANDS[-1]))), int(np.sum(apx <= mid * (1 + BANDS[-1])))),
+                "band": (
+                    int(np.sum(bpx >= mid * (1 - BANDS[-1]))),
+                    int(np.sum(apx <= mid * (1 + BANDS[-1]))),
+                ),
                 "walks": walks,
             }
         )
@@ -136,8 +143,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     _common.quiet_logs()
     store, fx, names = build_store(args.books)
-    per_type = [(names[b], int(store.istate[b, S_N_BID]), int(store.istate[b, S_N_ASK])) for b in range(len(names))]
-    print("books:", args.books, "built from", ", ".join(f"{n} ({b}/{a} levels)" for n, b, a in per_type))
+    per_type = [
+        (names[b], int(store.istate[b, S_N_BID]), int(store.istate[b, S_N_ASK]))
+        for b in range(len(names))
+    ]
+    print(
+        "books:",
+        args.books,
+        "built from",
+        ", ".join(f"{n} ({b}/{a} levels)" for n, b, a in per_type),
+    )
     evict = np.zeros(64 * 2**20 // 8)
     variants = [
         ("full: 4 bands + 3 notionals", BANDS, NOTIONALS),
@@ -153,8 +168,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out = np.empty((n_books, mk.n_columns(len(bands), len(notionals))))
             f = fx[:n_books].copy()
 
-            def call(books: np.ndarray = books, out: np.ndarray = out, f: np.ndarray = f, bands: np.ndarray = bands, notionals: np.ndarray = notionals) -> None:
-                mk.compute_metrics(books, store.istate, store.keys, store.qtys, f, bands, notionals, out)
+            def call(
+                books: np.ndarray = books,
+                out: np.ndarray = out,
+                f: np.ndarray = f,
+                bands: np.ndarray = bands,
+                notionals: np.ndarray = notionals,
+            ) -> None:
+                mk.compute_metrics(
+                    books, store.istate, store.keys, store.qtys, f, bands, notionals, out
+                )
 
             for _ in range(20):  # warm-up (compile or load from cache)
                 call()
@@ -162,9 +185,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 c = mk.band_col(0)
                 checks["1% depth, book 0 (quote)"] = (float(out[0, c]), float(out[0, c + 1]))
             for cold in (False, True):
-                t = time_call(call, args.calls if not cold else max(20, args.calls // 5), cold, evict)
+                t = time_call(
+                    call, args.calls if not cold else max(20, args.calls // 5), cold, evict
+                )
                 best, med = min(t), statistics.median(t)
-                lv = sum(levels_read(store, fx, b % len(names), bands, notionals) for b in range(min(n_books, len(names))))
+                lv = sum(
+                    levels_read(store, fx, b % len(names), bands, notionals)
+                    for b in range(min(n_books, len(names)))
+                )
                 lv_per_book = lv / min(n_books, len(names))
                 row = {
                     "name": f"{vname}, {n_books} book{'s' if n_books > 1 else ''}, {'cold' if cold else 'hot'}",
@@ -179,16 +207,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if n_books == args.books:
                     row["target_ms"] = TARGET_MS
                     row["meets_0.3ms"] = best * 1e3 <= TARGET_MS
-                    row["note"] += f", {'within' if best * 1e3 <= TARGET_MS else 'OVER'} 0.3 ms (x{best * 1e3 / TARGET_MS:.2f})"
+                    row["note"] += (
+                        f", {'within' if best * 1e3 <= TARGET_MS else 'OVER'} 0.3 ms (x{best * 1e3 / TARGET_MS:.2f})"
+                    )
                 rows.append(row)
     walks = walk_table(store, fx, names)
-    print("\nlevels compute_metrics reads per side (bid/ask) of each book type; * = the walk exhausts the side")
-    print(f"  {'book':<10} {'levels':>10} {'in 2% band':>11} " + " ".join(f"{'walk ' + format(t, 'g'):>13}" for t in NOTIONALS))
+    print(
+        "\nlevels compute_metrics reads per side (bid/ask) of each book type; * = the walk exhausts the side"
+    )
+    print(
+        f"  {'book':<10} {'levels':>10} {'in 2% band':>11} "
+        + " ".join(f"{'walk ' + format(t, 'g'):>13}" for t in NOTIONALS)
+    )
     for w in walks:
-        cells = " ".join(f"{w['walks'][i][0]:>5}{'*' if w['walks'][i][2] else ' '}/{w['walks'][i][1]:>5}{'*' if w['walks'][i][3] else ' '}" for i in range(len(NOTIONALS)))
-        print(f"  {w['book']:<10} {w['levels'][0]:>4}/{w['levels'][1]:<5} {w['band'][0]:>5}/{w['band'][1]:<5} {cells}")
-    _common.print_rows(f"metrics: compute_metrics, {args.books} books of ~1000 levels/side, best of {args.calls} calls (cold: of {max(20, args.calls // 5)})", rows)
-    payload = {"bench": "metrics", "books": args.books, "book_types": per_type, "walks": walks, "rows": rows, "checks": checks, "machine": _common.machine()}
+        cells = " ".join(
+            f"{w['walks'][i][0]:>5}{'*' if w['walks'][i][2] else ' '}/{w['walks'][i][1]:>5}{'*' if w['walks'][i][3] else ' '}"
+            for i in range(len(NOTIONALS))
+        )
+        print(
+            f"  {w['book']:<10} {w['levels'][0]:>4}/{w['levels'][1]:<5} {w['band'][0]:>5}/{w['band'][1]:<5} {cells}"
+        )
+    _common.print_rows(
+        f"metrics: compute_metrics, {args.books} books of ~1000 levels/side, best of {args.calls} calls (cold: of {max(20, args.calls // 5)})",
+        rows,
+    )
+    payload = {
+        "bench": "metrics",
+        "books": args.books,
+        "book_types": per_type,
+        "walks": walks,
+        "rows": rows,
+        "checks": checks,
+        "machine": _common.machine(),
+    }
     _common.write_json(args.json, payload)
     return payload
 

@@ -46,7 +46,7 @@ import msgspec  # noqa: E402
 
 from feeds.binance import ADAPTERS, InstrumentsUpdate  # noqa: E402
 from feeds.recording import iter_recording  # noqa: E402
-from monitor.domain import EventKind, RawBook, SeqRule, Venue  # noqa: E402
+from monitor.domain import RawBook, SeqRule, Venue  # noqa: E402
 from monitor.instruments import InstrumentRegistry  # noqa: E402
 
 DATA = Path("/work/shared/data")
@@ -56,7 +56,9 @@ BASE_NS = 1_700_000_000 * 1_000_000_000  # receive clock of the corpus (arbitrar
 
 Frame = tuple[Venue, str, str, bytes, int]
 
-_HEAD_FIELD = re.compile(rb'"stream":"([a-z0-9_]+)@|"s":"([A-Z0-9_]+)"|"U":(\d+)|"u":(\d+)|"pu":(\d+)')
+_HEAD_FIELD = re.compile(
+    rb'"stream":"([a-z0-9_]+)@|"s":"([A-Z0-9_]+)"|"U":(\d+)|"u":(\d+)|"pu":(\d+)'
+)
 
 
 @dataclass
@@ -124,7 +126,13 @@ def _split_head(text: bytes) -> tuple[list[bytes | str], bytes]:
     parts: list[bytes | str] = []
     pos = 0
     for m in _HEAD_FIELD.finditer(head):
-        for group, name, prefix in ((1, "lsym", b'"stream":"'), (2, "sym", b'"s":"'), (3, "U", b'"U":'), (4, "u", b'"u":'), (5, "pu", b'"pu":')):
+        for group, name, prefix in (
+            (1, "lsym", b'"stream":"'),
+            (2, "sym", b'"s":"'),
+            (3, "U", b'"U":'),
+            (4, "u", b'"u":'),
+            (5, "pu", b'"pu":'),
+        ):
             if m.group(group) is not None:
                 parts.append(head[pos : m.start()] + prefix)
                 parts.append(name)
@@ -158,12 +166,20 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
                     continue
                 if not isinstance(dec, RawBook):
                     continue
-                sym = symbols.setdefault((venue, dec.symbol), _Symbol(venue, dec.symbol, adapter.sequencing, []))
+                sym = symbols.setdefault(
+                    (venue, dec.symbol), _Symbol(venue, dec.symbol, adapter.sequencing, [])
+                )
                 assert sym.snapshot is None, "one snapshot per symbol expected"
                 m = re.match(rb'\{"lastUpdateId":(\d+)', data)
                 assert m and int(m.group(1)) == dec.last_seq
                 sym.snapshot = _Snapshot(
-                    rel, rec.url, m.end(1), data, dec.last_seq, _levels.decode(bytes(dec.bids)), _levels.decode(bytes(dec.asks))
+                    rel,
+                    rec.url,
+                    m.end(1),
+                    data,
+                    dec.last_seq,
+                    _levels.decode(bytes(dec.bids)),
+                    _levels.decode(bytes(dec.asks)),
                 )
                 continue
             dec = adapter.decode(data, 0)
@@ -171,11 +187,23 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
                 continue
             parts, levels = _split_head(data)
             names = [p for p in parts if isinstance(p, str)]
-            assert names.count("U") == 1 and names.count("u") == 1 and names.count("sym") == 1, data[:200]
-            sym = symbols.setdefault((venue, dec.symbol), _Symbol(venue, dec.symbol, adapter.sequencing, []))
+            assert names.count("U") == 1 and names.count("u") == 1 and names.count("sym") == 1, (
+                data[:200]
+            )
+            sym = symbols.setdefault(
+                (venue, dec.symbol), _Symbol(venue, dec.symbol, adapter.sequencing, [])
+            )
             sym.deltas.append(
-                _Delta(rel, parts, levels, dec.first_seq, dec.last_seq, dec.prev_seq,
-                       _levels.decode(bytes(dec.bids)), _levels.decode(bytes(dec.asks)))
+                _Delta(
+                    rel,
+                    parts,
+                    levels,
+                    dec.first_seq,
+                    dec.last_seq,
+                    dec.prev_seq,
+                    _levels.decode(bytes(dec.bids)),
+                    _levels.decode(bytes(dec.asks)),
+                )
             )
     for sym in symbols.values():
         assert sym.snapshot is not None, f"{sym.symbol}: no snapshot"
@@ -187,7 +215,9 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
     return list(symbols.values()), registry, span
 
 
-def _apply(book: tuple[dict[float, float], dict[float, float]], d: _Delta) -> list[tuple[int, float, float | None]]:
+def _apply(
+    book: tuple[dict[float, float], dict[float, float]], d: _Delta
+) -> list[tuple[int, float, float | None]]:
     """Apply a diff to a dict book; returns an undo log."""
     undo = []
     for side, levels in ((0, d.bids), (1, d.asks)):
@@ -246,7 +276,11 @@ def replica_symbol(symbol: str, k: int) -> str:
 
 
 def build_corpus(
-    replicas: int = 54, repeats: int = 4, paths: Sequence[Path] = RECORDINGS, *, snapshots_only: bool = False
+    replicas: int = 54,
+    repeats: int = 4,
+    paths: Sequence[Path] = RECORDINGS,
+    *,
+    snapshots_only: bool = False,
 ) -> Corpus:
     """~198k frames with the defaults (432 books, 4 x 31 s of recorded traffic).
 
@@ -269,7 +303,10 @@ def build_corpus(
             originals[(sym.venue, name)] = sym.symbol
             names[(si, k)] = (name, name.encode(), name.lower().encode())
     plans = [_plan(sym, repeats) for sym in symbols]
-    dropped = sum(len(s.deltas) * (repeats - 1) - sum(len(p) for p in plan[1:]) for s, plan in zip(symbols, plans, strict=True))
+    dropped = sum(
+        len(s.deltas) * (repeats - 1) - sum(len(p) for p in plan[1:])
+        for s, plan in zip(symbols, plans, strict=True)
+    )
 
     # one session timeline: (rel time, symbol index, diff index or -1 for the snapshot)
     timeline: list[tuple[float, int, int]] = []
@@ -330,7 +367,9 @@ def build_corpus(
                     "u": str(d.last + total).encode(),
                     "pu": str(d.prev + total).encode(),
                 }
-                data = b"".join(p if isinstance(p, bytes) else values[p] for p in d.parts) + d.levels
+                data = (
+                    b"".join(p if isinstance(p, bytes) else values[p] for p in d.parts) + d.levels
+                )
                 frames.append((venue, "ws", "", data, recv_ns))
                 n_deltas += 1
     return Corpus(
@@ -355,17 +394,32 @@ def main() -> None:
     configure_logging("warning", "console")
     corpus = build_corpus()
     print(corpus.describe())
-    print("example spot diff:", next(f for f in corpus.frames if f[0] is Venue.BINANCE and f[1] == "ws")[3][:200])
-    print("example usdm diff:", next(f for f in corpus.frames if f[0] is Venue.BINANCE_FUTURES and f[1] == "ws")[3][:200])
+    print(
+        "example spot diff:",
+        next(f for f in corpus.frames if f[0] is Venue.BINANCE and f[1] == "ws")[3][:200],
+    )
+    print(
+        "example usdm diff:",
+        next(f for f in corpus.frames if f[0] is Venue.BINANCE_FUTURES and f[1] == "ws")[3][:200],
+    )
     pipeline = BookPipeline(corpus.registry, max_books=len(corpus.books))
     for venue, kind, url, data, recv_ns in corpus.frames:
         pipeline.feed(venue, kind, url, data, recv_ns)
     pipeline.flush()
     summaries = pipeline.book_summaries(depth=1)
-    bad = [s["symbol"] for s in summaries if not s["valid"] or s["gaps"] or s["resyncs"] or s["crossed"]]
+    bad = [
+        s["symbol"]
+        for s in summaries
+        if not s["valid"] or s["gaps"] or s["resyncs"] or s["crossed"]
+    ]
     print("pipeline counters:", dict(pipeline.counters.messages))
     print("books valid:", sum(s["valid"] for s in summaries), "/", len(summaries), "bad:", bad[:5])
-    print("messages applied:", sum(s["messages"] for s in summaries), "stale:", sum(s["stale_deltas"] for s in summaries))
+    print(
+        "messages applied:",
+        sum(s["messages"] for s in summaries),
+        "stale:",
+        sum(s["stale_deltas"] for s in summaries),
+    )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,26 @@ def main() -> int:
     _common.RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     machine = _common.machine()
-    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, numpy {machine['numpy']}, "
-          f"numba {machine['numba']}, msgspec {machine['msgspec']}, loadavg {' '.join(machine['loadavg'])}", flush=True)
+    print(
+        f"machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, numpy {machine['numpy']}, "
+        f"numba {machine['numba']}, msgspec {machine['msgspec']}, loadavg {' '.join(machine['loadavg'])}",
+        flush=True,
+    )
     results = {}
     for name, script, full, quick in BENCHES:
         out = _common.RESULTS / f"{name}.json"
         t0 = time.perf_counter()
         print(f"\n### {script}", flush=True)
-        proc = subprocess.run([sys.executable, str(HERE / script), *(quick if args.quick else full), "--json", str(out)], check=False)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(HERE / script),
+                *(quick if args.quick else full),
+                "--json",
+                str(out),
+            ],
+            check=False,
+        )
         if proc.returncode != 0:
             print(f"{script} failed with exit code {proc.returncode}", file=sys.stderr)
             return proc.returncode
@@ -53,8 +65,14 @@ def main() -> int:
     print("\n" + "=" * 100)
     print("SUMMARY")
     book = results["book"]
-    _common.print_rows(f"book: decode + sync + apply + top-of-book read, {book['messages']:,} messages (ratio vs best peer: {book['best_peer']})", book["rows"])
-    print("  targets:", ", ".join(f"{k}: {'MET' if v else 'MISSED'}" for k, v in book["targets"].items()))
+    _common.print_rows(
+        f"book: decode + sync + apply + top-of-book read, {book['messages']:,} messages (ratio vs best peer: {book['best_peer']})",
+        book["rows"],
+    )
+    print(
+        "  targets:",
+        ", ".join(f"{k}: {'MET' if v else 'MISSED'}" for k, v in book["targets"].items()),
+    )
     if book.get("breakdown"):
         _common.print_rows("book: liqmon time per message", book["breakdown"])
     _common.print_rows("metrics: compute_metrics", results["metrics"]["rows"])
@@ -62,9 +80,16 @@ def main() -> int:
     total = time.perf_counter() - started
     walls = ", ".join(f"{k} {v['wall_s']:.0f}s" for k, v in results.items())
     machine_end = _common.machine()
-    print(f"\nwall time {total:.0f}s ({walls}); "
-          f"loadavg at start {' '.join(machine['loadavg'])}, at end {' '.join(machine_end['loadavg'])}")
-    payload = {"machine": machine, "loadavg_end": machine_end["loadavg"], "wall_s": total, "results": results}
+    print(
+        f"\nwall time {total:.0f}s ({walls}); "
+        f"loadavg at start {' '.join(machine['loadavg'])}, at end {' '.join(machine_end['loadavg'])}"
+    )
+    payload = {
+        "machine": machine,
+        "loadavg_end": machine_end["loadavg"],
+        "wall_s": total,
+        "results": results,
+    }
     (_common.RESULTS / "latest.json").write_text(json.dumps(payload, indent=1, default=float))
     print(f"wrote {_common.RESULTS / 'latest.json'}")
     return 0

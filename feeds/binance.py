@@ -2,7 +2,8 @@
 
 Protocol (../shared/venues.md sections 1-2):
 
-- Diff depth: ``{"e":"depthUpdate","E":ms,"s":"BNBBTC","U":first,"u":last,"b":[["px","qty"]],"a":[..]}``;
+- Diff depth:
+  ``{"e":"depthUpdate","E":ms,"s":"BNBBTC","U":first,"u":last,"b":[["px","qty"]],"a":[..]}``;
   USD-M adds ``"T"`` (transaction time) and ``"pu"`` (the previous event's ``u``). Quantities
   are absolute; 0 deletes. Combined streams wrap it as ``{"stream":..,"data":{..}}``.
 - Snapshot: REST ``/api/v3/depth`` (spot) or ``/fapi/v1/depth`` (USD-M):
@@ -13,7 +14,8 @@ Protocol (../shared/venues.md sections 1-2):
 - Sync, USD-M (SeqRule.PREVIOUS): drop ``u < lastUpdateId``; the first applied has
   ``U <= lastUpdateId <= u``; then every ``pu == previous u``.
 - Mark price (USD-M ``<sym>@markPrice``, on the ``/market`` path since 2026-04):
-  ``{"e":"markPriceUpdate","E":ms,"s":"BTCUSDT","p":mark,"i":index,"P":settle,"r":funding,"T":next funding ms}``.
+  ``{"e":"markPriceUpdate","E":ms,"s":"BTCUSDT","p":mark,"i":index,"P":settle,"r":funding,
+  "T":next funding ms}``.
 
 Parsing is pure: no I/O, no clock, no globals mutated. The hot path (:meth:`decode`) hands
 the raw level arrays on untouched, so the book store converts them in one batched kernel
@@ -97,7 +99,7 @@ class _Frame(_Data):
 
 
 class _Snapshot(msgspec.Struct, gc=False):
-    lastUpdateId: int = -1  # noqa: N815 (venue field name)
+    lastUpdateId: int = -1
     E: int = 0
     T: int = 0
     bids: msgspec.Raw = _ABSENT
@@ -175,11 +177,19 @@ class BinanceAdapter:
         names = [f"{s.lower()}@{stream}" for s in symbols for stream in streams]
         return f"{ws_url.rstrip('/')}?streams={'/'.join(names)}"
 
-    def subscribe_frames(self, symbols: Sequence[str], streams: Sequence[str], per_frame: int = 200) -> list[str]:
+    def subscribe_frames(
+        self, symbols: Sequence[str], streams: Sequence[str], per_frame: int = 200
+    ) -> list[str]:
         """``SUBSCRIBE`` frames for a live connection (each at most ``per_frame`` streams)."""
         names = [f"{s.lower()}@{stream}" for s in symbols for stream in streams]
         return [
-            msgspec.json.encode({"method": "SUBSCRIBE", "params": names[i : i + per_frame], "id": i // per_frame + 1}).decode()
+            msgspec.json.encode(
+                {
+                    "method": "SUBSCRIBE",
+                    "params": names[i : i + per_frame],
+                    "id": i // per_frame + 1,
+                }
+            ).decode()
             for i in range(0, len(names), per_frame)
         ]
 
@@ -205,7 +215,14 @@ class BinanceAdapter:
         if e == "markPriceUpdate":
             try:
                 return MarkPriceEvent(
-                    self.venue, d.symbol, _float(d.p), _float(d.i), _float(d.r), d.T * MS, d.ts_ms * MS, recv_ns
+                    self.venue,
+                    d.symbol,
+                    _float(d.p),
+                    _float(d.i),
+                    _float(d.r),
+                    d.T * MS,
+                    d.ts_ms * MS,
+                    recv_ns,
                 )
             except (ValueError, msgspec.DecodeError) as exc:
                 raise ParseError(self.venue.value, data, f"markPriceUpdate: {exc}") from exc
@@ -234,16 +251,28 @@ class BinanceAdapter:
         if snap.code is not None:
             return VenueMessage(str(snap.code), snap.msg or "")
         if not symbol or snap.lastUpdateId < 0 or not snap.bids or not snap.asks:
-            raise ParseError(self.venue.value, data, "depth snapshot without symbol/lastUpdateId/bids/asks")
+            raise ParseError(
+                self.venue.value, data, "depth snapshot without symbol/lastUpdateId/bids/asks"
+            )
         ts = snap.E * MS if snap.E else recv_ns
-        return RawBookUpdate(symbol, EventKind.SNAPSHOT, -1, snap.lastUpdateId, -1, snap.bids, snap.asks, ts, limit)
+        return RawBookUpdate(
+            symbol, EventKind.SNAPSHOT, -1, snap.lastUpdateId, -1, snap.bids, snap.asks, ts, limit
+        )
 
 
 SPOT = BinanceAdapter(
-    Venue.BINANCE, SeqRule.CONTIGUOUS, "/api/v3/depth", "/api/v3/exchangeInfo", tuple(range(1, 5001))
+    Venue.BINANCE,
+    SeqRule.CONTIGUOUS,
+    "/api/v3/depth",
+    "/api/v3/exchangeInfo",
+    tuple(range(1, 5001)),
 )
 USDM = BinanceAdapter(
-    Venue.BINANCE_FUTURES, SeqRule.PREVIOUS, "/fapi/v1/depth", "/fapi/v1/exchangeInfo", (5, 10, 20, 50, 100, 500, 1000)
+    Venue.BINANCE_FUTURES,
+    SeqRule.PREVIOUS,
+    "/fapi/v1/depth",
+    "/fapi/v1/exchangeInfo",
+    (5, 10, 20, 50, 100, 500, 1000),
 )
 ADAPTERS: dict[Venue, BinanceAdapter] = {SPOT.venue: SPOT, USDM.venue: USDM}
 
@@ -263,7 +292,9 @@ def parse(
     """
     from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
 
-    decoded = adapter.decode_http(url, raw, recv_ns) if kind == "http" else adapter.decode(raw, recv_ns)
+    decoded = (
+        adapter.decode_http(url, raw, recv_ns) if kind == "http" else adapter.decode(raw, recv_ns)
+    )
     if isinstance(decoded, MarkPriceEvent | Ignored):
         return [decoded]
     if not isinstance(decoded, RawBook):
@@ -273,8 +304,12 @@ def parse(
         raise UnknownInstrument(adapter.venue.value, decoded.symbol)
     decimals, contract_size = meta
     try:
-        bids = parse_levels(bytes(decoded.bids), price_decimals=decimals, contract_size=contract_size)
-        asks = parse_levels(bytes(decoded.asks), price_decimals=decimals, contract_size=contract_size)
+        bids = parse_levels(
+            bytes(decoded.bids), price_decimals=decimals, contract_size=contract_size
+        )
+        asks = parse_levels(
+            bytes(decoded.asks), price_decimals=decimals, contract_size=contract_size
+        )
     except LevelError as exc:
         raise ParseError(adapter.venue.value, raw, str(exc)) from exc
     return [

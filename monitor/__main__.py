@@ -1,3 +1,5 @@
-from monitor.cli import main
 import sys
+
+from monitor.cli import main
+
 sys.exit(main())

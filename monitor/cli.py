@@ -25,30 +25,51 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         "--config",
         action="append",
         metavar="FILE",
-        help="TOML file merged over config/default.toml (repeatable; LIQMON_* env vars override both)",
+        help="TOML merged over config/default.toml (repeatable; LIQMON_* env vars override both)",
     )
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="liqmon", description="Always-on liquidity monitor for crypto markets.")
+    parser = argparse.ArgumentParser(
+        prog="liqmon", description="Always-on liquidity monitor for crypto markets."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="connect to the live venues and monitor their books")
     _add_config(run)
 
-    replay = sub.add_parser("replay", help="replay recordings through the monitor, deterministically")
-    replay.add_argument("files", nargs="+", metavar="FILE", help="recordings (JSON lines, plain or .gz)")
+    replay = sub.add_parser(
+        "replay", help="replay recordings through the monitor, deterministically"
+    )
+    replay.add_argument(
+        "files", nargs="+", metavar="FILE", help="recordings (JSON lines, plain or .gz)"
+    )
     _add_config(replay)
-    replay.add_argument("--tick-ms", type=int, default=None, help="metric tick in recorded time (default: config)")
-    replay.add_argument("--metrics-out", metavar="M.jsonl", help="write one JSON object per book per tick")
-    replay.add_argument("--books-out", metavar="B.jsonl", help="write the final books, top 50 levels")
-    replay.add_argument("--speed", type=float, default=None, help="pace at N x recorded speed (default: as fast as possible)")
+    replay.add_argument(
+        "--tick-ms", type=int, default=None, help="metric tick in recorded time (default: config)"
+    )
+    replay.add_argument(
+        "--metrics-out", metavar="M.jsonl", help="write one JSON object per book per tick"
+    )
+    replay.add_argument(
+        "--books-out", metavar="B.jsonl", help="write the final books, top 50 levels"
+    )
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="pace at N x recorded speed (default: as fast as possible)",
+    )
 
     record = sub.add_parser("record", help="record a venue's raw messages to a file")
     _add_config(record)
     record.add_argument("--venue", required=True, help="venue id, e.g. binance or binance_futures")
-    record.add_argument("--symbols", required=True, help="comma-separated venue symbols, e.g. BTCUSDT,ETHUSDT")
-    record.add_argument("--out", required=True, metavar="FILE", help="recording file (.gz to compress)")
+    record.add_argument(
+        "--symbols", required=True, help="comma-separated venue symbols, e.g. BTCUSDT,ETHUSDT"
+    )
+    record.add_argument(
+        "--out", required=True, metavar="FILE", help="recording file (.gz to compress)"
+    )
     return parser
 
 
@@ -72,7 +93,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     metrics_out = open(args.metrics_out, "wb") if args.metrics_out else None  # noqa: SIM115
     try:
-        result = replay(args.files, pipeline, tick_ms=tick_ms, metrics_out=metrics_out, speed=args.speed)
+        result = replay(
+            args.files, pipeline, tick_ms=tick_ms, metrics_out=metrics_out, speed=args.speed
+        )
     finally:
         if metrics_out is not None:
             metrics_out.close()
@@ -139,14 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             venue = Venue(args.venue)
         except ValueError:
-            sys.stderr.write(f"liqmon: unknown venue {args.venue!r} (one of {', '.join(v.value for v in Venue)})\n")
+            known = ", ".join(v.value for v in Venue)
+            sys.stderr.write(f"liqmon: unknown venue {args.venue!r} (one of {known})\n")
             return 2
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         if not symbols:
             sys.stderr.write("liqmon: --symbols is empty\n")
             return 2
         return _run_async(
-            lambda stop: run_recorder(settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop)
+            lambda stop: run_recorder(
+                settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop
+            )
         )
     return 2
 

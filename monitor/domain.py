@@ -4,8 +4,9 @@ This module imports nothing internal. Prices are exact: a price is held as an in
 number of *price units* of its instrument, where one unit is ``10**-price_decimals`` and
 ``price_decimals`` is the finer of the tick's decimals and the precision the venue writes
 prices with (Binance spot writes 8 decimals, and orders placed before a tick-size change
-rest at prices finer than today's tick). A tick is ``tick_units`` units. Either way the integer is exact, so equality across replays and checksums over
-formatted levels are exact too. Quantities are float64 in base units.
+rest at prices finer than today's tick). A tick is ``tick_units`` units. The integer is
+exact, so equality across replays and checksums over formatted levels are exact too.
+Quantities are float64 in base units.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def to_units(text: str, decimals: int) -> int:
     frac_sig = frac.rstrip("0")
     if len(frac_sig) > decimals:
         raise ValueError(f"{text!r} is finer than 1e-{decimals}")
-    value = int(whole or "0") * 10**decimals + int((frac_sig or "0").ljust(decimals, "0")[:decimals] or "0")
+    value = int(whole or "0") * 10**decimals + int(
+        (frac_sig or "0").ljust(decimals, "0")[:decimals] or "0"
+    )
     return -value if negative else value
 
 

@@ -20,19 +20,19 @@ CACHE_DIR = Path(__file__).resolve().parent.parent / "config" / "instruments"
 
 
 class _Filter(msgspec.Struct):
-    filterType: str  # noqa: N815 (venue field name)
-    tickSize: str | None = None  # noqa: N815
-    stepSize: str | None = None  # noqa: N815
+    filterType: str
+    tickSize: str | None = None
+    stepSize: str | None = None
 
 
 class _Symbol(msgspec.Struct):
     symbol: str
-    baseAsset: str  # noqa: N815
-    quoteAsset: str  # noqa: N815
+    baseAsset: str
+    quoteAsset: str
     status: str = "TRADING"
-    contractType: str | None = None  # noqa: N815  futures only: PERPETUAL, CURRENT_QUARTER, ...
-    quoteAssetPrecision: int = 0  # noqa: N815  spot: decimals of quote amounts and prices (8)
-    pricePrecision: int = 0  # noqa: N815  futures: decimals prices are written with
+    contractType: str | None = None
+    quoteAssetPrecision: int = 0
+    pricePrecision: int = 0
     filters: list[_Filter] = []
 
 
@@ -101,7 +101,9 @@ class InstrumentRegistry:
         try:
             info = _exchange_info.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError(venue.value, text if isinstance(text, str) else bytes(text), str(exc)) from exc
+            raise ParseError(
+                venue.value, text if isinstance(text, str) else bytes(text), str(exc)
+            ) from exc
         registry = cls()
         for sym in info.symbols:
             tick = next((f.tickSize for f in sym.filters if f.filterType == "PRICE_FILTER"), None)
@@ -132,7 +134,17 @@ class InstrumentRegistry:
 
     def to_cache(self, venue: Venue, path: Path) -> None:
         rows = [
-            _Cached(i.symbol, i.base, i.quote, i.kind, i.tick, i.lot, i.contract_size, i.inverse, i.price_precision)
+            _Cached(
+                i.symbol,
+                i.base,
+                i.quote,
+                i.kind,
+                i.tick,
+                i.lot,
+                i.contract_size,
+                i.inverse,
+                i.price_precision,
+            )
             for i in sorted(self.venue_instruments(venue), key=lambda i: i.symbol)
         ]
         data = msgspec.json.encode(rows)
@@ -146,12 +158,25 @@ class InstrumentRegistry:
             data = gzip.decompress(data)
         rows = msgspec.json.decode(data, type=list[_Cached])
         return cls(
-            Instrument(venue, r.symbol, r.base, r.quote, r.kind, r.tick, r.lot, r.contract_size, r.inverse, r.price_precision)
+            Instrument(
+                venue,
+                r.symbol,
+                r.base,
+                r.quote,
+                r.kind,
+                r.tick,
+                r.lot,
+                r.contract_size,
+                r.inverse,
+                r.price_precision,
+            )
             for r in rows
         )
 
     @classmethod
-    def load_cached(cls, venues: Iterable[Venue], cache_dir: Path = CACHE_DIR) -> InstrumentRegistry:
+    def load_cached(
+        cls, venues: Iterable[Venue], cache_dir: Path = CACHE_DIR
+    ) -> InstrumentRegistry:
         """The offline copy shipped with liqmon (venues without a cache file are skipped)."""
         registry = cls()
         for venue in venues:
@@ -169,7 +194,13 @@ def dump_json(registry: InstrumentRegistry) -> str:
     """Human-readable listing (for ``liqmon instruments``)."""
     return json.dumps(
         [
-            {"venue": i.venue.value, "symbol": i.symbol, "instrument": i.canonical, "tick": i.tick, "lot": i.lot}
+            {
+                "venue": i.venue.value,
+                "symbol": i.symbol,
+                "instrument": i.canonical,
+                "tick": i.tick,
+                "lot": i.lot,
+            }
             for i in registry
         ],
         indent=1,

@@ -20,7 +20,6 @@ import numpy as np
 
 from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate, VenueMessage
 from monitor.book.layout import (
-    N_EVENT,
     E_BOOK,
     E_FIRST,
     E_LAST,
@@ -29,6 +28,7 @@ from monitor.book.layout import (
     E_TS_EVENT,
     E_TS_RECV,
     FLAG_TRUNCATED,
+    N_EVENT,
     R_APPLIED,
     R_BUFFER,
     R_CROSSED,
@@ -52,7 +52,16 @@ from monitor.book.layout import (
     S_TS_RECV,
 )
 from monitor.book.store import BookStore, EventBatch
-from monitor.domain import BookState, EventKind, Ignored, Instrument, MarkPriceEvent, RawBook, SeqRule, Venue
+from monitor.domain import (
+    BookState,
+    EventKind,
+    Ignored,
+    Instrument,
+    MarkPriceEvent,
+    RawBook,
+    SeqRule,
+    Venue,
+)
 from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
@@ -188,7 +197,12 @@ class BookPipeline:
         info.needs_snapshot = True
         info.snapshot_outstanding = False
         info.resyncs += 1
-        log.info("book.resync", venue=info.instrument.venue.value, symbol=info.instrument.symbol, reason=reason)
+        log.info(
+            "book.resync",
+            venue=info.instrument.venue.value,
+            symbol=info.instrument.symbol,
+            reason=reason,
+        )
 
     def take_snapshot_requests(self) -> list[tuple[Venue, str]]:
         """Books that need a REST snapshot now; each is returned once until it is answered."""
@@ -206,7 +220,9 @@ class BookPipeline:
             self.counters.add(venue, "snapshot_failed")
 
     # --- the message path -----------------------------------------------------------------
-    def on_message(self, venue: Venue, kind: str, url: str, data: bytes | str, recv_ns: int) -> None:
+    def on_message(
+        self, venue: Venue, kind: str, url: str, data: bytes | str, recv_ns: int
+    ) -> None:
         """Feed one message and apply it at once (live use: books current after every frame)."""
         self.feed(venue, kind, url, data, recv_ns)
         self.flush()
@@ -227,7 +243,9 @@ class BookPipeline:
             return
         self._dispatch(venue, decoded, recv_ns)
 
-    def feed_frames(self, venue: Venue, frames: Sequence[bytes | str], recv_ns: Sequence[int]) -> None:
+    def feed_frames(
+        self, venue: Venue, frames: Sequence[bytes | str], recv_ns: Sequence[int]
+    ) -> None:
         """Feed websocket frames of one venue, in arrival order: the hot path.
 
         Deltas are queued for the next flush (the batch flushes itself when full);
@@ -283,12 +301,16 @@ class BookPipeline:
 
     def _parse_error(self, venue: Venue, exc: ParseError) -> None:
         self.counters.add(venue, "parse_error")
-        log.warning("feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120])
+        log.warning(
+            "feed.parse_error", venue=venue.value, reason=exc.reason, excerpt=exc.excerpt[:120]
+        )
 
     def _dispatch(self, venue: Venue, decoded: object, recv_ns: int) -> None:
         """Everything but a websocket delta: snapshots, marks, metadata, venue messages."""
         if isinstance(decoded, RawBook):
-            info = self._venue_books[venue].get(decoded.symbol) or self.add_book(venue, decoded.symbol)
+            info = self._venue_books[venue].get(decoded.symbol) or self.add_book(
+                venue, decoded.symbol
+            )
             if info is None:
                 return
             if decoded.kind == _SNAPSHOT:
@@ -316,7 +338,9 @@ class BookPipeline:
             self._update_instruments(venue, decoded)
         elif type(decoded) is VenueMessage:
             self.counters.add(venue, "venue_message")
-            log.warning("feed.venue_message", venue=venue.value, code=decoded.code, message=decoded.message)
+            log.warning(
+                "feed.venue_message", venue=venue.value, code=decoded.code, message=decoded.message
+            )
 
     def _update_instruments(self, venue: Venue, update: InstrumentsUpdate) -> None:
         try:
@@ -385,7 +409,9 @@ class BookPipeline:
         if reason is not None:
             info.rejected += 1
             self.counters.add(venue, reason)
-            log.warning("book.rejected", venue=venue.value, symbol=info.instrument.symbol, reason=reason)
+            log.warning(
+                "book.rejected", venue=venue.value, symbol=info.instrument.symbol, reason=reason
+            )
             self._throw_away(info, reason)
 
     def _apply_snapshot(self, info: BookInfo, snap: RawBook, recv_ns: int) -> None:
@@ -406,13 +432,34 @@ class BookPipeline:
             )
             return
         batch = self.batch
-        batch.add(info.book, 1, -1, snap.last_seq, -1, snap.bids, snap.asks, snap.ts_event_ns, recv_ns, snap.limit)
+        batch.add(
+            info.book,
+            1,
+            -1,
+            snap.last_seq,
+            -1,
+            snap.bids,
+            snap.asks,
+            snap.ts_event_ns,
+            recv_ns,
+            snap.limit,
+        )
         pending = list(zip(info.pending, info.pending_recv, strict=True))
         info.pending.clear()
         info.pending_recv.clear()
         info.needs_snapshot = False
         for ev, ev_recv in pending:
-            batch.add(info.book, 2, ev.first_seq, ev.last_seq, ev.prev_seq, ev.bids, ev.asks, ev.ts_event_ns, ev_recv)
+            batch.add(
+                info.book,
+                2,
+                ev.first_seq,
+                ev.last_seq,
+                ev.prev_seq,
+                ev.bids,
+                ev.asks,
+                ev.ts_event_ns,
+                ev_recv,
+            )
         first_row_status = None
         count = batch.count
         self.store.apply(batch)
@@ -429,8 +476,15 @@ class BookPipeline:
         if first_row_status == R_SNAPSHOT and not self.is_valid(info):
             # a one-sided or empty book is kept (it is what the venue says) but has no mid
             self.counters.add(venue, "empty_book")
-            log.warning("book.empty_side", venue=venue.value, symbol=info.instrument.symbol,
-                        levels=[int(self.store.istate[info.book, S_N_BID]), int(self.store.istate[info.book, S_N_ASK])])
+            log.warning(
+                "book.empty_side",
+                venue=venue.value,
+                symbol=info.instrument.symbol,
+                levels=[
+                    int(self.store.istate[info.book, S_N_BID]),
+                    int(self.store.istate[info.book, S_N_ASK]),
+                ],
+            )
         if first_row_status == R_SNAPSHOT:
             log.info(
                 "book.snapshot",
@@ -464,10 +518,17 @@ class BookPipeline:
             assumed.append(flag)
         return out, assumed
 
-    def _cross_rate(self, currency: str, rates: dict[str, tuple[float, bool]]) -> tuple[float, bool]:
+    def _cross_rate(
+        self, currency: str, rates: dict[str, tuple[float, bool]]
+    ) -> tuple[float, bool]:
         for info in self._by_id:
             inst = info.instrument
-            if inst.base == currency and inst.quote in rates and rates[inst.quote][0] == rates[inst.quote][0] and self.is_valid(info):
+            if (
+                inst.base == currency
+                and inst.quote in rates
+                and rates[inst.quote][0] == rates[inst.quote][0]
+                and self.is_valid(info)
+            ):
                 bid, ask = self.store.best_bid(info.book), self.store.best_ask(info.book)
                 mid = 0.5 * (bid + ask) / 10**inst.price_decimals
                 rate, flag = rates[inst.quote]
@@ -485,10 +546,21 @@ class BookPipeline:
         fx, assumed = self._fx(infos)
         nk, nn = len(self.bands), len(self.notionals)
         out = np.empty((len(infos), mk.n_columns(nk, nn)), dtype=np.float64)
-        mk.compute_metrics(books, self.store.istate, self.store.keys, self.store.qtys, fx, self.bands, self.notionals, out)
+        mk.compute_metrics(
+            books,
+            self.store.istate,
+            self.store.keys,
+            self.store.qtys,
+            fx,
+            self.bands,
+            self.notionals,
+            out,
+        )
         return [self._row(info, out[i], fx[i], assumed[i], now_ns) for i, info in enumerate(infos)]
 
-    def _row(self, info: BookInfo, row: np.ndarray, fx: float, fx_assumed: bool, now_ns: int) -> dict[str, Any]:
+    def _row(
+        self, info: BookInfo, row: np.ndarray, fx: float, fx_assumed: bool, now_ns: int
+    ) -> dict[str, Any]:
         st = self.store.istate[info.book]
         inst = info.instrument
         valid = self.is_valid(info)

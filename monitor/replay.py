@@ -39,7 +39,10 @@ def merged_records(paths: Iterable[str | Path]) -> Iterator[Record]:
     streams = [iter_recording(p) for p in paths]
     if len(streams) == 1:
         return streams[0]
-    return (rec for _, _, rec in heapq.merge(*(((r.ts, i, r) for r in s) for i, s in enumerate(streams))))
+    return (
+        rec
+        for _, _, rec in heapq.merge(*(((r.ts, i, r) for r in s) for i, s in enumerate(streams)))
+    )
 
 
 def replay(

@@ -15,8 +15,8 @@ import numpy as np
 from numba import njit
 
 from monitor.book.layout import (
-    E_BEST_ASK,
     E_ASK_LEN,
+    E_BEST_ASK,
     E_BEST_BID,
     E_BID_LEN,
     E_BOOK,
@@ -214,8 +214,7 @@ def parse_levels(
                         return PARSE_MALFORMED
                     i += 1
                 if pos == px_index:
-                    if written > wire_dec[0]:
-                        wire_dec[0] = written
+                    wire_dec[0] = max(wire_dec[0], written)
                     if dec > price_dec:
                         div = POW10[dec - price_dec]
                         if mant % div != 0:
@@ -225,8 +224,7 @@ def parse_levels(
                         px_units = mant * POW10[price_dec - dec]
                     have_px = True
                 else:
-                    if written > wire_dec[1]:
-                        wire_dec[1] = written
+                    wire_dec[1] = max(wire_dec[1], written)
                     qty = (mant / POW10[dec]) * contract_size
                     have_qty = True
             elif quoted:
@@ -242,7 +240,11 @@ def parse_levels(
                 # a bare scalar we do not use: number, true, false, null
                 j = i
                 while i < end and (
-                    (48 <= buf[i] <= 57) or (97 <= buf[i] <= 122) or buf[i] == 46 or buf[i] == 45 or buf[i] == 43
+                    (48 <= buf[i] <= 57)
+                    or (97 <= buf[i] <= 122)
+                    or buf[i] == 46
+                    or buf[i] == 45
+                    or buf[i] == 43
                 ):
                     i += 1
                 if i == j:
@@ -339,12 +341,10 @@ def set_level(
     state[S_FLAGS] |= FLAG_TRUNCATED
     state[S_DROPPED] += 1
     if i == 0:
-        if key + 1 > state[complete_col]:
-            state[complete_col] = key + 1
+        state[complete_col] = max(state[complete_col], key + 1)
         return n
     dropped = keys[0]
-    if dropped + 1 > state[complete_col]:
-        state[complete_col] = dropped + 1
+    state[complete_col] = max(state[complete_col], dropped + 1)
     for j in range(0, i - 1):
         keys[j] = keys[j + 1]
         qtys[j] = qtys[j + 1]
@@ -402,8 +402,7 @@ def _load_side(
         state[S_FLAGS] |= FLAG_TRUNCATED
         state[S_DROPPED] += count - cap
         bound = sign * px[cap] + 1  # the best dropped level and everything beyond are unknown
-        if bound > state[complete_col]:
-            state[complete_col] = bound
+        state[complete_col] = max(state[complete_col], bound)
     return kept
 
 
@@ -470,8 +469,7 @@ def apply_batch(
     max_levels = 0
     for e in range(count):
         span = max(meta[e, E_BID_LEN], meta[e, E_ASK_LEN])
-        if span > max_levels:
-            max_levels = span
+        max_levels = max(max_levels, span)
     # a level needs at least 6 bytes ('["1","1"]' minus the quotes): a safe upper bound
     scratch = max_levels // 5 + 1
     bpx = np.empty(scratch, dtype=np.int64)
@@ -515,7 +513,9 @@ def apply_batch(
                 buf, ask_start, offset, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
             )
             if nb < 0 or na < 0:
-                status = R_OFF_GRID if (nb == PARSE_OFF_GRID or na == PARSE_OFF_GRID) else R_PARSE_ERROR
+                status = (
+                    R_OFF_GRID if (nb == PARSE_OFF_GRID or na == PARSE_OFF_GRID) else R_PARSE_ERROR
+                )
                 st[S_FLAGS] |= FLAG_PARSE_ERROR
                 if kind == 2:
                     st[S_GAPS] += 1
@@ -529,11 +529,37 @@ def apply_batch(
                     st[S_FLAGS] &= ~FLAG_PARSE_ERROR
                     limit = meta[e, E_LIMIT]
                 if kind == 1:
-                    n_bid = _load_side(keys[b, 0], qtys[b, 0], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
-                    n_ask = _load_side(keys[b, 1], qtys[b, 1], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
+                    n_bid = _load_side(
+                        keys[b, 0], qtys[b, 0], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID
+                    )
+                    n_ask = _load_side(
+                        keys[b, 1], qtys[b, 1], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK
+                    )
                 else:
-                    n_bid = _apply_side(keys[b, 0], qtys[b, 0], st[S_N_BID], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID)
-                    n_ask = _apply_side(keys[b, 1], qtys[b, 1], st[S_N_ASK], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK)
+                    n_bid = _apply_side(
+                        keys[b, 0],
+                        qtys[b, 0],
+                        st[S_N_BID],
+                        cap,
+                        bpx,
+                        bqty,
+                        nb,
+                        1,
+                        st,
+                        S_COMPLETE_BID,
+                    )
+                    n_ask = _apply_side(
+                        keys[b, 1],
+                        qtys[b, 1],
+                        st[S_N_ASK],
+                        cap,
+                        apx,
+                        aqty,
+                        na,
+                        -1,
+                        st,
+                        S_COMPLETE_ASK,
+                    )
                 st[S_N_BID] = n_bid
                 st[S_N_ASK] = n_ask
                 st[S_TS_EVENT] = meta[e, E_TS_EVENT]
@@ -541,9 +567,19 @@ def apply_batch(
                 st[S_MESSAGES] += 1
                 if kind == 1:
                     # a snapshot cut at its requested depth says nothing beyond its deepest level
-                    if limit > 0 and nb >= limit and n_bid > 0 and keys[b, 0, 0] > st[S_COMPLETE_BID]:
+                    if (
+                        limit > 0
+                        and nb >= limit
+                        and n_bid > 0
+                        and keys[b, 0, 0] > st[S_COMPLETE_BID]
+                    ):
                         st[S_COMPLETE_BID] = keys[b, 0, 0]
-                    if limit > 0 and na >= limit and n_ask > 0 and keys[b, 1, 0] > st[S_COMPLETE_ASK]:
+                    if (
+                        limit > 0
+                        and na >= limit
+                        and n_ask > 0
+                        and keys[b, 1, 0] > st[S_COMPLETE_ASK]
+                    ):
                         st[S_COMPLETE_ASK] = keys[b, 1, 0]
                     st[S_LAST_ID] = last
                     st[S_STATE] = SYNCING
@@ -551,11 +587,17 @@ def apply_batch(
                 else:
                     st[S_LAST_ID] = last
                     st[S_STATE] = LIVE
-                crossed = n_bid > 0 and n_ask > 0 and keys[b, 0, n_bid - 1] >= -keys[b, 1, n_ask - 1]
+                crossed = (
+                    n_bid > 0 and n_ask > 0 and keys[b, 0, n_bid - 1] >= -keys[b, 1, n_ask - 1]
+                )
                 # a side known only below some key (capacity cut, or a depth-limited
                 # snapshot) whose held levels all lie below it: its real top is unknown
-                lost = (st[S_COMPLETE_BID] > KEY_MIN and (n_bid == 0 or keys[b, 0, n_bid - 1] < st[S_COMPLETE_BID])) or (
-                    st[S_COMPLETE_ASK] > KEY_MIN and (n_ask == 0 or keys[b, 1, n_ask - 1] < st[S_COMPLETE_ASK])
+                lost = (
+                    st[S_COMPLETE_BID] > KEY_MIN
+                    and (n_bid == 0 or keys[b, 0, n_bid - 1] < st[S_COMPLETE_BID])
+                ) or (
+                    st[S_COMPLETE_ASK] > KEY_MIN
+                    and (n_ask == 0 or keys[b, 1, n_ask - 1] < st[S_COMPLETE_ASK])
                 )
                 if lost and not crossed:
                     if kind == 2:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from monitor.domain import BookState, SeqRule
 
@@ -45,11 +45,18 @@ def _number(value: object, level: object) -> Decimal:
 
 
 def parse_levels(
-    raw: bytes | str, *, px_index: int = 0, qty_index: int = 1, price_decimals: int, contract_size: float = 1.0
+    raw: bytes | str,
+    *,
+    px_index: int = 0,
+    qty_index: int = 1,
+    price_decimals: int,
+    contract_size: float = 1.0,
 ) -> list[tuple[int, float]]:
     """Twin of ``kernels.parse_levels``: ``[["px","qty"],...]`` -> [(price units, qty)]."""
     try:
-        levels = json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant)
+        levels = json.loads(
+            raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
+        )
     except ValueError as exc:
         raise LevelError(f"not JSON: {exc}") from exc
     if not isinstance(levels, list):
@@ -98,14 +105,20 @@ class ReferenceBook:
     def _bound(self, is_bid: bool, px: int) -> None:
         """Nothing at or beyond ``px`` on this side is known any more."""
         if is_bid:
-            self.complete_bid = max(px + 1, self.complete_bid if self.complete_bid is not None else px + 1)
+            self.complete_bid = max(
+                px + 1, self.complete_bid if self.complete_bid is not None else px + 1
+            )
         else:
-            self.complete_ask = min(px - 1, self.complete_ask if self.complete_ask is not None else px - 1)
+            self.complete_ask = min(
+                px - 1, self.complete_ask if self.complete_ask is not None else px - 1
+            )
 
     def top_unknown(self) -> bool:
         if self.complete_bid is not None and (not self.bids or max(self.bids) < self.complete_bid):
             return True
-        return self.complete_ask is not None and (not self.asks or min(self.asks) > self.complete_ask)
+        return self.complete_ask is not None and (
+            not self.asks or min(self.asks) > self.complete_ask
+        )
 
     def _set(self, side: dict[int, float], px: int, qty: float, is_bid: bool) -> None:
         if qty <= 0:
@@ -125,8 +138,12 @@ class ReferenceBook:
 
     def _apply_levels(self, bids: bytes | str, asks: bytes | str) -> bool:
         try:
-            b = parse_levels(bids, price_decimals=self.price_decimals, contract_size=self.contract_size)
-            a = parse_levels(asks, price_decimals=self.price_decimals, contract_size=self.contract_size)
+            b = parse_levels(
+                bids, price_decimals=self.price_decimals, contract_size=self.contract_size
+            )
+            a = parse_levels(
+                asks, price_decimals=self.price_decimals, contract_size=self.contract_size
+            )
         except LevelError:
             return False
         for px, qty in b:
@@ -146,9 +163,15 @@ class ReferenceBook:
         n_ask = len(parse_levels(asks, price_decimals=self.price_decimals))
         # a snapshot cut at its requested depth says nothing beyond its deepest level
         if limit and n_bid >= limit and self.bids:
-            self.complete_bid = max(min(self.bids), self.complete_bid if self.complete_bid is not None else min(self.bids))
+            self.complete_bid = max(
+                min(self.bids),
+                self.complete_bid if self.complete_bid is not None else min(self.bids),
+            )
         if limit and n_ask >= limit and self.asks:
-            self.complete_ask = min(max(self.asks), self.complete_ask if self.complete_ask is not None else max(self.asks))
+            self.complete_ask = min(
+                max(self.asks),
+                self.complete_ask if self.complete_ask is not None else max(self.asks),
+            )
         if self.crossed():
             self._clear()
             return "crossed"
@@ -194,7 +217,9 @@ class ReferenceBook:
     def crossed(self) -> bool:
         return bool(self.bids) and bool(self.asks) and max(self.bids) >= min(self.asks)
 
-    def top(self, depth: int | None = None) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    def top(
+        self, depth: int | None = None
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         bids = sorted(self.bids.items(), reverse=True)
         asks = sorted(self.asks.items())
         if depth is not None:

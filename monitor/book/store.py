@@ -30,7 +30,7 @@ from monitor.book.layout import (
     S_RULE,
     S_STATE,
 )
-from monitor.domain import BookState, EventKind, SeqRule, format_units
+from monitor.domain import BookState, SeqRule, format_units
 
 
 class EventBatch:
@@ -75,7 +75,23 @@ class EventBatch:
     ) -> int:
         """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
         # column order: see layout.E_*
-        self.rows.extend((book, kind, first, last, prev, len(bids), len(asks), ts_event_ns, ts_recv_ns, limit, 0, 0, 0))
+        self.rows.extend(
+            (
+                book,
+                kind,
+                first,
+                last,
+                prev,
+                len(bids),
+                len(asks),
+                ts_event_ns,
+                ts_recv_ns,
+                limit,
+                0,
+                0,
+                0,
+            )
+        )
         self.pieces.append(bids)
         self.pieces.append(asks)
         return len(self.rows) // N_EVENT - 1
@@ -160,7 +176,11 @@ class BookStore:
         if batch.count == 0:
             return 0
         buf, meta = batch.seal()
-        return int(kernels.apply_batch(buf, meta, batch.count, self.istate, self.fstate, self.keys, self.qtys))
+        return int(
+            kernels.apply_batch(
+                buf, meta, batch.count, self.istate, self.fstate, self.keys, self.qtys
+            )
+        )
 
     def invalidate(self, book: int) -> None:
         """Throw a book away (a reconnect lost deltas): it waits for a new snapshot."""
@@ -207,9 +227,13 @@ class BookStore:
         def side(px: np.ndarray, qty: np.ndarray) -> list[list[str]]:
             scale = 10 ** max(0, pw - pd)
             return [
-                [format_units(int(p) * scale, max(pw, 0)) if pw >= pd else format_units(int(p), pd), f"{q / cs:.{qw}f}"]
+                [
+                    format_units(int(p) * scale, max(pw, 0))
+                    if pw >= pd
+                    else format_units(int(p), pd),
+                    f"{q / cs:.{qw}f}",
+                ]
                 for p, q in zip(px, qty, strict=True)
             ]
 
         return side(lv.bid_px, lv.bid_qty), side(lv.ask_px, lv.ask_qty)
-

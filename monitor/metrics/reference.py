@@ -19,7 +19,9 @@ class ReferenceMetrics:
     buy: list[tuple[float, bool]]
 
 
-def _walk(levels: list[tuple[float, float]], fx: float, mid: float, target: float, selling: bool) -> tuple[float, bool]:
+def _walk(
+    levels: list[tuple[float, float]], fx: float, mid: float, target: float, selling: bool
+) -> tuple[float, bool]:
     remaining = target
     cost = 0.0
     filled = 0.0

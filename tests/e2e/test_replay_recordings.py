@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import math
 import subprocess
@@ -39,17 +40,23 @@ def write(records: list[dict[str, Any]], path: Path) -> Path:
 
 
 def new_pipeline() -> BookPipeline:
-    return BookPipeline(InstrumentRegistry(), capacity=2048, bands_pct=BANDS, notionals_usd=NOTIONALS)
+    return BookPipeline(
+        InstrumentRegistry(), capacity=2048, bands_pct=BANDS, notionals_usd=NOTIONALS
+    )
 
 
-def run(paths: list[Path], tick_ms: int = 1000) -> tuple[BookPipeline, list[tuple[int, list[dict[str, Any]]]]]:
+def run(
+    paths: list[Path], tick_ms: int = 1000
+) -> tuple[BookPipeline, list[tuple[int, list[dict[str, Any]]]]]:
     pipeline = new_pipeline()
     ticks: list[tuple[int, list[dict[str, Any]]]] = []
     replay(paths, pipeline, tick_ms=tick_ms, on_tick=lambda ts, rows: ticks.append((ts, rows)))
     return pipeline, ticks
 
 
-def depth_limits(records: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+def depth_limits(
+    records: list[dict[str, Any]],
+) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
     """The last snapshot per book with its requested limit."""
     out = {}
     for rec in records:
@@ -61,7 +68,9 @@ def depth_limits(records: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[i
 
 @pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: p.name)
 class TestRealRecordings:
-    def test_every_book_syncs_with_no_gap_and_matches_the_reference_level_for_level(self, path: Path) -> None:
+    def test_every_book_syncs_with_no_gap_and_matches_the_reference_level_for_level(
+        self, path: Path
+    ) -> None:
         records = load(path)
         pipeline, _ = run([path])
         reference = reference_books(records)
@@ -78,7 +87,9 @@ class TestRealRecordings:
             assert s["bids"] == bids
             assert s["asks"] == asks
 
-    def test_final_metrics_equal_the_reference_kernel_on_the_reference_book(self, path: Path) -> None:
+    def test_final_metrics_equal_the_reference_kernel_on_the_reference_book(
+        self, path: Path
+    ) -> None:
         records = load(path)
         pipeline, ticks = run([path])
         reference = reference_books(records)
@@ -91,15 +102,28 @@ class TestRealRecordings:
             bids = [(float(Decimal(p)), float(q)) for p, q in ref.top(100_000)[0]]
             asks = [(float(Decimal(p)), float(q)) for p, q in ref.top(100_000)[1]]
             limit, snap = limits[key]
-            complete_bid = float(Decimal(snap["bids"][-1][0])) if len(snap["bids"]) >= limit else -math.inf
-            complete_ask = float(Decimal(snap["asks"][-1][0])) if len(snap["asks"]) >= limit else math.inf
+            complete_bid = (
+                float(Decimal(snap["bids"][-1][0])) if len(snap["bids"]) >= limit else -math.inf
+            )
+            complete_ask = (
+                float(Decimal(snap["asks"][-1][0])) if len(snap["asks"]) >= limit else math.inf
+            )
             fx = row["fx_usd"] if row["fx_usd"] is not None else math.nan
             expected = reference_metrics(
-                bids, asks, fx=fx, bands=[b / 100 for b in BANDS], notionals=NOTIONALS,
-                complete_bid=complete_bid, complete_ask=complete_ask,
+                bids,
+                asks,
+                fx=fx,
+                bands=[b / 100 for b in BANDS],
+                notionals=NOTIONALS,
+                complete_bid=complete_bid,
+                complete_ask=complete_ask,
             )
             assert expected is not None
-            assert (row["bid"], row["ask"], row["mid"]) == (expected.bid, expected.ask, expected.mid)
+            assert (row["bid"], row["ask"], row["mid"]) == (
+                expected.bid,
+                expected.ask,
+                expected.mid,
+            )
             assert row["spread_bps"] == expected.spread_bps
             for k, band in enumerate(BANDS):
                 label = f"{band:g}"
@@ -131,16 +155,19 @@ class TestRealRecordings:
         _, ticks = run([path], tick_ms=500)
         first, last = records[0]["ts"], records[-1]["ts"]
         stamps = [ts for ts, _ in ticks]
-        assert all(b - a == 500_000_000 for a, b in zip(stamps, stamps[1:], strict=False))
+        assert all(b - a == 500_000_000 for a, b in itertools.pairwise(stamps))
         assert first * 1e9 < stamps[0] <= first * 1e9 + 500_000_000
         assert last * 1e9 < stamps[-1] <= last * 1e9 + 500_000_000
 
 
-def _forge_gap(records: list[dict[str, Any]], venue: str, symbol: str) -> tuple[list[dict[str, Any]], int, int]:
+def _forge_gap(
+    records: list[dict[str, Any]], venue: str, symbol: str
+) -> tuple[list[dict[str, Any]], int, int]:
     """Drop one mid-session delta of ``symbol``, and insert a snapshot built from the true
     book twenty deltas later (as a REST snapshot fetched then would be)."""
     deltas = [
-        i for i, r in enumerate(records)
+        i
+        for i, r in enumerate(records)
         if r["kind"] == "ws" and f'"s":"{symbol}"' in r["data"] and '"depthUpdate"' in r["data"]
     ]
     drop_at = deltas[len(deltas) // 3]
@@ -158,7 +185,12 @@ def _forge_gap(records: list[dict[str, Any]], venue: str, symbol: str) -> tuple[
         ),
         "data": json.dumps({"lastUpdateId": truth.last_id, "bids": bids, "asks": asks}),
     }
-    forged = records[:drop_at] + records[drop_at + 1 : snap_after + 1] + [snapshot] + records[snap_after + 1 :]
+    forged = (
+        records[:drop_at]
+        + records[drop_at + 1 : snap_after + 1]
+        + [snapshot]
+        + records[snap_after + 1 :]
+    )
     return forged, drop_at, snap_after
 
 
@@ -198,9 +230,24 @@ def test_forged_gap_invalidates_only_that_book_until_a_snapshot_restores_it(
 def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
     metrics, books = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "monitor", "replay", str(SPOT_RECORDING), str(USDM_RECORDING),
-         "--tick-ms", "1000", "--metrics-out", str(metrics), "--books-out", str(books)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "replay",
+            str(SPOT_RECORDING),
+            str(USDM_RECORDING),
+            "--tick-ms",
+            "1000",
+            "--metrics-out",
+            str(metrics),
+            "--books-out",
+            str(books),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
@@ -208,7 +255,18 @@ def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
     valid = [r for r in rows if r["valid"]]
     assert valid
     for r in valid:
-        assert {"ts", "venue", "symbol", "instrument", "valid", "bid", "ask", "mid", "spread_bps", "depth"} <= r.keys()
+        assert {
+            "ts",
+            "venue",
+            "symbol",
+            "instrument",
+            "valid",
+            "bid",
+            "ask",
+            "mid",
+            "spread_bps",
+            "depth",
+        } <= r.keys()
         assert set(r["depth"]) == {"0.1", "0.5", "1", "2"}
         assert all(len(v) == 2 for v in r["depth"].values())
         assert r["bid"] < r["ask"]
@@ -216,7 +274,18 @@ def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
     out = [json.loads(line) for line in books.read_text().splitlines()]
     assert len(out) == 8
     for b in out:
-        assert {"venue", "symbol", "bids", "asks", "valid", "gaps", "resyncs", "checksum_ok", "checksum_failed", "messages"} <= b.keys()
+        assert {
+            "venue",
+            "symbol",
+            "bids",
+            "asks",
+            "valid",
+            "gaps",
+            "resyncs",
+            "checksum_ok",
+            "checksum_failed",
+            "messages",
+        } <= b.keys()
         assert len(b["bids"]) <= 50 and len(b["asks"]) <= 50
         assert all(isinstance(p, str) and isinstance(q, str) for p, q in b["bids"] + b["asks"])
     truth = reference_books(load(USDM_RECORDING))[("binance_futures", "SUSHIUSDT")]
@@ -227,7 +296,10 @@ def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
 def test_cli_replay_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "replay", str(tmp_path / "nope.jsonl")],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2
     assert "nope.jsonl" in proc.stderr

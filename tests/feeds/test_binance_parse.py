@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,11 @@ class TestSpotDepthUpdate:
         rec = fixture_record("binance", "spot_ws_depth_update")
         (event,) = parse(SPOT, rec["data"], 17, SPOT_META)
         assert isinstance(event, BookEvent)
-        assert (event.venue, event.symbol, event.kind) == (Venue.BINANCE, "NKNUSDT", EventKind.DELTA)
+        assert (event.venue, event.symbol, event.kind) == (
+            Venue.BINANCE,
+            "NKNUSDT",
+            EventKind.DELTA,
+        )
         assert (event.first_seq, event.last_seq, event.prev_seq) == (499869750, 499869752, -1)
         assert event.ts_event_ns == 1633998512068 * 1_000_000
         assert event.ts_recv_ns == 17
@@ -32,16 +38,18 @@ class TestSpotDepthUpdate:
         rec = fixture_record("binance", "spot_ws_depth_update")
         decoded = SPOT.decode(rec["data"], 0)
         assert isinstance(decoded, RawBook)  # the decoded payload itself is the event
-        assert (decoded.symbol, decoded.kind, decoded.first_seq, decoded.last_seq, decoded.prev_seq) == (
-            "NKNUSDT", EventKind.DELTA, 499869750, 499869752, -1
-        )
+        assert (
+            decoded.symbol,
+            decoded.kind,
+            decoded.first_seq,
+            decoded.last_seq,
+            decoded.prev_seq,
+        ) == ("NKNUSDT", EventKind.DELTA, 499869750, 499869752, -1)
         assert decoded.ts_event_ns == 1633998512068 * 1_000_000
         assert bytes(decoded.bids).startswith(b'[["0.35130000","6195.00000000"]')
         assert bytes(decoded.asks) == b"[]"
 
     def test_raw_stream_payload_without_envelope_parses_the_same(self) -> None:
-        import json
-
         rec = fixture_record("binance", "spot_ws_depth_update")
         inner = json.dumps(json.loads(rec["data"])["data"])
         (event,) = parse(SPOT, inner, 0, SPOT_META)
@@ -69,7 +77,11 @@ class TestUsdmDepthUpdate:
         rec = fixture_record("binance", "usdm_ws_depth_update")
         (event,) = parse(USDM, rec["data"], 0, USDM_META)
         assert isinstance(event, BookEvent)
-        assert (event.first_seq, event.last_seq, event.prev_seq) == (600859599090, 600859600917, 600859598061)
+        assert (event.first_seq, event.last_seq, event.prev_seq) == (
+            600859599090,
+            600859600917,
+            600859598061,
+        )
         assert event.bid_px.tolist() == [75040, 76090, 76110]
         assert event.bid_qty.tolist() == [813.0, 0.0, 2.0]  # 0 deletes the level
         assert event.ask_px.tolist() == [76150, 76220]
@@ -89,8 +101,14 @@ class TestUsdmDepthUpdate:
         )
         event = USDM.decode(raw, 9)
         assert event == MarkPriceEvent(
-            Venue.BINANCE_FUTURES, "BTCUSDT", 11794.15, 11784.62659091, 0.00038167,
-            1562306400000 * 1_000_000, 1562305380000 * 1_000_000, 9,
+            Venue.BINANCE_FUTURES,
+            "BTCUSDT",
+            11794.15,
+            11784.62659091,
+            0.00038167,
+            1562306400000 * 1_000_000,
+            1562305380000 * 1_000_000,
+            9,
         )
 
 
@@ -103,9 +121,9 @@ class TestOtherMessages:
 
     def test_subscribe_ack_is_ignored_and_error_reply_is_a_venue_message(self) -> None:
         assert SPOT.decode('{"result":null,"id":1}', 0) == Ignored("ack")
-        assert SPOT.decode('{"code":2,"msg":"Invalid request: unknown variant"}', 0) == VenueMessage(
-            "2", "Invalid request: unknown variant"
-        )
+        assert SPOT.decode(
+            '{"code":2,"msg":"Invalid request: unknown variant"}', 0
+        ) == VenueMessage("2", "Invalid request: unknown variant")
 
     def test_rest_error_body_is_a_venue_message_not_a_book(self) -> None:
         url = "https://api.binance.com/api/v3/depth?symbol=NOPE&limit=1000"
@@ -148,8 +166,13 @@ class TestBadInput:
 
 class TestUrls:
     def test_stream_url_and_subscribe_frames_follow_binance_naming(self) -> None:
-        url = SPOT.stream_url("wss://stream.binance.com:9443/stream", ["BTCUSDT", "ETHUSDT"], ["depth@100ms"])
-        assert url == "wss://stream.binance.com:9443/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms"
+        url = SPOT.stream_url(
+            "wss://stream.binance.com:9443/stream", ["BTCUSDT", "ETHUSDT"], ["depth@100ms"]
+        )
+        assert (
+            url
+            == "wss://stream.binance.com:9443/stream?streams=btcusdt@depth@100ms/ethusdt@depth@100ms"
+        )
         frames = SPOT.subscribe_frames(["BTCUSDT"] * 3, ["depth@100ms"], per_frame=2)
         assert len(frames) == 2 and '"method":"SUBSCRIBE"' in frames[0]
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from monitor.book.layout import E_STATUS, FLAG_TRUNCATED, R_APPLIED, R_SNAPSHOT, R_TOP_UNKNOWN, S_FLAGS
+from monitor.book.layout import (
+    E_STATUS,
+    FLAG_TRUNCATED,
+    R_APPLIED,
+    R_SNAPSHOT,
+    R_TOP_UNKNOWN,
+    S_FLAGS,
+)
 from monitor.book.store import BookStore, EventBatch
 from monitor.domain import BookState, SeqRule
 
@@ -13,7 +20,9 @@ def test_a_side_cut_by_capacity_whose_known_levels_are_all_deleted_is_resynced()
     batch = EventBatch()
     batch.add(book, 1, -1, 10, -1, b'[["10","1"],["9","1"],["8","1"]]', b'[["20","1"]]', 0, 0)
     batch.add(book, 2, 11, 11, -1, b'[["11","1"]]', b"[]", 0, 0)  # pushes 9 out: known from 10 up
-    batch.add(book, 2, 12, 12, -1, b'[["11","0"],["10","0"]]', b"[]", 0, 0)  # only unknown depth left
+    batch.add(
+        book, 2, 12, 12, -1, b'[["11","0"],["10","0"]]', b"[]", 0, 0
+    )  # only unknown depth left
     store.apply(batch)
     assert batch.meta[:, E_STATUS].tolist() == [R_SNAPSHOT, R_APPLIED, R_TOP_UNKNOWN]
     # the store would otherwise have shown an empty (or wrong) bid side as the truth

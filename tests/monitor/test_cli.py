@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 
 def liqmon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "monitor", *args], capture_output=True, text=True, timeout=120, check=False, env=env
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
 
 
@@ -22,8 +28,6 @@ def test_invalid_config_file_stops_run_naming_file_and_key(tmp_path: Path) -> No
 
 
 def test_invalid_environment_override_stops_run(tmp_path: Path) -> None:
-    import os
-
     env = dict(os.environ, LIQMON_MONITOR__BOOK_CAPACITY="lots")
     proc = liqmon("run", env=env)
     assert proc.returncode == 2

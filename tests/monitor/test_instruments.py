@@ -28,16 +28,28 @@ class TestFromExchangeInfo:
         reg = InstrumentRegistry.from_exchange_info(Venue.BINANCE, exchange_info(SPOT_RECORDING))
         btc = reg.get(Venue.BINANCE, "BTCUSDT")
         assert btc is not None
-        assert (btc.base, btc.quote, btc.kind, btc.tick, btc.lot) == ("BTC", "USDT", InstrumentKind.SPOT, "0.01", "0.00001")
+        assert (btc.base, btc.quote, btc.kind, btc.tick, btc.lot) == (
+            "BTC",
+            "USDT",
+            InstrumentKind.SPOT,
+            "0.01",
+            "0.00001",
+        )
         assert btc.canonical == "BTC-USDT-SPOT"
         # Binance spot writes prices with 8 decimals: units are 1e-8, a tick is 1e6 units
         assert (btc.price_decimals, btc.tick_units) == (8, 1_000_000)
         assert len(reg) > 1000
 
     def test_usdm_perpetuals_and_dated_futures_are_told_apart(self) -> None:
-        reg = InstrumentRegistry.from_exchange_info(Venue.BINANCE_FUTURES, exchange_info(USDM_RECORDING))
+        reg = InstrumentRegistry.from_exchange_info(
+            Venue.BINANCE_FUTURES, exchange_info(USDM_RECORDING)
+        )
         perp = reg.get(Venue.BINANCE_FUTURES, "BTCUSDT")
-        assert perp is not None and perp.kind == InstrumentKind.PERP and perp.canonical == "BTC-USDT-PERP"
+        assert (
+            perp is not None
+            and perp.kind == InstrumentKind.PERP
+            and perp.canonical == "BTC-USDT-PERP"
+        )
         assert perp.price_decimals == 2 and perp.contract_size == 1.0
         kinds = {i.kind for i in reg}
         assert InstrumentKind.PERP in kinds

@@ -24,7 +24,9 @@ def records() -> list[dict[str, Any]]:
 
 def feed_all(pipeline: BookPipeline, recs: list[dict[str, Any]]) -> None:
     for rec in recs:
-        pipeline.on_message(Venue(rec["venue"]), rec["kind"], rec["url"], rec["data"], int(rec["ts"] * 1e9))
+        pipeline.on_message(
+            Venue(rec["venue"]), rec["kind"], rec["url"], rec["data"], int(rec["ts"] * 1e9)
+        )
 
 
 def summary(pipeline: BookPipeline, symbol: str) -> dict[str, Any]:
@@ -52,7 +54,9 @@ def test_malformed_frames_are_counted_and_logged_and_books_carry_on(synced: Book
 
 
 def test_unknown_symbol_is_counted_every_time_and_logged_once(synced: BookPipeline) -> None:
-    frame = next(r for r in records() if '"s":"NKNUSDT"' in r["data"])["data"].replace("NKNUSDT", "NOSUCHCOIN")
+    frame = next(r for r in records() if '"s":"NKNUSDT"' in r["data"])["data"].replace(
+        "NKNUSDT", "NOSUCHCOIN"
+    )
     with capture_logs() as logs:
         for _ in range(3):
             synced.on_message(Venue.BINANCE, "ws", "wss://x", frame, 1)
@@ -68,7 +72,9 @@ def test_snapshot_with_crossed_levels_is_rejected_and_a_new_snapshot_requested()
     snap = json.loads(recs[2]["data"])  # the NKNUSDT snapshot
     snap["bids"].insert(0, ["0.36000000", "5.00000000"])  # above the best ask 0.3526
     with capture_logs() as logs:
-        pipeline.on_message(Venue.BINANCE, "http", SNAPSHOT_URL.format("NKNUSDT"), json.dumps(snap), 2)
+        pipeline.on_message(
+            Venue.BINANCE, "http", SNAPSHOT_URL.format("NKNUSDT"), json.dumps(snap), 2
+        )
     s = summary(pipeline, "NKNUSDT")
     assert not s["valid"] and s["state"] == "empty" and s["rejected"] == 1
     assert pipeline.counters.messages["binance.crossed"] == 1
@@ -95,10 +101,20 @@ def test_empty_book_snapshot_is_held_as_invalid_with_no_metrics() -> None:
     assert row["levels"] == [0, 0]
 
 
-def test_malformed_levels_inside_a_delta_throw_the_book_away_and_resync(synced: BookPipeline) -> None:
+def test_malformed_levels_inside_a_delta_throw_the_book_away_and_resync(
+    synced: BookPipeline,
+) -> None:
     last_id = summary(synced, "NKNUSDT")["last_update_id"]
     bad = json.dumps(
-        {"e": "depthUpdate", "E": 1, "s": "NKNUSDT", "U": last_id + 1, "u": last_id + 1, "b": [["abc", "1"]], "a": []}
+        {
+            "e": "depthUpdate",
+            "E": 1,
+            "s": "NKNUSDT",
+            "U": last_id + 1,
+            "u": last_id + 1,
+            "b": [["abc", "1"]],
+            "a": [],
+        }
     )
     with capture_logs() as logs:
         synced.on_message(Venue.BINANCE, "ws", "wss://x", bad, 5)
@@ -121,11 +137,17 @@ def test_stale_snapshot_older_than_buffered_deltas_is_refused_and_refetched() ->
     pipeline = BookPipeline(InstrumentRegistry())
     recs = records()
     pipeline.on_message(Venue.BINANCE, "http", recs[0]["url"], recs[0]["data"], 1)
-    later = [r for r in recs if r["kind"] == "ws" and '"s":"NKNUSDT"' in r["data"] and "depthUpdate" in r["data"]][5:]
+    later = [
+        r
+        for r in recs
+        if r["kind"] == "ws" and '"s":"NKNUSDT"' in r["data"] and "depthUpdate" in r["data"]
+    ][5:]
     for r in later:
         pipeline.on_message(Venue.BINANCE, "ws", r["url"], r["data"], 2)
     pipeline.take_snapshot_requests()
-    pipeline.on_message(Venue.BINANCE, "http", recs[2]["url"], recs[2]["data"], 3)  # older than `later`
+    pipeline.on_message(
+        Venue.BINANCE, "http", recs[2]["url"], recs[2]["data"], 3
+    )  # older than `later`
     s = summary(pipeline, "NKNUSDT")
     assert not s["valid"] and s["stale_snapshots"] == 1 and s["pending"] == len(later)
     assert (Venue.BINANCE, "NKNUSDT") in pipeline.take_snapshot_requests()
