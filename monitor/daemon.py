@@ -1,16 +1,20 @@
 """The always-on loops of ``liqmon run`` (:func:`run_daemon`) and ``liqmon record``.
 
-run_daemon wires the live path: one :class:`~feeds.session.WsSession` per depth connection
-of every enabled venue (plus the mark-price connection where the venue has one), every
-frame into :meth:`BookPipeline.feed_frames` (batched per event-loop turn); a snapshot
-loop that fetches the REST depth snapshots the pipeline asks for (at most 4 at a time per
-venue, within the venue's weight budget, and only once the venue's connections are
-delivering deltas, so they buffer first as Binance's sync procedure requires); a tick loop that computes the metrics every
-``tick_ms``; and a periodic ``venue.health`` line. A lost connection invalidates the
-venue's books at once (they missed deltas), so they are reported invalid during the outage
-and resynced after it. Network errors never end the daemon; setting ``stop`` does.
+run_daemon wires the live path:
 
-Logging is configured by the caller (the CLI, from ``Settings.monitor``).
+- one :class:`~feeds.session.WsSession` per depth connection of every enabled venue (plus
+  the mark-price connection where the venue has one); every frame goes to
+  :meth:`BookPipeline.feed_frames`, batched per event-loop turn;
+- a snapshot loop that fetches the REST depth snapshots the pipeline asks for (at most 4
+  at a time per venue, within the venue's weight budget, and only once the venue's
+  connections are delivering deltas, so they buffer first as Binance's sync procedure
+  requires);
+- a tick loop that computes the metrics every ``tick_ms``, and a periodic
+  ``venue.health`` line.
+
+A lost connection invalidates that connection's books at once (they missed deltas), so
+they are reported invalid during the outage and resynced after it. Network errors never
+end the daemon; setting ``stop`` does.
 """
 
 from __future__ import annotations
