@@ -153,7 +153,16 @@ def _float(raw: msgspec.Raw) -> float:
 class BinanceAdapter:
     """Adapter for one Binance market (spot or USD-M)."""
 
-    __slots__ = ("depth_path", "instruments_path", "sequencing", "snapshot_limits", "venue")
+    __slots__ = (
+        "depth_path",
+        "depth_weights",
+        "instruments_path",
+        "instruments_weight",
+        "sequencing",
+        "snapshot_limits",
+        "venue",
+        "weight_limit_per_minute",
+    )
 
     ping_interval_s: float | None = None  # the server pings; websockets answers with pongs
 
@@ -164,12 +173,26 @@ class BinanceAdapter:
         depth_path: str,
         instruments_path: str,
         snapshot_limits: tuple[int, ...],
+        *,
+        depth_weights: tuple[tuple[int, int], ...],
+        instruments_weight: int,
+        weight_limit_per_minute: int,
     ) -> None:
         self.venue = venue
         self.sequencing = sequencing
         self.depth_path = depth_path
         self.instruments_path = instruments_path
         self.snapshot_limits = snapshot_limits
+        self.depth_weights = depth_weights  # (largest limit, request weight), ascending
+        self.instruments_weight = instruments_weight
+        self.weight_limit_per_minute = weight_limit_per_minute  # the IP's REQUEST_WEIGHT/min
+
+    def snapshot_weight(self, limit: int) -> int:
+        """Request weight of one depth snapshot of ``limit`` levels."""
+        for largest, weight in self.depth_weights:
+            if limit <= largest:
+                return weight
+        return self.depth_weights[-1][1]
 
     # --- URLs and subscriptions -------------------------------------------------------
     def stream_url(self, ws_url: str, symbols: Sequence[str], streams: Sequence[str]) -> str:
@@ -260,12 +283,16 @@ class BinanceAdapter:
         )
 
 
+# REST weights: venues.md sections 1-2 (Binance spot and USD-M REST docs)
 SPOT = BinanceAdapter(
     Venue.BINANCE,
     SeqRule.CONTIGUOUS,
     "/api/v3/depth",
     "/api/v3/exchangeInfo",
     tuple(range(1, 5001)),
+    depth_weights=((100, 5), (500, 25), (1000, 50), (5000, 250)),
+    instruments_weight=20,
+    weight_limit_per_minute=6000,
 )
 USDM = BinanceAdapter(
     Venue.BINANCE_FUTURES,
@@ -273,6 +300,9 @@ USDM = BinanceAdapter(
     "/fapi/v1/depth",
     "/fapi/v1/exchangeInfo",
     (5, 10, 20, 50, 100, 500, 1000),
+    depth_weights=((50, 2), (100, 5), (500, 10), (1000, 20)),
+    instruments_weight=1,
+    weight_limit_per_minute=2400,
 )
 ADAPTERS: dict[Venue, BinanceAdapter] = {SPOT.venue: SPOT, USDM.venue: USDM}
 

@@ -34,36 +34,6 @@ DEFAULT_RETRY_AFTER_S = 60.0
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 
-def binance_spot_depth_weight(limit: int) -> int:
-    """Request weight of ``GET /api/v3/depth`` for a given ``limit``."""
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
-
-
-def binance_futures_depth_weight(limit: int) -> int:
-    """Request weight of ``GET /fapi/v1/depth`` for a given ``limit``."""
-    if limit <= 50:
-        return 2
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 10
-    return 20
-
-
-DEPTH_WEIGHT: dict[Venue, Callable[[int], int]] = {
-    Venue.BINANCE: binance_spot_depth_weight,
-    Venue.BINANCE_FUTURES: binance_futures_depth_weight,
-}
-INSTRUMENTS_WEIGHT: dict[Venue, int] = {Venue.BINANCE: 20, Venue.BINANCE_FUTURES: 1}
-WEIGHT_LIMIT_PER_MINUTE: dict[Venue, int] = {Venue.BINANCE: 6000, Venue.BINANCE_FUTURES: 2400}
-
-
 class RestError(FeedError):
     """A REST request failed. ``status`` is None when no response arrived."""
 
@@ -212,12 +182,13 @@ class RestClient:
         session: aiohttp.ClientSession,
         venue: Venue,
         *,
+        weight_limit_per_minute: int | None = None,
         timeout_s: float = 10.0,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> RestClient:
-        """A client with the venue's weight budget (none for venues without a table)."""
-        limit = WEIGHT_LIMIT_PER_MINUTE.get(venue)
+        """A client with a budget from the venue's weight limit per minute (None: no budget)."""
+        limit = weight_limit_per_minute
         budget = None if limit is None else WeightBudget(limit, clock=clock, sleep=sleep)
         return cls(
             session, venue=venue.value, timeout_s=timeout_s, budget=budget, sleep=sleep, clock=clock

@@ -31,7 +31,7 @@ import aiohttp
 
 from feeds.binance import ADAPTERS, BinanceAdapter
 from feeds.recording import RecordingWriter, RecordKind
-from feeds.rest import DEPTH_WEIGHT, INSTRUMENTS_WEIGHT, RestClient, RestError, VenueBanned
+from feeds.rest import RestClient, RestError, VenueBanned
 from feeds.session import Backoff, ConnectionPolicy, DisconnectReason, FeedHealth, WsSession
 from monitor.domain import Venue
 from monitor.errors import ConfigError, MonitorError
@@ -91,8 +91,7 @@ class _VenueRuntime:
         return bool(self.depth) and all(connection.live for connection in self.depth)
 
     def depth_weight(self) -> int:
-        weight = DEPTH_WEIGHT.get(self.venue)
-        return 1 if weight is None else weight(self.settings.snapshot_limit)
+        return self.adapter.snapshot_weight(self.settings.snapshot_limit)
 
 
 class Daemon:
@@ -119,7 +118,10 @@ class Daemon:
                 log.error("venue.unsupported", venue=venue.value, reason="no live adapter yet")
                 continue
             rest = RestClient.for_venue(
-                http, venue, timeout_s=settings.connection.snapshot_timeout_s
+                http,
+                venue,
+                weight_limit_per_minute=adapter.weight_limit_per_minute,
+                timeout_s=settings.connection.snapshot_timeout_s,
             )
             self.venues[venue] = _VenueRuntime(venue, table, adapter, rest)
         if not self.venues:
@@ -138,7 +140,7 @@ class Daemon:
             url = runtime.adapter.instruments_url(runtime.settings.rest_url)
             try:
                 text = await runtime.rest.get_text(
-                    url, weight=INSTRUMENTS_WEIGHT.get(venue, 1), max_retries=INSTRUMENTS_RETRIES
+                    url, weight=runtime.adapter.instruments_weight, max_retries=INSTRUMENTS_RETRIES
                 )
                 fresh = InstrumentRegistry.from_exchange_info(venue, text)
             except MonitorError as error:
@@ -457,7 +459,10 @@ async def run_recorder(
     with RecordingWriter(out_path, flush_interval_s=flush_interval_s) as writer:
         async with aiohttp.ClientSession() as http:
             rest = RestClient.for_venue(
-                http, venue, timeout_s=settings.connection.snapshot_timeout_s
+                http,
+                venue,
+                weight_limit_per_minute=adapter.weight_limit_per_minute,
+                timeout_s=settings.connection.snapshot_timeout_s,
             )
             recorder = _Recorder(
                 venue,
@@ -507,7 +512,7 @@ class _Recorder:
 
     async def run(self) -> None:
         await self._fetch(
-            self.adapter.instruments_url(self.table.rest_url), INSTRUMENTS_WEIGHT.get(self.venue, 1)
+            self.adapter.instruments_url(self.table.rest_url), self.adapter.instruments_weight
         )
         depth_url = self.adapter.stream_url(
             self.table.ws_url, self.symbols, [self.table.depth_stream]
@@ -552,15 +557,15 @@ class _Recorder:
         )
 
     async def _snapshot_loop(self) -> None:
-        weight = DEPTH_WEIGHT.get(self.venue)
         limit = self.table.snapshot_limit
+        weight = self.adapter.snapshot_weight(limit)
         while True:
             await self._snapshots_wanted.wait()
             self._snapshots_wanted.clear()
             await self._live.wait()  # deltas first, then the snapshots they bridge
             for symbol in self.symbols:
                 url = self.adapter.snapshot_url(self.table.rest_url, symbol, limit)
-                await self._fetch(url, 1 if weight is None else weight(limit))
+                await self._fetch(url, weight)
 
     async def _fetch(self, url: str, weight: int) -> None:
         try:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from feeds.binance import SPOT, USDM
 from feeds.rest import (
     RateLimited,
     RestClient,
@@ -17,8 +18,6 @@ from feeds.rest import (
     RestTimeout,
     VenueBanned,
     WeightBudget,
-    binance_futures_depth_weight,
-    binance_spot_depth_weight,
     parse_retry_after,
 )
 from feeds.sim import BinanceSim
@@ -204,7 +203,7 @@ class TestWeightBudget:
         """30 snapshots of weight 250 against 6000/min: 12 per minute (half the budget)."""
         budget = WeightBudget(6000, clock=fake.clock, sleep=fake.sleep)
         client = make_client(http, fake, budget=budget)
-        weight = binance_spot_depth_weight(5000)
+        weight = SPOT.snapshot_weight(5000)
         sent_at: list[float] = []
         for _ in range(30):
             await client.get_text(depth_url(sim, limit=5000), weight=weight)
@@ -219,7 +218,7 @@ class TestWeightBudget:
     ) -> None:
         budget = WeightBudget(2400, clock=fake.clock, sleep=fake.sleep)
         client = make_client(http, fake, budget=budget)
-        weight = binance_futures_depth_weight(1000)  # 20: 60 per minute fit in 1200
+        weight = USDM.snapshot_weight(1000)  # 20: 60 per minute fit in 1200
         await asyncio.gather(
             *(client.get_text(depth_url(sim, limit=1000), weight=weight) for _ in range(150))
         )
@@ -232,7 +231,7 @@ class TestWeightBudget:
         budget = WeightBudget(2400, clock=fake.clock, sleep=fake.sleep)
         spends: list[tuple[float, int]] = []
         for index in range(200):
-            weight = binance_futures_depth_weight((5, 100, 500, 1000)[index % 4])
+            weight = USDM.snapshot_weight((5, 100, 500, 1000)[index % 4])
             await budget.spend(weight)
             spends.append((fake.now, weight))
             fake.now += 0.1
@@ -259,7 +258,7 @@ class TestWeightBudget:
         assert fake.sleeps == []
 
     def test_depth_weights_follow_the_venue_tables(self) -> None:
-        assert [binance_spot_depth_weight(n) for n in (5, 100, 101, 500, 1000, 5000)] == [
+        assert [SPOT.snapshot_weight(n) for n in (5, 100, 101, 500, 1000, 5000)] == [
             5,
             5,
             25,
@@ -267,7 +266,7 @@ class TestWeightBudget:
             50,
             250,
         ]
-        assert [binance_futures_depth_weight(n) for n in (5, 50, 100, 500, 1000)] == [
+        assert [USDM.snapshot_weight(n) for n in (5, 50, 100, 500, 1000)] == [
             2,
             2,
             5,
@@ -276,7 +275,11 @@ class TestWeightBudget:
         ]
 
     async def test_for_venue_uses_the_venue_limit(self, http: aiohttp.ClientSession) -> None:
-        spot = RestClient.for_venue(http, Venue.BINANCE)
-        futures = RestClient.for_venue(http, Venue.BINANCE_FUTURES)
+        spot = RestClient.for_venue(
+            http, Venue.BINANCE, weight_limit_per_minute=SPOT.weight_limit_per_minute
+        )
+        futures = RestClient.for_venue(
+            http, Venue.BINANCE_FUTURES, weight_limit_per_minute=USDM.weight_limit_per_minute
+        )
         assert spot.budget is not None and spot.budget.capacity == 3000
         assert futures.budget is not None and futures.budget.capacity == 1200
