@@ -490,9 +490,9 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     real = kernels.apply_batch
     calls: list[tuple[int, int, float]] = []
 
-    def timed_kernel(buf: np.ndarray, meta: np.ndarray, count: int, *rest: Any) -> int:
+    def timed_kernel(buf: np.ndarray, meta: np.ndarray, starts: np.ndarray, count: int, *rest: Any) -> int:
         t = time.perf_counter()
-        r = real(buf, meta, count, *rest)
+        r = real(buf, meta, starts, count, *rest)
         dt = time.perf_counter() - t
         calls.append((int(meta[0, 1]), count, dt))
         return r
@@ -583,21 +583,17 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     b.add(
         0, 2, 1, 1, 0, ev.bids, ev.asks, 0, 0
     )  # book 0 is EMPTY: the kernel only marks it R_BUFFER
-    # EventBatch API: buffer() + preallocated meta (HEAD 154b6bb), or seal() -> (buf, meta)
-    if hasattr(b, "seal"):
-        prepare, prepare_name = b.seal, "batch.seal(): rows -> meta, b''.join -> buf"
-        buf, full_meta = b.seal()
-    else:
-        prepare, prepare_name = b.buffer, "batch.buffer(): b''.join + np.frombuffer"
-        buf, full_meta = b.buffer(), b.meta
+    prepare, prepare_name = b.seal, "batch.seal(): rows -> meta, offsets, b''.join -> buf"
+    b.seal()
+    buf, full_meta, starts = b.buf, b.meta, b.starts
     meta = full_meta[:1]
     st = p.store
-    real(buf, full_meta, 1, st.istate, st.fstate, st.keys, st.qtys)
+    real(buf, full_meta, starts, 1, st.istate, st.fstate, st.keys, st.qtys)
     fixed = [
         (prepare_name, prepare),
         (
             "apply_batch call, 1 trivial event (dispatch + scratch allocs)",
-            lambda: real(buf, full_meta, 1, st.istate, st.fstate, st.keys, st.qtys),
+            lambda: real(buf, full_meta, starts, 1, st.istate, st.fstate, st.keys, st.qtys),
         ),
         (
             "self._dirty[meta[:, E_BOOK]] = True",

@@ -451,6 +451,7 @@ def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: in
 def apply_batch(
     buf: np.ndarray,
     meta: np.ndarray,
+    starts: np.ndarray,
     count: int,
     istate: np.ndarray,
     fstate: np.ndarray,
@@ -478,11 +479,12 @@ def apply_batch(
     aqty = np.empty(scratch, dtype=np.float64)
     wire = np.zeros(2, dtype=np.int64)
     applied = 0
-    offset = 0  # the events' level arrays lie back to back in buf
     for e in range(count):
-        bid_start = offset
-        ask_start = bid_start + meta[e, E_BID_LEN]
-        offset = ask_start + meta[e, E_ASK_LEN]
+        # event e's bids are buf[starts[e, 0]:+E_BID_LEN], its asks buf[starts[e, 1]:+E_ASK_LEN]
+        bid_start = starts[e, 0]
+        bid_end = bid_start + meta[e, E_BID_LEN]
+        ask_start = starts[e, 1]
+        ask_end = ask_start + meta[e, E_ASK_LEN]
         b = meta[e, E_BOOK]
         st = istate[b]
         kind = meta[e, E_KIND]
@@ -507,10 +509,10 @@ def apply_batch(
             pd = st[S_PRICE_DEC]
             cs = fstate[b, F_CONTRACT_SIZE]
             nb = parse_levels(
-                buf, bid_start, ask_start, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, bpx, bqty, wire
+                buf, bid_start, bid_end, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, bpx, bqty, wire
             )
             na = parse_levels(
-                buf, ask_start, offset, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
+                buf, ask_start, ask_end, st[S_PX_INDEX], st[S_QTY_INDEX], pd, cs, apx, aqty, wire
             )
             if nb < 0 or na < 0:
                 status = (

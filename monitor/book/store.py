@@ -44,13 +44,14 @@ class EventBatch:
     next seal, with the kernel's per-event outcome and top of book in ``meta``.
     """
 
-    __slots__ = ("buf", "capacity", "meta", "pieces", "rows")
+    __slots__ = ("buf", "capacity", "meta", "pieces", "rows", "starts")
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
         self.rows: list[int] = []
         self.pieces: list[bytes | memoryview] = []
         self.meta = np.zeros((0, N_EVENT), dtype=np.int64)
+        self.starts = np.zeros((0, 2), dtype=np.int64)
         self.buf = np.zeros(0, dtype=np.uint8)
 
     @property
@@ -96,19 +97,35 @@ class EventBatch:
         self.pieces.append(asks)
         return len(self.rows) // N_EVENT - 1
 
-    def seal(self) -> tuple[np.ndarray, np.ndarray]:
-        """Build ``meta`` and ``buf`` from the events added since the last clear."""
-        self.meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
+    def seal(self) -> None:
+        """Build ``meta``, ``starts`` and ``buf`` from the events added since the last clear."""
+        meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
+        bid_len = meta[:, E_BID_LEN]
+        ends = np.cumsum(bid_len + meta[:, E_ASK_LEN])
+        starts = np.empty((len(meta), 2), dtype=np.int64)
+        starts[:, 0] = ends - bid_len - meta[:, E_ASK_LEN]
+        starts[:, 1] = starts[:, 0] + bid_len
+        self.meta = meta
+        self.starts = starts
         self.buf = np.frombuffer(b"".join(self.pieces), dtype=np.uint8)
-        return self.buf, self.meta
+
+    def load(self, buf: np.ndarray, meta: np.ndarray, starts: np.ndarray) -> None:
+        """Take a batch built elsewhere (a venue's frame scanner) as the sealed batch.
+
+        ``starts[i]`` are the offsets of event i's bid and ask arrays inside ``buf``.
+        """
+        self.clear()
+        self.buf = buf
+        self.meta = meta
+        self.starts = starts
 
     def raw_levels(self, row: int) -> tuple[bytes, bytes]:
         """The raw level arrays of a sealed row (copies, for keeping past the batch)."""
-        lengths = self.meta[: row + 1, E_BID_LEN] + self.meta[: row + 1, E_ASK_LEN]
-        start = int(lengths[:row].sum())
-        mid = start + int(self.meta[row, E_BID_LEN])
-        end = mid + int(self.meta[row, E_ASK_LEN])
-        return self.buf[start:mid].tobytes(), self.buf[mid:end].tobytes()
+        bid, ask = (int(x) for x in self.starts[row])
+        return (
+            self.buf[bid : bid + int(self.meta[row, E_BID_LEN])].tobytes(),
+            self.buf[ask : ask + int(self.meta[row, E_ASK_LEN])].tobytes(),
+        )
 
     def clear(self) -> None:
         """Forget the events (``meta`` and ``buf`` of the last seal stay readable)."""
@@ -175,10 +192,21 @@ class BookStore:
         """Seal and apply a batch in order; per-event outcomes are left in ``batch.meta``."""
         if batch.count == 0:
             return 0
-        buf, meta = batch.seal()
+        batch.seal()
+        return self.apply_sealed(batch)
+
+    def apply_sealed(self, batch: EventBatch) -> int:
+        """Apply a sealed (or loaded) batch; outcomes are left in ``batch.meta``."""
         return int(
             kernels.apply_batch(
-                buf, meta, batch.count, self.istate, self.fstate, self.keys, self.qtys
+                batch.buf,
+                batch.meta,
+                batch.starts,
+                len(batch.meta),
+                self.istate,
+                self.fstate,
+                self.keys,
+                self.qtys,
             )
         )
 
