@@ -78,7 +78,8 @@ INF = float("inf")
 
 # --- liqmon ---------------------------------------------------------------------------------
 class ReadingPipeline(BookPipeline):
-    """BookPipeline whose flush also reads the best bid/ask the kernel wrote per event."""
+    """BookPipeline that also reads the best bid/ask the kernel wrote per event, after every
+    kernel call on deltas (``_settle`` follows both the queued-batch flush and the scanner)."""
 
     def __init__(self, *args: Any, tops: np.ndarray, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,11 +88,8 @@ class ReadingPipeline(BookPipeline):
         # one-row reads (on_message): two scalar copies (~0.3 us) instead of a numpy slice copy (~1 us)
         self._tops_mv = memoryview(tops)
 
-    def flush(self) -> None:
-        n = self.batch.count
-        if n == 0:
-            return
-        super().flush()  # clears the batch; its meta matrix keeps the rows the kernel wrote
+    def _settle(self, applied: int, n: int) -> None:
+        super()._settle(applied, n)  # clears the batch; its meta keeps the kernel's rows
         meta = self.batch.meta
         i = self.n_tops
         if n == 1:
@@ -115,6 +113,8 @@ def run_liqmon(
     n_delta = sum(1 for f in frames if f[1] == "ws")
     tops = np.empty((n_delta, 2), dtype=np.int64)
     p = ReadingPipeline(corpus.registry, max_books=len(corpus.books), batch_size=batch, tops=tops)
+    for venue, symbol in corpus.books:  # as the daemon does with its configured symbols
+        p.add_book(venue, symbol)
     books = p.books
     store = p.store
     snap_tops = []
@@ -490,7 +490,9 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     real = kernels.apply_batch
     calls: list[tuple[int, int, float]] = []
 
-    def timed_kernel(buf: np.ndarray, meta: np.ndarray, starts: np.ndarray, count: int, *rest: Any) -> int:
+    def timed_kernel(
+        buf: np.ndarray, meta: np.ndarray, starts: np.ndarray, count: int, *rest: Any
+    ) -> int:
         t = time.perf_counter()
         r = real(buf, meta, starts, count, *rest)
         dt = time.perf_counter() - t
@@ -546,10 +548,27 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     def row(name: str, us: float, note: str = "") -> None:
         rows.append({"name": name, "value": us, "unit": "us/msg", "note": note})
 
+    def scan_only() -> float:
+        # the adapter's numba frame scanner over the corpus, in the runs feed_frames gets
+        t = time.perf_counter()
+        group: list[Any] = []
+        group_venue = None
+        for venue, kind, _url, data, _recv in corpus.frames:
+            if kind != "ws":
+                continue
+            if venue is not group_venue or len(group) >= 256:
+                if group:
+                    ADAPTERS[group_venue].scan_frames(group)
+                group, group_venue = [], venue
+            group.append(data)
+        if group:
+            ADAPTERS[group_venue].scan_frames(group)
+        return time.perf_counter() - t
+
+    scan = min(scan_only() for _ in range(repeat))
     total, snap, delta, ncalls = min((one(False) for _ in range(repeat)), key=lambda t: t[0])
-    row("feed: total", total / n * 1e6)
-    row("  adapter decode (msgspec decode, the payload is the event)", dec / n * 1e6)
-    row("  EventBatch.add (timed alone)", add_us * n_delta / n)
+    row("feed_frames: total", total / n * 1e6)
+    row("  frame scan (numba, adapter.scan_frames, runs of <= 256)", scan / n * 1e6)
     row("  apply_batch, delta batches", delta / n * 1e6, f"{delta / n_delta * 1e9:.0f} ns/event")
     row(
         "  apply_batch, REST snapshots",
@@ -557,10 +576,12 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
         f"{n_snap} snapshots, {snap / n_snap * 1e6:.0f} us each, {snap / total * 100:.0f}% of feed time",
     )
     row(
-        "  rest of feed/flush (lookup, enum compare, bookkeeping)",
-        (total - dec - add_us * n_delta / 1e6 - snap - delta) / n * 1e6,
+        "  rest (grouping, symbol lookup, batch build, snapshot bookkeeping)",
+        (total - scan - snap - delta) / n * 1e6,
         f"{ncalls} kernel calls",
     )
+    row("decode path (runs < 16 frames): adapter decode (msgspec)", dec / n * 1e6)
+    row("decode path: EventBatch.add", add_us * n_delta / n)
 
     total, snap, delta, ncalls = min(
         (one(True) for _ in range(max(1, repeat - 1))), key=lambda t: t[0]

@@ -187,6 +187,29 @@ class RawBook(msgspec.Struct, gc=False):
 
 
 @dataclass(slots=True)
+class ScannedFrames:
+    """Many websocket frames scanned at once by a venue's batch scanner (columnar).
+
+    ``buf`` holds the frames back to back; per frame: ``is_delta`` (a well-formed book
+    delta; every other frame goes through the adapter's ``decode``), ``symbol_key`` (the
+    adapter's ``symbol_key`` of its symbol), sequence ids, venue time in ns, and the
+    offsets and lengths of its raw bid and ask level arrays inside ``buf``.
+    """
+
+    buf: npt.NDArray[np.uint8]
+    is_delta: npt.NDArray[np.bool_]
+    symbol_key: IntArray
+    first_seq: IntArray
+    last_seq: IntArray
+    prev_seq: IntArray
+    ts_event_ns: IntArray
+    bid_start: IntArray
+    bid_len: IntArray
+    ask_start: IntArray
+    ask_len: IntArray
+
+
+@dataclass(slots=True)
 class MarkPriceEvent:
     """Mark price, index price and funding of a perpetual (Binance ``markPriceUpdate``)."""
 

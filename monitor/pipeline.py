@@ -20,8 +20,11 @@ import numpy as np
 
 from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate, VenueMessage
 from monitor.book.layout import (
+    E_ASK_LEN,
+    E_BID_LEN,
     E_BOOK,
     E_FIRST,
+    E_KIND,
     E_LAST,
     E_PREV,
     E_STATUS,
@@ -71,6 +74,7 @@ from monitor.settings import Settings
 log = get_logger("monitor.pipeline")
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
+SCAN_MIN_FRAMES = 16  # from this many frames a venue's batch scanner beats per-frame decode
 _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost on the hot path
 _DELTA = EventKind.DELTA
 
@@ -140,6 +144,7 @@ class BookPipeline:
         self.counters = Counters()
         self._dirty = np.zeros(max_books, dtype=np.bool_)
         self._unknown_logged: set[tuple[Venue, str]] = set()
+        self._symbol_indexes: dict[Venue, tuple[np.ndarray, np.ndarray] | None] = {}
 
     @classmethod
     def from_settings(cls, registry: InstrumentRegistry, settings: Settings) -> BookPipeline:
@@ -175,6 +180,7 @@ class BookPipeline:
         info = BookInfo(book=book, instrument=instrument)
         self.books[key] = info
         self._venue_books.setdefault(venue, {})[symbol] = info
+        self._symbol_indexes.pop(venue, None)
         self._by_id.append(info)
         return info
 
@@ -255,6 +261,17 @@ class BookPipeline:
         if adapter is None:
             self.counters.add(venue, "no_adapter", len(frames))
             return
+        if len(frames) >= SCAN_MIN_FRAMES and hasattr(adapter, "scan_frames"):
+            index = self._symbol_index(venue, adapter)
+            if index is not None:
+                self._feed_scanned(venue, adapter, index, frames, recv_ns)
+                return
+        self._feed_decoded(venue, adapter, frames, recv_ns)
+
+    def _feed_decoded(
+        self, venue: Venue, adapter: Adapter, frames: Sequence[bytes | str], recv_ns: Sequence[int]
+    ) -> None:
+        """Frames one by one through the adapter's decode (msgspec)."""
         decode = adapter.decode
         books = self._venue_books[venue]
         batch = self.batch
@@ -298,6 +315,67 @@ class BookPipeline:
                     self.flush()
             else:
                 self._dispatch(venue, decoded, recv)
+
+    def _feed_scanned(
+        self,
+        venue: Venue,
+        adapter: Any,
+        index: tuple[np.ndarray, np.ndarray],
+        frames: Sequence[bytes | str],
+        recv_ns: Sequence[int],
+    ) -> None:
+        """The adapter's batch scanner reads every frame in one call; the well-formed deltas
+        of known books go to the store in one more call, the rest through ``decode``."""
+        keys, key_books = index
+        self.flush()  # events queued earlier go first
+        scan = adapter.scan_frames(frames)
+        if len(keys):
+            pos = np.searchsorted(keys, scan.symbol_key)
+            pos[pos >= len(keys)] = 0
+            known = scan.is_delta & (keys[pos] == scan.symbol_key)
+        else:
+            pos = np.zeros(len(frames), dtype=np.int64)
+            known = np.zeros(len(frames), dtype=np.bool_)
+        rows = np.flatnonzero(known)
+        if rows.size:
+            meta = np.zeros((rows.size, N_EVENT), dtype=np.int64)
+            meta[:, E_BOOK] = key_books[pos[rows]]
+            meta[:, E_KIND] = 2
+            meta[:, E_FIRST] = scan.first_seq[rows]
+            meta[:, E_LAST] = scan.last_seq[rows]
+            meta[:, E_PREV] = scan.prev_seq[rows]
+            meta[:, E_BID_LEN] = scan.bid_len[rows]
+            meta[:, E_ASK_LEN] = scan.ask_len[rows]
+            meta[:, E_TS_EVENT] = scan.ts_event_ns[rows]
+            meta[:, E_TS_RECV] = np.asarray(recv_ns, dtype=np.int64)[rows]
+            starts = np.empty((rows.size, 2), dtype=np.int64)
+            starts[:, 0] = scan.bid_start[rows]
+            starts[:, 1] = scan.ask_start[rows]
+            self.batch.load(scan.buf, meta, starts)
+            self._settle(self.store.apply_sealed(self.batch), rows.size)
+        if rows.size < len(frames):
+            # acks, other channels, mark prices, new symbols, anything malformed: decode
+            others = np.flatnonzero(~known)
+            self._feed_decoded(
+                venue, adapter, [frames[k] for k in others], [recv_ns[k] for k in others]
+            )
+
+    def _symbol_index(self, venue: Venue, adapter: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Sorted symbol keys of the venue's books and their book ids (cached)."""
+        if venue in self._symbol_indexes:
+            return self._symbol_indexes[venue]
+        books = self._venue_books.get(venue, {})
+        pairs = sorted((adapter.symbol_key(symbol), info.book) for symbol, info in books.items())
+        keys = np.array([k for k, _ in pairs], dtype=np.int64)
+        index: tuple[np.ndarray, np.ndarray] | None = (
+            keys,
+            np.array([b for _, b in pairs], dtype=np.int64),
+        )
+        if len(np.unique(keys)) != len(keys):
+            log.error("pipeline.symbol_key_collision", venue=venue.value)
+            index = None
+        self._symbol_indexes[venue] = index
+        return index
 
     def _parse_error(self, venue: Venue, exc: ParseError) -> None:
         self.counters.add(venue, "parse_error")
@@ -358,7 +436,11 @@ class BookPipeline:
         n = batch.count
         if n == 0:
             return
-        applied = self.store.apply(batch)
+        self._settle(self.store.apply(batch), n)
+
+    def _settle(self, applied: int, n: int) -> None:
+        """After a kernel call on the sealed batch: mark books dirty, handle non-applied."""
+        batch = self.batch
         meta = batch.meta
         self._dirty[meta[:, E_BOOK]] = True
         if applied != n:  # the kernel counts the R_APPLIED events: look at the others

@@ -100,11 +100,14 @@ class EventBatch:
     def seal(self) -> None:
         """Build ``meta``, ``starts`` and ``buf`` from the events added since the last clear."""
         meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
-        bid_len = meta[:, E_BID_LEN]
-        ends = np.cumsum(bid_len + meta[:, E_ASK_LEN])
-        starts = np.empty((len(meta), 2), dtype=np.int64)
-        starts[:, 0] = ends - bid_len - meta[:, E_ASK_LEN]
-        starts[:, 1] = starts[:, 0] + bid_len
+        if len(meta) == 1:  # the common live case: skip the vector arithmetic
+            starts = np.array([[0, self.rows[E_BID_LEN]]], dtype=np.int64)
+        else:
+            bid_len = meta[:, E_BID_LEN]
+            ends = np.cumsum(bid_len + meta[:, E_ASK_LEN])
+            starts = np.empty((len(meta), 2), dtype=np.int64)
+            starts[:, 0] = ends - bid_len - meta[:, E_ASK_LEN]
+            starts[:, 1] = starts[:, 0] + bid_len
         self.meta = meta
         self.starts = starts
         self.buf = np.frombuffer(b"".join(self.pieces), dtype=np.uint8)
