@@ -28,7 +28,8 @@ F_BID_START = 6  # byte range of the "b" array inside the buffer
 F_BID_END = 7
 F_ASK_START = 8
 F_ASK_END = 9
-N_FRAME = 10
+F_OBJECT_END = 10  # scratch: index after the object just scanned
+N_FRAME = 11
 
 FRAME_DEPTH = 1  # a depthUpdate with every field the book needs
 FRAME_OTHER = 2  # anything else: hand the frame to the adapter's decode
@@ -117,6 +118,7 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         return FRAME_OTHER
     i += 1
     is_depth = False
+    inner = False  # the "data" object held a depthUpdate
     seen = 0  # bit per field
     while True:
         while i < end and _space(buf[i]):
@@ -124,6 +126,7 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         if i >= end:
             return FRAME_OTHER
         if buf[i] == 125:  # '}'
+            row[F_OBJECT_END] = i + 1
             break
         if buf[i] == 44:
             i += 1
@@ -219,7 +222,13 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
             and buf[k0 + 2] == 116
             and buf[k0 + 3] == 97
         ):  # "data": the combined-stream payload
-            return _scan_object(buf, i, end, row)
+            if inner or _scan_object(buf, i, end, row) != FRAME_DEPTH:
+                return FRAME_OTHER
+            inner = True
+            i = row[F_OBJECT_END]
+            continue
+        if bit != 0 and inner:
+            return FRAME_OTHER  # book fields on the envelope too: let decode judge
         if bit != 0:
             if seen & bit:
                 return FRAME_OTHER  # duplicate key
@@ -232,6 +241,8 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         elif bit == 64:
             row[F_ASK_END] = j
         i = j
+    if inner:
+        return FRAME_DEPTH if seen == 0 else FRAME_OTHER
     # e, s, U, u, E, b, a are required
     if is_depth and (seen & 127) == 127:
         return FRAME_DEPTH
@@ -254,6 +265,12 @@ def scan_depth_frames(
         status = FRAME_OTHER
         if i < end:
             status = _scan_object(buf, i, end, row)
+            if status == FRAME_DEPTH:
+                j = row[F_OBJECT_END]
+                while j < end and _space(buf[j]):
+                    j += 1
+                if j != end:  # bytes after the object: not a frame we vouch for
+                    status = FRAME_OTHER
         row[F_STATUS] = status
         if status == FRAME_DEPTH:
             found += 1

@@ -59,13 +59,25 @@ GOOD = '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"
     [
         (GOOD, True),
         ('{"stream":"nknusdt@depth","data":' + GOOD + "}", True),
-        ('{ "a" : [] , "b" : [["1.0", "2"]], "u":12, "U":10, "s":"NKNUSDT", "E":5, "e":"depthUpdate" }', True),
-        ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]]}', False),  # no asks
-        ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"u":13,"b":[],"a":[]}', False),  # dup
+        (
+            '{ "a" : [] , "b" : [["1.0", "2"]], "u":12, "U":10, "s":"NKNUSDT", "E":5, "e":"depthUpdate" }',
+            True,
+        ),
+        (
+            '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]]}',
+            False,
+        ),  # no asks
+        (
+            '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"u":13,"b":[],"a":[]}',
+            False,
+        ),  # dup
         ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":"10","u":12,"b":[],"a":[]}', False),  # U str
         ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"a":[', False),
         ('{"e":"bookTicker","s":"NKNUSDT","b":"1.0","a":"2"}', False),
         ('{"result":null,"id":1}', False),
+        ('{"stream":"nknusdt@depth","data":' + GOOD, False),  # envelope cut short
+        (GOOD + "x", False),  # trailing bytes
+        ('{"stream":"x","data":' + GOOD + ',"s":"OTHER"}', False),  # book fields on the envelope
         ("", False),
         ("garbage", False),
     ],
