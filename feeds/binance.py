@@ -209,10 +209,18 @@ class BinanceAdapter:
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.binance_scan). Pure."""
-        if all(type(f) is bytes for f in frames):
+        kinds = {type(f) for f in frames}
+        raw = b""
+        if kinds == {bytes}:
             raw = b"".join(frames)  # type: ignore[arg-type]
             lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
-        else:
+        elif kinds == {str}:  # websockets hands text frames over as str
+            text = "".join(frames)  # type: ignore[arg-type]
+            raw = text.encode()
+            lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+            if len(raw) != len(text):  # not all ASCII: character and byte offsets differ
+                raw = b""
+        if not raw and frames:
             encoded = [f.encode() if isinstance(f, str) else bytes(f) for f in frames]
             raw = b"".join(encoded)
             lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))

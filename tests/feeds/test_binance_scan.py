@@ -96,3 +96,12 @@ def test_text_and_bytes_frames_scan_alike() -> None:
     as_bytes = SPOT.scan_frames([GOOD.encode(), GOOD.encode()])
     assert as_text.is_delta.tolist() == as_bytes.is_delta.tolist() == [True, True]
     assert as_text.bid_start.tolist() == as_bytes.bid_start.tolist()
+
+
+def test_non_ascii_text_frames_keep_byte_offsets_right() -> None:
+    other = '{"result":null,"id":"é"}'  # two bytes for one character
+    scan = SPOT.scan_frames([other, GOOD])
+    assert scan.is_delta.tolist() == [False, True]
+    raw = scan.buf.tobytes()
+    start = int(scan.bid_start[1])
+    assert raw[start : start + int(scan.bid_len[1])] == b'[["1.0","2"]]'
