@@ -181,24 +181,17 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                 if j >= end or j == i + 1:
                     return FRAME_OTHER
                 row[F_SYMBOL_HASH] = np.int64(h)
-            elif c0 == 85:  # "U"
-                bit = 4
+            elif c0 == 85 or c0 == 117 or c0 == 69:  # "U", "u", "E": integers
+                if c0 == 85:
+                    bit, col = 4, F_FIRST
+                elif c0 == 117:
+                    bit, col = 8, F_LAST
+                else:
+                    bit, col = 16, F_TS_MS
                 v, j = _int(buf, i, end)
                 if v < 0:
                     return FRAME_OTHER
-                row[F_FIRST] = v
-            elif c0 == 117:  # "u"
-                bit = 8
-                v, j = _int(buf, i, end)
-                if v < 0:
-                    return FRAME_OTHER
-                row[F_LAST] = v
-            elif c0 == 69:  # "E"
-                bit = 16
-                v, j = _int(buf, i, end)
-                if v < 0:
-                    return FRAME_OTHER
-                row[F_TS_MS] = v
+                row[col] = v
             elif c0 == 98:  # "b"
                 bit = 32
                 if buf[i] != 91:
