@@ -181,6 +181,8 @@ class BinanceAdapter:
         "weight_limit_per_minute",
     )
 
+    used_weight_header = "X-MBX-USED-WEIGHT-1M"  # Binance reports the IP's weight used
+
     ping_interval_s: float | None = None  # the server pings; websockets answers with pongs
 
     def __init__(

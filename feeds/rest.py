@@ -31,8 +31,6 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_RETRY_AFTER_S = 60.0
 """Wait assumed when a 429/418 carries no usable Retry-After."""
 
-USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
-
 
 class RestError(FeedError):
     """A REST request failed. ``status`` is None when no response arrived."""
@@ -155,7 +153,7 @@ class RestClient:
         max_retries: int = 3,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 10.0,
-        used_weight_header: str | None = USED_WEIGHT_HEADER,
+        used_weight_header: str | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -183,15 +181,26 @@ class RestClient:
         venue: Venue,
         *,
         weight_limit_per_minute: int | None = None,
+        used_weight_header: str | None = None,
         timeout_s: float = 10.0,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> RestClient:
-        """A client with a budget from the venue's weight limit per minute (None: no budget)."""
+        """A client with a budget from the venue's weight limit per minute (None: no budget).
+
+        ``used_weight_header``: the response header in which the venue reports the weight
+        this IP has used (its own count corrects the budget's), if it has one.
+        """
         limit = weight_limit_per_minute
         budget = None if limit is None else WeightBudget(limit, clock=clock, sleep=sleep)
         return cls(
-            session, venue=venue.value, timeout_s=timeout_s, budget=budget, sleep=sleep, clock=clock
+            session,
+            venue=venue.value,
+            timeout_s=timeout_s,
+            budget=budget,
+            used_weight_header=used_weight_header,
+            sleep=sleep,
+            clock=clock,
         )
 
     def banned_for_s(self) -> float:

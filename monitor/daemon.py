@@ -121,6 +121,7 @@ class Daemon:
                 http,
                 venue,
                 weight_limit_per_minute=adapter.weight_limit_per_minute,
+                used_weight_header=adapter.used_weight_header,
                 timeout_s=settings.connection.snapshot_timeout_s,
             )
             self.venues[venue] = _VenueRuntime(venue, table, adapter, rest)
@@ -462,6 +463,7 @@ async def run_recorder(
                 http,
                 venue,
                 weight_limit_per_minute=adapter.weight_limit_per_minute,
+                used_weight_header=adapter.used_weight_header,
                 timeout_s=settings.connection.snapshot_timeout_s,
             )
             recorder = _Recorder(
