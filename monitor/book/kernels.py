@@ -364,6 +364,24 @@ def _clear(state: np.ndarray) -> None:
 
 
 @njit(cache=True)
+def _apply_side(
+    keys: np.ndarray,
+    qtys: np.ndarray,
+    n: int,
+    cap: int,
+    px: np.ndarray,
+    qty: np.ndarray,
+    count: int,
+    sign: int,
+    state: np.ndarray,
+    complete_col: int,
+) -> int:
+    for k in range(count):
+        n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
+    return n
+
+
+@njit(cache=True)
 def _load_side(
     keys: np.ndarray,
     qtys: np.ndarray,
@@ -390,10 +408,7 @@ def _load_side(
     if count > 0 and qty[0] <= 0.0:
         ordered = False
     if not ordered:
-        n = 0
-        for k in range(count):
-            n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
-        return n
+        return _apply_side(keys, qtys, 0, cap, px, qty, count, sign, state, complete_col)
     kept = min(count, cap)
     for k in range(kept):
         keys[kept - 1 - k] = sign * px[k]
@@ -404,24 +419,6 @@ def _load_side(
         bound = sign * px[cap] + 1  # the best dropped level and everything beyond are unknown
         state[complete_col] = max(state[complete_col], bound)
     return kept
-
-
-@njit(cache=True)
-def _apply_side(
-    keys: np.ndarray,
-    qtys: np.ndarray,
-    n: int,
-    cap: int,
-    px: np.ndarray,
-    qty: np.ndarray,
-    count: int,
-    sign: int,
-    state: np.ndarray,
-    complete_col: int,
-) -> int:
-    for k in range(count):
-        n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
-    return n
 
 
 @njit(cache=True)
