@@ -25,7 +25,6 @@ call; :func:`parse` is the same decode with the levels converted here, for tests
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,8 +47,20 @@ from feeds.binance_scan import (
     scan_depth_frames,
     symbol_hash,
 )
+from feeds.base import (
+    BookMessage,
+    Checksum,
+    HttpRequest,
+    InstrumentsUpdate,
+    Limits,
+    SnapshotSource,
+    VenueMessage,
+    chunks,
+    encode,
+)
 from monitor.domain import (
     BookEvent,
+    Instrument,
     EventKind,
     FeedEvent,
     Ignored,
@@ -86,6 +97,8 @@ class _Data(
 
     kind: ClassVar[EventKind] = EventKind.DELTA
     limit: ClassVar[int] = 0
+    checksum: ClassVar[int] = 0
+    has_checksum: ClassVar[bool] = False
     event: str = ""  # e: depthUpdate, markPriceUpdate, aggTrade, kline, ...
     ts_ms: int = 0  # E: event time (ms)
     T: int = 0  # depthUpdate: transaction time; markPriceUpdate: next funding time (ms)
@@ -129,33 +142,7 @@ _frame = msgspec.json.Decoder(_Frame)
 _snapshot = msgspec.json.Decoder(_Snapshot)
 
 
-class RawBookUpdate(RawBook, gc=False):
-    """A book event built by hand (REST snapshots, deltas kept while a book resyncs)."""
-
-    symbol: str
-    kind: EventKind
-    first_seq: int
-    last_seq: int
-    prev_seq: int
-    bids: bytes | msgspec.Raw
-    asks: bytes | msgspec.Raw
-    ts_event_ns: int
-    limit: int = 0
-
-
-@dataclass(slots=True)
-class InstrumentsUpdate:
-    """An ``exchangeInfo`` response passed through (the registry parses it)."""
-
-    text: str | bytes
-
-
-@dataclass(slots=True)
-class VenueMessage:
-    """Something the venue told us that is not market data (error codes, shutdown notices)."""
-
-    code: str
-    message: str
+RawBookUpdate = BookMessage  # the name this module used before feeds.base existed
 
 
 Decoded = RawBook | MarkPriceEvent | InstrumentsUpdate | VenueMessage | Ignored
@@ -175,6 +162,7 @@ class BinanceAdapter:
         "depth_weights",
         "instruments_path",
         "instruments_weight",
+        "limits",
         "sequencing",
         "snapshot_limits",
         "venue",
@@ -182,8 +170,13 @@ class BinanceAdapter:
     )
 
     used_weight_header = "X-MBX-USED-WEIGHT-1M"  # Binance reports the IP's weight used
-
+    snapshot_source = SnapshotSource.REST
+    checksum = Checksum.NONE
+    px_index = 0
+    qty_index = 1
+    book_depth = 0  # diff streams cover the whole book: no depth cap
     ping_interval_s: float | None = None  # the server pings; websockets answers with pongs
+    keepalive_s: float | None = None  # no application-level ping
 
     def __init__(
         self,
@@ -196,8 +189,10 @@ class BinanceAdapter:
         depth_weights: tuple[tuple[int, int], ...],
         instruments_weight: int,
         weight_limit_per_minute: int,
+        limits: Limits,
     ) -> None:
         self.venue = venue
+        self.limits = limits
         self.sequencing = sequencing
         self.depth_path = depth_path
         self.instruments_path = instruments_path
@@ -258,20 +253,53 @@ class BinanceAdapter:
         return f"{ws_url.rstrip('/')}?streams={'/'.join(names)}"
 
     def subscribe_frames(
-        self, symbols: Sequence[str], streams: Sequence[str], per_frame: int = 200
+        self, symbols: Sequence[str], channels: Sequence[str], per_frame: int | None = None
     ) -> list[str]:
         """``SUBSCRIBE`` frames for a live connection (each at most ``per_frame`` streams)."""
-        names = [f"{s.lower()}@{stream}" for s in symbols for stream in streams]
+        frames = self._control_frames("SUBSCRIBE", symbols, channels)
+        if per_frame is None:
+            return frames
+        names = [f"{s.lower()}@{channel}" for s in symbols for channel in channels]
         return [
-            msgspec.json.encode(
-                {
-                    "method": "SUBSCRIBE",
-                    "params": names[i : i + per_frame],
-                    "id": i // per_frame + 1,
-                }
-            ).decode()
-            for i in range(0, len(names), per_frame)
+            encode({"method": "SUBSCRIBE", "params": part, "id": n + 1})
+            for n, part in enumerate(chunks(names, per_frame))
         ]
+
+    def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:
+        """Binance takes the streams in the URL (combined stream)."""
+        return self.stream_url(base_url, symbols, channels)
+
+    def open_frames(self) -> list[str]:
+        return []
+
+    def keepalive_frame(self) -> str | None:
+        return None
+
+    def _control_frames(
+        self, method: str, symbols: Sequence[str], channels: Sequence[str]
+    ) -> list[str]:
+        names = [f"{s.lower()}@{channel}" for s in symbols for channel in channels]
+        per_frame = self.limits.topics_per_frame
+        return [
+            encode({"method": method, "params": part, "id": i + 1})
+            for i, part in enumerate(chunks(names, per_frame))
+        ]
+
+    def unsubscribe_frames(self, symbols: Sequence[str], channels: Sequence[str]) -> list[str]:
+        return self._control_frames("UNSUBSCRIBE", symbols, channels)
+
+    def instruments_requests(self, rest_url: str) -> list[HttpRequest]:
+        url = self.instruments_url(rest_url)
+        return [HttpRequest(url, url, weight=self.instruments_weight)]
+
+    def parse_instruments(self, key: str, text: str | bytes) -> list[Instrument]:
+        from monitor.instruments import InstrumentRegistry  # noqa: PLC0415 (import cycle)
+
+        return list(InstrumentRegistry.from_exchange_info(self.venue, text))
+
+    def snapshot_request(self, rest_url: str, symbol: str, limit: int) -> HttpRequest | None:
+        url = self.snapshot_url(rest_url, symbol, limit)
+        return HttpRequest(url, url, weight=self.snapshot_weight(limit))
 
     def snapshot_url(self, rest_url: str, symbol: str, limit: int) -> str:
         return f"{rest_url.rstrip('/')}{self.depth_path}?symbol={symbol}&limit={limit}"
@@ -318,7 +346,7 @@ class BinanceAdapter:
         """Decode a REST response: a depth snapshot or exchangeInfo."""
         parts = urlsplit(url)
         if parts.path.endswith(self.instruments_path):
-            return InstrumentsUpdate(data)
+            return InstrumentsUpdate(url, data)
         if not parts.path.endswith(self.depth_path):
             return Ignored(f"http {parts.path}")
         query = parse_qs(parts.query)
@@ -335,7 +363,7 @@ class BinanceAdapter:
                 self.venue.value, data, "depth snapshot without symbol/lastUpdateId/bids/asks"
             )
         ts = snap.E * MS if snap.E else recv_ns
-        return RawBookUpdate(
+        return BookMessage(
             symbol, EventKind.SNAPSHOT, -1, snap.lastUpdateId, -1, snap.bids, snap.asks, ts, limit
         )
 
@@ -350,6 +378,14 @@ SPOT = BinanceAdapter(
     depth_weights=((100, 5), (500, 25), (1000, 50), (5000, 250)),
     instruments_weight=20,
     weight_limit_per_minute=6000,
+    # 5 incoming messages/s, 1024 streams per connection, 24 h lifetime (venues.md §1)
+    limits=Limits(
+        streams_per_connection=200,
+        topics_per_frame=200,
+        control_per_s=4.0,
+        connections_per_s=1.0,
+        lifetime_s=24 * 3600.0,
+    ),
 )
 USDM = BinanceAdapter(
     Venue.BINANCE_FUTURES,
@@ -360,6 +396,14 @@ USDM = BinanceAdapter(
     depth_weights=((50, 2), (100, 5), (500, 10), (1000, 20)),
     instruments_weight=1,
     weight_limit_per_minute=2400,
+    # 10 incoming messages/s, 1024 streams per connection, 24 h lifetime (venues.md §2)
+    limits=Limits(
+        streams_per_connection=200,
+        topics_per_frame=200,
+        control_per_s=8.0,
+        connections_per_s=1.0,
+        lifetime_s=24 * 3600.0,
+    ),
 )
 ADAPTERS: dict[Venue, BinanceAdapter] = {SPOT.venue: SPOT, USDM.venue: USDM}
 

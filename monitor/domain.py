@@ -28,7 +28,8 @@ class Venue(StrEnum):
     BINANCE = "binance"
     BINANCE_FUTURES = "binance_futures"
     OKX = "okx"
-    BYBIT = "bybit"
+    BYBIT = "bybit"  # spot (wss://stream.bybit.com/v5/public/spot)
+    BYBIT_LINEAR = "bybit_linear"  # USDT/USDC perpetuals and futures (.../v5/public/linear)
     COINBASE = "coinbase"
     KRAKEN = "kraken"
     HYPERLIQUID = "hyperliquid"
@@ -53,10 +54,19 @@ class SeqRule(IntEnum):
     delta applied after a snapshot satisfies ``U <= lastUpdateId + 1 <= u`` (Binance spot).
     PREVIOUS: each delta carries the previous delta's last id (``pu == prev u``), and the
     first delta applied satisfies ``U <= lastUpdateId <= u`` (Binance USD-M).
+    CHAIN: the snapshot and every delta carry their own id (``last_seq``) and the previous
+    one (``prev_seq``); a delta applies when ``prev_seq`` equals the book's last id, and
+    nothing is "stale" (OKX seqId/prevSeqId, which may go down after maintenance; Deribit
+    change_id/prev_change_id). A delta with ``prev_seq == last_seq == -1`` carries no ids
+    (OKX before seqId existed) and applies unchecked.
+    NONE: no sequence ids; every delta applies (Kraken, where the checksum guards the book;
+    Hyperliquid, whose every message is a snapshot; Coinbase, checked per connection).
     """
 
     CONTIGUOUS = 1
     PREVIOUS = 2
+    CHAIN = 3
+    NONE = 4
 
 
 class BookState(IntEnum):
@@ -115,8 +125,11 @@ class Instrument:
     """One tradable book on one venue, with what is needed to read its numbers.
 
     ``symbol`` is the venue's own spelling (``BTCUSDT``); ``canonical`` is liqmon's
-    (``BTC-USDT-PERP``). ``contract_size`` converts venue quantities to base units
-    (1 for Binance spot and USD-M, whose sizes are already in base units).
+    (``BTC-USDT-PERP``). Venue sizes become base units as follows: linear (``inverse``
+    false), ``base = size * contract_size`` (1 for Binance, whose sizes are in base units;
+    ctVal x ctMult for OKX swaps); inverse (sizes count quote-currency amounts, e.g. USD
+    for Deribit BTC-PERPETUAL or OKX BTC-USD-SWAP contracts of 100 USD),
+    ``base = size * contract_size / price``.
     """
 
     venue: Venue
@@ -129,6 +142,7 @@ class Instrument:
     contract_size: float = 1.0
     inverse: bool = False
     price_precision: int = 0  # decimals the venue may write prices with (can exceed the tick's)
+    qty_precision: int = 0  # decimals of the venue's sizes, where a checksum needs them (Kraken)
     price_decimals: int = field(init=False)
     tick_units: int = field(init=False)
 

@@ -50,6 +50,7 @@ class _Cached(msgspec.Struct, array_like=True):
     contract_size: float = 1.0
     inverse: bool = False
     price_precision: int = 0
+    qty_precision: int = 0
 
 
 _exchange_info = msgspec.json.Decoder(_ExchangeInfo)
@@ -144,6 +145,7 @@ class InstrumentRegistry:
                 i.contract_size,
                 i.inverse,
                 i.price_precision,
+                i.qty_precision,
             )
             for i in sorted(self.venue_instruments(venue), key=lambda i: i.symbol)
         ]
@@ -169,6 +171,7 @@ class InstrumentRegistry:
                 r.contract_size,
                 r.inverse,
                 r.price_precision,
+                r.qty_precision,
             )
             for r in rows
         )

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from feeds.binance import ADAPTERS, InstrumentsUpdate, RawBookUpdate, VenueMessage
+from feeds.base import BookMessage, InstrumentsUpdate, Reply, SnapshotSource, VenueMessage
 from monitor.book.layout import (
     E_ASK_LEN,
     E_BID_LEN,
@@ -34,6 +34,7 @@ from monitor.book.layout import (
     N_EVENT,
     R_APPLIED,
     R_BUFFER,
+    R_CHECKSUM,
     R_CROSSED,
     R_GAP,
     R_OFF_GRID,
@@ -41,6 +42,8 @@ from monitor.book.layout import (
     R_SNAPSHOT,
     R_STALE,
     R_TOP_UNKNOWN,
+    S_CHECK_FAIL,
+    S_CHECK_OK,
     S_CROSSED,
     S_DROPPED,
     S_FLAGS,
@@ -80,11 +83,25 @@ _DELTA = EventKind.DELTA
 
 
 class Adapter(Protocol):
+    """The part of feeds.base.VenueAdapter the pipeline uses."""
+
     venue: Venue
     sequencing: SeqRule
+    snapshot_source: SnapshotSource
+    checksum: Any
+    px_index: int
+    qty_index: int
+    book_depth: int
 
     def decode(self, data: bytes | str, recv_ns: int) -> Any: ...
     def decode_http(self, url: str, data: bytes | str, recv_ns: int) -> Any: ...
+    def parse_instruments(self, key: str, text: str | bytes) -> list[Instrument]: ...
+
+
+def default_adapters() -> dict[Venue, Adapter]:
+    from feeds.venues import ADAPTERS  # noqa: PLC0415 (feeds import the monitor's types)
+
+    return dict(ADAPTERS)
 
 
 @dataclass
@@ -93,7 +110,7 @@ class BookInfo:
 
     book: int
     instrument: Instrument
-    pending: deque[RawBookUpdate] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
+    pending: deque[BookMessage] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
     pending_recv: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
     needs_snapshot: bool = True
     snapshot_outstanding: bool = False
@@ -101,6 +118,8 @@ class BookInfo:
     snapshots: int = 0
     stale_snapshots: int = 0
     rejected: int = 0  # malformed, off-grid or crossed events
+    stream: bool = False  # snapshots come in-band (resync = resubscribe), not from REST
+    dropped_unsynced: int = 0  # deltas of a stream venue that arrived before the snapshot
 
 
 @dataclass
@@ -130,7 +149,9 @@ class BookPipeline:
     ) -> None:
         self.registry = registry
         self.store = BookStore(max_books, capacity)
-        self.adapters: Mapping[Venue, Adapter] = adapters if adapters is not None else ADAPTERS
+        self.adapters: Mapping[Venue, Adapter] = (
+            adapters if adapters is not None else default_adapters()
+        )
         self.batch = EventBatch(batch_size)
         self.bands_pct = tuple(float(b) for b in bands_pct)
         self.bands = np.array([b / 100.0 for b in self.bands_pct], dtype=np.float64)
@@ -176,8 +197,18 @@ class BookPipeline:
             rule=adapter.sequencing,
             price_decimals=instrument.price_decimals,
             contract_size=instrument.contract_size,
+            px_index=adapter.px_index,
+            qty_index=adapter.qty_index,
+            capacity=adapter.book_depth or None,
+            inverse=instrument.inverse,
+            checksum=int(adapter.checksum),
+            qty_precision=instrument.qty_precision,
         )
-        info = BookInfo(book=book, instrument=instrument)
+        info = BookInfo(
+            book=book,
+            instrument=instrument,
+            stream=adapter.snapshot_source == SnapshotSource.STREAM,
+        )
         self.books[key] = info
         self._venue_books.setdefault(venue, {})[symbol] = info
         self._symbol_indexes.pop(venue, None)
@@ -211,13 +242,22 @@ class BookPipeline:
         )
 
     def take_snapshot_requests(self) -> list[tuple[Venue, str]]:
-        """Books that need a REST snapshot now; each is returned once until it is answered."""
+        """Books that need a snapshot now (REST venues: fetch it; stream venues: resubscribe);
+        each is returned once until a snapshot arrives or :meth:`snapshot_failed` is called."""
         out = []
         for (venue, symbol), info in self.books.items():
             if info.needs_snapshot and not info.snapshot_outstanding:
                 info.snapshot_outstanding = True
                 out.append((venue, symbol))
         return out
+
+    def expect_snapshots(self, venue: Venue, symbols: Iterable[str]) -> None:
+        """A (re)subscription is on its way: these books' snapshots will arrive in-band, so
+        they are not handed out by :meth:`take_snapshot_requests` meanwhile."""
+        for symbol in symbols:
+            info = self.books.get((venue, symbol))
+            if info is not None and info.needs_snapshot:
+                info.snapshot_outstanding = True
 
     def snapshot_failed(self, venue: Venue, symbol: str) -> None:
         info = self.books.get((venue, symbol))
@@ -247,7 +287,8 @@ class BookPipeline:
         except ParseError as exc:
             self._parse_error(venue, exc)
             return
-        self._dispatch(venue, decoded, recv_ns)
+        for item in decoded if type(decoded) is list else (decoded,):
+            self._dispatch(venue, item, recv_ns)
 
     def feed_frames(
         self, venue: Venue, frames: Sequence[bytes | str], recv_ns: Sequence[int]
@@ -279,42 +320,46 @@ class BookPipeline:
         extend = rows.extend
         append = batch.pieces.append
         full = batch.capacity * N_EVENT
+        in_band = adapter.snapshot_source == SnapshotSource.STREAM
         for data, recv in zip(frames, recv_ns, strict=True):
             try:
                 decoded = decode(data, recv)
             except ParseError as exc:
                 self._parse_error(venue, exc)
                 continue
-            if isinstance(decoded, RawBook) and decoded.kind == _DELTA:
-                info = books.get(decoded.symbol) or self.add_book(venue, decoded.symbol)
-                if info is None:
-                    continue
-                bids = decoded.bids
-                asks = decoded.asks
-                # EventBatch.add, inlined: this loop is the hot path
-                extend(
-                    (
-                        info.book,
-                        2,
-                        decoded.first_seq,
-                        decoded.last_seq,
-                        decoded.prev_seq,
-                        len(bids),
-                        len(asks),
-                        decoded.ts_event_ns,
-                        recv,
-                        0,
-                        0,
-                        0,
-                        0,
+            for item in decoded if type(decoded) is list else (decoded,):
+                if isinstance(item, RawBook) and (item.kind == _DELTA or in_band):
+                    info = books.get(item.symbol) or self.add_book(venue, item.symbol)
+                    if info is None:
+                        continue
+                    bids = item.bids
+                    asks = item.asks
+                    # EventBatch.add, inlined: this loop is the hot path
+                    extend(
+                        (
+                            info.book,
+                            item.kind,
+                            item.first_seq,
+                            item.last_seq,
+                            item.prev_seq,
+                            len(bids),
+                            len(asks),
+                            item.ts_event_ns,
+                            recv,
+                            item.limit,
+                            0,
+                            0,
+                            0,
+                            item.checksum,
+                            item.has_checksum,
+                        )
                     )
-                )
-                append(bids)
-                append(asks)
-                if len(rows) >= full:
-                    self.flush()
-            else:
-                self._dispatch(venue, decoded, recv)
+                    append(bids)
+                    append(asks)
+                    if len(rows) >= full:
+                        self.flush()
+                else:
+                    self._dispatch(venue, item, recv)
 
     def _feed_scanned(
         self,
@@ -391,13 +436,13 @@ class BookPipeline:
             )
             if info is None:
                 return
-            if decoded.kind == _SNAPSHOT:
+            if decoded.kind == _SNAPSHOT and not info.stream:
                 self.flush()
                 self._apply_snapshot(info, decoded, recv_ns)
             else:
                 self.batch.add(
                     info.book,
-                    2,
+                    int(decoded.kind),
                     decoded.first_seq,
                     decoded.last_seq,
                     decoded.prev_seq,
@@ -405,12 +450,15 @@ class BookPipeline:
                     decoded.asks,
                     decoded.ts_event_ns,
                     recv_ns,
+                    decoded.limit,
+                    decoded.checksum,
+                    decoded.has_checksum,
                 )
                 if self.batch.full():
                     self.flush()
         elif type(decoded) is MarkPriceEvent:
-            self.marks[(venue, decoded.symbol)] = decoded
-        elif type(decoded) is Ignored:
+            self._merge_mark(venue, decoded)
+        elif type(decoded) is Ignored or type(decoded) is Reply:
             self.counters.add(venue, "ignored")
         elif type(decoded) is InstrumentsUpdate:
             self._update_instruments(venue, decoded)
@@ -420,9 +468,24 @@ class BookPipeline:
                 "feed.venue_message", venue=venue.value, code=decoded.code, message=decoded.message
             )
 
+    def _merge_mark(self, venue: Venue, mark: MarkPriceEvent) -> None:
+        """Venues send mark, index and funding in separate or partial messages (NaN: absent)."""
+        key = (venue, mark.symbol)
+        old = self.marks.get(key)
+        if old is not None:
+            if mark.mark_price != mark.mark_price:
+                mark.mark_price = old.mark_price
+            if mark.index_price != mark.index_price:
+                mark.index_price = old.index_price
+            if mark.funding_rate != mark.funding_rate:
+                mark.funding_rate = old.funding_rate
+            if not mark.next_funding_ns:
+                mark.next_funding_ns = old.next_funding_ns
+        self.marks[key] = mark
+
     def _update_instruments(self, venue: Venue, update: InstrumentsUpdate) -> None:
         try:
-            fresh = InstrumentRegistry.from_exchange_info(venue, update.text)
+            fresh = InstrumentRegistry(self.adapters[venue].parse_instruments(update.url, update.text))
         except ParseError as exc:
             self.counters.add(venue, "parse_error")
             log.warning("instruments.parse_error", venue=venue.value, reason=exc.reason)
@@ -455,6 +518,26 @@ class BookPipeline:
         venue = info.instrument.venue
         if status == R_STALE:
             return
+        if status == R_SNAPSHOT:  # an in-band snapshot (stream venues)
+            info.snapshots += 1
+            info.needs_snapshot = False
+            info.snapshot_outstanding = False
+            return
+        if info.stream and status in (R_BUFFER, R_GAP):
+            # in-band snapshots: nothing before the next snapshot can be used
+            if status == R_BUFFER:
+                info.dropped_unsynced += 1
+                return
+            self.counters.add(venue, "gap")
+            log.warning(
+                "book.gap",
+                venue=venue.value,
+                symbol=info.instrument.symbol,
+                last=int(meta[E_LAST]),
+                prev=int(meta[E_PREV]),
+            )
+            self._throw_away(info, "gap")
+            return
         if status in (R_BUFFER, R_GAP):
             if status == R_GAP:
                 self.counters.add(venue, "gap")
@@ -469,7 +552,7 @@ class BookPipeline:
                 self._throw_away(info, "gap")
             bids, asks = self.batch.raw_levels(row)
             info.pending.append(
-                RawBookUpdate(
+                BookMessage(
                     info.instrument.symbol,
                     EventKind.DELTA,
                     int(meta[E_FIRST]),
@@ -487,6 +570,7 @@ class BookPipeline:
             R_OFF_GRID: "off_grid_price",
             R_CROSSED: "crossed",
             R_TOP_UNKNOWN: "top_unknown",
+            R_CHECKSUM: "checksum_failed",
         }.get(status)
         if reason is not None:
             info.rejected += 1
@@ -729,8 +813,9 @@ class BookPipeline:
                     "dropped_levels": int(st[S_DROPPED]),
                     "truncated": bool(st[S_FLAGS] & FLAG_TRUNCATED),
                     "pending": len(info.pending),
-                    "checksum_ok": 0,  # Binance sends no checksum; venues that do fill these
-                    "checksum_failed": 0,
+                    "checksum_ok": int(st[S_CHECK_OK]),
+                    "checksum_failed": int(st[S_CHECK_FAIL]),
+                    "dropped_unsynced": info.dropped_unsynced,
                     "messages": int(st[S_MESSAGES]),
                     "ts_event": int(st[S_TS_EVENT]) / 1e9,
                 }

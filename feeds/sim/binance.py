@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from feeds.recording import RecordKind, iter_recording
+from feeds.sim.base import Change, ExchangeSim, ProtocolBase, RestRequest, SimBook, SimConnection
+from monitor.domain import Venue
 
 DEFAULT_PING_INTERVAL_S = 20.0  # Binance spot pings every 20 s
 
@@ -439,3 +441,149 @@ def _cut_depth(text: str, limit: int) -> str:
     snapshot["bids"] = snapshot["bids"][:limit]
     snapshot["asks"] = snapshot["asks"][:limit]
     return _compact(snapshot)
+
+
+# --- the Binance protocol of the shared local exchange (feeds.sim.base) ----------------------
+
+
+class BinanceProtocol(ProtocolBase):
+    """Binance spot (``/api/v3``) or USD-M (``/fapi/v1``) inside :class:`ExchangeSim`.
+
+    Streams come in the URL (``.../stream?streams=btcusdt@depth@100ms/...``, combined
+    envelopes, under any prefix such as USD-M's ``/public`` and ``/market``) or by
+    ``SUBSCRIBE``. Snapshots are REST only (``lastUpdateId`` = the book's last update id);
+    each update is one ``depthUpdate`` with ``U = u = `` its id (USD-M adds ``pu``).
+    """
+
+    server_ping_s: float | None = DEFAULT_PING_INTERVAL_S
+
+    def __init__(self, venue: Venue = Venue.BINANCE) -> None:
+        self.venue = venue
+        self.futures = venue == Venue.BINANCE_FUTURES  # the protocol object is per market
+        self.api = "/fapi/v1" if self.futures else "/api/v3"
+
+    # websocket -------------------------------------------------------------------------
+    def on_open(self, sim: ExchangeSim, conn: SimConnection) -> None:
+        conn.state["combined"] = conn.path.endswith("/stream")
+        conn.state["depth"] = set()
+        conn.state["mark"] = set()
+        streams = conn.query.get("streams", "")
+        if "/ws/" in conn.path:
+            streams = conn.path.split("/ws/", 1)[1]
+        self._subscribe(sim, conn, [s for s in streams.split("/") if s])
+
+    def _subscribe(self, sim: ExchangeSim, conn: SimConnection, streams: list[str]) -> None:
+        for stream in streams:
+            symbol, _, channel = stream.partition("@")
+            symbol = symbol.upper()
+            if (self.venue, symbol) not in sim.books:
+                continue  # Binance accepts unknown streams and sends nothing
+            if channel.startswith("depth"):
+                conn.state["depth"].add(symbol)
+            elif channel.startswith("markPrice") and self.futures:
+                conn.state["mark"].add(symbol)
+            sim.subscribe(conn, symbol)
+
+    def on_text(self, sim: ExchangeSim, conn: SimConnection, text: str) -> None:
+        try:
+            message = json.loads(text)
+            method = message["method"]
+            params = list(message.get("params") or [])
+            request_id = message.get("id")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            conn.send('{"error":{"code":3,"msg":"Invalid JSON"},"id":null}')
+            return
+        if method == "SUBSCRIBE":
+            self._subscribe(sim, conn, params)
+            conn.send(_compact({"result": None, "id": request_id}))
+        elif method == "UNSUBSCRIBE":
+            for stream in params:
+                symbol = stream.partition("@")[0].upper()
+                conn.state["depth"].discard(symbol)
+                conn.state["mark"].discard(symbol)
+                if symbol not in conn.state["depth"] | conn.state["mark"]:
+                    sim.unsubscribe(conn, symbol)
+            conn.send(_compact({"result": None, "id": request_id}))
+        else:
+            reply = {"error": {"code": 2, "msg": f"Invalid request: {method}"}, "id": request_id}
+            conn.send(_compact(reply))
+
+    def _wrap(self, conn: SimConnection, stream: str, payload: str) -> str:
+        if conn.state.get("combined"):
+            return f'{{"stream":"{stream}","data":{payload}}}'
+        return payload
+
+    def delta_frames(self, conn: SimConnection, book: SimBook, changes: list[Change]) -> list[str]:
+        if book.symbol not in conn.state.get("depth", ()):
+            return []
+        bids = [[book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)] for c in changes if c.side == "bid"]
+        asks = [[book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)] for c in changes if c.side == "ask"]
+        ts = book.ts_ms
+        payload: dict[str, Any] = {"e": "depthUpdate", "E": ts}
+        if self.futures:
+            payload["T"] = ts
+        payload |= {"s": book.symbol, "U": book.prev_seq + 1, "u": book.seq}
+        if self.futures:
+            payload["pu"] = book.prev_seq
+        payload |= {"b": bids, "a": asks}
+        stream = f"{book.symbol.lower()}@depth@100ms"
+        return [self._wrap(conn, stream, _compact(payload))]
+
+    def mark_frames(self, conn: SimConnection, book: SimBook) -> list[str]:
+        if book.symbol not in conn.state.get("mark", ()):
+            return []
+        ts = book.ts_ms
+        mark = book.px(book.mark_px, fixed=True)
+        payload = {
+            "e": "markPriceUpdate",
+            "E": ts,
+            "s": book.symbol,
+            "p": mark,
+            "i": mark,
+            "P": mark,
+            "r": f"{book.funding_rate:.8f}",
+            "T": (ts // 28_800_000 + 1) * 28_800_000,
+        }
+        return [self._wrap(conn, f"{book.symbol.lower()}@markPrice@1s", _compact(payload))]
+
+    # REST ------------------------------------------------------------------------------
+    def rest(self, sim: ExchangeSim, request: RestRequest) -> tuple[int, str] | None:
+        if request.path == f"{self.api}/depth":
+            book = sim.books.get((self.venue, request.query.get("symbol", "")))
+            if book is None:
+                return 400, '{"code":-1121,"msg":"Invalid symbol."}'
+            limit = int(request.query.get("limit", "100") or 100)
+            answer: dict[str, Any] = {"lastUpdateId": book.seq}
+            if self.futures:
+                answer |= {"E": book.ts_ms, "T": book.ts_ms}
+            answer["bids"] = [
+                [book.px(p, fixed=True), book.qty(q, fixed=True)] for p, q in book.top_bids(limit)
+            ]
+            answer["asks"] = [
+                [book.px(p, fixed=True), book.qty(q, fixed=True)] for p, q in book.top_asks(limit)
+            ]
+            return 200, _compact(answer)
+        if request.path == f"{self.api}/exchangeInfo":
+            return 200, _compact({"symbols": [self._symbol_info(b) for b in self._books(sim)]})
+        return None
+
+    def _books(self, sim: ExchangeSim) -> list[SimBook]:
+        return [b for (v, _), b in sim.books.items() if v == self.venue]
+
+    def _symbol_info(self, book: SimBook) -> dict[str, Any]:
+        base, quote = book.extra.get("base", book.symbol[:-4]), book.extra.get("quote", book.symbol[-4:])
+        info: dict[str, Any] = {
+            "symbol": book.symbol,
+            "status": "TRADING",
+            "baseAsset": base,
+            "quoteAsset": quote,
+            "quoteAssetPrecision": book.price_decimals,
+            "pricePrecision": book.price_decimals,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "tickSize": book.px(book.tick_units, fixed=True)},
+                {"filterType": "LOT_SIZE", "stepSize": book.qty(1, fixed=True)},
+            ],
+        }
+        if self.futures:
+            info["contractType"] = "PERPETUAL"
+        return info

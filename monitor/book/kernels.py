@@ -20,7 +20,9 @@ from monitor.book.layout import (
     E_BEST_BID,
     E_BID_LEN,
     E_BOOK,
+    E_CHECKSUM,
     E_FIRST,
+    E_HAS_CHECKSUM,
     E_KIND,
     E_LAST,
     E_LIMIT,
@@ -29,12 +31,14 @@ from monitor.book.layout import (
     E_TS_EVENT,
     E_TS_RECV,
     F_CONTRACT_SIZE,
+    F_INVERSE,
     FLAG_CROSSED,
     FLAG_PARSE_ERROR,
     FLAG_TRUNCATED,
     KEY_MIN,
     R_APPLIED,
     R_BUFFER,
+    R_CHECKSUM,
     R_CROSSED,
     R_GAP,
     R_OFF_GRID,
@@ -43,6 +47,9 @@ from monitor.book.layout import (
     R_STALE,
     R_TOP_UNKNOWN,
     S_CAPACITY,
+    S_CHECK_FAIL,
+    S_CHECK_OK,
+    S_CHECKSUM,
     S_COMPLETE_ASK,
     S_COMPLETE_BID,
     S_CROSSED,
@@ -57,6 +64,7 @@ from monitor.book.layout import (
     S_PX_INDEX,
     S_PX_WIRE_DEC,
     S_QTY_INDEX,
+    S_QTY_PREC,
     S_QTY_WIRE_DEC,
     S_RULE,
     S_STALE,
@@ -71,6 +79,10 @@ SYNCING = 1
 LIVE = 2
 CONTIGUOUS = 1
 PREVIOUS = 2
+CHAIN = 3
+NONE = 4
+CHECK_OKX = 1
+CHECK_KRAKEN = 2
 
 # parse_levels error codes
 PARSE_OK = 0
@@ -424,6 +436,14 @@ def _load_side(
 @njit(cache=True)
 def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: int) -> int:
     """Sequence decision for one delta: 1 apply, 0 stale (drop), -1 gap."""
+    if rule == NONE:
+        return 1
+    if rule == CHAIN:
+        # OKX seqId/prevSeqId, Deribit change_id/prev_change_id: ids may even go down
+        # (OKX after maintenance), only the link counts; no ids at all: unchecked
+        if prev == -1 and last == -1:
+            return 1
+        return 1 if prev == last_id else -1
     if state == SYNCING:
         if rule == CONTIGUOUS:
             # Binance spot: drop u <= lastUpdateId; the first applied has U <= id+1 <= u
@@ -442,6 +462,135 @@ def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: in
     if last <= last_id:
         return 0
     return 1 if prev == last_id else -1
+
+
+def _crc_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.int64)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else c >> 1
+        table[n] = c
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@njit(cache=True)
+def _crc32(buf: np.ndarray, n: int) -> int:
+    c = np.int64(0xFFFFFFFF)
+    for i in range(n):
+        c = CRC_TABLE[(c ^ buf[i]) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+@njit(cache=True)
+def _put_int(buf: np.ndarray, n: int, value: int) -> int:
+    """Write the decimal digits of a non-negative int at buf[n:]; returns the new length."""
+    if value == 0:
+        buf[n] = 48
+        return n + 1
+    digits = 0
+    v = value
+    while v > 0:
+        digits += 1
+        v //= 10
+    v = value
+    for k in range(digits - 1, -1, -1):
+        buf[n + k] = 48 + v % 10
+        v //= 10
+    return n + digits
+
+
+@njit(cache=True)
+def _put_decimal(buf: np.ndarray, n: int, units: int, dec: int) -> int:
+    """Write units * 10**-dec as the shortest decimal (no trailing zeros, no bare dot)."""
+    scale = POW10[dec]
+    n = _put_int(buf, n, units // scale)
+    frac = units % scale
+    if frac == 0:
+        return n
+    while frac % 10 == 0:
+        frac //= 10
+        dec -= 1
+    buf[n] = 46
+    n += 1
+    # leading zeros of the fraction
+    width = 0
+    v = frac
+    while v > 0:
+        width += 1
+        v //= 10
+    for _ in range(dec - width):
+        buf[n] = 48
+        n += 1
+    return _put_int(buf, n, frac)
+
+
+@njit(cache=True)
+def _venue_qty_units(qty: float, px_units: int, pd: int, cs: float, inverse: bool, dec: int) -> int:
+    """A stored size (base units) back in the venue's size units, as an integer at ``dec``."""
+    venue_qty = qty / cs
+    if inverse:
+        venue_qty = qty * (px_units / POW10[pd]) / cs
+    return np.int64(np.round(venue_qty * POW10[dec]))
+
+
+@njit(cache=True)
+def book_checksum(
+    mode: int, st: np.ndarray, fst: np.ndarray, keys: np.ndarray, qtys: np.ndarray, buf: np.ndarray
+) -> int:
+    """CRC32 (unsigned) of one book's top levels, as the venue computes it.
+
+    OKX: top 25 levels, ``bidPx:bidSz:askPx:askSz:...`` interleaved (a side that runs out
+    leaves the other's levels), numbers written shortest. Kraken: top 10 asks low to high,
+    then top 10 bids high to low, each price and size written at the pair's precision with
+    the dot and leading zeros removed (that is, the integer count of units).
+    """
+    pd = st[S_PRICE_DEC]
+    qd = max(st[S_QTY_WIRE_DEC], st[S_QTY_PREC])
+    if mode == CHECK_KRAKEN and st[S_QTY_PREC] > 0:
+        qd = st[S_QTY_PREC]
+    cs = fst[F_CONTRACT_SIZE]
+    inverse = fst[F_INVERSE] != 0.0
+    nb = st[S_N_BID]
+    na = st[S_N_ASK]
+    n = 0
+    if mode == CHECK_OKX:
+        depth = 25
+        for i in range(depth):
+            if i < nb:
+                px = keys[0, nb - 1 - i]
+                if n > 0:
+                    buf[n] = 58
+                    n += 1
+                n = _put_decimal(buf, n, px, pd)
+                buf[n] = 58
+                n += 1
+                q = _venue_qty_units(qtys[0, nb - 1 - i], px, pd, cs, inverse, qd)
+                n = _put_decimal(buf, n, q, qd)
+            if i < na:
+                px = -keys[1, na - 1 - i]
+                if n > 0:
+                    buf[n] = 58
+                    n += 1
+                n = _put_decimal(buf, n, px, pd)
+                buf[n] = 58
+                n += 1
+                q = _venue_qty_units(qtys[1, na - 1 - i], px, pd, cs, inverse, qd)
+                n = _put_decimal(buf, n, q, qd)
+        return _crc32(buf, n)
+    # Kraken
+    for i in range(min(10, na)):
+        px = -keys[1, na - 1 - i]
+        n = _put_int(buf, n, px)
+        n = _put_int(buf, n, _venue_qty_units(qtys[1, na - 1 - i], px, pd, cs, inverse, qd))
+    for i in range(min(10, nb)):
+        px = keys[0, nb - 1 - i]
+        n = _put_int(buf, n, px)
+        n = _put_int(buf, n, _venue_qty_units(qtys[0, nb - 1 - i], px, pd, cs, inverse, qd))
+    return _crc32(buf, n)
 
 
 @njit(cache=True)
@@ -475,6 +624,7 @@ def apply_batch(
     apx = np.empty(scratch, dtype=np.int64)
     aqty = np.empty(scratch, dtype=np.float64)
     wire = np.zeros(2, dtype=np.int64)
+    text = np.empty(4096, dtype=np.uint8)  # checksum input: 50 levels x 2 numbers fit
     applied = 0
     for e in range(count):
         # event e's bids are buf[starts[e, 0]:+E_BID_LEN], its asks buf[starts[e, 1]:+E_ASK_LEN]
@@ -522,6 +672,12 @@ def apply_batch(
             else:
                 st[S_PX_WIRE_DEC] = wire[0]
                 st[S_QTY_WIRE_DEC] = wire[1]
+                if fstate[b, F_INVERSE] != 0.0:  # sizes are quote amounts: base = amount / price
+                    unit = 1.0 / POW10[pd]
+                    for k in range(nb):
+                        bqty[k] = bqty[k] / (bpx[k] * unit) if bpx[k] > 0 else 0.0
+                    for k in range(na):
+                        aqty[k] = aqty[k] / (apx[k] * unit) if apx[k] > 0 else 0.0
                 cap = min(st[S_CAPACITY], cap_all)
                 if kind == 1:
                     _clear(st)
@@ -610,6 +766,16 @@ def apply_batch(
                     _clear(st)
                     st[S_FLAGS] |= FLAG_CROSSED
                     status = R_CROSSED
+                elif meta[e, E_HAS_CHECKSUM] != 0 and st[S_CHECKSUM] != 0:
+                    got = book_checksum(st[S_CHECKSUM], st, fstate[b], keys[b], qtys[b], text)
+                    if (got & 0xFFFFFFFF) == (meta[e, E_CHECKSUM] & 0xFFFFFFFF):
+                        st[S_CHECK_OK] += 1
+                        if kind == 2:
+                            applied += 1
+                    else:
+                        st[S_CHECK_FAIL] += 1
+                        _clear(st)
+                        status = R_CHECKSUM
                 elif kind == 2:
                     applied += 1
         meta[e, E_STATUS] = status

@@ -30,11 +30,16 @@ S_PX_INDEX = 17  # position of the price inside one level array (Binance 0)
 S_QTY_INDEX = 18  # position of the quantity inside one level array (Binance 1)
 S_CROSSED = 19  # snapshots or deltas that left the book crossed
 S_STALE = 20  # deltas dropped as older than the book
-N_ISTATE = 21
+S_CHECKSUM = 21  # feeds.base.Checksum: how the venue's checksum is computed (0 none)
+S_QTY_PREC = 22  # decimals of the venue's sizes for checksums (0: as written on the wire)
+S_CHECK_OK = 23  # checksums verified
+S_CHECK_FAIL = 24  # checksum mismatches (each threw the book away)
+N_ISTATE = 25
 
 # --- per-book float state: BookStore.fstate[book, col] -----------------------------------
-F_CONTRACT_SIZE = 0  # venue quantity x this = base units
-N_FSTATE = 1
+F_CONTRACT_SIZE = 0  # venue quantity x this = base units (inverse: / price too)
+F_INVERSE = 1  # 1.0: sizes are quote amounts (base = size x contract size / price)
+N_FSTATE = 2
 
 # --- S_FLAGS bits -------------------------------------------------------------------------
 FLAG_TRUNCATED = 1  # levels were dropped for capacity since the last snapshot
@@ -55,7 +60,9 @@ E_LIMIT = 9  # snapshot: levels requested per side (0 = full book)
 E_STATUS = 10  # written by the kernel: R_* below
 E_BEST_BID = 11  # written by the kernel: best bid (price units) after the event, or -1
 E_BEST_ASK = 12  # written by the kernel: best ask (price units) after the event, or -1
-N_EVENT = 13
+E_CHECKSUM = 13  # the venue's checksum of the book after this event
+E_HAS_CHECKSUM = 14  # 1: verify E_CHECKSUM after applying (0: the event carries none)
+N_EVENT = 15
 
 # --- per-event results -------------------------------------------------------------------
 R_APPLIED = 1  # applied to a valid book
@@ -69,5 +76,7 @@ R_OFF_GRID = 8  # a price finer than the instrument's tick: book thrown away
 R_CROSSED = 9  # the event left the book crossed: thrown away, caller resyncs
 R_TOP_UNKNOWN = 10  # deletes emptied the known part of a side cut by capacity or snapshot
 #                     depth: its true top is unknown, the book is thrown away and resynced
+
+R_CHECKSUM = 11  # the book after the event does not match the venue's checksum: resync
 
 KEY_MIN = -(2**62)  # "complete everywhere"

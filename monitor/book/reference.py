@@ -186,7 +186,11 @@ class ReferenceBook:
         if self.state == BookState.EMPTY:
             return "buffer"
         syncing = self.state == BookState.SYNCING
-        if self.rule == SeqRule.CONTIGUOUS:
+        if self.rule == SeqRule.NONE:
+            ok = True
+        elif self.rule == SeqRule.CHAIN:
+            ok = (prev == -1 and last == -1) or prev == self.last_id
+        elif self.rule == SeqRule.CONTIGUOUS:
             if last <= self.last_id:
                 return "stale"
             ok = first <= self.last_id + 1 if syncing else first == self.last_id + 1

@@ -11,12 +11,14 @@ from monitor.book.layout import (
     E_ASK_LEN,
     E_BID_LEN,
     F_CONTRACT_SIZE,
+    F_INVERSE,
     FLAG_TRUNCATED,
     KEY_MIN,
     N_EVENT,
     N_FSTATE,
     N_ISTATE,
     S_CAPACITY,
+    S_CHECKSUM,
     S_COMPLETE_ASK,
     S_COMPLETE_BID,
     S_FLAGS,
@@ -26,6 +28,7 @@ from monitor.book.layout import (
     S_PX_INDEX,
     S_PX_WIRE_DEC,
     S_QTY_INDEX,
+    S_QTY_PREC,
     S_QTY_WIRE_DEC,
     S_RULE,
     S_STATE,
@@ -73,6 +76,8 @@ class EventBatch:
         ts_event_ns: int,
         ts_recv_ns: int,
         limit: int = 0,
+        checksum: int = 0,
+        has_checksum: bool = False,
     ) -> int:
         """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
         # column order: see layout.E_*
@@ -91,6 +96,8 @@ class EventBatch:
                 0,
                 0,
                 0,
+                checksum,
+                1 if has_checksum else 0,
             )
         )
         self.pieces.append(bids)
@@ -173,7 +180,13 @@ class BookStore:
         px_index: int = 0,
         qty_index: int = 1,
         capacity: int | None = None,
+        inverse: bool = False,
+        checksum: int = 0,
+        qty_precision: int = 0,
     ) -> int:
+        """Add a book. ``capacity`` caps its levels per side (a depth-limited feed such as
+        Kraken's is truncated to its subscribed depth); ``checksum`` is the venue's
+        feeds.base.Checksum, ``qty_precision`` the size decimals a checksum writes."""
         if self.count >= self.max_books:
             raise OverflowError(f"book store is full ({self.max_books} books)")
         book = self.count
@@ -187,7 +200,10 @@ class BookStore:
         st[S_COMPLETE_BID] = KEY_MIN
         st[S_COMPLETE_ASK] = KEY_MIN
         st[S_STATE] = int(BookState.EMPTY)
+        st[S_CHECKSUM] = int(checksum)
+        st[S_QTY_PREC] = qty_precision
         self.fstate[book, F_CONTRACT_SIZE] = contract_size
+        self.fstate[book, F_INVERSE] = 1.0 if inverse else 0.0
         self.count += 1
         return book
 
@@ -253,6 +269,7 @@ class BookStore:
         pw = int(st[S_PX_WIRE_DEC])
         qw = int(st[S_QTY_WIRE_DEC])
         cs = float(self.fstate[book, F_CONTRACT_SIZE])
+        inverse = bool(self.fstate[book, F_INVERSE])
         lv = self.levels(book, depth)
 
         def side(px: np.ndarray, qty: np.ndarray) -> list[list[str]]:
@@ -262,7 +279,7 @@ class BookStore:
                     format_units(int(p) * scale, max(pw, 0))
                     if pw >= pd
                     else format_units(int(p), pd),
-                    f"{q / cs:.{qw}f}",
+                    f"{(q * int(p) / 10**pd if inverse else q) / cs:.{qw}f}",
                 ]
                 for p, q in zip(px, qty, strict=True)
             ]

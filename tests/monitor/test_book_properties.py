@@ -382,6 +382,8 @@ def plans(faults: bool = True, crossed: bool = True) -> st.SearchStrategy[Plan]:
 SNAPSHOT_ID_OFFSETS = {
     SeqRule.CONTIGUOUS: (0, 0, 1, 2, 4, -1, 0, -3),
     SeqRule.PREVIOUS: (1, 1, 2, 3, 5, 0, 1, -2),
+    SeqRule.CHAIN: (0, 0, 0, 0, 1, -1, 0, 2),  # the next delta's prev must equal the id
+    SeqRule.NONE: (0, 0, 1, 5, -4, -1, 0, 3),  # ids mean nothing
 }
 
 
@@ -543,7 +545,9 @@ class Setup:
 @st.composite
 def setups(draw: st.DrawFn) -> Setup:
     return Setup(
-        rule=draw(st.sampled_from([SeqRule.CONTIGUOUS, SeqRule.PREVIOUS])),
+        rule=draw(
+            st.sampled_from([SeqRule.CONTIGUOUS, SeqRule.PREVIOUS, SeqRule.CHAIN, SeqRule.NONE])
+        ),
         pd=draw(st.integers(0, 8)),
         capacity=draw(st.integers(1, 30)),
         contract_size=draw(CONTRACT_SIZES),

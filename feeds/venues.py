@@ -1,0 +1,11 @@
+"""Every venue adapter liqmon has, by venue id (the one place that lists them)."""
+
+from __future__ import annotations
+
+from feeds import binance
+from feeds.base import VenueAdapter
+from monitor.domain import Venue
+
+ADAPTERS: dict[Venue, VenueAdapter] = {}
+for _module in (binance,):
+    ADAPTERS.update(_module.ADAPTERS)  # type: ignore[arg-type]
