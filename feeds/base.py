@@ -148,6 +148,8 @@ class VenueAdapter(Protocol):
     px_index: int  # position of the price inside one raw level array
     qty_index: int  # position of the size inside one raw level array
     limits: Limits
+    book_depth: int  # levels per side the feed covers (Kraken: the subscribed depth), 0 = all
+    subscribe_in_url: bool  # streams named in the URL (Binance): no subscribe frames on connect
     # keepalive: websocket-level pings we send (None: the server pings and we answer),
     # and an application-level frame sent after ``keepalive_s`` without sending anything
     ping_interval_s: float | None

@@ -175,6 +175,7 @@ class BinanceAdapter:
     px_index = 0
     qty_index = 1
     book_depth = 0  # diff streams cover the whole book: no depth cap
+    subscribe_in_url = True  # streams are named in the connection URL (combined stream)
     ping_interval_s: float | None = None  # the server pings; websockets answers with pongs
     keepalive_s: float | None = None  # no application-level ping
 

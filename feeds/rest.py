@@ -206,8 +206,15 @@ class RestClient:
     def banned_for_s(self) -> float:
         return max(0.0, self.banned_until - self._clock())
 
-    async def get_text(self, url: str, *, weight: int = 1, max_retries: int | None = None) -> str:
-        """GET ``url`` and return the body of a 2xx answer.
+    async def get_text(
+        self,
+        url: str,
+        *,
+        weight: int = 1,
+        max_retries: int | None = None,
+        body: str | None = None,
+    ) -> str:
+        """GET ``url`` (POST ``body`` as JSON when given) and return a 2xx answer's body.
 
         ``weight`` is spent from the budget before each attempt; ``max_retries`` overrides
         the client's bound for this call. Raises :class:`VenueBanned` (418, or while a ban
@@ -221,7 +228,7 @@ class RestClient:
             if self.budget is not None:
                 await self.budget.spend(weight)
             try:
-                status, retry_after_s, text = await self._get(url)
+                status, retry_after_s, text = await self._get(url, body)
             except RestError as error:  # timeout or connection error: retryable
                 last_error = error
                 await self._retry_sleep(url, attempt, retries, error)
@@ -249,10 +256,15 @@ class RestClient:
         assert last_error is not None
         raise last_error
 
-    async def _get(self, url: str) -> tuple[int, float | None, str]:
+    async def _get(self, url: str, body: str | None = None) -> tuple[int, float | None, str]:
         self.requests += 1
+        if body is None:
+            request = self._session.get(url, timeout=self._timeout)
+        else:
+            headers = {"Content-Type": "application/json"}
+            request = self._session.post(url, data=body, headers=headers, timeout=self._timeout)
         try:
-            async with self._session.get(url, timeout=self._timeout) as response:
+            async with request as response:
                 text = await response.text()
                 headers = response.headers
                 status = response.status

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +42,43 @@ class DisconnectReason(StrEnum):
     CLOSED = "closed"  # the server (or the network) closed the connection
     STALE = "stale"  # nothing received for receive_timeout_s: we closed it
     ERROR = "error"  # an unexpected error while connected
+    SEQUENCE = "sequence"  # the connection's message counter jumped: a message was lost
+    RECONNECT = "reconnect"  # asked to reconnect (venue notice, control budget spent)
+    ROTATED = "rotated"  # planned: a fresh connection took over before the venue's lifetime
+
+
+class ControlBudget:
+    """Spacing of the frames a client sends on one connection (subscribe, unsubscribe,
+    pings): at most ``per_s`` per second, and at most ``per_hour`` per hour (0: no limit).
+    Venues close or ban connections that send faster (Binance: 5/s then 1008)."""
+
+    __slots__ = ("_clock", "_hour", "_next_s", "interval_s", "per_hour")
+
+    def __init__(
+        self, per_s: float, per_hour: int = 0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval_s = 1.0 / per_s if per_s > 0 else 0.0
+        self.per_hour = per_hour
+        self._clock = clock
+        self._next_s = 0.0
+        self._hour: deque[float] = deque()
+
+    def hour_exhausted(self) -> bool:
+        if not self.per_hour:
+            return False
+        now = self._clock()
+        while self._hour and now - self._hour[0] >= 3600.0:
+            self._hour.popleft()
+        return len(self._hour) >= self.per_hour
+
+    def reserve(self) -> float:
+        """Take the next slot; returns how long to wait before sending."""
+        now = self._clock()
+        at = max(now, self._next_s)
+        self._next_s = at + self.interval_s
+        if self.per_hour:
+            self._hour.append(at)
+        return at - now
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +137,20 @@ class FeedHealth:
     disconnects: int = 0
     errors: int = 0
     stale: int = 0
+    sequence_gaps: int = 0  # per-connection counters that jumped (Coinbase sequence_num)
+    rotations: int = 0  # planned reconnects before the venue's connection lifetime
+    reconnect_requests: int = 0  # venue notices and spent control budgets
+    control_frames: int = 0  # subscribe/unsubscribe/ping frames sent
     frames: int = 0
     open_connections: int = 0
+    close_codes: Counter[int] = field(default_factory=Counter)
     last_error: str | None = None
     last_frame_ns: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["close_codes"] = {str(k): v for k, v in self.close_codes.items()}
+        return out
 
 
 def _close_code(error: ConnectionClosed) -> int | None:
@@ -113,14 +158,20 @@ def _close_code(error: ConnectionClosed) -> int | None:
 
 
 class WsSession:
-    """Keeps one websocket connection open forever; cancel :meth:`run` to stop it.
+    """Keeps one websocket connection open forever; cancel :meth:`run` (or :meth:`stop`).
 
     ``on_frame(data, recv_ns)`` gets every data frame (text as ``str``, binary as
-    ``bytes``) with ``recv_ns = time.time_ns()`` taken as it was read. ``on_connect()`` runs
-    after each successful connect and subscribe; ``on_disconnect(reason)`` after each
-    connection ends. ``ping_interval_s=None`` means the server pings (Binance) and we only
-    answer, which websockets does by itself. ``sleep`` and ``rng`` are injectable so tests
-    never wait for real backoff time.
+    ``bytes``) with ``recv_ns = time.time_ns()`` taken as it was read. After each connect
+    the session sends ``open_frames`` then ``subscribe_frames`` (spaced by the
+    ``control`` budget) and calls ``on_connect()``; ``on_disconnect(reason)`` runs after
+    each connection ends. Keepalive: ``ping_interval_s`` sends websocket pings (None: the
+    server pings and websockets answers); ``keepalive_frame`` is sent whenever the client
+    has sent nothing for ``keepalive_s`` (OKX ``ping``). ``reply_to(data)`` may return a
+    frame to send back at once (Deribit ``test_request``). ``sequence()`` makes a fresh
+    per-connection counter check (Coinbase ``sequence_num``): a jump ends the connection.
+    ``connect_gate()`` is awaited before each connect (a venue's new-connections rate).
+    Venue differences come in as these values, never as ``if venue == ...`` here.
+    ``sleep``, ``rng`` and ``clock`` are injectable so tests never wait for real backoff.
     """
 
     def __init__(
@@ -130,10 +181,17 @@ class WsSession:
         venue: str,
         on_frame: FrameHandler,
         subscribe_frames: Sequence[str] = (),
+        open_frames: Sequence[str] = (),
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[DisconnectReason], None] | None = None,
         policy: ConnectionPolicy | None = None,
         ping_interval_s: float | None = None,
+        keepalive_s: float | None = None,
+        keepalive_frame: str | None = None,
+        reply_to: Callable[[str | bytes], str | None] | None = None,
+        sequence: Callable[[], Any] | None = None,
+        control: ControlBudget | None = None,
+        connect_gate: Callable[[], Awaitable[None]] | None = None,
         health: FeedHealth | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -143,31 +201,84 @@ class WsSession:
         self.url = url
         self.venue = venue
         self.subscribe_frames = list(subscribe_frames)
+        self.open_frames = list(open_frames)
         self.policy = policy or ConnectionPolicy()
         self.health = health if health is not None else FeedHealth()
         self.backoff = Backoff(
             self.policy.backoff_initial_s, self.policy.backoff_max_s, rng or random.Random()
         )
+        self.control = control or ControlBudget(0.0)
         self.connected = asyncio.Event()
+        self.connected_at: float | None = None
         self._on_frame = on_frame
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._ping_interval_s = ping_interval_s
+        self._keepalive_s = keepalive_s
+        self._keepalive_frame = keepalive_frame
+        self._reply_to = reply_to
+        self._sequence = sequence
+        self._connect_gate = connect_gate
         self._sleep = sleep
         self._clock = clock
         self._max_frame_bytes = max_frame_bytes
+        self._websocket: ClientConnection | None = None
+        self._last_sent = 0.0
+        self._end_reason: DisconnectReason | None = None
+        self._stopping = False
         self._log = _log.bind(venue=venue, url=url)
 
     async def run(self) -> None:
-        """Connect, read, reconnect, forever (until cancelled)."""
-        while True:
+        """Connect, read, reconnect, forever (until cancelled or stopped)."""
+        while not self._stopping:
             delay_s = await self._connect_once()
+            if self._stopping:
+                return
             await self._sleep(delay_s)
+
+    async def stop(self) -> None:
+        """Planned close (rotation): close the connection and let :meth:`run` return."""
+        self._stopping = True
+        self._end(DisconnectReason.ROTATED)
+
+    def request_reconnect(self, why: str) -> None:
+        """Close the current connection and connect again (venue notice, budget spent)."""
+        self.health.reconnect_requests += 1
+        self._log.info("feed.reconnect_requested", why=why)
+        self._end(DisconnectReason.RECONNECT)
+
+    def _end(self, reason: DisconnectReason) -> None:
+        websocket = self._websocket
+        if websocket is None:
+            return
+        self._end_reason = reason
+        asyncio.get_running_loop().create_task(websocket.close())
+
+    async def send(self, text: str) -> bool:
+        """Send one control frame within the budget. False if not connected (or the hourly
+        budget is spent, which reconnects: a new connection starts a new budget)."""
+        websocket = self._websocket
+        if websocket is None:
+            return False
+        if self.control.hour_exhausted():
+            self.request_reconnect("control budget spent")
+            return False
+        wait_s = self.control.reserve()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        if websocket is not self._websocket:
+            return False
+        await websocket.send(text)
+        self._last_sent = self._clock()
+        self.health.control_frames += 1
+        return True
 
     async def _connect_once(self) -> float:
         """One connection attempt and its lifetime; returns how long to wait before the next."""
         attempt = self.backoff.attempt
         try:
+            if self._connect_gate is not None:
+                await self._connect_gate()
             websocket = await asyncio.wait_for(self._open(), self.policy.connect_timeout_s)
         except Exception as error:  # any failure to connect is retried: never exit
             if isinstance(error, TimeoutError):
@@ -197,20 +308,29 @@ class WsSession:
 
     async def _serve(self, websocket: ClientConnection, attempt: int) -> float:
         connected_at = self._clock()
+        self.connected_at = connected_at
         self.health.connects += 1
         self.health.open_connections += 1
+        self._websocket = websocket
+        self._end_reason = None
+        self._last_sent = connected_at
         self._log.info("feed.connect", attempt=attempt, subscribe_frames=len(self.subscribe_frames))
         close_code: int | None = None
+        keepalive: asyncio.Task[None] | None = None
         try:
-            for frame in self.subscribe_frames:
-                await websocket.send(frame)
+            for frame in (*self.open_frames, *self.subscribe_frames):
+                await self.send(frame)
             self.connected.set()
             if self._on_connect is not None:
                 self._on_connect()
+            if self._keepalive_s and self._keepalive_frame:
+                keepalive = asyncio.get_running_loop().create_task(self._keepalive())
             reason = await self._read(websocket)
         except ConnectionClosed as error:
-            reason = DisconnectReason.CLOSED
+            reason = self._end_reason or DisconnectReason.CLOSED
             close_code = _close_code(error)
+            if close_code is not None:
+                self.health.close_codes[close_code] += 1
             if close_code not in (None, CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
                 self.health.last_error = f"close {close_code} {error.rcvd and error.rcvd.reason}"
         except Exception as error:  # task boundary: log, count, reconnect
@@ -219,11 +339,20 @@ class WsSession:
             self.health.last_error = repr(error)
             self._log.exception("feed.error", error=repr(error))
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
+            self._websocket = None
+            self.connected_at = None
             self.connected.clear()
             self.health.open_connections -= 1
         lived_s = self._clock() - connected_at
         self.health.disconnects += 1
-        if lived_s >= self.policy.healthy_after_s:
+        if reason == DisconnectReason.ROTATED:
+            self.health.rotations += 1
+        if lived_s >= self.policy.healthy_after_s or reason in (
+            DisconnectReason.ROTATED,
+            DisconnectReason.RECONNECT,
+        ):
             self.backoff.reset()
         delay_s = self.backoff.next_delay_s()
         if close_code == CloseCode.POLICY_VIOLATION:
@@ -244,8 +373,20 @@ class WsSession:
                 self._log.exception("feed.disconnect_hook_failed", error=repr(error))
         return delay_s
 
+    async def _keepalive(self) -> None:
+        assert self._keepalive_s and self._keepalive_frame
+        while True:
+            due = self._last_sent + self._keepalive_s
+            now = self._clock()
+            if now >= due:
+                await self.send(self._keepalive_frame)
+                continue
+            await asyncio.sleep(due - now)
+
     async def _read(self, websocket: ClientConnection) -> DisconnectReason:
         timeout_s = self.policy.receive_timeout_s
+        checker = self._sequence() if self._sequence is not None else None
+        reply_to = self._reply_to
         while True:
             try:
                 async with asyncio.timeout(timeout_s):
@@ -257,6 +398,14 @@ class WsSession:
             recv_ns = time.time_ns()
             self.health.frames += 1
             self.health.last_frame_ns = recv_ns
+            if checker is not None and not checker.check(data):
+                self.health.sequence_gaps += 1
+                self._log.warning("feed.sequence_gap")
+                return DisconnectReason.SEQUENCE
+            if reply_to is not None:
+                answer = reply_to(data)
+                if answer is not None:
+                    await self.send(answer)
             try:
                 self._on_frame(data, recv_ns)
             except Exception as error:  # a handler bug must not kill the connection

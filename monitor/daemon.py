@@ -1,25 +1,33 @@
 """The always-on loops of ``liqmon run`` (:func:`run_daemon`) and ``liqmon record``.
 
-run_daemon wires the live path:
+run_daemon wires the live path, the same for every venue (venue differences are adapter
+attributes, feeds.base; nothing here branches on the venue):
 
-- one :class:`~feeds.session.WsSession` per depth connection of every enabled venue (plus
-  the mark-price connection where the venue has one); every frame goes to
+- connections: every enabled venue's symbols are cut into connections within the venue's
+  limits (streams per connection); each is one :class:`~feeds.session.WsSession` with the
+  venue's open, subscribe and keepalive frames, spaced by its control budget, and new
+  connections are gated by the venue's connections-per-second limit. Every frame goes to
   :meth:`BookPipeline.feed_frames`, batched per event-loop turn;
-- a snapshot loop that fetches the REST depth snapshots the pipeline asks for (at most 4
-  at a time per venue, within the venue's weight budget, and only once the venue's
-  connections are delivering deltas, so they buffer first as Binance's sync procedure
-  requires);
-- a tick loop that computes the metrics every ``tick_ms``, and a periodic
-  ``venue.health`` line.
+- resync: the books the pipeline asks a snapshot for are fetched over REST (REST venues:
+  at most 4 at a time per venue, within the venue's weight budget, once the connection
+  delivers deltas so that they buffer first) or resubscribed on their connection (stream
+  venues, whose snapshots come in-band); only the broken book is resynced;
+- rotation: a connection is replaced before the venue's connection lifetime ends (Binance
+  24 h): the new one subscribes, the old one is closed once the new one delivers, and no
+  book goes invalid (REST venues' duplicate deltas are dropped as stale by sequence id;
+  stream venues switch over at the new connection's snapshots);
+- a tick loop computes the metrics every ``tick_ms``; a periodic ``venue.health`` line
+  gives every connection event counted per venue (:meth:`Daemon.health_state`).
 
-A lost connection invalidates that connection's books at once (they missed deltas), so
-they are reported invalid during the outage and resynced after it. Network errors never
-end the daemon; setting ``stop`` does.
+A lost connection invalidates its books at once (they missed deltas), so they are reported
+invalid during the outage and resynced after it. Network errors never end the daemon;
+setting ``stop`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -29,10 +37,18 @@ from typing import Any
 
 import aiohttp
 
-from feeds.binance import ADAPTERS, BinanceAdapter
+from feeds.base import HttpRequest, SnapshotSource, VenueAdapter
 from feeds.recording import RecordingWriter, RecordKind
 from feeds.rest import RestClient, RestError, VenueBanned
-from feeds.session import Backoff, ConnectionPolicy, DisconnectReason, FeedHealth, WsSession
+from feeds.session import (
+    Backoff,
+    ConnectionPolicy,
+    ControlBudget,
+    DisconnectReason,
+    FeedHealth,
+    WsSession,
+)
+from feeds.venues import ADAPTERS
 from monitor.domain import Venue
 from monitor.errors import ConfigError, MonitorError
 from monitor.instruments import InstrumentRegistry
@@ -45,30 +61,44 @@ log = get_logger("monitor.daemon")
 SNAPSHOT_POLL_S = 0.1
 SNAPSHOTS_IN_FLIGHT_PER_VENUE = 4
 HEALTH_LOG_INTERVAL_S = 30.0
-STREAMS_PER_CONNECTION = 200  # Binance allows 1024; smaller keeps URLs short and resyncs local
-INSTRUMENTS_RETRIES = 1  # exchangeInfo at start-up: the cached copy is the fallback
+INSTRUMENTS_RETRIES = 1  # metadata at start-up: the cached copy is the fallback
+ROTATE_AT = 0.9  # of the venue's connection lifetime (Binance: after 21.6 h of 24 h)
 
 TickObserver = Callable[[list[dict[str, Any]]], None]
 RecordObserver = Callable[[RecordKind, str], None]
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    size = max(1, size)
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def _adapter(venue: Venue) -> BinanceAdapter:
+def _adapter(venue: Venue) -> VenueAdapter:
     adapter = ADAPTERS.get(venue)
     if adapter is None:
         raise ConfigError("venues", venue.value, "no live connection support for this venue yet")
     return adapter
 
 
-@dataclass(eq=False)
-class _DepthConnection:
-    """Whether one depth connection is up and delivering frames since its last connect."""
+async def _fetch(rest: RestClient, request: HttpRequest, max_retries: int | None = None) -> str:
+    return await rest.get_text(
+        request.url, weight=request.weight, max_retries=max_retries, body=request.body
+    )
 
+
+@dataclass(eq=False)
+class _Connection:
+    """One websocket connection's symbols and channels, and its current session."""
+
+    runtime: _VenueRuntime
     url: str
-    live: bool = False
+    symbols: list[str]
+    channels: list[str]
+    carries_books: bool  # its loss invalidates its books (mark-only connections do not)
+    session: WsSession | None = None
+    live: bool = False  # delivering frames since its last connect
+    muted: bool = False  # replaced by a rotation: its frames are no longer used
+    replaced: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
@@ -77,21 +107,39 @@ class _VenueRuntime:
 
     venue: Venue
     settings: VenueSettings
-    adapter: BinanceAdapter
+    adapter: VenueAdapter
     rest: RestClient
+    connect_budget: ControlBudget
     health: FeedHealth = field(default_factory=FeedHealth)
-    depth: list[_DepthConnection] = field(default_factory=list)
+    connections: list[_Connection] = field(default_factory=list)
     semaphore: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(SNAPSHOTS_IN_FLIGHT_PER_VENUE)
     )
     snapshots_ok: int = 0
     snapshots_failed: int = 0
+    resubscribes: int = 0
+
+    @property
+    def stream_snapshots(self) -> bool:
+        return self.adapter.snapshot_source == SnapshotSource.STREAM
+
+    def book_connections(self) -> list[_Connection]:
+        return [c for c in self.connections if c.carries_books and not c.muted]
 
     def ready_for_snapshots(self) -> bool:
-        return bool(self.depth) and all(connection.live for connection in self.depth)
+        books = self.book_connections()
+        return bool(books) and all(c.live for c in books)
 
-    def depth_weight(self) -> int:
-        return self.adapter.snapshot_weight(self.settings.snapshot_limit)
+    def connection_of(self, symbol: str) -> _Connection | None:
+        for connection in self.book_connections():
+            if symbol in connection.symbols:
+                return connection
+        return None
+
+    async def connect_gate(self) -> None:
+        wait_s = self.connect_budget.reserve()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
 
 
 class Daemon:
@@ -105,12 +153,14 @@ class Daemon:
         on_tick: TickObserver | None = None,
         health_interval_s: float = HEALTH_LOG_INTERVAL_S,
         rng: random.Random | None = None,
+        rotate_after_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.policy = ConnectionPolicy.from_settings(settings.connection)
         self.rng = rng or random.Random()
         self.on_tick = on_tick
         self.health_interval_s = health_interval_s
+        self.rotate_after_s = rotate_after_s  # None: from each venue's connection lifetime
         self.venues: dict[Venue, _VenueRuntime] = {}
         for venue, table in settings.enabled_venues().items():
             adapter = ADAPTERS.get(venue)
@@ -124,32 +174,37 @@ class Daemon:
                 used_weight_header=adapter.used_weight_header,
                 timeout_s=settings.connection.snapshot_timeout_s,
             )
-            self.venues[venue] = _VenueRuntime(venue, table, adapter, rest)
+            budget = ControlBudget(adapter.limits.connections_per_s)
+            self.venues[venue] = _VenueRuntime(venue, table, adapter, rest, budget)
         if not self.venues:
             raise ConfigError("venues", "enabled", "no enabled venue has live support")
         self.pipeline: BookPipeline | None = None
         self.last_metrics: list[dict[str, Any]] = []
         self._snapshot_failures: dict[tuple[Venue, str], int] = {}
+        self._awaiting: dict[tuple[Venue, str], float] = {}  # stream resyncs: deadline
         self._flush_scheduled = False
         self._pending: dict[Venue, tuple[list[str | bytes], list[int]]] = {}
+        self._group: asyncio.TaskGroup | None = None
 
     # --- start-up -----------------------------------------------------------------------
     async def load_registry(self) -> InstrumentRegistry:
-        """exchangeInfo of every venue; the shipped cached copy where a fetch fails."""
+        """Every venue's instrument metadata; the shipped cached copy where a fetch fails."""
         registry = InstrumentRegistry()
         for venue, runtime in self.venues.items():
-            url = runtime.adapter.instruments_url(runtime.settings.rest_url)
+            adapter = runtime.adapter
+            fresh = InstrumentRegistry()
             try:
-                text = await runtime.rest.get_text(
-                    url, weight=runtime.adapter.instruments_weight, max_retries=INSTRUMENTS_RETRIES
-                )
-                fresh = InstrumentRegistry.from_exchange_info(venue, text)
+                for request in adapter.instruments_requests(runtime.settings.rest_url):
+                    text = await _fetch(runtime.rest, request, INSTRUMENTS_RETRIES)
+                    fresh = fresh.merge(
+                        InstrumentRegistry(adapter.parse_instruments(request.key, text))
+                    )
             except MonitorError as error:
                 fresh = InstrumentRegistry.load_cached([venue])
                 log.warning(
                     "instruments.fetch_failed",
                     venue=venue.value,
-                    url=url,
+                    url=runtime.settings.rest_url,
                     error=str(error),
                     cached=len(fresh),
                 )
@@ -170,37 +225,52 @@ class Daemon:
         self.pipeline = pipeline
         return pipeline
 
-    def sessions(self) -> list[WsSession]:
-        """The websocket sessions of every venue (depth first, then mark price)."""
-        sessions: list[WsSession] = []
+    def connections(self) -> list[_Connection]:
+        """Every venue's connections, within its streams-per-connection limit."""
+        out: list[_Connection] = []
         for runtime in self.venues.values():
             table = runtime.settings
-            size = max(1, STREAMS_PER_CONNECTION)
-            for symbols in _chunks(table.symbols, size):
-                url = runtime.adapter.stream_url(table.ws_url, symbols, [table.depth_stream])
-                connection = _DepthConnection(url)
-                runtime.depth.append(connection)
-                sessions.append(self._session(runtime, url, connection, symbols))
+            limits = runtime.adapter.limits
+            plans: list[tuple[str, list[str], bool]] = []
             if table.market_ws_url and table.mark_price_stream:
-                for symbols in _chunks(table.symbols, size):
-                    url = runtime.adapter.stream_url(
-                        table.market_ws_url, symbols, [table.mark_price_stream]
-                    )
-                    sessions.append(self._session(runtime, url, None, symbols))
-        return sessions
+                plans.append((table.ws_url, [table.depth_stream], True))
+                plans.append((table.market_ws_url, [table.mark_price_stream], False))
+            else:
+                channels = [table.depth_stream]
+                if table.mark_price_stream:
+                    channels.append(table.mark_price_stream)
+                plans.append((table.ws_url, channels, True))
+            for base_url, channels, carries_books in plans:
+                per_connection = max(1, limits.streams_per_connection // len(channels))
+                for symbols in _chunks(table.symbols, per_connection):
+                    url = runtime.adapter.ws_url(base_url, symbols, channels)
+                    connection = _Connection(runtime, url, symbols, channels, carries_books)
+                    connection.session = self._session(connection)
+                    runtime.connections.append(connection)
+                    out.append(connection)
+        return out
 
-    def _session(
-        self,
-        runtime: _VenueRuntime,
-        url: str,
-        depth: _DepthConnection | None,
-        symbols: Sequence[str],
-    ) -> WsSession:
+    def sessions(self) -> list[WsSession]:
+        """The websocket sessions of every venue (built once)."""
+        if not any(r.connections for r in self.venues.values()):
+            self.connections()
+        return [
+            c.session
+            for r in self.venues.values()
+            for c in r.connections
+            if c.session is not None
+        ]
+
+    def _session(self, connection: _Connection) -> WsSession:
+        runtime = connection.runtime
         venue = runtime.venue
+        adapter = runtime.adapter
+        symbols = connection.symbols
 
         def on_frame(data: str | bytes, recv_ns: int) -> None:
-            if depth is not None:
-                depth.live = True
+            if connection.muted:
+                return
+            connection.live = True
             assert self.pipeline is not None
             # queue the frame; every frame that arrives in this turn of the event loop is
             # decoded and applied together right after it (batching without added latency)
@@ -212,29 +282,53 @@ class Daemon:
                 asyncio.get_running_loop().call_soon(self._flush)
 
         def on_connect() -> None:
-            if depth is not None:
-                depth.live = False  # ready again once frames flow (deltas buffer first)
+            connection.live = False  # ready again once frames flow (deltas buffer first)
+            if connection.carries_books and runtime.stream_snapshots and not connection.muted:
+                assert self.pipeline is not None
+                # the subscription just sent brings every book's snapshot in-band
+                self._expect(runtime, symbols)
 
         def on_disconnect(reason: DisconnectReason) -> None:
-            if depth is None:
+            connection.live = False
+            if not connection.carries_books or connection.muted:
                 return
-            depth.live = False
+            if reason == DisconnectReason.ROTATED:
+                return
             assert self.pipeline is not None
             # this connection's books missed deltas: invalid now, resynced once it is back
             self._flush()  # frames received before the drop first
             self.pipeline.invalidate_books(venue, symbols)
 
+        in_url = getattr(adapter, "subscribe_in_url", False)
+        subscribe = [] if in_url else adapter.subscribe_frames(symbols, connection.channels)
+        limits = adapter.limits
         return WsSession(
-            url,
+            connection.url,
             venue=venue.value,
             on_frame=on_frame,
+            subscribe_frames=subscribe,
+            open_frames=adapter.open_frames(),
             on_connect=on_connect,
             on_disconnect=on_disconnect,
             policy=self.policy,
-            ping_interval_s=runtime.adapter.ping_interval_s,
+            ping_interval_s=adapter.ping_interval_s,
+            keepalive_s=adapter.keepalive_s,
+            keepalive_frame=adapter.keepalive_frame(),
+            reply_to=getattr(adapter, "reply_to", None),
+            sequence=getattr(adapter, "connection_sequence", None),
+            control=ControlBudget(limits.control_per_s, limits.control_per_hour),
+            connect_gate=runtime.connect_gate,
             health=runtime.health,
             rng=self.rng,
+            max_frame_bytes=limits.max_frame_bytes,
         )
+
+    def _expect(self, runtime: _VenueRuntime, symbols: Sequence[str]) -> None:
+        assert self.pipeline is not None
+        self.pipeline.expect_snapshots(runtime.venue, symbols)
+        deadline = time.monotonic() + self.settings.connection.snapshot_timeout_s
+        for symbol in symbols:
+            self._awaiting[(runtime.venue, symbol)] = deadline
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -252,19 +346,62 @@ class Daemon:
         """Load instruments, then run every loop until cancelled."""
         registry = await self.load_registry()
         self.build_pipeline(registry)
-        sessions = self.sessions()
+        connections = self.connections()
         log.info(
             "daemon.start",
             venues=[venue.value for venue in self.venues],
             books=sum(len(r.settings.symbols) for r in self.venues.values()),
-            connections=len(sessions),
+            connections=len(connections),
         )
         async with asyncio.TaskGroup() as group:
-            for session in sessions:
-                group.create_task(session.run())
+            self._group = group
+            for connection in connections:
+                group.create_task(self._run_connection(connection))
             group.create_task(self._snapshot_loop())
             group.create_task(self._tick_loop())
             group.create_task(self._health_loop())
+
+    async def _run_connection(self, connection: _Connection) -> None:
+        """Run one connection's session; rotate it before the venue's lifetime ends."""
+        assert connection.session is not None
+        lifetime_s = connection.runtime.adapter.limits.lifetime_s
+        rotate_s = self.rotate_after_s or (lifetime_s * ROTATE_AT if lifetime_s else 0.0)
+        if not rotate_s:
+            await connection.session.run()
+            return
+        async with asyncio.TaskGroup() as group:
+            group.create_task(connection.session.run())
+            group.create_task(self._rotate(connection, rotate_s))
+
+    async def _rotate(self, old: _Connection, after_s: float) -> None:
+        """Open a replacement connection ``after_s`` into ``old``'s life, switch over, close."""
+        assert old.session is not None
+        session = old.session
+        while True:
+            await session.connected.wait()
+            connected_at = session.connected_at or time.monotonic()
+            jitter_s = self.rng.uniform(0.0, min(60.0, after_s * 0.05))
+            await asyncio.sleep(max(0.0, connected_at + after_s + jitter_s - time.monotonic()))
+            if session.connected_at == connected_at:
+                break  # still the same connection: its time is up
+        runtime = old.runtime
+        new = _Connection(runtime, old.url, old.symbols, old.channels, old.carries_books)
+        new.session = self._session(new)
+        runtime.connections.append(new)
+        log.info("feed.rotate", venue=runtime.venue.value, url=old.url)
+        assert self._group is not None
+        self._group.create_task(self._run_connection(new))
+        await new.session.connected.wait()
+        if runtime.stream_snapshots:
+            old.muted = True  # the new subscription's snapshots take over from here
+        else:
+            # REST venues: both deliver until the new one does; duplicates are stale by id
+            while not new.live:
+                await asyncio.sleep(0.01)
+            old.muted = True
+        await session.stop()
+        with contextlib.suppress(ValueError):
+            runtime.connections.remove(old)
 
     async def _snapshot_loop(self) -> None:
         assert self.pipeline is not None
@@ -277,11 +414,67 @@ class Daemon:
                     else:  # a book of a venue that is not running here
                         self.pipeline.snapshot_failed(venue, symbol)
                 for venue, symbols in held.items():
-                    if symbols and self.venues[venue].ready_for_snapshots():
+                    runtime = self.venues[venue]
+                    if not symbols:
+                        continue
+                    if runtime.stream_snapshots:
+                        self._resubscribe(runtime, symbols, group)
+                    elif runtime.ready_for_snapshots():
                         for symbol in sorted(symbols):
-                            group.create_task(self._fetch_snapshot(self.venues[venue], symbol))
+                            group.create_task(self._fetch_snapshot(runtime, symbol))
                         symbols.clear()
+                self._check_awaiting()
                 await asyncio.sleep(SNAPSHOT_POLL_S)
+
+    def _resubscribe(
+        self, runtime: _VenueRuntime, symbols: set[str], group: asyncio.TaskGroup
+    ) -> None:
+        """Stream venues: unsubscribe and subscribe the broken books on their connection
+        (their snapshot comes in-band). Books whose connection is down wait for it."""
+        by_connection: dict[int, tuple[_Connection, list[str]]] = {}
+        for symbol in sorted(symbols):
+            connection = runtime.connection_of(symbol)
+            if connection is None:
+                symbols.discard(symbol)
+                assert self.pipeline is not None
+                self.pipeline.snapshot_failed(runtime.venue, symbol)
+                continue
+            session = connection.session
+            if session is None or not session.connected.is_set():
+                continue  # its reconnect resubscribes it
+            by_connection.setdefault(id(connection), (connection, []))[1].append(symbol)
+            symbols.discard(symbol)
+        for connection, names in by_connection.values():
+            group.create_task(self._send_resubscribe(runtime, connection, names))
+
+    async def _send_resubscribe(
+        self, runtime: _VenueRuntime, connection: _Connection, symbols: list[str]
+    ) -> None:
+        assert connection.session is not None and self.pipeline is not None
+        adapter = runtime.adapter
+        channels = [connection.channels[0]]  # the book channel
+        frames = adapter.unsubscribe_frames(symbols, channels) + adapter.subscribe_frames(
+            symbols, channels
+        )
+        self._expect(runtime, symbols)
+        runtime.resubscribes += len(symbols)
+        log.info("book.resubscribe", venue=runtime.venue.value, symbols=symbols)
+        for frame in frames:
+            if not await connection.session.send(frame):
+                break  # disconnected meanwhile: the reconnect subscribes again
+
+    def _check_awaiting(self) -> None:
+        """Stream resyncs whose snapshot did not come in time are asked for again."""
+        assert self.pipeline is not None
+        now = time.monotonic()
+        for key, deadline in list(self._awaiting.items()):
+            info = self.pipeline.books.get(key)
+            if info is None or not info.needs_snapshot:
+                del self._awaiting[key]
+            elif now > deadline:
+                del self._awaiting[key]
+                log.warning("snapshot.timeout", venue=key[0].value, symbol=key[1])
+                self.pipeline.snapshot_failed(*key)
 
     async def _fetch_snapshot(self, runtime: _VenueRuntime, symbol: str) -> None:
         assert self.pipeline is not None
@@ -294,13 +487,16 @@ class Daemon:
     async def _fetch_snapshot_once(self, runtime: _VenueRuntime, symbol: str) -> None:
         assert self.pipeline is not None
         venue = runtime.venue
-        url = runtime.adapter.snapshot_url(
+        request = runtime.adapter.snapshot_request(
             runtime.settings.rest_url, symbol, runtime.settings.snapshot_limit
         )
+        if request is None:
+            self.pipeline.snapshot_failed(venue, symbol)
+            return
         key = (venue, symbol)
         try:
             async with runtime.semaphore:
-                text = await runtime.rest.get_text(url, weight=runtime.depth_weight())
+                text = await _fetch(runtime.rest, request)
         except VenueBanned as error:
             runtime.snapshots_failed += 1
             log.error(
@@ -334,7 +530,7 @@ class Daemon:
         self._snapshot_failures.pop(key, None)
         runtime.snapshots_ok += 1
         self._flush()  # deltas received before the snapshot go first
-        self.pipeline.on_message(venue, "http", url, text, time.time_ns())
+        self.pipeline.on_message(venue, "http", request.key, text, time.time_ns())
 
     async def _tick_loop(self) -> None:
         assert self.pipeline is not None
@@ -362,28 +558,37 @@ class Daemon:
             await asyncio.sleep(self.health_interval_s)
             self.log_health()
 
-    def log_health(self) -> None:
+    def health_state(self) -> dict[str, dict[str, Any]]:
+        """Per venue: books valid/total, every connection event counted, REST state."""
         assert self.pipeline is not None
         summaries = self.pipeline.book_summaries(depth=0)
         counters = self.pipeline.counters.messages
+        out: dict[str, dict[str, Any]] = {}
         for venue, runtime in self.venues.items():
             books = [s for s in summaries if s["venue"] == venue.value]
             prefix = f"{venue.value}."
-            log.info(
-                "venue.health",
-                venue=venue.value,
-                books=len(books),
-                valid_books=sum(1 for s in books if s["valid"]),
-                gaps=sum(s["gaps"] for s in books),
-                resyncs=sum(s["resyncs"] for s in books),
-                snapshots_ok=runtime.snapshots_ok,
-                snapshots_failed=runtime.snapshots_failed,
-                banned_for_s=round(runtime.rest.banned_for_s(), 1),
-                counters={
+            out[venue.value] = {
+                "books": len(books),
+                "valid_books": sum(1 for s in books if s["valid"]),
+                "gaps": sum(s["gaps"] for s in books),
+                "resyncs": sum(s["resyncs"] for s in books),
+                "checksum_ok": sum(s["checksum_ok"] for s in books),
+                "checksum_failed": sum(s["checksum_failed"] for s in books),
+                "snapshots_ok": runtime.snapshots_ok,
+                "snapshots_failed": runtime.snapshots_failed,
+                "resubscribes": runtime.resubscribes,
+                "rest_requests": runtime.rest.requests,
+                "banned_for_s": round(runtime.rest.banned_for_s(), 1),
+                "counters": {
                     k.removeprefix(prefix): v for k, v in counters.items() if k.startswith(prefix)
                 },
                 **runtime.health.as_dict(),
-            )
+            }
+        return out
+
+    def log_health(self) -> None:
+        for venue, state in self.health_state().items():
+            log.info("venue.health", venue=venue, **state)
 
 
 def _log_metrics(row: dict[str, Any]) -> None:
@@ -486,11 +691,13 @@ async def run_recorder(
 
 
 class _Recorder:
+    """One venue's raw traffic to a recording: the daemon's connections, no books."""
+
     def __init__(
         self,
         venue: Venue,
         table: VenueSettings,
-        adapter: BinanceAdapter,
+        adapter: VenueAdapter,
         *,
         symbols: Sequence[str],
         policy: ConnectionPolicy,
@@ -513,28 +720,34 @@ class _Recorder:
         self._live = asyncio.Event()
 
     async def run(self) -> None:
-        await self._fetch(
-            self.adapter.instruments_url(self.table.rest_url), self.adapter.instruments_weight
-        )
-        depth_url = self.adapter.stream_url(
-            self.table.ws_url, self.symbols, [self.table.depth_stream]
-        )
-        urls = [depth_url]
-        if self.table.market_ws_url and self.table.mark_price_stream:
-            urls.append(
-                self.adapter.stream_url(
-                    self.table.market_ws_url, self.symbols, [self.table.mark_price_stream]
-                )
-            )
+        for request in self.adapter.instruments_requests(self.table.rest_url):
+            await self._fetch(request)
+        table = self.table
+        plans: list[tuple[str, list[str], bool]] = []
+        if table.market_ws_url and table.mark_price_stream:
+            plans.append((table.ws_url, [table.depth_stream], True))
+            plans.append((table.market_ws_url, [table.mark_price_stream], False))
+        else:
+            channels = [table.depth_stream]
+            if table.mark_price_stream:
+                channels.append(table.mark_price_stream)
+            plans.append((table.ws_url, channels, True))
         async with asyncio.TaskGroup() as group:
-            for url in urls:
-                group.create_task(self._session(url, depth=url == depth_url).run())
-            group.create_task(self._snapshot_loop())
+            for base_url, channels, depth in plans:
+                per_connection = max(1, self.adapter.limits.streams_per_connection // len(channels))
+                for symbols in _chunks(self.symbols, per_connection):
+                    url = self.adapter.ws_url(base_url, symbols, channels)
+                    group.create_task(self._session(url, symbols, channels, depth=depth).run())
+            if self.adapter.snapshot_source == SnapshotSource.REST:
+                group.create_task(self._snapshot_loop())
             group.create_task(self._flush_loop())
 
-    def _session(self, url: str, *, depth: bool) -> WsSession:
+    def _session(
+        self, url: str, symbols: list[str], channels: list[str], *, depth: bool
+    ) -> WsSession:
         venue = self.venue.value
         writer = self.writer
+        adapter = self.adapter
 
         def on_frame(data: str | bytes, recv_ns: int) -> None:
             writer.write(venue, RecordKind.WS, url, data, recv_ns)
@@ -548,36 +761,46 @@ class _Recorder:
                 self._live.clear()
                 self._snapshots_wanted.set()
 
+        in_url = getattr(adapter, "subscribe_in_url", False)
         return WsSession(
             url,
             venue=venue,
             on_frame=on_frame,
+            subscribe_frames=[] if in_url else adapter.subscribe_frames(symbols, channels),
+            open_frames=adapter.open_frames(),
             on_connect=on_connect,
             policy=self.policy,
-            ping_interval_s=self.adapter.ping_interval_s,
+            ping_interval_s=adapter.ping_interval_s,
+            keepalive_s=adapter.keepalive_s,
+            keepalive_frame=adapter.keepalive_frame(),
+            reply_to=getattr(adapter, "reply_to", None),
+            control=ControlBudget(adapter.limits.control_per_s, adapter.limits.control_per_hour),
             health=self.health,
+            max_frame_bytes=adapter.limits.max_frame_bytes,
         )
 
     async def _snapshot_loop(self) -> None:
         limit = self.table.snapshot_limit
-        weight = self.adapter.snapshot_weight(limit)
         while True:
             await self._snapshots_wanted.wait()
             self._snapshots_wanted.clear()
             await self._live.wait()  # deltas first, then the snapshots they bridge
             for symbol in self.symbols:
-                url = self.adapter.snapshot_url(self.table.rest_url, symbol, limit)
-                await self._fetch(url, weight)
+                request = self.adapter.snapshot_request(self.table.rest_url, symbol, limit)
+                if request is not None:
+                    await self._fetch(request)
 
-    async def _fetch(self, url: str, weight: int) -> None:
+    async def _fetch(self, request: HttpRequest) -> None:
         try:
-            text = await self.rest.get_text(url, weight=weight)
+            text = await _fetch(self.rest, request)
         except RestError as error:
-            log.warning("recorder.fetch_failed", venue=self.venue.value, url=url, error=str(error))
+            log.warning(
+                "recorder.fetch_failed", venue=self.venue.value, url=request.url, error=str(error)
+            )
             return
-        self.writer.write(self.venue.value, RecordKind.HTTP, url, text, time.time_ns())
+        self.writer.write(self.venue.value, RecordKind.HTTP, request.key, text, time.time_ns())
         if self.on_record is not None:
-            self.on_record(RecordKind.HTTP, url)
+            self.on_record(RecordKind.HTTP, request.key)
 
     async def _flush_loop(self) -> None:
         while True:
