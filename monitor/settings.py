@@ -90,8 +90,8 @@ class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):
     ws_url: WsUrl
     rest_url: RestUrl
     depth_stream: NonEmptyStr
-    snapshot_limit: PositiveInt
     symbols: tuple[str, ...]
+    snapshot_limit: PositiveInt = 1000
     market_ws_url: WsUrl | None = None
     mark_price_stream: NonEmptyStr | None = None
 
@@ -424,6 +424,10 @@ def _check_semantics(settings: Settings, layers: _Layers) -> None:
         _check_venue(venue, table, layers)
 
 
+# Venues whose symbols are case-sensitive names (Hyperliquid: "kPEPE", "@107").
+_MIXED_CASE_SYMBOLS: Final = frozenset({Venue.HYPERLIQUID})
+
+
 def _check_venue(venue: Venue, table: VenueSettings, layers: _Layers) -> None:
     prefix = ("venues", venue.value)
     allowed = _SNAPSHOT_LIMITS.get(venue)
@@ -438,10 +442,12 @@ def _check_venue(venue: Venue, table: VenueSettings, layers: _Layers) -> None:
         raise layers.error((*prefix, "symbols"), "an enabled venue needs at least one symbol")
     seen: set[str] = set()
     for index, symbol in enumerate(table.symbols):
-        if not symbol or symbol != symbol.upper() or any(c.isspace() for c in symbol):
+        upper = venue not in _MIXED_CASE_SYMBOLS
+        if not symbol or (upper and symbol != symbol.upper()) or any(c.isspace() for c in symbol):
+            case = "upper-case " if upper else ""
             raise layers.error(
                 (*prefix, "symbols", index),
-                f"expected a non-empty upper-case symbol without spaces, got {symbol!r}",
+                f"expected a non-empty {case}symbol without spaces, got {symbol!r}",
             )
         if symbol in seen:
             raise layers.error((*prefix, "symbols", index), f"{symbol!r} is listed twice")

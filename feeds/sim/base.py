@@ -42,7 +42,11 @@ The venue-specific part is a *protocol* object (feeds/sim/<venue>.py) with this 
     Hyperliquid 60 s), or None.
 
 Books are synthetic and exact: :class:`SimBook` holds integer price and size units and
-formats them the way the venue writes them. ``sim.step()`` (or the background market of
+formats them the way the venue writes them. A book made from instrument metadata
+(:meth:`ExchangeSim.add_instrument`) carries the :class:`~monitor.domain.Instrument` in
+``book.extra["instrument"]`` (base, quote, kind, tick, lot, contract size, inverse): the
+protocol's REST metadata answers describe the books from it (fall back to sensible values
+when it is absent). ``sim.step()`` (or the background market of
 :meth:`ExchangeSim.run_market`) changes random levels near the top; ``sim.update()``
 applies scripted changes; both broadcast the venue's delta frames to every subscriber.
 
@@ -68,7 +72,14 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from monitor.domain import Venue, format_units, to_units
+from monitor.domain import (
+    Instrument,
+    InstrumentKind,
+    Venue,
+    format_units,
+    significant_decimals,
+    to_units,
+)
 
 
 @dataclass(slots=True)
@@ -322,6 +333,26 @@ class ExchangeSim:
             book.bids.pop(mid_units - 3 * tick_units, None)
         book.mark_px = mid_units
         self.books[(venue, symbol)] = book
+        return book
+
+    def add_instrument(
+        self, instrument: Instrument, *, mid: str, levels: int = 50, qty_decimals: int | None = None
+    ) -> SimBook:
+        """A synthetic book for a known instrument (its tick; sizes at its lot's decimals)."""
+        lot_decimals = significant_decimals(instrument.lot)
+        if qty_decimals is None:
+            qty_decimals = max(lot_decimals, instrument.qty_precision)
+        tick = instrument.tick
+        book = self.add_book(
+            instrument.venue,
+            instrument.symbol,
+            mid=mid,
+            tick=tick,
+            qty_decimals=qty_decimals,
+            levels=levels,
+            derivative=instrument.kind != InstrumentKind.SPOT,
+        )
+        book.extra["instrument"] = instrument
         return book
 
     def book(self, venue: Venue, symbol: str) -> SimBook:
