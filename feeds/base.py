@@ -174,8 +174,7 @@ class VenueAdapter(Protocol):
         """Subscribe frames for these symbols and channels, within ``limits``."""
         ...
 
-    def unsubscribe_frames(self, symbols: Sequence[str], channels: Sequence[str]) -> list[str]:
-        ...
+    def unsubscribe_frames(self, symbols: Sequence[str], channels: Sequence[str]) -> list[str]: ...
 
     def instruments_requests(self, rest_url: str) -> list[HttpRequest]:
         """Metadata requests whose answers describe every instrument of this market."""

@@ -31,6 +31,17 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import numpy as np
 
+from feeds.base import (
+    BookMessage,
+    Checksum,
+    HttpRequest,
+    InstrumentsUpdate,
+    Limits,
+    SnapshotSource,
+    VenueMessage,
+    chunks,
+    encode,
+)
 from feeds.binance_scan import (
     F_ASK_END,
     F_ASK_START,
@@ -47,23 +58,12 @@ from feeds.binance_scan import (
     scan_depth_frames,
     symbol_hash,
 )
-from feeds.base import (
-    BookMessage,
-    Checksum,
-    HttpRequest,
-    InstrumentsUpdate,
-    Limits,
-    SnapshotSource,
-    VenueMessage,
-    chunks,
-    encode,
-)
 from monitor.domain import (
     BookEvent,
-    Instrument,
     EventKind,
     FeedEvent,
     Ignored,
+    Instrument,
     MarkPriceEvent,
     RawBook,
     ScannedFrames,

@@ -70,6 +70,17 @@ def _build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--out", required=True, metavar="FILE", help="recording file (.gz to compress)"
     )
+
+    sim = sub.add_parser(
+        "sim",
+        help="serve a local exchange speaking every venue's protocol on 127.0.0.1 "
+        "(then: liqmon run --config config/sim.toml)",
+    )
+    _add_config(sim)
+    sim.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    sim.add_argument(
+        "--rate", type=float, default=50.0, help="book updates per second over all books"
+    )
     return parser
 
 
@@ -165,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             known = ", ".join(v.value for v in Venue)
             sys.stderr.write(f"liqmon: unknown venue {args.venue!r} (one of {known})\n")
             return 2
-        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
         if not symbols:
             sys.stderr.write("liqmon: --symbols is empty\n")
             return 2
@@ -173,6 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             lambda stop: run_recorder(
                 settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop
             )
+        )
+    if args.command == "sim":
+        from feeds.sim.exchange import serve  # noqa: PLC0415
+
+        if not 0 < args.port < 65536 or args.rate <= 0:
+            sys.stderr.write("liqmon: --port must be 1-65535 and --rate positive\n")
+            return 2
+        return _run_async(
+            lambda stop: serve(settings, port=args.port, updates_per_s=args.rate, stop=stop)
         )
     return 2
 

@@ -255,10 +255,7 @@ class Daemon:
         if not any(r.connections for r in self.venues.values()):
             self.connections()
         return [
-            c.session
-            for r in self.venues.values()
-            for c in r.connections
-            if c.session is not None
+            c.session for r in self.venues.values() for c in r.connections if c.session is not None
         ]
 
     def _session(self, connection: _Connection) -> WsSession:

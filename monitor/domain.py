@@ -53,7 +53,8 @@ class SeqRule(IntEnum):
     CONTIGUOUS: each delta's first id is the previous delta's last id + 1, and the first
     delta applied after a snapshot satisfies ``U <= lastUpdateId + 1 <= u`` (Binance spot).
     PREVIOUS: each delta carries the previous delta's last id (``pu == prev u``), and the
-    first delta applied satisfies ``U <= lastUpdateId <= u`` (Binance USD-M).
+    first delta applied satisfies ``U <= lastUpdateId <= u`` (Binance USD-M), or directly
+    follows the snapshot (``pu == lastUpdateId``, a snapshot taken between two events).
     CHAIN: the snapshot and every delta carry their own id (``last_seq``) and the previous
     one (``prev_seq``); a delta applies when ``prev_seq`` equals the book's last id, and
     nothing is "stale" (OKX seqId/prevSeqId, which may go down after maintenance; Deribit

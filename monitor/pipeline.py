@@ -485,7 +485,9 @@ class BookPipeline:
 
     def _update_instruments(self, venue: Venue, update: InstrumentsUpdate) -> None:
         try:
-            fresh = InstrumentRegistry(self.adapters[venue].parse_instruments(update.url, update.text))
+            fresh = InstrumentRegistry(
+                self.adapters[venue].parse_instruments(update.url, update.text)
+            )
         except ParseError as exc:
             self.counters.add(venue, "parse_error")
             log.warning("instruments.parse_error", venue=venue.value, reason=exc.reason)

@@ -268,7 +268,7 @@ class ExchangeSim:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server  # noqa: SLF001 (aiohttp keeps the bound socket there)
+        server = site._server
         assert server is not None
         self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -489,6 +489,15 @@ class ExchangeSim:
             else:
                 await conn.websocket.close(code=code, message=reason.encode())
 
+    def close_connection(self, conn: SimConnection, code: int = 1000, reason: str = "") -> None:
+        """Close one connection the way the venue would (for protocol code, which is sync)."""
+
+        async def close() -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn.websocket.close(code=code, message=reason.encode())
+
+        self._spawn(close())
+
     def set_silent(self, venue: Venue, silent: bool = True) -> None:
         """Keep the venue's sockets open but send nothing (no data, pings, heartbeats)."""
         if silent:
@@ -525,11 +534,7 @@ class ExchangeSim:
 
     # --- state -------------------------------------------------------------------------------
     def open_connections(self, venue: Venue | None = None) -> list[SimConnection]:
-        return [
-            c
-            for c in self.connections
-            if not c.closed and (venue is None or c.venue == venue)
-        ]
+        return [c for c in self.connections if not c.closed and (venue is None or c.venue == venue)]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
         """Wait until ``predicate()`` holds (re-checked whenever the sim's state changes)."""
@@ -583,7 +588,9 @@ class ExchangeSim:
             self, RestRequest(venue, request.method, path, query, body)
         )
         status, text = answer if answer is not None else (404, '{"error":"not found"}')
-        self.requests.append(RequestLogEntry(venue, request.method, path, query, status, loop.time()))
+        self.requests.append(
+            RequestLogEntry(venue, request.method, path, query, status, loop.time())
+        )
         self._notify()
         return web.Response(status=status, text=text, content_type="application/json")
 

@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from feeds.recording import RecordKind, iter_recording
-from feeds.sim.base import Change, ExchangeSim, ProtocolBase, RestRequest, SimBook, SimConnection
+from feeds.sim.base import Change, ExchangeSim, ProtocolBase, RestRequest, SimBook
+from feeds.sim.base import SimConnection as ExchangeConnection
 from monitor.domain import Venue
 
 DEFAULT_PING_INTERVAL_S = 20.0  # Binance spot pings every 20 s
@@ -463,7 +464,7 @@ class BinanceProtocol(ProtocolBase):
         self.api = "/fapi/v1" if self.futures else "/api/v3"
 
     # websocket -------------------------------------------------------------------------
-    def on_open(self, sim: ExchangeSim, conn: SimConnection) -> None:
+    def on_open(self, sim: ExchangeSim, conn: ExchangeConnection) -> None:
         conn.state["combined"] = conn.path.endswith("/stream")
         conn.state["depth"] = set()
         conn.state["mark"] = set()
@@ -472,7 +473,7 @@ class BinanceProtocol(ProtocolBase):
             streams = conn.path.split("/ws/", 1)[1]
         self._subscribe(sim, conn, [s for s in streams.split("/") if s])
 
-    def _subscribe(self, sim: ExchangeSim, conn: SimConnection, streams: list[str]) -> None:
+    def _subscribe(self, sim: ExchangeSim, conn: ExchangeConnection, streams: list[str]) -> None:
         for stream in streams:
             symbol, _, channel = stream.partition("@")
             symbol = symbol.upper()
@@ -484,7 +485,7 @@ class BinanceProtocol(ProtocolBase):
                 conn.state["mark"].add(symbol)
             sim.subscribe(conn, symbol)
 
-    def on_text(self, sim: ExchangeSim, conn: SimConnection, text: str) -> None:
+    def on_text(self, sim: ExchangeSim, conn: ExchangeConnection, text: str) -> None:
         try:
             message = json.loads(text)
             method = message["method"]
@@ -508,16 +509,26 @@ class BinanceProtocol(ProtocolBase):
             reply = {"error": {"code": 2, "msg": f"Invalid request: {method}"}, "id": request_id}
             conn.send(_compact(reply))
 
-    def _wrap(self, conn: SimConnection, stream: str, payload: str) -> str:
+    def _wrap(self, conn: ExchangeConnection, stream: str, payload: str) -> str:
         if conn.state.get("combined"):
             return f'{{"stream":"{stream}","data":{payload}}}'
         return payload
 
-    def delta_frames(self, conn: SimConnection, book: SimBook, changes: list[Change]) -> list[str]:
+    def delta_frames(
+        self, conn: ExchangeConnection, book: SimBook, changes: list[Change]
+    ) -> list[str]:
         if book.symbol not in conn.state.get("depth", ()):
             return []
-        bids = [[book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)] for c in changes if c.side == "bid"]
-        asks = [[book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)] for c in changes if c.side == "ask"]
+        bids = [
+            [book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)]
+            for c in changes
+            if c.side == "bid"
+        ]
+        asks = [
+            [book.px(c.px, fixed=True), book.qty(c.qty, fixed=True)]
+            for c in changes
+            if c.side == "ask"
+        ]
         ts = book.ts_ms
         payload: dict[str, Any] = {"e": "depthUpdate", "E": ts}
         if self.futures:
@@ -529,7 +540,7 @@ class BinanceProtocol(ProtocolBase):
         stream = f"{book.symbol.lower()}@depth@100ms"
         return [self._wrap(conn, stream, _compact(payload))]
 
-    def mark_frames(self, conn: SimConnection, book: SimBook) -> list[str]:
+    def mark_frames(self, conn: ExchangeConnection, book: SimBook) -> list[str]:
         if book.symbol not in conn.state.get("mark", ()):
             return []
         ts = book.ts_ms
@@ -571,7 +582,11 @@ class BinanceProtocol(ProtocolBase):
         return [b for (v, _), b in sim.books.items() if v == self.venue]
 
     def _symbol_info(self, book: SimBook) -> dict[str, Any]:
-        base, quote = book.extra.get("base", book.symbol[:-4]), book.extra.get("quote", book.symbol[-4:])
+        instrument = book.extra.get("instrument")
+        if instrument is not None:
+            base, quote = instrument.base, instrument.quote
+        else:  # a book made without metadata: guess a 4-letter quote (USDT, FDUSD aside)
+            base, quote = book.symbol[:-4], book.symbol[-4:]
         info: dict[str, Any] = {
             "symbol": book.symbol,
             "status": "TRADING",

@@ -26,7 +26,6 @@ Speaks JSON-RPC 2.0 as venues.md section 8 and the Deribit API docs describe it:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import Any
@@ -288,13 +287,7 @@ class DeribitProtocol(ProtocolBase):
 
     def _close(self, conn: SimConnection, reason: str) -> None:
         sim: ExchangeSim = conn.state["sim"]
-
-        async def close() -> None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await conn.websocket.close(code=1000, message=reason.encode())
-
-        # protocol calls are synchronous: the close runs as one of the sim's tasks
-        sim._spawn(close())
+        sim.close_connection(conn, 1000, reason)
         conn.state["heartbeat_s"] = None
 
     # --- REST ---------------------------------------------------------------------------------

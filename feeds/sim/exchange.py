@@ -157,7 +157,9 @@ def settings_toml(
         if where.mark_price_stream:
             lines.append(f'mark_price_stream = "{where.mark_price_stream}"')
         if where.market_ws_path:
-            lines.append(f'market_ws_url = "ws://{host}:{port}/{venue.value}{where.market_ws_path}"')
+            lines.append(
+                f'market_ws_url = "ws://{host}:{port}/{venue.value}{where.market_ws_path}"'
+            )
         quoted = ", ".join(f'"{s}"' for s in names)
         lines.append(f"symbols = [{quoted}]")
         lines.append("")

@@ -450,10 +450,11 @@ def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: in
             if last <= last_id:
                 return 0
             return 1 if first <= last_id + 1 else -1
-        # Binance USD-M: drop u < lastUpdateId; the first applied has U <= id <= u
+        # Binance USD-M: drop u < lastUpdateId; the first applied has U <= id <= u, or
+        # follows the snapshot exactly (pu == id: a snapshot taken between two events)
         if last < last_id:
             return 0
-        return 1 if first <= last_id else -1
+        return 1 if first <= last_id or prev == last_id else -1
     # LIVE
     if rule == CONTIGUOUS:
         if last <= last_id:

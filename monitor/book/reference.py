@@ -197,7 +197,9 @@ class ReferenceBook:
         else:
             if (last < self.last_id) if syncing else (last <= self.last_id):
                 return "stale"
-            ok = first <= self.last_id if syncing else prev == self.last_id
+            ok = (
+                (first <= self.last_id or prev == self.last_id) if syncing else prev == self.last_id
+            )
         if not ok:
             self.gaps += 1
             self._clear()

@@ -14,7 +14,14 @@ import pytest
 from feeds.sim.base import ExchangeSim
 from feeds.sim.registry import PROTOCOLS
 from monitor.domain import Venue
-from tests.e2e.harness import all_valid, book_matches, exchange, running, until, valid, write_settings
+from tests.e2e.harness import (
+    book_matches,
+    exchange,
+    running,
+    until,
+    valid,
+    write_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +98,11 @@ async def test_a_lost_message_resyncs_only_that_book(tmp_path: Path, venue: Venu
                 assert info.resyncs == 0
             else:
                 assert info.resyncs >= 1  # detected (gap, checksum or connection counter)
-            assert watch.invalid_ticks.get((venue.value, other), 0) == before.get(
-                (venue.value, other), 0
-            ) or pipeline.books[(venue, other)].resyncs == info.resyncs  # per-connection venues
+            assert (
+                watch.invalid_ticks.get((venue.value, other), 0)
+                == before.get((venue.value, other), 0)
+                or pipeline.books[(venue, other)].resyncs == info.resyncs
+            )  # per-connection venues
             assert watch.metrics_from_invalid == 0
 
 

@@ -15,11 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.metrics.reference import reference_metrics
 from monitor.pipeline import BookPipeline
 from monitor.replay import replay
-from tests.conftest import SPOT_RECORDING, USDM_RECORDING
+from tests.conftest import OKX_RECORDING, SPOT_RECORDING, USDM_RECORDING
 from tests.e2e.reference_replay import RefBook, reference_books
 
 RECORDINGS = [SPOT_RECORDING, USDM_RECORDING]
@@ -303,3 +304,87 @@ def test_cli_replay_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "nope.jsonl" in proc.stderr
+
+
+# --- OKX (2022 era: CRC32 checksums on every books frame, no seqId) ---------------------------
+
+
+def okx_reference_books() -> tuple[dict[str, tuple[dict[Decimal, str], dict[Decimal, str]]], int]:
+    """The recording's books rebuilt from the frames with Decimal keys and the venue's own
+    strings (independent of liqmon's parser and kernel), and the number of book frames."""
+    books: dict[str, tuple[dict[Decimal, str], dict[Decimal, str]]] = {}
+    frames = 0
+    for record in load(OKX_RECORDING):
+        if record["kind"] != "ws":
+            continue
+        message = json.loads(record["data"])
+        if message.get("arg", {}).get("channel") != "books" or "action" not in message:
+            continue
+        inst = message["arg"]["instId"]
+        for data in message["data"]:
+            frames += 1
+            if message["action"] == "snapshot":
+                books[inst] = ({}, {})
+            bids, asks = books[inst]
+            for side, levels in ((bids, data["bids"]), (asks, data["asks"])):
+                for px, qty, *_ in levels:
+                    if Decimal(qty) == 0:
+                        side.pop(Decimal(px), None)
+                    else:
+                        side[Decimal(px)] = qty
+    return books, frames
+
+
+def test_okx_recording_replays_with_every_checksum_verified_and_exact_books() -> None:
+    pipeline, ticks = run([OKX_RECORDING])
+    reference, frames = okx_reference_books()
+    summaries = {b["symbol"]: b for b in pipeline.book_summaries(depth=25)}
+    assert set(summaries) == set(reference) == {"BTC-USDT", "BTC-USD-220527", "UNI-USD-SWAP"}
+    assert sum(b["checksum_ok"] for b in summaries.values()) == frames  # every frame checked
+    for symbol, book in summaries.items():
+        assert book["valid"], symbol
+        assert book["checksum_failed"] == 0 and book["gaps"] == 0 and book["resyncs"] == 0
+        ref_bids, ref_asks = reference[symbol]
+        inst = pipeline.registry.get(Venue.OKX, symbol)
+        assert inst is not None
+        levels = pipeline.store.levels(pipeline.books[(Venue.OKX, symbol)].book, 25)
+        want_bids = sorted(ref_bids.items(), reverse=True)[:25]
+        want_asks = sorted(ref_asks.items())[:25]
+        for got_px, got_qty, (px, qty) in (
+            *zip(levels.bid_px, levels.bid_qty, want_bids, strict=True),
+            *zip(levels.ask_px, levels.ask_qty, want_asks, strict=True),
+        ):
+            assert Decimal(int(got_px)) / 10**inst.price_decimals == px
+            # sizes in base units: contracts x contract size, / price for inverse contracts
+            base = Decimal(qty) * Decimal(str(inst.contract_size))
+            if inst.inverse:
+                base /= px
+            assert math.isclose(float(got_qty), float(base), rel_tol=1e-12)
+    last = {row["symbol"]: row for row in ticks[-1][1]}
+    assert all(last[s]["valid"] and last[s]["depth"] is not None for s in reference)
+
+
+def test_okx_recording_with_one_corrupted_checksum_resyncs_that_book_only(tmp_path: Path) -> None:
+    records = load(OKX_RECORDING)
+    target = None
+    for record in records:
+        if (
+            record["kind"] == "ws"
+            and '"action":"update"' in record["data"]
+            and "BTC-USDT" in record["data"]
+            and '"instId":"BTC-USDT"' in record["data"]
+        ):
+            message = json.loads(record["data"])
+            message["data"][0]["checksum"] ^= 1
+            record["data"] = json.dumps(message, separators=(",", ":"))
+            target = record
+            break
+    assert target is not None
+    pipeline, _ = run([write(records, tmp_path / "okx.jsonl")])
+    summaries = {b["symbol"]: b for b in pipeline.book_summaries(depth=0)}
+    assert summaries["BTC-USDT"]["checksum_failed"] == 1
+    # OKX books come in-band: the broken book waits for a resubscribe (none in a recording)
+    assert not summaries["BTC-USDT"]["valid"]
+    assert pipeline.take_snapshot_requests() == [(Venue.OKX, "BTC-USDT")]
+    for other in ("BTC-USD-220527", "UNI-USD-SWAP"):
+        assert summaries[other]["valid"] and summaries[other]["checksum_failed"] == 0
