@@ -498,7 +498,7 @@ def streams(draw: st.DrawFn, rule: SeqRule, pd: int) -> EventStream:
 
 def ref_apply(ref: ReferenceBook, ev: Event) -> str:
     if ev.kind == EventKind.SNAPSHOT:
-        return ref.snapshot(ev.last, ev.bids, ev.asks)
+        return ref.snapshot(ev.last, ev.bids, ev.asks, ev.limit)
     return ref.delta(ev.first, ev.last, ev.prev, ev.bids, ev.asks)
 
 
