@@ -46,7 +46,8 @@ class TestDefaults:
         assert "USDT" in settings.fx.usd_stables
         assert settings.connection.receive_timeout_s == 30.0
         assert settings.connection.healthy_after_s == 60.0
-        assert list(settings.venues) == [Venue.BINANCE, Venue.BINANCE_FUTURES]
+        assert list(settings.venues) == list(Venue)  # every venue has a default table
+        assert all(table.enabled for table in settings.venues.values())
 
     def test_default_venues_carry_their_streams_and_symbols(self) -> None:
         venues = load_settings(env={}).venues
@@ -63,7 +64,8 @@ class TestDefaults:
     def test_enabled_venues_lists_only_enabled_ones(self, tmp_path: Path) -> None:
         user = write(tmp_path, "user.toml", "[venues.binance]\nenabled = false\n")
 
-        assert list(load_settings([user], env={}).enabled_venues()) == [Venue.BINANCE_FUTURES]
+        enabled = list(load_settings([user], env={}).enabled_venues())
+        assert enabled == [v for v in Venue if v != Venue.BINANCE]
 
     def test_default_file_given_explicitly_changes_nothing(self) -> None:
         assert load_settings([DEFAULT_CONFIG], env={}) == load_settings(env={})
@@ -147,7 +149,8 @@ class TestEnvironment:
         assert settings.venues[Venue.BINANCE_FUTURES].symbols == ("BTCUSDT", "ETHUSDT")
         assert settings.metrics.depth_bands_pct == (0.25, 1.0, 5.0)
         assert settings.connection.backoff_max_s == 120.0
-        assert list(settings.enabled_venues()) == [Venue.BINANCE_FUTURES]
+        assert Venue.BINANCE not in settings.enabled_venues()
+        assert Venue.BINANCE_FUTURES in settings.enabled_venues()
 
     @pytest.mark.parametrize(("text", "expected"), [("true", True), ("0", False), ("TRUE", True)])
     def test_env_bool_accepts_true_false_one_zero(self, text: str, expected: bool) -> None:
@@ -238,14 +241,21 @@ class TestErrors:
         assert (error.source, error.key) == (str(user), "venues.binanse")
         assert "unknown venue" in error.problem
 
-    def test_missing_key_of_a_new_venue_is_named(self, tmp_path: Path) -> None:
+    def test_a_venue_table_changes_only_the_keys_it_gives(self, tmp_path: Path) -> None:
         user = write(tmp_path, "user.toml", '[venues.okx]\nenabled = true\nws_url = "wss://x"\n')
 
-        error = load_error([user])
+        okx = load_settings([user], env={}).venues[Venue.OKX]
 
-        assert error.source == str(user)
-        assert error.key in {"venues.okx.rest_url", "venues.okx.depth_stream"}
-        assert error.problem == "missing required key"
+        assert okx.ws_url == "wss://x"
+        assert okx.rest_url == "https://www.okx.com" and okx.depth_stream == "books"
+
+    def test_mixed_case_symbols_only_where_the_venue_spells_them_so(self, tmp_path: Path) -> None:
+        ok = write(tmp_path, "ok.toml", '[venues.hyperliquid]\nsymbols = ["BTC", "kPEPE"]\n')
+        assert load_settings([ok], env={}).venues[Venue.HYPERLIQUID].symbols == ("BTC", "kPEPE")
+        bad = write(tmp_path, "bad.toml", '[venues.okx]\nsymbols = ["btc-usdt"]\n')
+        error = load_error([bad])
+        assert error.key == "venues.okx.symbols[0]" or error.key.startswith("venues.okx.symbols")
+        assert "upper-case" in error.problem
 
     def test_bad_toml_names_file_and_line(self, tmp_path: Path) -> None:
         user = write(tmp_path, "user.toml", "[monitor]\ntick_ms = 500\nlog_level = \n")
