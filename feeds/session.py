@@ -52,7 +52,7 @@ class ControlBudget:
     pings): at most ``per_s`` per second, and at most ``per_hour`` per hour (0: no limit).
     Venues close or ban connections that send faster (Binance: 5/s then 1008)."""
 
-    __slots__ = ("_clock", "_hour", "_next_s", "interval_s", "per_hour")
+    __slots__ = ("_clock", "_hour", "_lock", "_next_s", "interval_s", "per_hour")
 
     def __init__(
         self, per_s: float, per_hour: int = 0, clock: Callable[[], float] = time.monotonic
@@ -62,6 +62,7 @@ class ControlBudget:
         self._clock = clock
         self._next_s = 0.0
         self._hour: deque[float] = deque()
+        self._lock = asyncio.Lock()
 
     def hour_exhausted(self) -> bool:
         if not self.per_hour:
@@ -79,6 +80,16 @@ class ControlBudget:
         if self.per_hour:
             self._hour.append(at)
         return at - now
+
+    async def take(self) -> None:
+        """Wait for the next slot and take it (callers in turn). The slot after it starts
+        one interval after this returns: a wait that overslept (busy event loop) must not
+        leave the next frame less than an interval behind this one."""
+        async with self._lock:
+            wait_s = self.reserve()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            self._next_s = max(self._next_s, self._clock() + self.interval_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,7 @@ class ConnectionPolicy:
             backoff_initial_s=connection.backoff_initial_s,
             backoff_max_s=connection.backoff_max_s,
             healthy_after_s=connection.healthy_after_s,
+            policy_violation_backoff_s=connection.policy_violation_backoff_s,
         )
 
 
@@ -263,9 +275,7 @@ class WsSession:
         if self.control.hour_exhausted():
             self.request_reconnect("control budget spent")
             return False
-        wait_s = self.control.reserve()
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        await self.control.take()
         if websocket is not self._websocket:
             return False
         await websocket.send(text)

@@ -137,9 +137,7 @@ class _VenueRuntime:
         return None
 
     async def connect_gate(self) -> None:
-        wait_s = self.connect_budget.reserve()
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        await self.connect_budget.take()
 
 
 class Daemon:
@@ -181,7 +179,8 @@ class Daemon:
         self.pipeline: BookPipeline | None = None
         self.last_metrics: list[dict[str, Any]] = []
         self._snapshot_failures: dict[tuple[Venue, str], int] = {}
-        self._awaiting: dict[tuple[Venue, str], float] = {}  # stream resyncs: deadline
+        # stream resyncs: deadline, and the book's snapshot count when it was asked for
+        self._awaiting: dict[tuple[Venue, str], tuple[float, int]] = {}
         self._flush_scheduled = False
         self._pending: dict[Venue, tuple[list[str | bytes], list[int]]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -295,6 +294,10 @@ class Daemon:
             # this connection's books missed deltas: invalid now, resynced once it is back
             self._flush()  # frames received before the drop first
             self.pipeline.invalidate_books(venue, symbols)
+            # snapshots awaited from the lost subscription will not come: the reconnect's
+            # subscription sets its own deadline once sent (on_connect)
+            for symbol in symbols:
+                self._awaiting.pop((venue, symbol), None)
 
         in_url = getattr(adapter, "subscribe_in_url", False)
         subscribe = [] if in_url else adapter.subscribe_frames(symbols, connection.channels)
@@ -325,7 +328,9 @@ class Daemon:
         self.pipeline.expect_snapshots(runtime.venue, symbols)
         deadline = time.monotonic() + self.settings.connection.snapshot_timeout_s
         for symbol in symbols:
-            self._awaiting[(runtime.venue, symbol)] = deadline
+            info = self.pipeline.books.get((runtime.venue, symbol))
+            if info is not None:
+                self._awaiting[(runtime.venue, symbol)] = (deadline, info.snapshots)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -428,12 +433,24 @@ class Daemon:
     ) -> None:
         """Stream venues: unsubscribe and subscribe the broken books on their connection
         (their snapshot comes in-band). Books whose connection is down wait for it."""
+        assert self.pipeline is not None
         by_connection: dict[int, tuple[_Connection, list[str]]] = {}
         for symbol in sorted(symbols):
+            key = (runtime.venue, symbol)
+            info = self.pipeline.books.get(key)
+            awaited = self._awaiting.get(key)
+            if (
+                info is None
+                or not info.needs_snapshot
+                or (awaited is not None and awaited[1] == info.snapshots)
+            ):
+                # a (re)subscription brought its snapshot, or is bringing it (its deadline
+                # asks again if it does not come)
+                symbols.discard(symbol)
+                continue
             connection = runtime.connection_of(symbol)
             if connection is None:
                 symbols.discard(symbol)
-                assert self.pipeline is not None
                 self.pipeline.snapshot_failed(runtime.venue, symbol)
                 continue
             session = connection.session
@@ -464,9 +481,9 @@ class Daemon:
         """Stream resyncs whose snapshot did not come in time are asked for again."""
         assert self.pipeline is not None
         now = time.monotonic()
-        for key, deadline in list(self._awaiting.items()):
+        for key, (deadline, snapshots) in list(self._awaiting.items()):
             info = self.pipeline.books.get(key)
-            if info is None or not info.needs_snapshot:
+            if info is None or not info.needs_snapshot or info.snapshots > snapshots:
                 del self._awaiting[key]
             elif now > deadline:
                 del self._awaiting[key]

@@ -81,6 +81,7 @@ class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
     backoff_max_s: PositiveFloat
     healthy_after_s: PositiveFloat
     snapshot_timeout_s: PositiveFloat
+    policy_violation_backoff_s: PositiveFloat = 60.0
 
 
 class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):

@@ -59,8 +59,8 @@ def settings_for(
         f'rest_url = "{rest_url}"',
         "snapshot_limit = 1000",
         f"symbols = {json.dumps(list(symbols))}",
-        "[venues.binance_futures]",
-        "enabled = false",
+        # every other venue off: this test is about Binance spot alone
+        *(f"[venues.{v.value}]\nenabled = false" for v in Venue if v != Venue.BINANCE),
     ]
     path = tmp_path / "test.toml"
     path.write_text("\n".join(lines) + "\n")
