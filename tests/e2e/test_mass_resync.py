@@ -86,9 +86,8 @@ def _usable(venue: Venue) -> list[str]:
     registry = InstrumentRegistry.load_cached([venue])
     names = []
     for instrument in registry:
-        if venue in LARGE_VENUES or venue == FILL_VENUE:
-            if instrument.quote not in STABLES:
-                continue  # cross pairs price through other books: keep the big venues simple
+        if (venue in LARGE_VENUES or venue == FILL_VENUE) and instrument.quote not in STABLES:
+            continue  # cross pairs price through other books: keep the big venues simple
         if Decimal(mid_for(instrument)) > Decimal(instrument.tick) * 200:
             names.append(instrument.symbol)
     return sorted(names)
