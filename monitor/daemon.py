@@ -55,6 +55,7 @@ from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline
 from monitor.settings import Settings, VenueSettings
+from monitor.warmup import warm_up
 
 log = get_logger("monitor.daemon")
 
@@ -347,6 +348,8 @@ class Daemon:
     async def run(self) -> None:
         """Load instruments, then run every loop until cancelled."""
         registry = await self.load_registry()
+        # compile the kernels now (a cold numba cache takes seconds): not on the first frames
+        await asyncio.get_running_loop().run_in_executor(None, warm_up)
         self.build_pipeline(registry)
         connections = self.connections()
         log.info(
@@ -508,6 +511,8 @@ class Daemon:
             self.pipeline.snapshot_failed(venue, symbol)
             return
         key = (venue, symbol)
+        info = self.pipeline.books.get(key)
+        resyncs = info.resyncs if info is not None else 0
         try:
             async with runtime.semaphore:
                 text = await _fetch(runtime.rest, request)
@@ -544,6 +549,13 @@ class Daemon:
         self._snapshot_failures.pop(key, None)
         runtime.snapshots_ok += 1
         self._flush()  # deltas received before the snapshot go first
+        if info is not None and info.resyncs != resyncs:
+            # the book was thrown away (a reconnect) while this was in flight: the snapshot
+            # may predate deltas the new connection will never send; ask again
+            log.info("snapshot.superseded", venue=venue.value, symbol=symbol)
+            if not info.snapshot_outstanding:  # not already asked for again
+                self.pipeline.snapshot_failed(venue, symbol)
+            return
         self.pipeline.on_message(venue, "http", request.key, text, time.time_ns())
 
     async def _tick_loop(self) -> None:

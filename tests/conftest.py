@@ -22,6 +22,15 @@ def fixture_record(venue: str, name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / venue / f"{name}.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """numba compiles on first use (seconds on a clean clone): once, before any test, so
+    that no timed part of a test (a daemon's receive timeout) pays for it."""
+    from monitor.warmup import warm_up  # noqa: PLC0415
+
+    warm_up()
+
+
 @pytest.fixture
 def spot_recording() -> Path:
     return SPOT_RECORDING

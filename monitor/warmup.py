@@ -1,0 +1,61 @@
+"""Compile the numba kernels before the first real message (``liqmon run``, tests).
+
+numba compiles a kernel on its first call (cached on disk afterwards, ``cache=True``). On a
+cold cache that takes tens of seconds; inside the daemon's event loop it would stall every
+connection past its receive timeout. :func:`warm_up` makes the first calls on a scratch
+store, outside the loop's time-critical path.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from feeds.binance import SPOT
+from monitor.book import kernels
+from monitor.book.store import BookStore, EventBatch
+from monitor.domain import SeqRule
+from monitor.log import get_logger
+from monitor.metrics import kernels as mk
+
+log = get_logger("monitor.warmup")
+
+_DELTA = (
+    b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+    b'"U":2,"u":2,"b":[["1.0","1"]],"a":[["2.0","1"]]}}'
+)
+
+
+def warm_up() -> float:
+    """Run every kernel once on scratch data; returns the seconds it took."""
+    started = time.perf_counter()
+    store = BookStore(1, 8)
+    book = store.add_book(rule=SeqRule.CONTIGUOUS, price_decimals=1, checksum=1)
+    batch = EventBatch()
+    batch.add(book, 1, -1, 1, -1, b'[["1.0","1"]]', b'[["2.0","1"]]', 0, 0, 0, 0, True)
+    batch.add(book, 2, 2, 2, 1, b'[["1.0","2"]]', b"[]", 0, 0)
+    store.apply(batch)
+    out = np.empty((1, mk.n_columns(1, 1)), dtype=np.float64)
+    mk.compute_metrics(
+        np.zeros(1, dtype=np.int64),
+        store.istate,
+        store.keys,
+        store.qtys,
+        np.ones(1),
+        np.array([0.01]),
+        np.array([1000.0]),
+        out,
+    )
+    SPOT.scan_frames([_DELTA] * 2)
+    kernels.book_checksum(
+        2,
+        store.istate[book],
+        store.fstate[book],
+        store.keys[book],
+        store.qtys[book],
+        np.empty(4096, dtype=np.uint8),
+    )
+    elapsed = time.perf_counter() - started
+    log.info("kernels.ready", seconds=round(elapsed, 3))
+    return elapsed
