@@ -203,6 +203,7 @@ class BookPipeline:
             inverse=instrument.inverse,
             checksum=int(adapter.checksum),
             qty_precision=instrument.qty_precision,
+            window=bool(adapter.book_depth),
         )
         info = BookInfo(
             book=book,

@@ -35,6 +35,7 @@ from monitor.book.layout import (
     FLAG_CROSSED,
     FLAG_PARSE_ERROR,
     FLAG_TRUNCATED,
+    FLAG_WINDOW,
     KEY_MIN,
     R_APPLIED,
     R_BUFFER,
@@ -743,6 +744,11 @@ def apply_batch(
                 else:
                     st[S_LAST_ID] = last
                     st[S_STATE] = LIVE
+                if st[S_FLAGS] & FLAG_WINDOW:
+                    # the venue sends the levels that enter its window: what we hold is the
+                    # book down to our deepest level, wherever the price has walked
+                    st[S_COMPLETE_BID] = keys[b, 0, 0] if n_bid > 0 else KEY_MIN
+                    st[S_COMPLETE_ASK] = keys[b, 1, 0] if n_ask > 0 else KEY_MIN
                 crossed = (
                     n_bid > 0 and n_ask > 0 and keys[b, 0, n_bid - 1] >= -keys[b, 1, n_ask - 1]
                 )

@@ -45,6 +45,8 @@ N_FSTATE = 2
 FLAG_TRUNCATED = 1  # levels were dropped for capacity since the last snapshot
 FLAG_CROSSED = 2  # best bid >= best ask
 FLAG_PARSE_ERROR = 4  # a level array did not parse: the book was thrown away
+FLAG_WINDOW = 8  # the venue keeps this book's top-N window (Bybit, Kraken, OKX): the book is
+#                  known complete down to its deepest held level after every event
 
 # --- event batch rows: batch.meta[i, col] ------------------------------------------------
 E_BOOK = 0  # book id in the store

@@ -13,6 +13,7 @@ from monitor.book.layout import (
     F_CONTRACT_SIZE,
     F_INVERSE,
     FLAG_TRUNCATED,
+    FLAG_WINDOW,
     KEY_MIN,
     N_EVENT,
     N_FSTATE,
@@ -183,6 +184,7 @@ class BookStore:
         inverse: bool = False,
         checksum: int = 0,
         qty_precision: int = 0,
+        window: bool = False,
     ) -> int:
         """Add a book. ``capacity`` caps its levels per side (a depth-limited feed such as
         Kraken's is truncated to its subscribed depth); ``checksum`` is the venue's
@@ -202,6 +204,8 @@ class BookStore:
         st[S_STATE] = int(BookState.EMPTY)
         st[S_CHECKSUM] = int(checksum)
         st[S_QTY_PREC] = qty_precision
+        if window:
+            st[S_FLAGS] |= FLAG_WINDOW
         self.fstate[book, F_CONTRACT_SIZE] = contract_size
         self.fstate[book, F_INVERSE] = 1.0 if inverse else 0.0
         self.count += 1

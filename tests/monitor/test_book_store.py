@@ -8,6 +8,7 @@ from monitor.book.layout import (
     R_APPLIED,
     R_SNAPSHOT,
     R_TOP_UNKNOWN,
+    S_COMPLETE_BID,
     S_FLAGS,
 )
 from monitor.book.store import BookStore, EventBatch
@@ -40,3 +41,42 @@ def test_capacity_overflow_keeps_the_best_levels_and_flags_the_book() -> None:
     assert levels.bid_px.tolist() == [10000, 9900, 9800]
     assert store.istate[book, S_FLAGS] & FLAG_TRUNCATED
     assert store.best_bid(book) == 10000 and store.best_ask(book) == 10100
+
+
+def test_a_window_book_stays_known_as_the_price_walks_past_its_snapshot() -> None:
+    """Bybit/Kraken keep the subscriber's top-N window (a level leaving it is deleted, the
+    one entering it is sent): the book must not be rejected as "top unknown" when every
+    level of the snapshot has been cancelled. A book without the flag is, as it should be."""
+
+    def side(levels: list[tuple[int, int]]) -> bytes:
+        return ("[" + ",".join(f'["{p}","{q}"]' for p, q in levels) + "]").encode()
+
+    outcomes = {}
+    for window in (True, False):
+        store = BookStore(1, 5)
+        book = store.add_book(rule=SeqRule.NONE, price_decimals=0, capacity=5, window=window)
+        batch = EventBatch()
+        batch.add(
+            book,
+            1,
+            -1,
+            1,
+            -1,
+            side([(100 - k, 1) for k in range(5)]),
+            side([(200 + k, 1) for k in range(5)]),
+            0,
+            0,
+            5,
+        )
+        store.apply(batch)
+        statuses = []
+        for k in range(6):  # cancel the best bid; the venue sends the level entering below
+            batch.clear()
+            batch.add(book, 2, -1, -1, -1, side([(100 - k, 0), (95 - k, 1)]), b"[]", 0, 0)
+            store.apply(batch)
+            statuses.append(int(batch.meta[0, E_STATUS]))
+        outcomes[window] = statuses
+        if window:  # complete down to the deepest level held (the one that entered last)
+            assert int(store.istate[book, S_COMPLETE_BID]) == 90
+    assert outcomes[True] == [R_APPLIED] * 6
+    assert R_TOP_UNKNOWN in outcomes[False]
