@@ -39,6 +39,7 @@ from feeds.base import (
     Limits,
     SnapshotSource,
     VenueMessage,
+    book_events,
     chunks,
     encode,
 )
@@ -59,7 +60,6 @@ from feeds.binance_scan import (
     symbol_hash,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
@@ -70,7 +70,7 @@ from monitor.domain import (
     SeqRule,
     Venue,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 MS = 1_000_000  # ns per ms
 _ABSENT = msgspec.Raw(b"")  # a field the message does not carry
@@ -422,42 +422,7 @@ def parse(
 
     ``instruments`` maps the venue symbol to (price decimals, contract size). Pure.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
     decoded = (
         adapter.decode_http(url, raw, recv_ns) if kind == "http" else adapter.decode(raw, recv_ns)
     )
-    if isinstance(decoded, MarkPriceEvent | Ignored):
-        return [decoded]
-    if not isinstance(decoded, RawBook):
-        return [Ignored(type(decoded).__name__)]
-    meta = instruments.get(decoded.symbol)
-    if meta is None:
-        raise UnknownInstrument(adapter.venue.value, decoded.symbol)
-    decimals, contract_size = meta
-    try:
-        bids = parse_levels(
-            bytes(decoded.bids), price_decimals=decimals, contract_size=contract_size
-        )
-        asks = parse_levels(
-            bytes(decoded.asks), price_decimals=decimals, contract_size=contract_size
-        )
-    except LevelError as exc:
-        raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-    return [
-        BookEvent(
-            venue=adapter.venue,
-            symbol=decoded.symbol,
-            kind=decoded.kind,
-            bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-            bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-            ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-            ask_qty=np.array([q for _, q in asks], dtype=np.float64),
-            ts_event_ns=decoded.ts_event_ns,
-            ts_recv_ns=recv_ns,
-            first_seq=decoded.first_seq,
-            last_seq=decoded.last_seq,
-            prev_seq=decoded.prev_seq,
-            depth_limit=decoded.limit,
-        )
-    ]
+    return book_events(adapter, decoded, raw, recv_ns, instruments)

@@ -47,7 +47,6 @@ import re
 from collections.abc import Sequence
 
 import msgspec
-import numpy as np
 
 from feeds.base import (
     BookMessage,
@@ -58,11 +57,11 @@ from feeds.base import (
     Limits,
     SnapshotSource,
     VenueMessage,
+    book_events,
     chunks,
     encode,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
@@ -72,7 +71,7 @@ from monitor.domain import (
     SeqRule,
     Venue,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 MS = 1_000_000  # ns per ms
 _ABSENT = msgspec.Raw(b"")  # a field the message does not carry
@@ -479,40 +478,4 @@ def parse(
 
     ``instruments`` maps the venue symbol to (price decimals, contract size). Pure.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
-    decoded = adapter.decode(raw, recv_ns)
-    if isinstance(decoded, MarkPriceEvent | Ignored):
-        return [decoded]
-    if not isinstance(decoded, BookMessage):
-        return [Ignored(type(decoded).__name__)]
-    meta = instruments.get(decoded.symbol)
-    if meta is None:
-        raise UnknownInstrument(adapter.venue.value, decoded.symbol)
-    decimals, contract_size = meta
-    try:
-        bids = parse_levels(
-            bytes(decoded.bids), price_decimals=decimals, contract_size=contract_size
-        )
-        asks = parse_levels(
-            bytes(decoded.asks), price_decimals=decimals, contract_size=contract_size
-        )
-    except LevelError as exc:
-        raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-    return [
-        BookEvent(
-            venue=adapter.venue,
-            symbol=decoded.symbol,
-            kind=decoded.kind,
-            bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-            bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-            ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-            ask_qty=np.array([q for _, q in asks], dtype=np.float64),
-            ts_event_ns=decoded.ts_event_ns,
-            ts_recv_ns=recv_ns,
-            first_seq=decoded.first_seq,
-            last_seq=decoded.last_seq,
-            prev_seq=decoded.prev_seq,
-            depth_limit=decoded.limit,
-        )
-    ]
+    return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)

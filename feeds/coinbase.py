@@ -43,7 +43,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import msgspec
-import numpy as np
 
 from feeds.base import (
     BookMessage,
@@ -55,11 +54,11 @@ from feeds.base import (
     Limits,
     SnapshotSource,
     VenueMessage,
+    book_events,
     chunks,
     encode,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
@@ -69,7 +68,7 @@ from monitor.domain import (
     Venue,
     significant_decimals,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 LEVEL2 = "level2"
 HEARTBEATS = "heartbeats"
@@ -409,46 +408,4 @@ def parse(
 
     ``instruments`` maps the product id to (price decimals, contract size). Pure.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
-    decoded = adapter.decode(raw, recv_ns)
-    items = decoded if isinstance(decoded, list) else [decoded]
-    out: list[FeedEvent] = []
-    for item in items:
-        if isinstance(item, Ignored):
-            out.append(item)
-            continue
-        if not isinstance(item, BookMessage):
-            out.append(Ignored(type(item).__name__))
-            continue
-        meta = instruments.get(item.symbol)
-        if meta is None:
-            raise UnknownInstrument(adapter.venue.value, item.symbol)
-        decimals, contract_size = meta
-        try:
-            bids = parse_levels(
-                bytes(item.bids), price_decimals=decimals, contract_size=contract_size
-            )
-            asks = parse_levels(
-                bytes(item.asks), price_decimals=decimals, contract_size=contract_size
-            )
-        except LevelError as exc:
-            raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-        out.append(
-            BookEvent(
-                venue=adapter.venue,
-                symbol=item.symbol,
-                kind=item.kind,
-                bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-                bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-                ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-                ask_qty=np.array([q for _, q in asks], dtype=np.float64),
-                ts_event_ns=item.ts_event_ns,
-                ts_recv_ns=recv_ns,
-                first_seq=item.first_seq,
-                last_seq=item.last_seq,
-                prev_seq=item.prev_seq,
-                depth_limit=item.limit,
-            )
-        )
-    return out
+    return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)

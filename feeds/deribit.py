@@ -48,7 +48,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
-import numpy as np
 
 from feeds.base import (
     BookMessage,
@@ -59,23 +58,22 @@ from feeds.base import (
     Reply,
     SnapshotSource,
     VenueMessage,
+    book_events,
     chunks,
     encode,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
     InstrumentKind,
     MarkPriceEvent,
-    RawBook,
     SeqRule,
     Venue,
     decimal_places,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 WS_URL = "wss://www.deribit.com/ws/api/v2"
 REST_URL = "https://www.deribit.com"
@@ -451,45 +449,4 @@ def parse(
     ``instruments`` maps the instrument name to (price decimals, contract size); sizes stay
     in the venue's units (USD for inverse contracts). Pure.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
-    decoded = adapter.decode(raw, recv_ns)
-    if isinstance(decoded, MarkPriceEvent | Ignored):
-        return [decoded]
-    if not isinstance(decoded, RawBook):
-        return [Ignored(type(decoded).__name__)]
-    book: BookMessage = decoded  # type: ignore[assignment]
-    meta = instruments.get(book.symbol)
-    if meta is None:
-        raise UnknownInstrument(adapter.venue.value, book.symbol)
-    decimals, contract_size = meta
-    try:
-        bids, asks = (
-            parse_levels(
-                bytes(side),
-                px_index=adapter.px_index,
-                qty_index=adapter.qty_index,
-                price_decimals=decimals,
-                contract_size=contract_size,
-            )
-            for side in (book.bids, book.asks)
-        )
-    except LevelError as exc:
-        raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-    return [
-        BookEvent(
-            venue=adapter.venue,
-            symbol=book.symbol,
-            kind=book.kind,
-            bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-            bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-            ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-            ask_qty=np.array([q for _, q in asks], dtype=np.float64),
-            ts_event_ns=book.ts_event_ns,
-            ts_recv_ns=recv_ns,
-            first_seq=book.first_seq,
-            last_seq=book.last_seq,
-            prev_seq=book.prev_seq,
-            depth_limit=book.limit,
-        )
-    ]
+    return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)

@@ -45,7 +45,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from feeds.base import (
     BookMessage,
@@ -55,22 +54,20 @@ from feeds.base import (
     Limits,
     SnapshotSource,
     VenueMessage,
+    book_events,
     chunks,
     encode,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
     InstrumentKind,
-    MarkPriceEvent,
-    RawBook,
     SeqRule,
     Venue,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 WS_URL = "wss://ws.kraken.com/v2"
 REST_URL = "https://api.kraken.com"
@@ -390,47 +387,4 @@ def parse(
 
     ``instruments`` maps the v2 symbol to (price decimals, contract size). Pure.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
-    decoded = adapter.decode(raw, recv_ns)
-    items = decoded if isinstance(decoded, list) else [decoded]
-    events: list[FeedEvent] = []
-    for item in items:
-        if isinstance(item, MarkPriceEvent | Ignored):
-            events.append(item)
-            continue
-        if not isinstance(item, RawBook):
-            events.append(Ignored(type(item).__name__))
-            continue
-        book: BookMessage = item  # type: ignore[assignment]
-        meta = instruments.get(book.symbol)
-        if meta is None:
-            raise UnknownInstrument(adapter.venue.value, book.symbol)
-        decimals, contract_size = meta
-        try:
-            bids = parse_levels(
-                bytes(book.bids), price_decimals=decimals, contract_size=contract_size
-            )
-            asks = parse_levels(
-                bytes(book.asks), price_decimals=decimals, contract_size=contract_size
-            )
-        except LevelError as exc:
-            raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-        events.append(
-            BookEvent(
-                venue=adapter.venue,
-                symbol=book.symbol,
-                kind=book.kind,
-                bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-                bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-                ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-                ask_qty=np.array([q for _, q in asks], dtype=np.float64),
-                ts_event_ns=book.ts_event_ns,
-                ts_recv_ns=recv_ns,
-                first_seq=book.first_seq,
-                last_seq=book.last_seq,
-                prev_seq=book.prev_seq,
-                depth_limit=book.limit,
-            )
-        )
-    return events
+    return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)
