@@ -15,7 +15,7 @@ from monitor.settings import DEFAULT_CONFIG, Settings, load_settings
 
 SPOT_SYMBOLS = (
     "BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT",
-    "BTCUSDC", "ETHUSDC", "BTCFDUSD", "USDCUSDT",
+    "BTCUSDC", "ETHUSDC", "USDCUSDT",
 )  # fmt: skip
 PERP_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "DOGEUSDT")
 
