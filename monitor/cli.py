@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from monitor.errors import ConfigError
-from monitor.log import configure_logging, get_logger
+from monitor.log import LogFormat, configure_logging, get_logger
 from monitor.settings import Settings, load_settings
 
 log = get_logger("monitor.cli")
@@ -26,6 +26,11 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="FILE",
         help="TOML merged over config/default.toml (repeatable; LIQMON_* env vars override both)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        help="auto (console on a terminal, else JSON), json or console (default: config)",
     )
 
 
@@ -156,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("config.invalid", error=str(exc))
         sys.stderr.write(f"liqmon: invalid configuration: {exc}\n")
         return 2
-    configure_logging(settings.monitor.log_level, settings.monitor.log_format)
+    configure_logging(settings.monitor.log_level, args.log_format or settings.monitor.log_format)
     if args.command == "replay":
         return _cmd_replay(args, settings)
     if args.command == "run":

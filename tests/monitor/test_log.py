@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from monitor.log import REDACTED, configure_logging, get_logger, redact_secrets
+from monitor.log import (
+    REDACTED,
+    LogFormat,
+    configure_logging,
+    get_logger,
+    redact_secrets,
+    resolve_format,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -177,3 +189,71 @@ class TestOutput:
         logging.getLogger("asyncio").error("Task exception was never retrieved")
 
         assert len(json_lines(capsys.readouterr().err)) == 1
+
+
+ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[(\w+)\s*\] (\S+)\s+(.*)$")
+
+
+class TestFormats:
+    def test_auto_writes_json_when_stderr_is_not_a_terminal(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert configure_logging("info", "auto") is LogFormat.JSON
+
+        get_logger("monitor").info("daemon.start", books=3)
+
+        (line,) = json_lines(capsys.readouterr().err)
+        assert (line["event"], line["books"]) == ("daemon.start", 3)
+
+    def test_auto_means_console_on_a_terminal_and_json_on_a_pipe(self) -> None:
+        controller, terminal = os.openpty()
+        read_end, write_end = os.pipe()
+        with (
+            os.fdopen(terminal, "w") as tty,
+            os.fdopen(write_end, "w") as pipe,
+            os.fdopen(controller, "rb"),
+            os.fdopen(read_end, "rb"),
+        ):
+            assert resolve_format("auto", tty) is LogFormat.CONSOLE
+            assert resolve_format("auto", pipe) is LogFormat.JSON
+            # explicit formats are kept whatever the stream
+            assert resolve_format("json", tty) is LogFormat.JSON
+            assert resolve_format("console", pipe) is LogFormat.CONSOLE
+
+    def test_console_line_reads_time_level_event_then_key_values_without_colours(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert configure_logging("info", "console") is LogFormat.CONSOLE
+        structlog.contextvars.bind_contextvars(venue="binance")
+
+        get_logger("feeds.session").warning(
+            "feed.connect_failed", error="cannot resolve api.binance.com", attempt=2
+        )
+
+        (line,) = capsys.readouterr().err.splitlines()
+        assert "\x1b[" not in line, "no colour codes when stderr is not a terminal"
+        match = ISO_LINE.match(line)
+        assert match is not None, line
+        level, event, rest = match.groups()
+        assert (level, event) == ("warning", "feed.connect_failed")
+        assert "error='cannot resolve api.binance.com'" in rest
+        assert "venue=binance" in rest and "attempt=2" in rest
+
+    def test_cli_log_format_option_overrides_the_config(self, tmp_path: Path) -> None:
+        missing = str(tmp_path / "missing.jsonl")
+
+        def stderr_of(*options: str) -> str:
+            return subprocess.run(
+                [sys.executable, "-m", "monitor", "replay", missing, *options],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            ).stderr
+
+        auto = stderr_of()  # a pipe: JSON
+        assert json.loads(auto.splitlines()[-1])["event"] == "replay.missing_file"
+        console = stderr_of("--log-format", "console")
+        match = ISO_LINE.match(console.splitlines()[-1])
+        assert match is not None, console
+        assert match.group(2) == "replay.missing_file"

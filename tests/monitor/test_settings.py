@@ -40,7 +40,7 @@ class TestDefaults:
         assert settings.monitor.book_capacity == 2048
         assert settings.monitor.data_path == Path("~/.liqmon").expanduser()
         assert settings.monitor.log_level is LogLevel.INFO
-        assert settings.monitor.log_format is LogFormat.JSON
+        assert settings.monitor.log_format is LogFormat.AUTO
         assert settings.metrics.depth_bands_pct == (0.1, 0.5, 1.0, 2.0)
         assert settings.metrics.slippage_notionals_usd == (1e4, 1e5, 1e6)
         assert "USDT" in settings.fx.usd_stables
