@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import structlog
 
+from feeds.net_errors import describe_error
 from monitor.domain import Venue
 from monitor.errors import FeedError, FeedTimeout
 
@@ -269,9 +270,10 @@ class RestClient:
                 headers = response.headers
                 status = response.status
         except TimeoutError as error:
-            raise RestTimeout(self.venue, url, None, f"timeout {error!r}") from error
+            problem = describe_error(error, url, timeout_s=self._timeout.total)
+            raise RestTimeout(self.venue, url, None, problem) from error
         except aiohttp.ClientError as error:
-            raise RestError(self.venue, url, None, repr(error)) from error
+            raise RestError(self.venue, url, None, describe_error(error, url)) from error
         self._observe_weight(headers.get(self._used_weight_header or ""))
         return status, parse_retry_after(headers.get("Retry-After")), text
 

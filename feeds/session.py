@@ -24,6 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from feeds.net_errors import describe_error
+
 _log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -291,10 +293,7 @@ class WsSession:
                 await self._connect_gate()
             websocket = await asyncio.wait_for(self._open(), self.policy.connect_timeout_s)
         except Exception as error:  # any failure to connect is retried: never exit
-            if isinstance(error, TimeoutError):
-                problem = f"no connection within {self.policy.connect_timeout_s} s"
-            else:
-                problem = repr(error)
+            problem = describe_error(error, self.url, timeout_s=self.policy.connect_timeout_s)
             self.health.connect_failures += 1
             self.health.last_error = problem
             delay_s = self.backoff.next_delay_s()
@@ -346,8 +345,8 @@ class WsSession:
         except Exception as error:  # task boundary: log, count, reconnect
             reason = DisconnectReason.ERROR
             self.health.errors += 1
-            self.health.last_error = repr(error)
-            self._log.exception("feed.error", error=repr(error))
+            self.health.last_error = describe_error(error, self.url)
+            self._log.exception("feed.error", error=self.health.last_error)
         finally:
             if keepalive is not None:
                 keepalive.cancel()
