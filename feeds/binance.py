@@ -31,18 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import numpy as np
 
-from feeds.base import (
-    BookMessage,
-    Checksum,
-    HttpRequest,
-    InstrumentsUpdate,
-    Limits,
-    SnapshotSource,
-    VenueMessage,
-    book_events,
-    chunks,
-    encode,
-)
+from feeds.base import book_events, chunks, encode
 from feeds.binance_scan import (
     F_ASK_END,
     F_ASK_START,
@@ -59,11 +48,25 @@ from feeds.binance_scan import (
     scan_depth_frames,
     symbol_hash,
 )
+from feeds.contract import (
+    BookMessage,
+    Checksum,
+    DecodeResult,
+    FrameScanner,
+    HttpRequest,
+    InstrumentsUpdate,
+    Limits,
+    ReplyHook,
+    SequenceHook,
+    SnapshotSource,
+    VenueMessage,
+)
 from monitor.domain import (
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
+    InstrumentKind,
     MarkPriceEvent,
     RawBook,
     ScannedFrames,
@@ -138,14 +141,78 @@ class _Snapshot(msgspec.Struct, gc=False):
     msg: str | None = None
 
 
+class _Filter(msgspec.Struct):
+    filterType: str
+    tickSize: str | None = None
+    stepSize: str | None = None
+
+
+class _Symbol(msgspec.Struct):
+    symbol: str
+    baseAsset: str
+    quoteAsset: str
+    status: str = "TRADING"
+    contractType: str | None = None
+    quoteAssetPrecision: int = 0
+    pricePrecision: int = 0
+    filters: list[_Filter] = []
+
+
+class _ExchangeInfo(msgspec.Struct):
+    symbols: list[_Symbol]
+
+
+_exchange_info = msgspec.json.Decoder(_ExchangeInfo)
 _frame = msgspec.json.Decoder(_Frame)
 _snapshot = msgspec.json.Decoder(_Snapshot)
 
 
-RawBookUpdate = BookMessage  # the name this module used before feeds.base existed
+def _normalise_decimal(text: str) -> str:
+    """'0.01000000' -> '0.01' (keeps the value, drops the venue's padding)."""
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
 
 
-Decoded = RawBook | MarkPriceEvent | InstrumentsUpdate | VenueMessage | Ignored
+def parse_exchange_info(venue: Venue, text: str | bytes) -> list[Instrument]:
+    """Instruments of a Binance spot or USD-M ``exchangeInfo`` response. Pure.
+
+    Symbols without a price or lot filter are skipped, and so are delisted futures (an
+    empty ``contractType``). Raises ParseError on malformed input.
+    """
+    try:
+        info = _exchange_info.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ParseError(
+            venue.value, text if isinstance(text, str) else bytes(text), str(exc)
+        ) from exc
+    instruments: list[Instrument] = []
+    for sym in info.symbols:
+        tick = next((f.tickSize for f in sym.filters if f.filterType == "PRICE_FILTER"), None)
+        lot = next((f.stepSize for f in sym.filters if f.filterType == "LOT_SIZE"), None)
+        if not tick or not lot or float(tick) <= 0:
+            continue
+        if sym.contractType is None:
+            kind = InstrumentKind.SPOT
+        elif sym.contractType == "PERPETUAL":
+            kind = InstrumentKind.PERP
+        elif sym.contractType:
+            kind = InstrumentKind.FUTURE
+        else:
+            continue  # delisted futures carry an empty contractType
+        instruments.append(
+            Instrument(
+                venue=venue,
+                symbol=sym.symbol,
+                base=sym.baseAsset,
+                quote=sym.quoteAsset,
+                kind=kind,
+                tick=_normalise_decimal(tick),
+                lot=_normalise_decimal(lot),
+                price_precision=min(sym.pricePrecision or sym.quoteAssetPrecision, 12),
+            )
+        )
+    return instruments
 
 
 def _float(raw: msgspec.Raw) -> float:
@@ -169,7 +236,7 @@ class BinanceAdapter:
         "weight_limit_per_minute",
     )
 
-    used_weight_header = "X-MBX-USED-WEIGHT-1M"  # Binance reports the IP's weight used
+    used_weight_header: str | None = "X-MBX-USED-WEIGHT-1M"  # Binance reports the IP's weight used
     snapshot_source = SnapshotSource.REST
     checksum = Checksum.NONE
     px_index = 0
@@ -202,7 +269,15 @@ class BinanceAdapter:
         self.instruments_weight = instruments_weight
         self.weight_limit_per_minute = weight_limit_per_minute  # the IP's REQUEST_WEIGHT/min
 
+    reply_to: ReplyHook | None = None  # the server's pings are websocket pings
+    connection_sequence: SequenceHook | None = None  # continuity is per book (update ids)
+
     # --- batch scanning (hot path) ----------------------------------------------------
+    @property
+    def scanner(self) -> FrameScanner:
+        """This adapter: it scans Binance depth frames in batches (feeds.binance_scan)."""
+        return self
+
     symbol_key = staticmethod(symbol_hash)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
@@ -294,9 +369,7 @@ class BinanceAdapter:
         return [HttpRequest(url, url, weight=self.instruments_weight)]
 
     def parse_instruments(self, key: str, text: str | bytes) -> list[Instrument]:
-        from monitor.instruments import InstrumentRegistry  # noqa: PLC0415 (import cycle)
-
-        return list(InstrumentRegistry.from_exchange_info(self.venue, text))
+        return parse_exchange_info(self.venue, text)
 
     def snapshot_request(self, rest_url: str, symbol: str, limit: int) -> HttpRequest | None:
         url = self.snapshot_url(rest_url, symbol, limit)
@@ -309,7 +382,7 @@ class BinanceAdapter:
         return f"{rest_url.rstrip('/')}{self.instruments_path}"
 
     # --- parsing ------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Decoded:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame. Raises ParseError on malformed input."""
         try:
             frame = _frame.decode(data)
@@ -343,7 +416,7 @@ class BinanceAdapter:
             return VenueMessage("serverShutdown", "venue announced a shutdown: reconnect")
         return Ignored(e or (frame.stream or "unknown"))
 
-    def decode_http(self, url: str, data: bytes | str, recv_ns: int) -> Decoded:
+    def decode_http(self, url: str, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode a REST response: a depth snapshot or exchangeInfo."""
         parts = urlsplit(url)
         if parts.path.endswith(self.instruments_path):

@@ -10,7 +10,7 @@ orderbook.mdx``, ``ticker.mdx``, ``wss-authentication.mdx`` ("Connect"),
   the same (``BTCUSDT``): the socket tells them apart, so they are two venues.
 - Subscribe by message: ``{"req_id":"..","op":"subscribe","args":["orderbook.50.BTCUSDT"]}``.
   Acks ``{"success":true,"ret_msg":"","op":"subscribe",..}`` are ignored; a refusal
-  (``"success":false``) becomes a :class:`~feeds.base.VenueMessage` naming the symbol when
+  (``"success":false``) becomes a :class:`~feeds.contract.VenueMessage` naming the symbol when
   ``ret_msg`` names the topic (``error:handler not found,topic:orderbook.500.BTCUSDT``).
 - Book: ``{"topic":"orderbook.50.BTCUSDT","type":"snapshot"|"delta","ts":ms,
   "data":{"s":..,"b":[["px","sz"]],"a":[..],"u":update id,"seq":cross seq},"cts":ms}``.
@@ -48,18 +48,19 @@ from collections.abc import Sequence
 
 import msgspec
 
-from feeds.base import (
+from feeds.base import book_events, chunks, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
     Decoded,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    ReplyHook,
+    SequenceHook,
     SnapshotSource,
     VenueMessage,
-    book_events,
-    chunks,
-    encode,
 )
 from monitor.domain import (
     EventKind,
@@ -198,6 +199,9 @@ class BybitAdapter:
     keepalive_s: float | None = 20.0  # Bybit recommends a ping every 20 s
     used_weight_header: str | None = None  # public market endpoints report no IP usage
     subscribe_in_url = False
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    reply_to: ReplyHook | None = None
+    connection_sequence: SequenceHook | None = None
 
     def __init__(
         self,

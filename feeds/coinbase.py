@@ -20,7 +20,7 @@ Overview" and "WebSocket Channels", "List Public Products"):
   check (:class:`CoinbaseSequence`); on a gap the session reconnects and every book of the
   connection is rebuilt from the snapshots that come with the new subscription.
 - ``heartbeats``, ``subscriptions`` (and any other channel) are ignored;
-  ``{"type":"error","message":..}`` becomes a :class:`~feeds.base.VenueMessage`.
+  ``{"type":"error","message":..}`` becomes a :class:`~feeds.contract.VenueMessage`.
 - No mark price: this API is spot only.
 - Instruments: ``GET /api/v3/brokerage/market/products?product_type=SPOT`` (public).
   ``-USDC`` products that are aliases of the ``-USD`` book (``alias`` set) are skipped:
@@ -44,19 +44,20 @@ from functools import lru_cache
 
 import msgspec
 
-from feeds.base import (
+from feeds.base import book_events, chunks, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
     ConnectionSequence,
     Decoded,
+    DecodeResult,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    ReplyHook,
     SnapshotSource,
     VenueMessage,
-    book_events,
-    chunks,
-    encode,
 )
 from monitor.domain import (
     EventKind,
@@ -175,7 +176,7 @@ def _normalise_decimal(text: str) -> str:
 
 
 class CoinbaseSequence(ConnectionSequence):
-    """The ``sequence_num`` check of one connection (see :class:`feeds.base.ConnectionSequence`).
+    """The ``sequence_num`` check of one connection (a :class:`~feeds.contract.ConnectionSequence`).
 
     The first message sets the start; afterwards a message whose ``sequence_num`` is more
     than 1 above the previous one means messages were lost (False). The field is found
@@ -230,6 +231,8 @@ class CoinbaseAdapter:
     used_weight_header: str | None = None
     book_depth = 0  # full books: the store's default capacity
     subscribe_in_url = False
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    reply_to: ReplyHook | None = None
 
     # --- URLs and subscriptions -------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:
@@ -338,7 +341,7 @@ class CoinbaseAdapter:
         return InstrumentsUpdate(key, data)
 
     # --- websocket ------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Decoded | list[Decoded]:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame: one book message per ``l2_data`` event (a list when
         the frame carries several). Raises ParseError on malformed input."""
         try:

@@ -24,7 +24,7 @@ Protocol (../shared/venues.md section 8; Deribit API docs "book.(instrument_name
 - Keepalive: :meth:`DeribitAdapter.open_frames` sends ``public/set_heartbeat``
   (interval 30 s); the server then sends ``{"method":"heartbeat","params":{"type":
   "test_request"}}`` and closes the connection unless ``public/test`` follows: decode
-  returns that answer as a :class:`~feeds.base.Reply`.
+  returns that answer as a :class:`~feeds.contract.Reply`.
 - Limits: 32 connections per IP, HTTP and websocket together.
 
 Channels accepted by :meth:`DeribitAdapter.subscribe_frames` are ``"<name>.<interval>"``
@@ -49,18 +49,19 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from feeds.base import (
+from feeds.base import book_events, chunks, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
+    DecodeResult,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
     Reply,
+    SequenceHook,
     SnapshotSource,
     VenueMessage,
-    book_events,
-    chunks,
-    encode,
 )
 from monitor.domain import (
     EventKind,
@@ -199,6 +200,8 @@ class DeribitAdapter:
     px_index = 1  # ["new", price, amount]
     qty_index = 2
     subscribe_in_url = False  # subscriptions are sent as frames
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    connection_sequence: SequenceHook | None = None
     book_depth = 0  # full books: the store's default capacity
     limits = Limits(
         streams_per_connection=200,  # not documented: a modest choice
@@ -342,7 +345,7 @@ class DeribitAdapter:
         return decoded.text if isinstance(decoded, Reply) else None
 
     # --- parsing -------------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Any:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame. Raises ParseError on malformed input."""
         try:
             frame = _frame.decode(data)
@@ -427,7 +430,7 @@ class DeribitAdapter:
             recv_ns,
         )
 
-    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> Any:
+    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> DecodeResult:
         """A REST answer: ``get_instruments`` is passed on for :meth:`parse_instruments`."""
         if urlsplit(key).path.endswith(INSTRUMENTS_PATH):
             return InstrumentsUpdate(key, data)

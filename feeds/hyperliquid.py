@@ -46,16 +46,19 @@ from typing import Any
 
 import msgspec
 
-from feeds.base import (
+from feeds.base import book_events, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
+    DecodeResult,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    ReplyHook,
+    SequenceHook,
     SnapshotSource,
     VenueMessage,
-    book_events,
-    encode,
 )
 from monitor.domain import (
     EventKind,
@@ -170,6 +173,9 @@ class HyperliquidAdapter:
     px_index = 0
     qty_index = 1
     subscribe_in_url = False  # subscriptions are sent as frames
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    reply_to: ReplyHook | None = None
+    connection_sequence: SequenceHook | None = None
     book_depth = 0  # the store's default capacity: every message replaces the whole book
     limits = Limits(
         streams_per_connection=100,  # 1000 subscriptions per IP over at most 10 connections
@@ -275,7 +281,7 @@ class HyperliquidAdapter:
         return None  # every websocket message is a snapshot
 
     # --- parsing -------------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Any:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame. Raises ParseError on malformed input."""
         try:
             frame = _frame.decode(data)
@@ -322,7 +328,7 @@ class HyperliquidAdapter:
             return Ignored(channel)  # pong, subscriptionResponse, other channels
         raise ParseError(self.venue.value, data, "message without a channel")
 
-    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> Any:
+    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> DecodeResult:
         """A REST answer: ``meta``/``spotMeta`` are passed on for :meth:`parse_instruments`."""
         if key.endswith(("#meta", "#spotMeta")):
             return InstrumentsUpdate(key, data)

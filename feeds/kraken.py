@@ -46,17 +46,20 @@ from typing import Any
 
 import msgspec
 
-from feeds.base import (
+from feeds.base import book_events, chunks, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
+    Decoded,
+    DecodeResult,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    ReplyHook,
+    SequenceHook,
     SnapshotSource,
     VenueMessage,
-    book_events,
-    chunks,
-    encode,
 )
 from monitor.domain import (
     EventKind,
@@ -186,6 +189,9 @@ class KrakenAdapter:
     snapshot_source = SnapshotSource.STREAM
     checksum = Checksum.KRAKEN
     subscribe_in_url = False  # subscriptions are sent as frames
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    reply_to: ReplyHook | None = None
+    connection_sequence: SequenceHook | None = None
     px_index = 0
     qty_index = 1
     # Kraken documents no subscription or message caps for public websocket v2 (its message
@@ -292,7 +298,7 @@ class KrakenAdapter:
         return None  # snapshots come in-band on subscribe
 
     # --- parsing -------------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Any:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame (a list of BookMessage if it carries several books)."""
         try:
             frame = _frame.decode(data)
@@ -318,7 +324,7 @@ class KrakenAdapter:
             return VenueMessage("error", frame.error, symbol=frame.symbol)
         raise ParseError(self.venue.value, data, "neither a channel message nor an answer")
 
-    def _book(self, frame: _Frame, data: bytes | str, recv_ns: int) -> Any:
+    def _book(self, frame: _Frame, data: bytes | str, recv_ns: int) -> DecodeResult:
         if frame.type == "snapshot":
             kind, limit = EventKind.SNAPSHOT, self.depth
         elif frame.type == "update":
@@ -327,7 +333,7 @@ class KrakenAdapter:
             raise ParseError(self.venue.value, data, f"book message of type {frame.type!r}")
         if not isinstance(frame.data, list) or not frame.data:
             raise ParseError(self.venue.value, data, "book message without data")
-        events = []
+        events: list[Decoded] = []
         for entry in frame.data:
             if not entry.symbol or (
                 kind == EventKind.SNAPSHOT and (entry.bids is None or entry.asks is None)
@@ -351,7 +357,7 @@ class KrakenAdapter:
             )
         return events[0] if len(events) == 1 else events
 
-    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> Any:
+    def decode_http(self, key: str, data: bytes | str, recv_ns: int) -> DecodeResult:
         """A REST answer: AssetPairs is passed on for :meth:`parse_instruments`."""
         if key.split("?", 1)[0].endswith(ASSET_PAIRS_PATH):
             return InstrumentsUpdate(key, data)

@@ -53,17 +53,20 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from feeds.base import (
+from feeds.base import chunks, encode
+from feeds.contract import (
     BookMessage,
     Checksum,
     Decoded,
+    DecodeResult,
+    FrameScanner,
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    ReplyHook,
+    SequenceHook,
     SnapshotSource,
     VenueMessage,
-    chunks,
-    encode,
 )
 from monitor.domain import (
     BookEvent,
@@ -72,10 +75,12 @@ from monitor.domain import (
     Ignored,
     Instrument,
     InstrumentKind,
+    LevelError,
     MarkPriceEvent,
     SeqRule,
     Venue,
     format_units,
+    parse_levels,
 )
 from monitor.errors import ParseError, UnknownInstrument
 
@@ -258,6 +263,9 @@ class OkxAdapter:
     qty_index = 1
     book_depth = 400  # `books` keeps 400 levels a side (and deletes what leaves the window)
     subscribe_in_url = False
+    scanner: FrameScanner | None = None  # every frame goes through decode
+    reply_to: ReplyHook | None = None
+    connection_sequence: SequenceHook | None = None
     # venues.md section 3: 3 connections/s per IP; 480 subscribe/unsubscribe/login ops per
     # hour per connection; fewer than 30 channels of 400/50-level books per connection
     # (25 keeps a margin; the mark channels beside them are not book channels)
@@ -402,7 +410,7 @@ class OkxAdapter:
         )
 
     # --- parsing ----------------------------------------------------------------------------
-    def decode(self, data: bytes | str, recv_ns: int) -> Decoded | list[Decoded]:
+    def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame. Raises ParseError on malformed input."""
         if data in _PONG:
             return Ignored("pong")
@@ -556,8 +564,6 @@ def parse(
     size). Sizes become base units: contracts x contract size, divided by the price for
     inverse contracts.
     """
-    from monitor.book.reference import LevelError, parse_levels  # noqa: PLC0415 (tools-only path)
-
     decoded = adapter.decode(raw, recv_ns)
     items: list[Any] = decoded if isinstance(decoded, list) else [decoded]
     out: list[FeedEvent] = []

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from feeds import binance, bybit, coinbase, deribit, hyperliquid, kraken, okx
-from feeds.base import VenueAdapter
+from feeds.contract import VenueAdapter
 from monitor.domain import Venue
 
 ADAPTERS: dict[Venue, VenueAdapter] = {}
 for _module in (binance, okx, bybit, coinbase, kraken, hyperliquid, deribit):
-    ADAPTERS.update(_module.ADAPTERS)  # type: ignore[arg-type]
+    ADAPTERS.update(_module.ADAPTERS)

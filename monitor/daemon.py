@@ -1,7 +1,7 @@
 """The always-on loops of ``liqmon run`` (:func:`run_daemon`) and ``liqmon record``.
 
 run_daemon wires the live path, the same for every venue (venue differences are adapter
-attributes, feeds.base; nothing here branches on the venue):
+attributes, feeds.contract; nothing here branches on the venue):
 
 - connections: every enabled venue's symbols are cut into connections within the venue's
   limits (streams per connection); each is one :class:`~feeds.session.WsSession` with the
@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from feeds.base import HttpRequest, SnapshotSource, VenueAdapter
+from feeds.contract import HttpRequest, SnapshotSource, VenueAdapter
 from feeds.recording import RecordingWriter, RecordKind
 from feeds.rest import RestClient, RestError, VenueBanned
 from feeds.session import (
@@ -300,8 +300,11 @@ class Daemon:
             for symbol in symbols:
                 self._awaiting.pop((venue, symbol), None)
 
-        in_url = getattr(adapter, "subscribe_in_url", False)
-        subscribe = [] if in_url else adapter.subscribe_frames(symbols, connection.channels)
+        subscribe = (
+            []
+            if adapter.subscribe_in_url
+            else adapter.subscribe_frames(symbols, connection.channels)
+        )
         limits = adapter.limits
         return WsSession(
             connection.url,
@@ -315,8 +318,8 @@ class Daemon:
             ping_interval_s=adapter.ping_interval_s,
             keepalive_s=adapter.keepalive_s,
             keepalive_frame=adapter.keepalive_frame(),
-            reply_to=getattr(adapter, "reply_to", None),
-            sequence=getattr(adapter, "connection_sequence", None),
+            reply_to=adapter.reply_to,
+            sequence=adapter.connection_sequence,
             control=ControlBudget(limits.control_per_s, limits.control_per_hour),
             connect_gate=runtime.connect_gate,
             health=runtime.health,
@@ -349,7 +352,9 @@ class Daemon:
         """Load instruments, then run every loop until cancelled."""
         registry = await self.load_registry()
         # compile the kernels now (a cold numba cache takes seconds): not on the first frames
-        await asyncio.get_running_loop().run_in_executor(None, warm_up)
+        await asyncio.get_running_loop().run_in_executor(
+            None, warm_up, [r.adapter for r in self.venues.values()]
+        )
         self.build_pipeline(registry)
         connections = self.connections()
         log.info(
@@ -787,7 +792,7 @@ class _Recorder:
                 self._live.clear()
                 self._snapshots_wanted.set()
 
-        in_url = getattr(adapter, "subscribe_in_url", False)
+        in_url = adapter.subscribe_in_url
         return WsSession(
             url,
             venue=venue,
@@ -799,7 +804,8 @@ class _Recorder:
             ping_interval_s=adapter.ping_interval_s,
             keepalive_s=adapter.keepalive_s,
             keepalive_frame=adapter.keepalive_frame(),
-            reply_to=getattr(adapter, "reply_to", None),
+            reply_to=adapter.reply_to,
+            sequence=adapter.connection_sequence,
             control=ControlBudget(adapter.limits.control_per_s, adapter.limits.control_per_hour),
             health=self.health,
             max_frame_bytes=adapter.limits.max_frame_bytes,

@@ -11,7 +11,10 @@ Quantities are float64 in base units.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import IntEnum, StrEnum
 
 import msgspec
@@ -105,7 +108,8 @@ def to_units(text: str, decimals: int) -> int:
     frac_sig = frac.rstrip("0")
     if len(frac_sig) > decimals:
         raise ValueError(f"{text!r} is finer than 1e-{decimals}")
-    value = int(whole or "0") * 10**decimals + int(
+    scale: int = 10**decimals
+    value = int(whole or "0") * scale + int(
         (frac_sig or "0").ljust(decimals, "0")[:decimals] or "0"
     )
     return -value if negative else value
@@ -119,6 +123,73 @@ def format_units(value: int, decimals: int) -> str:
         return f"{sign}{value}"
     scale = 10**decimals
     return f"{sign}{value // scale}.{value % scale:0{decimals}d}"
+
+
+class LevelError(ValueError):
+    """A level array that does not parse (``off_grid`` when a price is finer than the tick)."""
+
+    def __init__(self, reason: str, off_grid: bool = False) -> None:
+        super().__init__(reason)
+        self.off_grid = off_grid
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
+def _reject_constant(name: str) -> None:
+    raise LevelError(f"{name} is not a number")
+
+
+def _number(value: object, level: object) -> Decimal:
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            raise LevelError(f"bad number in {level!r}")
+        value = Decimal(value)
+    if not isinstance(value, Decimal) or value < 0:
+        raise LevelError(f"bad number in {level!r}")
+    digits = value.normalize().as_tuple()
+    exponent = digits.exponent if isinstance(digits.exponent, int) else 0
+    # the kernel holds a number as an int64 mantissa of at most 18 digits, 18 decimals at most
+    if len(digits.digits) + max(exponent, 0) > 18 or -exponent > 18:
+        raise LevelError(f"number out of range in {level!r}")
+    return value
+
+
+def parse_levels(
+    raw: bytes | str,
+    *,
+    px_index: int = 0,
+    qty_index: int = 1,
+    price_decimals: int,
+    contract_size: float = 1.0,
+) -> list[tuple[int, float]]:
+    """A raw level array ``[["px","qty"],...]`` -> [(price units, size x contract_size)].
+
+    The plain-Python reading of :class:`RawBook` levels (tools, tests, and the twin of the
+    book kernel's ``parse_levels``). Raises :class:`LevelError`.
+    """
+    try:
+        levels = json.loads(
+            raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
+        )
+    except ValueError as exc:
+        raise LevelError(f"not JSON: {exc}") from exc
+    if not isinstance(levels, list):
+        raise LevelError("not an array")
+    out: list[tuple[int, float]] = []
+    scale = Decimal(10) ** price_decimals
+    for level in levels:
+        if not isinstance(level, list) or len(level) <= max(px_index, qty_index):
+            raise LevelError(f"bad level {level!r}")
+        if any(isinstance(x, list | dict) for x in level):
+            raise LevelError(f"nested value in {level!r}")
+        px = _number(level[px_index], level)
+        qty = _number(level[qty_index], level)
+        units = px * scale
+        if units != units.to_integral_value():
+            raise LevelError(f"price {px} finer than 1e-{price_decimals}", off_grid=True)
+        out.append((int(units), float(qty) * contract_size))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +233,8 @@ class Instrument:
         return to_units(text, self.price_decimals)
 
     def units_to_price(self, units: int) -> float:
-        return units / 10**self.price_decimals
+        scale: int = 10**self.price_decimals
+        return units / scale
 
 
 @dataclass(slots=True)
@@ -193,12 +265,66 @@ class BookEvent:
 class RawBook(msgspec.Struct, gc=False):
     """Base of a book event whose level arrays are still the venue's raw JSON (hot path).
 
-    The feed adapter's own msgspec type for a delta derives from it, so the decoded
-    message *is* the event (no second object per message). Every subclass provides
-    ``symbol``, ``kind`` (EventKind), ``first_seq``, ``last_seq``, ``prev_seq``, ``bids``
-    and ``asks`` (raw JSON level arrays), ``ts_event_ns`` and ``limit`` (snapshot depth
-    requested, 0 for deltas), as fields, class constants or properties.
+    The feed adapter's own msgspec type for a delta may derive from it, so the decoded
+    message *is* the event (no second object per message); the others build a
+    ``feeds.contract.BookMessage``. The members below are declared here, and each
+    subclass provides them as fields, class constants or properties (Binance's delta holds
+    ``E`` in ms and computes ``ts_event_ns``). ``bids``/``asks`` are JSON arrays of level
+    arrays (price at the adapter's ``px_index``, size at its ``qty_index``), as the venue
+    wrote them: prices and sizes are the venue's decimal strings; what a size counts
+    (base, contracts, quote currency) is the instrument's (see :class:`Instrument`).
     """
+
+    @property
+    def symbol(self) -> str:
+        """The venue's symbol of the book."""
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> EventKind:
+        raise NotImplementedError
+
+    @property
+    def first_seq(self) -> int:
+        """First sequence id covered (-1 where the venue sends none)."""
+        raise NotImplementedError
+
+    @property
+    def last_seq(self) -> int:
+        """Last sequence id covered (a snapshot's id), -1 where the venue sends none."""
+        raise NotImplementedError
+
+    @property
+    def prev_seq(self) -> int:
+        """The previous event's ``last_seq`` (SeqRule.PREVIOUS and CHAIN), else -1."""
+        raise NotImplementedError
+
+    @property
+    def bids(self) -> bytes | msgspec.Raw:
+        raise NotImplementedError
+
+    @property
+    def asks(self) -> bytes | msgspec.Raw:
+        raise NotImplementedError
+
+    @property
+    def ts_event_ns(self) -> int:
+        """Venue time of the event, ns."""
+        raise NotImplementedError
+
+    @property
+    def limit(self) -> int:
+        """Snapshot: levels per side it was cut at (0 = full book); deltas: 0."""
+        raise NotImplementedError
+
+    @property
+    def checksum(self) -> int:
+        """The venue's checksum of the book after this event (when ``has_checksum``)."""
+        raise NotImplementedError
+
+    @property
+    def has_checksum(self) -> bool:
+        raise NotImplementedError
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """Instrument registry: venue symbol <-> canonical instrument, with tick, lot and contract size.
 
-The live source is each venue's public metadata endpoint (Binance ``exchangeInfo``); a
-cached copy per venue ships in ``config/instruments/`` so tests and replays work offline.
+The live source is each venue's public metadata endpoint, parsed by its adapter
+(``parse_instruments``); a cached copy per venue ships in ``config/instruments/`` so tests
+and replays work offline.
 """
 
 from __future__ import annotations
@@ -14,30 +15,8 @@ from pathlib import Path
 import msgspec
 
 from monitor.domain import Instrument, InstrumentKind, Venue
-from monitor.errors import ParseError
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / "config" / "instruments"
-
-
-class _Filter(msgspec.Struct):
-    filterType: str
-    tickSize: str | None = None
-    stepSize: str | None = None
-
-
-class _Symbol(msgspec.Struct):
-    symbol: str
-    baseAsset: str
-    quoteAsset: str
-    status: str = "TRADING"
-    contractType: str | None = None
-    quoteAssetPrecision: int = 0
-    pricePrecision: int = 0
-    filters: list[_Filter] = []
-
-
-class _ExchangeInfo(msgspec.Struct):
-    symbols: list[_Symbol]
 
 
 class _Cached(msgspec.Struct, array_like=True):
@@ -51,16 +30,6 @@ class _Cached(msgspec.Struct, array_like=True):
     inverse: bool = False
     price_precision: int = 0
     qty_precision: int = 0
-
-
-_exchange_info = msgspec.json.Decoder(_ExchangeInfo)
-
-
-def _normalise_decimal(text: str) -> str:
-    """'0.01000000' -> '0.01' (keeps the value, drops the venue's padding)."""
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 class InstrumentRegistry:
@@ -95,43 +64,6 @@ class InstrumentRegistry:
 
     def __contains__(self, key: object) -> bool:
         return key in self._by_symbol
-
-    @classmethod
-    def from_exchange_info(cls, venue: Venue, text: str | bytes) -> InstrumentRegistry:
-        """Parse a Binance spot or USD-M ``exchangeInfo`` response."""
-        try:
-            info = _exchange_info.decode(text)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError(
-                venue.value, text if isinstance(text, str) else bytes(text), str(exc)
-            ) from exc
-        registry = cls()
-        for sym in info.symbols:
-            tick = next((f.tickSize for f in sym.filters if f.filterType == "PRICE_FILTER"), None)
-            lot = next((f.stepSize for f in sym.filters if f.filterType == "LOT_SIZE"), None)
-            if not tick or not lot or float(tick) <= 0:
-                continue
-            if sym.contractType is None:
-                kind = InstrumentKind.SPOT
-            elif sym.contractType == "PERPETUAL":
-                kind = InstrumentKind.PERP
-            elif sym.contractType:
-                kind = InstrumentKind.FUTURE
-            else:
-                continue  # delisted futures carry an empty contractType
-            registry.add(
-                Instrument(
-                    venue=venue,
-                    symbol=sym.symbol,
-                    base=sym.baseAsset,
-                    quote=sym.quoteAsset,
-                    kind=kind,
-                    tick=_normalise_decimal(tick),
-                    lot=_normalise_decimal(lot),
-                    price_precision=min(sym.pricePrecision or sym.quoteAssetPrecision, 12),
-                )
-            )
-        return registry
 
     def to_cache(self, venue: Venue, path: Path) -> None:
         rows = [

@@ -14,11 +14,19 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from feeds.base import BookMessage, InstrumentsUpdate, Reply, SnapshotSource, VenueMessage
+from feeds.contract import (
+    BookMessage,
+    FrameScanner,
+    InstrumentsUpdate,
+    Reply,
+    SnapshotSource,
+    VenueAdapter,
+    VenueMessage,
+)
 from monitor.book.layout import (
     E_ASK_LEN,
     E_BID_LEN,
@@ -65,7 +73,6 @@ from monitor.domain import (
     Instrument,
     MarkPriceEvent,
     RawBook,
-    SeqRule,
     Venue,
 )
 from monitor.errors import ParseError
@@ -82,23 +89,7 @@ _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost 
 _DELTA = EventKind.DELTA
 
 
-class Adapter(Protocol):
-    """The part of feeds.base.VenueAdapter the pipeline uses."""
-
-    venue: Venue
-    sequencing: SeqRule
-    snapshot_source: SnapshotSource
-    checksum: Any
-    px_index: int
-    qty_index: int
-    book_depth: int
-
-    def decode(self, data: bytes | str, recv_ns: int) -> Any: ...
-    def decode_http(self, url: str, data: bytes | str, recv_ns: int) -> Any: ...
-    def parse_instruments(self, key: str, text: str | bytes) -> list[Instrument]: ...
-
-
-def default_adapters() -> dict[Venue, Adapter]:
+def default_adapters() -> dict[Venue, VenueAdapter]:
     from feeds.venues import ADAPTERS  # noqa: PLC0415 (feeds import the monitor's types)
 
     return dict(ADAPTERS)
@@ -144,12 +135,12 @@ class BookPipeline:
         bands_pct: Sequence[float] = (0.1, 0.5, 1.0, 2.0),
         notionals_usd: Sequence[float] = (10_000.0, 100_000.0, 1_000_000.0),
         usd_stables: Iterable[str] = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI"),
-        adapters: Mapping[Venue, Adapter] | None = None,
+        adapters: Mapping[Venue, VenueAdapter] | None = None,
         batch_size: int = 1024,
     ) -> None:
         self.registry = registry
         self.store = BookStore(max_books, capacity)
-        self.adapters: Mapping[Venue, Adapter] = (
+        self.adapters: Mapping[Venue, VenueAdapter] = (
             adapters if adapters is not None else default_adapters()
         )
         self.batch = EventBatch(batch_size)
@@ -303,15 +294,20 @@ class BookPipeline:
         if adapter is None:
             self.counters.add(venue, "no_adapter", len(frames))
             return
-        if len(frames) >= SCAN_MIN_FRAMES and hasattr(adapter, "scan_frames"):
-            index = self._symbol_index(venue, adapter)
+        scanner = adapter.scanner
+        if scanner is not None and len(frames) >= SCAN_MIN_FRAMES:
+            index = self._symbol_index(venue, scanner)
             if index is not None:
-                self._feed_scanned(venue, adapter, index, frames, recv_ns)
+                self._feed_scanned(venue, adapter, scanner, index, frames, recv_ns)
                 return
         self._feed_decoded(venue, adapter, frames, recv_ns)
 
     def _feed_decoded(
-        self, venue: Venue, adapter: Adapter, frames: Sequence[bytes | str], recv_ns: Sequence[int]
+        self,
+        venue: Venue,
+        adapter: VenueAdapter,
+        frames: Sequence[bytes | str],
+        recv_ns: Sequence[int],
     ) -> None:
         """Frames one by one through the adapter's decode (msgspec)."""
         decode = adapter.decode
@@ -365,7 +361,8 @@ class BookPipeline:
     def _feed_scanned(
         self,
         venue: Venue,
-        adapter: Any,
+        adapter: VenueAdapter,
+        scanner: FrameScanner,
         index: tuple[np.ndarray, np.ndarray],
         frames: Sequence[bytes | str],
         recv_ns: Sequence[int],
@@ -374,7 +371,7 @@ class BookPipeline:
         of known books go to the store in one more call, the rest through ``decode``."""
         keys, key_books = index
         self.flush()  # events queued earlier go first
-        scan = adapter.scan_frames(frames)
+        scan = scanner.scan_frames(frames)
         if len(keys):
             pos = np.searchsorted(keys, scan.symbol_key)
             pos[pos >= len(keys)] = 0
@@ -401,17 +398,19 @@ class BookPipeline:
             self._settle(self.store.apply_sealed(self.batch), rows.size)
         if rows.size < len(frames):
             # acks, other channels, mark prices, new symbols, anything malformed: decode
-            others = np.flatnonzero(~known)
+            others = np.flatnonzero(~known).tolist()
             self._feed_decoded(
                 venue, adapter, [frames[k] for k in others], [recv_ns[k] for k in others]
             )
 
-    def _symbol_index(self, venue: Venue, adapter: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    def _symbol_index(
+        self, venue: Venue, scanner: FrameScanner
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Sorted symbol keys of the venue's books and their book ids (cached)."""
         if venue in self._symbol_indexes:
             return self._symbol_indexes[venue]
         books = self._venue_books.get(venue, {})
-        pairs = sorted((adapter.symbol_key(symbol), info.book) for symbol, info in books.items())
+        pairs = sorted((scanner.symbol_key(symbol), info.book) for symbol, info in books.items())
         keys = np.array([k for k, _ in pairs], dtype=np.int64)
         index: tuple[np.ndarray, np.ndarray] | None = (
             keys,

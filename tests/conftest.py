@@ -26,9 +26,10 @@ def fixture_record(venue: str, name: str) -> dict[str, Any]:
 def compiled_kernels() -> None:
     """numba compiles on first use (seconds on a clean clone): once, before any test, so
     that no timed part of a test (a daemon's receive timeout) pays for it."""
+    from feeds.venues import ADAPTERS  # noqa: PLC0415
     from monitor.warmup import warm_up  # noqa: PLC0415
 
-    warm_up()
+    warm_up(ADAPTERS.values())
 
 
 @pytest.fixture

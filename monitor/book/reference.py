@@ -1,80 +1,15 @@
 """Plain-Python twins of the book kernels: obviously right, slow, used by property tests.
 
 A side is a dict price-units -> qty. The sync decision and the capacity rule follow the
-kernels' documented semantics, written the straightforward way.
+kernels' documented semantics, written the straightforward way. The level parser's twin
+is ``monitor.domain.parse_levels`` (the feeds' tools use it too).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 
-from monitor.domain import BookState, SeqRule
-
-
-class LevelError(ValueError):
-    """A level array that does not parse (``off_grid`` when a price is finer than the tick)."""
-
-    def __init__(self, reason: str, off_grid: bool = False) -> None:
-        super().__init__(reason)
-        self.off_grid = off_grid
-
-
-_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
-
-
-def _reject_constant(name: str) -> None:
-    raise LevelError(f"{name} is not a number")
-
-
-def _number(value: object, level: object) -> Decimal:
-    if isinstance(value, str):
-        if not _NUMBER.fullmatch(value):
-            raise LevelError(f"bad number in {level!r}")
-        value = Decimal(value)
-    if not isinstance(value, Decimal) or value < 0:
-        raise LevelError(f"bad number in {level!r}")
-    digits = value.normalize().as_tuple()
-    exponent = digits.exponent if isinstance(digits.exponent, int) else 0
-    # the kernel holds a number as an int64 mantissa of at most 18 digits, 18 decimals at most
-    if len(digits.digits) + max(exponent, 0) > 18 or -exponent > 18:
-        raise LevelError(f"number out of range in {level!r}")
-    return value
-
-
-def parse_levels(
-    raw: bytes | str,
-    *,
-    px_index: int = 0,
-    qty_index: int = 1,
-    price_decimals: int,
-    contract_size: float = 1.0,
-) -> list[tuple[int, float]]:
-    """Twin of ``kernels.parse_levels``: ``[["px","qty"],...]`` -> [(price units, qty)]."""
-    try:
-        levels = json.loads(
-            raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
-        )
-    except ValueError as exc:
-        raise LevelError(f"not JSON: {exc}") from exc
-    if not isinstance(levels, list):
-        raise LevelError("not an array")
-    out: list[tuple[int, float]] = []
-    scale = Decimal(10) ** price_decimals
-    for level in levels:
-        if not isinstance(level, list) or len(level) <= max(px_index, qty_index):
-            raise LevelError(f"bad level {level!r}")
-        if any(isinstance(x, list | dict) for x in level):
-            raise LevelError(f"nested value in {level!r}")
-        px = _number(level[px_index], level)
-        qty = _number(level[qty_index], level)
-        units = px * scale
-        if units != units.to_integral_value():
-            raise LevelError(f"price {px} finer than 1e-{price_decimals}", off_grid=True)
-        out.append((int(units), float(qty) * contract_size))
-    return out
+from monitor.domain import BookState, LevelError, SeqRule, parse_levels
 
 
 @dataclass

@@ -188,7 +188,7 @@ class BookStore:
     ) -> int:
         """Add a book. ``capacity`` caps its levels per side (a depth-limited feed such as
         Kraken's is truncated to its subscribed depth); ``checksum`` is the venue's
-        feeds.base.Checksum, ``qty_precision`` the size decimals a checksum writes."""
+        feeds.contract.Checksum, ``qty_precision`` the size decimals a checksum writes."""
         if self.count >= self.max_books:
             raise OverflowError(f"book store is full ({self.max_books} books)")
         book = self.count

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import structlog
 
-from feeds.base import VenueAdapter
+from feeds.contract import VenueAdapter
 from feeds.sim.base import ExchangeSim
 from feeds.sim.exchange import STABLES, mid_for
 from feeds.venues import ADAPTERS

@@ -9,8 +9,8 @@ import math
 import msgspec
 import pytest
 
-from feeds.base import BookMessage, InstrumentsUpdate, VenueAdapter, VenueMessage
 from feeds.bybit import ADAPTERS, LINEAR, MAX_ARGS_CHARS, SPOT, BybitAdapter, parse
+from feeds.contract import BookMessage, InstrumentsUpdate, VenueAdapter, VenueMessage
 from monitor.domain import (
     BookEvent,
     EventKind,

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from feeds.base import BookMessage, InstrumentsUpdate, VenueMessage
 from feeds.bybit import LINEAR, SPOT, BybitAdapter
+from feeds.contract import BookMessage, InstrumentsUpdate, VenueMessage
 from feeds.sim.base import Change, ExchangeSim, SimBook
 from feeds.sim.bybit import BybitProtocol
 from monitor.domain import EventKind, Ignored, MarkPriceEvent, Venue

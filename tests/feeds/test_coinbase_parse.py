@@ -7,13 +7,6 @@ import json
 
 import pytest
 
-from feeds.base import (
-    BookMessage,
-    ConnectionSequence,
-    InstrumentsUpdate,
-    VenueAdapter,
-    VenueMessage,
-)
 from feeds.coinbase import (
     ADAPTER,
     ADAPTERS,
@@ -21,6 +14,13 @@ from feeds.coinbase import (
     CoinbaseSequence,
     parse,
     timestamp_ns,
+)
+from feeds.contract import (
+    BookMessage,
+    ConnectionSequence,
+    InstrumentsUpdate,
+    VenueAdapter,
+    VenueMessage,
 )
 from monitor.domain import BookEvent, EventKind, Ignored, InstrumentKind, SeqRule, Venue
 from monitor.errors import ParseError, UnknownInstrument

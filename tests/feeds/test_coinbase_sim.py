@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from feeds.base import BookMessage, InstrumentsUpdate, VenueMessage
 from feeds.coinbase import ADAPTER, HEARTBEATS_SUBSCRIBE, CoinbaseSequence, timestamp_ns
+from feeds.contract import BookMessage, InstrumentsUpdate, VenueMessage
 from feeds.sim.base import ExchangeSim, SimBook
 from feeds.sim.coinbase import CoinbaseProtocol, rfc3339
 from monitor.domain import EventKind, Ignored, Venue

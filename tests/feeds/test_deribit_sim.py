@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from feeds.base import BookMessage, Reply, VenueMessage
+from feeds.contract import BookMessage, Reply, VenueMessage
 from feeds.deribit import FUTURES
 from feeds.sim.base import Change, ExchangeSim, SimBook
 from feeds.sim.deribit import DeribitProtocol

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from feeds.base import (
+from feeds.contract import (
     BookMessage,
     Checksum,
     HttpRequest,

@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from feeds.base import BookMessage, VenueMessage
+from feeds.contract import BookMessage, VenueMessage
 from feeds.hyperliquid import PERP
 from feeds.sim.base import ExchangeSim, SimBook
 from feeds.sim.hyperliquid import HyperliquidProtocol

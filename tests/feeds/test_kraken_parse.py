@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from feeds.base import (
+from feeds.contract import (
     BookMessage,
     Checksum,
     InstrumentsUpdate,

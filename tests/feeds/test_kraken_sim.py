@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from feeds.base import BookMessage, VenueMessage
+from feeds.contract import BookMessage, VenueMessage
 from feeds.kraken import KrakenAdapter, checksum
 from feeds.sim.base import Change, ExchangeSim, SimBook
 from feeds.sim.kraken import KrakenProtocol

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from feeds.base import (
+from feeds.contract import (
     BookMessage,
     Checksum,
     HttpRequest,

@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from feeds.base import BookMessage, InstrumentsUpdate, VenueMessage
+from feeds.contract import BookMessage, InstrumentsUpdate, VenueMessage
 from feeds.okx import OKX, checksum
 from feeds.sim.base import ExchangeSim, SimBook
 from feeds.sim.okx import OkxProtocol

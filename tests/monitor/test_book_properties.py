@@ -39,10 +39,10 @@ from monitor.book.layout import (
     S_N_ASK,
     S_N_BID,
 )
-from monitor.book.reference import LevelError, ReferenceBook
-from monitor.book.reference import parse_levels as ref_parse_levels
+from monitor.book.reference import ReferenceBook
 from monitor.book.store import BookStore, EventBatch
-from monitor.domain import BookState, EventKind, SeqRule, format_units
+from monitor.domain import BookState, EventKind, LevelError, SeqRule, format_units
+from monitor.domain import parse_levels as ref_parse_levels
 
 # outcome codes of the kernel -> outcome strings of the reference. The reference has no
 # separate off-grid outcome: a price finer than the tick is one more LevelError there.

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds import kraken, okx
-from feeds.base import Checksum
+from feeds.contract import Checksum
 from monitor.book import kernels
 from monitor.book.layout import S_QTY_PREC, S_QTY_WIRE_DEC
 from monitor.book.store import BookStore, EventBatch

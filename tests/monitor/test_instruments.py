@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from feeds.binance import parse_exchange_info
 from monitor.domain import InstrumentKind, Venue
 from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from tests.conftest import SPOT_RECORDING, USDM_RECORDING
+
+
+def binance_registry(venue: Venue, text: str) -> InstrumentRegistry:
+    """The registry of a Binance exchangeInfo answer (parsed by the Binance adapter)."""
+    return InstrumentRegistry(parse_exchange_info(venue, text))
 
 
 def exchange_info(path: Path) -> str:
@@ -25,7 +31,7 @@ def exchange_info(path: Path) -> str:
 
 class TestFromExchangeInfo:
     def test_spot_symbols_map_to_canonical_instruments_with_tick_and_lot(self) -> None:
-        reg = InstrumentRegistry.from_exchange_info(Venue.BINANCE, exchange_info(SPOT_RECORDING))
+        reg = binance_registry(Venue.BINANCE, exchange_info(SPOT_RECORDING))
         btc = reg.get(Venue.BINANCE, "BTCUSDT")
         assert btc is not None
         assert (btc.base, btc.quote, btc.kind, btc.tick, btc.lot) == (
@@ -41,9 +47,7 @@ class TestFromExchangeInfo:
         assert len(reg) > 1000
 
     def test_usdm_perpetuals_and_dated_futures_are_told_apart(self) -> None:
-        reg = InstrumentRegistry.from_exchange_info(
-            Venue.BINANCE_FUTURES, exchange_info(USDM_RECORDING)
-        )
+        reg = binance_registry(Venue.BINANCE_FUTURES, exchange_info(USDM_RECORDING))
         perp = reg.get(Venue.BINANCE_FUTURES, "BTCUSDT")
         assert (
             perp is not None
@@ -56,12 +60,12 @@ class TestFromExchangeInfo:
 
     def test_malformed_exchange_info_raises_parse_error(self) -> None:
         with pytest.raises(ParseError):
-            InstrumentRegistry.from_exchange_info(Venue.BINANCE, '{"symbols": 5}')
+            binance_registry(Venue.BINANCE, '{"symbols": 5}')
 
 
 class TestCache:
     def test_cache_round_trips_every_field(self, tmp_path: Path) -> None:
-        reg = InstrumentRegistry.from_exchange_info(Venue.BINANCE, exchange_info(SPOT_RECORDING))
+        reg = binance_registry(Venue.BINANCE, exchange_info(SPOT_RECORDING))
         path = tmp_path / "binance.json.gz"
         reg.to_cache(Venue.BINANCE, path)
         back = InstrumentRegistry.from_cache(Venue.BINANCE, path)
@@ -74,7 +78,7 @@ class TestCache:
 
     def test_merge_prefers_the_newer_registry(self) -> None:
         old = InstrumentRegistry.load_cached([Venue.BINANCE])
-        fresh = InstrumentRegistry.from_exchange_info(
+        fresh = binance_registry(
             Venue.BINANCE,
             '{"symbols":[{"symbol":"BTCUSDT","baseAsset":"BTC","quoteAsset":"USDT","quoteAssetPrecision":8,'
             '"filters":[{"filterType":"PRICE_FILTER","tickSize":"0.10000000"},'
