@@ -409,6 +409,21 @@ class OkxAdapter:
             qty_precision=_decimals(lot),
         )
 
+    def reconnect_notice(self, data: bytes | str) -> str | None:
+        """Why the venue is about to close the connection this frame came on (the 64008
+        service-upgrade notice), else None. Called by the session on every frame: a frame
+        whose head does not say ``"notice"`` is not decoded."""
+        head = data[:40]
+        if ('"notice"' if isinstance(head, str) else b'"notice"') not in head:
+            return None
+        try:
+            decoded = self.decode(data, 0)
+        except ParseError:
+            return None
+        if type(decoded) is VenueMessage and decoded.reconnect:
+            return f"notice {decoded.code}: {decoded.message}"
+        return None
+
     # --- parsing ----------------------------------------------------------------------------
     def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
         """Decode one websocket frame. Raises ParseError on malformed input."""

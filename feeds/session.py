@@ -184,6 +184,9 @@ class WsSession:
     frame to send back at once (Deribit ``test_request``). ``sequence()`` makes a fresh
     per-connection counter check (Coinbase ``sequence_num``): a jump ends the connection.
     ``connect_gate()`` is awaited before each connect (a venue's new-connections rate).
+    ``notice(data)`` returns why when a frame announces that the venue will soon close the
+    connection (OKX 64008, service upgrade): the session reconnects at once, before the
+    venue closes it (the frame is still handed to ``on_frame``).
     Venue differences come in as these values, never as ``if venue == ...`` here.
     ``sleep``, ``rng`` and ``clock`` are injectable so tests never wait for real backoff.
     """
@@ -206,6 +209,7 @@ class WsSession:
         sequence: Callable[[], Any] | None = None,
         control: ControlBudget | None = None,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
+        notice: Callable[[str | bytes], str | None] | None = None,
         health: FeedHealth | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -233,6 +237,7 @@ class WsSession:
         self._reply_to = reply_to
         self._sequence = sequence
         self._connect_gate = connect_gate
+        self._notice = notice
         self._sleep = sleep
         self._clock = clock
         self._max_frame_bytes = max_frame_bytes
@@ -396,6 +401,7 @@ class WsSession:
         timeout_s = self.policy.receive_timeout_s
         checker = self._sequence() if self._sequence is not None else None
         reply_to = self._reply_to
+        notice = self._notice
         while True:
             try:
                 async with asyncio.timeout(timeout_s):
@@ -415,6 +421,10 @@ class WsSession:
                 answer = reply_to(data)
                 if answer is not None:
                     await self.send(answer)
+            if notice is not None and self._end_reason is None:
+                why = notice(data)
+                if why is not None:  # reconnect now rather than be cut off later
+                    self.request_reconnect(why)
             try:
                 self._on_frame(data, recv_ns)
             except Exception as error:  # a handler bug must not kill the connection

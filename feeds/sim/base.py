@@ -498,6 +498,21 @@ class ExchangeSim:
 
         self._spawn(close())
 
+    def close_later(
+        self, connections: Iterable[SimConnection], delay_s: float, code: int, reason: str = ""
+    ) -> None:
+        """Close these connections (those still open) ``delay_s`` from now."""
+        targets = list(connections)
+
+        async def close() -> None:
+            await asyncio.sleep(delay_s)
+            for conn in targets:
+                if not conn.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await conn.websocket.close(code=code, message=reason.encode())
+
+        self._spawn(close())
+
     def set_silent(self, venue: Venue, silent: bool = True) -> None:
         """Keep the venue's sockets open but send nothing (no data, pings, heartbeats)."""
         if silent:

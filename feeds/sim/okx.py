@@ -24,7 +24,7 @@ Speaks the public socket as venues.md section 3 describes it:
 - ``mark-price``, ``funding-rate`` (perpetual swaps) and ``index-tickers`` (under the index
   id, e.g. ``BTC-USDT``) for derivative books, every ``mark_s`` of the sim.
 - :meth:`OkxProtocol.notice` sends ``{"event":"notice","code":"64008"}`` (disconnect for a
-  service upgrade ahead) to every OKX connection.
+  service upgrade ahead) to every OKX connection, and closes them later if asked.
 - REST ``GET /api/v5/public/instruments?instType=SPOT|SWAP|FUTURES`` from the sim's books:
   ``book.extra`` may carry ``ct_type`` (linear|inverse; default inverse for ``-USD-`` books),
   ``ct_val`` (contract value; default 1), ``base``/``quote``.
@@ -211,8 +211,11 @@ class OkxProtocol(ProtocolBase):
         reply |= {"event": "error", "msg": msg, "code": code, "connId": conn.state["conn_id"]}
         conn.send(_compact(reply))
 
-    def notice(self, sim: ExchangeSim) -> int:
-        """Send the 64008 upgrade notice to every open OKX connection; returns how many."""
+    def notice(self, sim: ExchangeSim, *, close_after_s: float | None = None) -> int:
+        """Send the 64008 upgrade notice to every open OKX connection; returns how many.
+
+        close_after_s: then close those still open after this long (OKX: about 30 s), with
+        1012 (service restart), as the upgrade does; None leaves them open."""
         connections = sim.open_connections(self.venue)
         for conn in connections:
             message = {
@@ -222,6 +225,8 @@ class OkxProtocol(ProtocolBase):
                 "connId": conn.state.get("conn_id", ""),
             }
             conn.send(_compact(message))
+        if close_after_s is not None:
+            sim.close_later(connections, close_after_s, code=1012, reason="service upgrade")
         return len(connections)
 
     # --- websocket: book frames ----------------------------------------------------------

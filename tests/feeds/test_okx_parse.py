@@ -505,6 +505,19 @@ class TestOtherMessages:
         other = OKX.decode('{"event":"notice","code":"64009","msg":"x"}', 0)
         assert other == VenueMessage("64009", "x", reconnect=False)
 
+    def test_only_the_upgrade_notice_tells_the_session_to_reconnect(self) -> None:
+        notice = fixture_record("okx", "ws_notice")["data"]
+        assert OKX.reconnect_notice(notice) == (
+            "notice 64008: The connection will soon be closed for a service upgrade. "
+            "Please reconnect."
+        )
+        assert OKX.reconnect_notice(notice.encode()) == OKX.reconnect_notice(notice)
+        assert OKX.reconnect_notice('{"event":"notice","code":"64009","msg":"x"}') is None
+        for name in ("ws_books_snapshot", "ws_subscribe_ack"):
+            assert OKX.reconnect_notice(fixture_record("okx", name)["data"]) is None
+        assert OKX.reconnect_notice("pong") is None
+        assert OKX.reconnect_notice('{"event":"notice", garbage') is None
+
     def test_channels_whose_data_are_not_objects_are_ignored(self) -> None:
         raw = (
             '{"arg":{"channel":"candle1m","instId":"BTC-USDT"},'
