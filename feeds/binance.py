@@ -56,6 +56,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -271,6 +272,7 @@ class BinanceAdapter:
 
     reply_to: ReplyHook | None = None  # the server's pings are websocket pings
     connection_sequence: SequenceHook | None = None  # continuity is per book (update ids)
+    reconnect_notice: NoticeHook | None = None
 
     # --- batch scanning (hot path) ----------------------------------------------------
     @property

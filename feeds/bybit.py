@@ -57,6 +57,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -202,6 +203,7 @@ class BybitAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
+    reconnect_notice: NoticeHook | None = None
 
     def __init__(
         self,

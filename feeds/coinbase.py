@@ -55,6 +55,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     ReplyHook,
     SnapshotSource,
     VenueMessage,
@@ -233,6 +234,7 @@ class CoinbaseAdapter:
     subscribe_in_url = False
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
+    reconnect_notice: NoticeHook | None = None
 
     # --- URLs and subscriptions -------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:

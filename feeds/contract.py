@@ -187,6 +187,10 @@ ReplyHook = Callable[[bytes | str], str | None]
 SequenceHook = Callable[[], ConnectionSequence]
 """Makes a fresh per-connection message-counter check for a new connection."""
 
+NoticeHook = Callable[[bytes | str], str | None]
+"""Called on every frame: why the venue will soon close this connection (a maintenance
+notice such as OKX 64008), or None. The session then reconnects at once."""
+
 
 class VenueAdapter(Protocol):
     """The attributes and methods the shared code uses (see the module doc).
@@ -194,7 +198,8 @@ class VenueAdapter(Protocol):
     Optional behaviours are members too, whose value is None where a venue has none:
     ``scanner`` (batch scanning of depth frames), ``reply_to`` (answers to venue
     keepalives, Deribit ``test_request``), ``connection_sequence`` (per-connection message
-    counters, Coinbase). Nothing shared probes an adapter for a member.
+    counters, Coinbase), ``reconnect_notice`` (advance notice of a disconnect, OKX).
+    Nothing shared probes an adapter for a member.
     """
 
     # read-only members (the shared code never sets them): properties or class constants
@@ -271,6 +276,11 @@ class VenueAdapter(Protocol):
         """Per-connection message-counter check factory (Coinbase), or None."""
         ...
 
+    @property
+    def reconnect_notice(self) -> NoticeHook | None:
+        """Reads a venue's notice that it will close the connection (OKX 64008), or None."""
+        ...
+
     # --- connections --------------------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:
         """URL of a connection carrying these symbols (Binance puts streams in the URL)."""
@@ -323,6 +333,7 @@ __all__ = [
     "HttpRequest",
     "InstrumentsUpdate",
     "Limits",
+    "NoticeHook",
     "Reply",
     "ReplyHook",
     "SequenceHook",

@@ -58,6 +58,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     Reply,
     SequenceHook,
     SnapshotSource,
@@ -202,6 +203,7 @@ class DeribitAdapter:
     subscribe_in_url = False  # subscriptions are sent as frames
     scanner: FrameScanner | None = None  # every frame goes through decode
     connection_sequence: SequenceHook | None = None
+    reconnect_notice: NoticeHook | None = None
     book_depth = 0  # full books: the store's default capacity
     limits = Limits(
         streams_per_connection=200,  # not documented: a modest choice

@@ -55,6 +55,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -176,6 +177,7 @@ class HyperliquidAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
+    reconnect_notice: NoticeHook | None = None
     book_depth = 0  # the store's default capacity: every message replaces the whole book
     limits = Limits(
         streams_per_connection=100,  # 1000 subscriptions per IP over at most 10 connections

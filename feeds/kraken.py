@@ -56,6 +56,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    NoticeHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -192,6 +193,7 @@ class KrakenAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
+    reconnect_notice: NoticeHook | None = None
     px_index = 0
     qty_index = 1
     # Kraken documents no subscription or message caps for public websocket v2 (its message

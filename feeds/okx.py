@@ -414,7 +414,8 @@ class OkxAdapter:
         service-upgrade notice), else None. Called by the session on every frame: a frame
         whose head does not say ``"notice"`` is not decoded."""
         head = data[:40]
-        if ('"notice"' if isinstance(head, str) else b'"notice"') not in head:
+        said = '"notice"' in head if isinstance(head, str) else b'"notice"' in head
+        if not said:
             return None
         try:
             decoded = self.decode(data, 0)

@@ -322,7 +322,7 @@ class Daemon:
             sequence=adapter.connection_sequence,
             control=ControlBudget(limits.control_per_s, limits.control_per_hour),
             connect_gate=runtime.connect_gate,
-            notice=getattr(adapter, "reconnect_notice", None),
+            notice=adapter.reconnect_notice,
             health=runtime.health,
             rng=self.rng,
             max_frame_bytes=limits.max_frame_bytes,
