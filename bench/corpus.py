@@ -1,6 +1,6 @@
 """A ~200k-message benchmark corpus built from the real Binance recordings.
 
-Source: /work/shared/data/binance-spot-2021-10-12.jsonl.gz (4 spot books, 177 depth diffs)
+Source: tests/recordings/binance-spot-2021-10-12.jsonl.gz (4 spot books, 177 depth diffs)
 and binance-usdm-2021-07-22.jsonl.gz (4 USD-M books, 764 depth diffs), each with one
 ``/depth?limit=1000`` REST snapshot per symbol. Only the depth diffs and the depth
 snapshots are taken; other channels (bookTicker, kline, aggTrade) and exchangeInfo are
@@ -49,7 +49,7 @@ from feeds.recording import iter_recording  # noqa: E402
 from monitor.domain import RawBook, SeqRule, Venue  # noqa: E402
 from monitor.instruments import InstrumentRegistry  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parent.parent / "tests" / "recordings"
 RECORDINGS = (DATA / "binance-spot-2021-10-12.jsonl.gz", DATA / "binance-usdm-2021-07-22.jsonl.gz")
 REPLICA_ID_STRIDE = 10_000_000_000  # per-replica id offset (ids stay far below 2**63)
 BASE_NS = 1_700_000_000 * 1_000_000_000  # receive clock of the corpus (arbitrary origin)

@@ -1,6 +1,6 @@
 """Binance spot and USD-M perpetuals: URLs, subscriptions and pure parsing.
 
-Protocol (../shared/venues.md sections 1-2):
+Protocol (Binance spot and USD-M API docs, "WebSocket Streams" and "Market Data"):
 
 - Diff depth:
   ``{"e":"depthUpdate","E":ms,"s":"BNBBTC","U":first,"u":last,"b":[["px","qty"]],"a":[..]}``;
@@ -444,7 +444,7 @@ class BinanceAdapter:
         )
 
 
-# REST weights: venues.md sections 1-2 (Binance spot and USD-M REST docs)
+# REST weights: the Binance spot and USD-M REST docs
 SPOT = BinanceAdapter(
     Venue.BINANCE,
     SeqRule.CONTIGUOUS,
@@ -454,7 +454,7 @@ SPOT = BinanceAdapter(
     depth_weights=((100, 5), (500, 25), (1000, 50), (5000, 250)),
     instruments_weight=20,
     weight_limit_per_minute=6000,
-    # 5 incoming messages/s, 1024 streams per connection, 24 h lifetime (venues.md §1)
+    # 5 incoming messages/s, 1024 streams per connection, 24 h lifetime (spot docs)
     limits=Limits(
         streams_per_connection=200,
         topics_per_frame=200,
@@ -472,7 +472,7 @@ USDM = BinanceAdapter(
     depth_weights=((50, 2), (100, 5), (500, 10), (1000, 20)),
     instruments_weight=1,
     weight_limit_per_minute=2400,
-    # 10 incoming messages/s, 1024 streams per connection, 24 h lifetime (venues.md §2)
+    # 10 incoming messages/s, 1024 streams per connection, 24 h lifetime (USD-M docs)
     limits=Limits(
         streams_per_connection=200,
         topics_per_frame=200,

@@ -1,7 +1,7 @@
 """Bybit v5 public spot and linear (USDT/USDC perpetuals and futures): URLs, subscriptions,
 pure parsing.
 
-Protocol (../shared/venues.md section 4; bybit-exchange/docs ``v5/websocket/public/
+Protocol (bybit-exchange/docs ``v5/websocket/public/
 orderbook.mdx``, ``ticker.mdx``, ``wss-authentication.mdx`` ("Connect"),
 ``v5/market/instrument.mdx``):
 
@@ -20,7 +20,7 @@ orderbook.mdx``, ``ticker.mdx``, ``wss-authentication.mdx`` ("Connect"),
   overwrites the book, so it is emitted as a SNAPSHOT whatever its ``type``.
 - Sequencing (SeqRule.CONTIGUOUS): ``first_seq = last_seq = u``; the book kernel requires
   ``u == previous u + 1`` and drops ``u <= last`` as stale. Bybit does not document the step
-  of ``u``; community code treats it as +1 per message per topic (venues.md, [M]).
+  of ``u``; community code treats it as +1 per message per topic.
 - Mark price (linear only): ``tickers.BTCUSDT``, a snapshot and then partial deltas whose
   missing fields are unchanged (NaN in the :class:`~monitor.domain.MarkPriceEvent`).
 - Keepalive: ``{"req_id":"ping","op":"ping"}`` every 20 s; the pong
@@ -440,7 +440,7 @@ class BybitAdapter:
             raise ParseError(self.venue.value, data, f"ts {ts!r}") from exc
 
 
-# Limits (venues.md section 4; Bybit "Connect" page): at most 500 connections per 5 min per
+# Limits (Bybit "Connect" page): at most 500 connections per 5 min per
 # WS domain, shared by the spot and linear sockets (stream.bybit.com), so each market takes
 # 0.8/s (1.6/s together, under 500/300 s). Spot takes at most 10 args per subscribe request;
 # linear has no per-request cap (50 keeps frames small). One connection's args may not

@@ -1,6 +1,6 @@
 """Coinbase Advanced Trade market data (spot): URLs, subscriptions, pure parsing.
 
-Protocol (../shared/venues.md section 5; Coinbase CDP docs "Advanced Trade WebSocket
+Protocol (Coinbase CDP docs "Advanced Trade WebSocket
 Overview" and "WebSocket Channels", "List Public Products"):
 
 - One socket, ``wss://advanced-trade-ws.coinbase.com``; subscribe by message, one channel
@@ -213,7 +213,7 @@ class CoinbaseAdapter:
     checksum = Checksum.NONE
     px_index = 0
     qty_index = 1
-    # venues.md section 5. 8 connections/s and 8 unauthenticated messages/s per IP: each
+    # Coinbase docs: 8 connections/s and 8 unauthenticated messages/s per IP: each
     # connection sends two subscribe frames (level2, heartbeats), so 2 connections/s and 4
     # frames/s per connection keep the IP under 8 messages/s while connections open.
     # 16 products per connection: 32 failed with "too many L2 streams requested in a

@@ -135,7 +135,7 @@ class HttpRequest:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """A venue's documented connection limits (venues.md); the shared layer stays within them.
+    """A venue's documented connection limits (its API docs); the shared layer stays within them.
 
     ``streams_per_connection``: subscriptions (topics) carried by one connection.
     ``topics_per_frame``: topics in one subscribe frame. ``control_per_s``: frames the

@@ -1,6 +1,6 @@
 """Deribit (JSON-RPC 2.0 over websocket): ``book.*`` books, ``ticker.*`` marks, heartbeats.
 
-Protocol (../shared/venues.md section 8; Deribit API docs "book.(instrument_name).(interval)",
+Protocol (Deribit API docs "book.(instrument_name).(interval)",
 "public/set_heartbeat", "Notifications"):
 
 - URL ``wss://www.deribit.com/ws/api/v2``. Subscribe (channels batched per request):

@@ -1,6 +1,6 @@
 """Hyperliquid perpetuals (and spot): ``l2Book`` full books, ``activeAssetCtx`` marks.
 
-Protocol (../shared/venues.md section 7; Hyperliquid docs "Websocket / Subscriptions"):
+Protocol (Hyperliquid docs "Websocket / Subscriptions"):
 
 - URL ``wss://api.hyperliquid.xyz/ws``; one subscription per frame (no batching):
   ``{"method":"subscribe","subscription":{"type":"l2Book","coin":"BTC"}}``, acked with

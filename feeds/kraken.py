@@ -1,6 +1,6 @@
 """Kraken spot, websocket API v2: URLs, subscriptions, pure parsing and the book checksum.
 
-Protocol (../shared/venues.md section 6; Kraken API docs "Book (Level 2)" and the guide
+Protocol (Kraken API docs "Book (Level 2)" and the guide
 "Spot Websockets (v2) Book Checksum"):
 
 - URL ``wss://ws.kraken.com/v2``; subscribe by message:

@@ -1,6 +1,6 @@
 """OKX v5: spot, swaps (linear USDT/USDC and inverse USD) and futures on one public socket.
 
-Protocol (../shared/venues.md section 3; OKX v5 docs "WebSocket / Public channel"):
+Protocol (OKX v5 docs "WebSocket / Public channel"):
 
 - URL ``wss://ws.okx.com:8443/ws/v5/public``; subscriptions by message,
   ``{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"},...]}``, answered by
@@ -266,7 +266,7 @@ class OkxAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
-    # venues.md section 3: 3 connections/s per IP; 480 subscribe/unsubscribe/login ops per
+    # OKX v5 docs: 3 connections/s per IP; 480 subscribe/unsubscribe/login ops per
     # hour per connection; fewer than 30 channels of 400/50-level books per connection
     # (25 keeps a margin; the mark channels beside them are not book channels)
     limits = Limits(

@@ -1,7 +1,8 @@
 """Recordings: every raw message received, one JSON object per line (plain or gzip).
 
-Format (DESIGN.md): ``{"ts": <receive time, epoch seconds float>, "venue": "<venue id>",
-"kind": "ws"|"http", "url": "<where it came from>", "data": "<the raw text as received>"}``.
+Format (docs/architecture.md, "Recordings"): ``{"ts": <receive time, epoch seconds float>,
+"venue": "<venue id>", "kind": "ws"|"http", "url": "<where it came from>", "data": "<the raw
+text as received>"}``.
 The writer appends, so a restarted recorder never truncates what it already wrote; a gzip
 file then holds several members, which every gzip reader concatenates. The reader sniffs
 the gzip magic rather than trusting the file name, and stops quietly at the truncated tail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,10 +35,18 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("liqmon")
+    except importlib.metadata.PackageNotFoundError:  # a checkout run without installing
+        return "unknown (not installed)"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liqmon", description="Always-on liquidity monitor for crypto markets."
     )
+    parser.add_argument("--version", action="version", version=f"liqmon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="connect to the live venues and monitor their books")
@@ -90,14 +99,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.instruments import InstrumentRegistry  # noqa: PLC0415 (keeps `liqmon --help` fast)
+    from feeds.venues import ADAPTERS  # noqa: PLC0415 (keeps `liqmon --help` fast)
+    from monitor.instruments import InstrumentRegistry  # noqa: PLC0415
     from monitor.pipeline import BookPipeline  # noqa: PLC0415
     from monitor.replay import replay, write_books  # noqa: PLC0415
+    from monitor.warmup import warm_up  # noqa: PLC0415
 
     for f in args.files:
         if not Path(f).is_file():
             log.error("replay.missing_file", path=f)
             return 2
+    warm_up(ADAPTERS.values())  # compiles on the first run, and says so
     registry = InstrumentRegistry.load_cached(settings.venues.keys())
     pipeline = BookPipeline.from_settings(registry, settings)
     tick_ms = args.tick_ms or settings.monitor.tick_ms

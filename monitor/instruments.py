@@ -1,8 +1,9 @@
 """Instrument registry: venue symbol <-> canonical instrument, with tick, lot and contract size.
 
 The live source is each venue's public metadata endpoint, parsed by its adapter
-(``parse_instruments``); a cached copy per venue ships in ``config/instruments/`` so tests
-and replays work offline.
+(``parse_instruments``); a cached copy per venue ships in ``config/instruments/`` (installed
+as package data with ``monitor.config``) so tests and replays work offline, from any
+directory.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import msgspec
 
 from monitor.domain import Instrument, InstrumentKind, Venue
+from monitor.settings import shipped_config_dir
 
-CACHE_DIR = Path(__file__).resolve().parent.parent / "config" / "instruments"
+CACHE_DIR = shipped_config_dir() / "instruments"
 
 
 class _Cached(msgspec.Struct, array_like=True):

@@ -10,6 +10,7 @@ that last set the offending key, the dotted key and what was expected.
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import os
 import re
@@ -111,7 +112,33 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
         return {venue: table for venue, table in self.venues.items() if table.enabled}
 
 
-DEFAULT_CONFIG: Final = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+def shipped_config_dir() -> Path:
+    """The configuration shipped with liqmon: ``default.toml``, ``sim.toml``, ``instruments/``.
+
+    In a checkout (or an editable install) that is the repository's ``config/``; an
+    installed liqmon reads the same files as the package data ``monitor.config``.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "config").is_dir():
+        return checkout / "config"
+    # files() of a package without __init__.py is a MultiplexedPath; joinpath() gives a Path
+    located = importlib.resources.files("monitor.config").joinpath("default.toml")
+    if not isinstance(located, Path):
+        raise ConfigError(str(located), "(file)", "liqmon must be installed as files, not zipped")
+    return located.parent
+
+
+def resolve_config_path(path: Path) -> Path:
+    """``path`` as given; when it does not exist and names a shipped file (``sim.toml``,
+    ``config/sim.toml``), the shipped copy, so ``--config config/sim.toml`` works from any
+    directory."""
+    if path.exists() or path.is_absolute() or path.parent not in (Path(), Path("config")):
+        return path
+    shipped = shipped_config_dir() / path.name
+    return shipped if shipped.is_file() else path
+
+
+DEFAULT_CONFIG: Final = shipped_config_dir() / "default.toml"
 ENV_PREFIX: Final = "LIQMON_"
 ENV_SEPARATOR: Final = "__"
 
@@ -150,12 +177,15 @@ _T = TypeVar("_T")
 def load_settings(paths: Sequence[Path] = (), env: Mapping[str, str] | None = None) -> Settings:
     """Load config/default.toml, merge `paths` over it in order, apply overrides, validate.
 
+    A relative path that does not exist but names a shipped file (``config/sim.toml``) is
+    read from the shipped configuration (see `resolve_config_path`).
+
     env: the environment to read ``LIQMON_*__*`` overrides from; ``None`` means os.environ.
     Raises ConfigError naming the file or variable, the dotted key and the problem.
     """
     layers = _Layers(str(DEFAULT_CONFIG))
-    for path in (DEFAULT_CONFIG, *paths):
-        layers.merge(_read_toml(Path(path)), str(path))
+    for path in (DEFAULT_CONFIG, *(resolve_config_path(Path(p)) for p in paths)):
+        layers.merge(_read_toml(path), str(path))
     for source, table in _environment_overrides(os.environ if env is None else env):
         layers.merge(table, source)
     return _validate(layers)

@@ -3,13 +3,15 @@
 numba compiles a kernel on its first call (cached on disk afterwards, ``cache=True``). On a
 cold cache that takes tens of seconds; inside the daemon's event loop it would stall every
 connection past its receive timeout. :func:`warm_up` makes the first calls on a scratch
-store, outside the loop's time-critical path.
+store, outside the loop's time-critical path, and says so once when the cache is cold
+(the first run after installing: the user would otherwise see ~20 s of silence).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -23,10 +25,30 @@ from monitor.metrics import kernels as mk
 log = get_logger("monitor.warmup")
 
 
+# Entry kernels of the book and metric paths (what they call is compiled into them).
+_ENTRY_KERNELS: tuple[Any, ...] = (kernels.apply_batch, kernels.book_checksum, mk.compute_metrics)
+
+
+def cache_is_cold() -> bool:
+    """True when an entry kernel has nothing usable in numba's on-disk cache (first run
+    after installing, after an upgrade, or with a fresh ``NUMBA_CACHE_DIR``)."""
+    for dispatcher in _ENTRY_KERNELS:
+        try:
+            # numba's own index: empty when missing, unreadable or stale for this source
+            index = dispatcher._cache._cache_file._load_index()
+        except Exception:  # a numba internal moved: say nothing rather than fail
+            return False
+        if not index:
+            return True
+    return False
+
+
 def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
     """Run every kernel once on scratch data, and the batch scanner of each adapter that
     has one (the frames' content does not matter to the compiler); returns the seconds it
-    took."""
+    took. Logs ``kernels.compiling`` first when the cache is cold."""
+    if cache_is_cold():
+        log.warning("kernels.compiling", note="compiling kernels (first run only, ~20 s)")
     started = time.perf_counter()
     store = BookStore(1, 8)
     book = store.add_book(rule=SeqRule.CONTIGUOUS, price_decimals=1, checksum=1)

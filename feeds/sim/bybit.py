@@ -1,7 +1,7 @@
 """Bybit v5 public spot and linear inside :class:`~feeds.sim.base.ExchangeSim`
 (``ws://127.0.0.1:<port>/bybit/v5/public/spot``, ``.../bybit_linear/v5/public/linear``).
 
-Speaks the public sockets as venues.md section 4 and the Bybit docs describe them; one
+Speaks the public sockets as the Bybit docs describe them; one
 :class:`BybitProtocol` per market (``BybitProtocol(Venue.BYBIT)``, ``(Venue.BYBIT_LINEAR)``):
 
 - ``{"req_id":..,"op":"subscribe"|"unsubscribe","args":[topic,..]}`` is answered with one

@@ -1,7 +1,7 @@
 """Coinbase Advanced Trade market data inside :class:`~feeds.sim.base.ExchangeSim`
 (``ws://127.0.0.1:<port>/coinbase/``).
 
-Speaks the market data socket as venues.md section 5 and the Coinbase docs describe it:
+Speaks the market data socket as the Coinbase docs describe it:
 
 - ``{"type":"subscribe"|"unsubscribe","product_ids":[..],"channel":..}``, one channel per
   message (``level2`` or ``heartbeats``; ``heartbeats`` needs no products). Every

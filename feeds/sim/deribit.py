@@ -1,6 +1,6 @@
 """Deribit inside :class:`~feeds.sim.base.ExchangeSim` (``/deribit/ws/api/v2``, REST ``/api/v2``).
 
-Speaks JSON-RPC 2.0 as venues.md section 8 and the Deribit API docs describe it:
+Speaks JSON-RPC 2.0 as the Deribit API docs describe it:
 
 - ``public/subscribe`` / ``public/unsubscribe`` with ``params.channels``: the answer
   ``{"jsonrpc":"2.0","id":N,"result":[channels],..}`` lists the channels taken (unknown

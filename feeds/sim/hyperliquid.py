@@ -1,6 +1,6 @@
 """Hyperliquid inside :class:`~feeds.sim.base.ExchangeSim` (``/hyperliquid/ws``, ``/info``).
 
-Speaks the websocket as venues.md section 7 and Hyperliquid's "Websocket" docs describe it:
+Speaks the websocket as Hyperliquid's "Websocket" docs describe it:
 
 - ``{"method":"subscribe"|"unsubscribe","subscription":{"type":"l2Book"|"activeAssetCtx",
   "coin":..}}``, one per frame, answered ``{"channel":"subscriptionResponse","data":

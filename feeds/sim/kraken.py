@@ -1,7 +1,6 @@
 """Kraken spot websocket v2 inside :class:`~feeds.sim.base.ExchangeSim` (``/kraken/v2``).
 
-Speaks the public v2 socket as venues.md section 6 and Kraken's "Book (Level 2)" page
-describe it:
+Speaks the public v2 socket as Kraken's "Book (Level 2)" page describes it:
 
 - On connect, a ``status`` message (``system: online``). ``{"method":"ping","req_id":N}`` is
   answered ``{"method":"pong","req_id":N,"time_in":..,"time_out":..}``.

@@ -1,6 +1,6 @@
 """OKX v5 inside :class:`~feeds.sim.base.ExchangeSim` (``ws://127.0.0.1:<port>/okx/ws/v5/public``).
 
-Speaks the public socket as venues.md section 3 describes it:
+Speaks the public socket as the OKX v5 docs ("WebSocket / Public channel") describe it:
 
 - ``{"op":"subscribe"|"unsubscribe","args":[{"channel":..,"instId":..},..]}`` is answered
   per arg with ``{"event":"subscribe","arg":{..},"connId":".."}`` (the request's ``id`` is

@@ -7,7 +7,7 @@ of a band unknown: then the figure is a lower bound and the flag is 0). Cost to 
 to buy a USD notional: slippage of the VWAP against mid in bps, and an ``exhausted`` flag
 when the held book runs out first (no extrapolation; slippage then covers what was filled).
 
-Definitions follow ../shared/LIQUIDITY.md section 1 (bands anchored at mid).
+Definitions: docs/architecture.md, "Metrics" (bands anchored at mid).
 """
 
 from __future__ import annotations

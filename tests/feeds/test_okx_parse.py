@@ -122,7 +122,7 @@ class _StringBook:
 
 
 class TestChecksum:
-    def test_worked_examples_of_venues_md(self) -> None:
+    def test_worked_examples_of_the_okx_docs(self) -> None:
         # "3366.1:7:3366.8:9:3366:6:3368:8" -> -1881014294 (unsigned 2413953002)
         assert checksum([("3366.1", "7"), ("3366", "6")], [("3366.8", "9"), ("3368", "8")]) == (
             -1881014294

@@ -127,7 +127,7 @@ def test_kraken_checksum_of_the_kernel_equals_the_reference(
 
 
 def test_okx_documented_example_through_the_kernel() -> None:
-    # venues.md: "3366.1:7:3366.8:9:3366:6:3368:8" -> signed -1881014294
+    # OKX docs: "3366.1:7:3366.8:9:3366:6:3368:8" -> signed -1881014294
     store, b = load(1, 0, [(33661, 7), (33660, 6)], [(33668, 9), (33680, 8)], checksum=Checksum.OKX)
     got = kernel_checksum(store, b, Checksum.OKX)
     assert got - 2**32 == -1881014294
