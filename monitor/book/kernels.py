@@ -15,6 +15,8 @@ import numpy as np
 from numba import njit
 
 from monitor.book.layout import (
+    CHECK_KRAKEN,
+    CHECK_OKX,
     E_ASK_LEN,
     E_BEST_ASK,
     E_BEST_BID,
@@ -37,6 +39,8 @@ from monitor.book.layout import (
     FLAG_TRUNCATED,
     FLAG_WINDOW,
     KEY_MIN,
+    KIND_DELTA,
+    KIND_SNAPSHOT,
     R_APPLIED,
     R_BUFFER,
     R_CHECKSUM,
@@ -47,6 +51,9 @@ from monitor.book.layout import (
     R_SNAPSHOT,
     R_STALE,
     R_TOP_UNKNOWN,
+    RULE_CHAIN,
+    RULE_CONTIGUOUS,
+    RULE_NONE,
     S_CAPACITY,
     S_CHECK_FAIL,
     S_CHECK_OK,
@@ -72,18 +79,10 @@ from monitor.book.layout import (
     S_STATE,
     S_TS_EVENT,
     S_TS_RECV,
+    STATE_EMPTY,
+    STATE_LIVE,
+    STATE_SYNCING,
 )
-
-# BookState and SeqRule values (kept literal: numba folds module-level ints)
-EMPTY = 0
-SYNCING = 1
-LIVE = 2
-CONTIGUOUS = 1
-PREVIOUS = 2
-CHAIN = 3
-NONE = 4
-CHECK_OKX = 1
-CHECK_KRAKEN = 2
 
 # parse_levels error codes
 PARSE_OK = 0
@@ -370,10 +369,19 @@ def set_level(
 def _clear(state: np.ndarray) -> None:
     state[S_N_BID] = 0
     state[S_N_ASK] = 0
-    state[S_STATE] = EMPTY
+    state[S_STATE] = STATE_EMPTY
     state[S_COMPLETE_BID] = KEY_MIN
     state[S_COMPLETE_ASK] = KEY_MIN
     state[S_FLAGS] &= ~(FLAG_TRUNCATED | FLAG_CROSSED)
+
+
+@njit(cache=True, inline="always")
+def _deleted_later(px: np.ndarray, qty: np.ndarray, k: int, count: int) -> bool:
+    """Whether level ``k``'s price is deleted later in the same message (that wins)."""
+    for j in range(k + 1, count):  # noqa: SIM110 (a plain loop: numba compiles it as such)
+        if px[j] == px[k] and qty[j] <= 0.0:
+            return True
+    return False
 
 
 @njit(cache=True)
@@ -388,7 +396,38 @@ def _apply_side(
     sign: int,
     state: np.ndarray,
     complete_col: int,
+    window: bool,
 ) -> int:
+    """Apply one message's levels of one side in order. Returns the new level count.
+
+    A depth-window book (``window``: Bybit, Kraken, OKX) follows the venue, which applies
+    the whole message and then truncates its book to the window: a level inserted while
+    the side is full must not push out a level that a delete later in the same message
+    makes room for. The side holds no more than ``cap`` levels, so the message is applied
+    in two passes instead: every delete first, then every insert or update, each level
+    taking the last value the message gives its price (an insert followed by a delete of
+    the same price is a delete). The deletes only free room; the inserts then drop the
+    deepest levels one by one, which keeps the best ``cap`` of the whole result exactly as
+    one truncation at the end would (a level dropped is never better than one kept, and
+    nothing after it frees room). In place, no allocation; the two passes run only when
+    the message has a delete and its inserts could overflow the side.
+    """
+    if window:
+        deletes = 0
+        inserts = 0
+        for k in range(count):
+            if qty[k] > 0.0:
+                inserts += 1
+            else:
+                deletes += 1
+        if deletes > 0 and n + inserts > cap:
+            for k in range(count):
+                if qty[k] <= 0.0:
+                    n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
+            for k in range(count):
+                if qty[k] > 0.0 and not _deleted_later(px, qty, k, count):
+                    n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
+            return n
     for k in range(count):
         n = set_level(keys, qtys, n, cap, sign * px[k], qty[k], state, complete_col)
     return n
@@ -405,6 +444,7 @@ def _load_side(
     sign: int,
     state: np.ndarray,
     complete_col: int,
+    window: bool,
 ) -> int:
     """Load a snapshot side into an empty side. Returns the level count.
 
@@ -421,7 +461,7 @@ def _load_side(
     if count > 0 and qty[0] <= 0.0:
         ordered = False
     if not ordered:
-        return _apply_side(keys, qtys, 0, cap, px, qty, count, sign, state, complete_col)
+        return _apply_side(keys, qtys, 0, cap, px, qty, count, sign, state, complete_col, window)
     kept = min(count, cap)
     for k in range(kept):
         keys[kept - 1 - k] = sign * px[k]
@@ -437,16 +477,16 @@ def _load_side(
 @njit(cache=True)
 def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: int) -> int:
     """Sequence decision for one delta: 1 apply, 0 stale (drop), -1 gap."""
-    if rule == NONE:
+    if rule == RULE_NONE:
         return 1
-    if rule == CHAIN:
+    if rule == RULE_CHAIN:
         # OKX seqId/prevSeqId, Deribit change_id/prev_change_id: ids may even go down
         # (OKX after maintenance), only the link counts; no ids at all: unchecked
         if prev == -1 and last == -1:
             return 1
         return 1 if prev == last_id else -1
-    if state == SYNCING:
-        if rule == CONTIGUOUS:
+    if state == STATE_SYNCING:
+        if rule == RULE_CONTIGUOUS:
             # Binance spot: drop u <= lastUpdateId; the first applied has U <= id+1 <= u
             if last <= last_id:
                 return 0
@@ -456,8 +496,8 @@ def _chains(rule: int, state: int, last_id: int, first: int, last: int, prev: in
         if last < last_id:
             return 0
         return 1 if first <= last_id or prev == last_id else -1
-    # LIVE
-    if rule == CONTIGUOUS:
+    # STATE_LIVE (the last branch is RULE_PREVIOUS)
+    if rule == RULE_CONTIGUOUS:
         if last <= last_id:
             return 0
         return 1 if first == last_id + 1 else -1
@@ -641,9 +681,9 @@ def apply_batch(
         last = meta[e, E_LAST]
         prev = meta[e, E_PREV]
         status = R_APPLIED
-        if kind == 2 and st[S_STATE] == EMPTY:
+        if kind == KIND_DELTA and st[S_STATE] == STATE_EMPTY:
             status = R_BUFFER
-        elif kind == 2:
+        elif kind == KIND_DELTA:
             decision = _chains(st[S_RULE], st[S_STATE], st[S_LAST_ID], first, last, prev)
             if decision == 0:
                 status = R_STALE
@@ -668,7 +708,7 @@ def apply_batch(
                     R_OFF_GRID if (nb == PARSE_OFF_GRID or na == PARSE_OFF_GRID) else R_PARSE_ERROR
                 )
                 st[S_FLAGS] |= FLAG_PARSE_ERROR
-                if kind == 2:
+                if kind == KIND_DELTA:
                     st[S_GAPS] += 1
                 _clear(st)
             else:
@@ -681,16 +721,17 @@ def apply_batch(
                     for k in range(na):
                         aqty[k] = aqty[k] / (apx[k] * unit) if apx[k] > 0 else 0.0
                 cap = min(st[S_CAPACITY], cap_all)
-                if kind == 1:
+                window = (st[S_FLAGS] & FLAG_WINDOW) != 0
+                if kind == KIND_SNAPSHOT:
                     _clear(st)
                     st[S_FLAGS] &= ~FLAG_PARSE_ERROR
                     limit = meta[e, E_LIMIT]
-                if kind == 1:
+                if kind == KIND_SNAPSHOT:
                     n_bid = _load_side(
-                        keys[b, 0], qtys[b, 0], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID
+                        keys[b, 0], qtys[b, 0], cap, bpx, bqty, nb, 1, st, S_COMPLETE_BID, window
                     )
                     n_ask = _load_side(
-                        keys[b, 1], qtys[b, 1], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK
+                        keys[b, 1], qtys[b, 1], cap, apx, aqty, na, -1, st, S_COMPLETE_ASK, window
                     )
                 else:
                     n_bid = _apply_side(
@@ -704,6 +745,7 @@ def apply_batch(
                         1,
                         st,
                         S_COMPLETE_BID,
+                        window,
                     )
                     n_ask = _apply_side(
                         keys[b, 1],
@@ -716,13 +758,14 @@ def apply_batch(
                         -1,
                         st,
                         S_COMPLETE_ASK,
+                        window,
                     )
                 st[S_N_BID] = n_bid
                 st[S_N_ASK] = n_ask
                 st[S_TS_EVENT] = meta[e, E_TS_EVENT]
                 st[S_TS_RECV] = meta[e, E_TS_RECV]
                 st[S_MESSAGES] += 1
-                if kind == 1:
+                if kind == KIND_SNAPSHOT:
                     # a snapshot cut at its requested depth says nothing beyond its deepest level
                     if (
                         limit > 0
@@ -739,12 +782,12 @@ def apply_batch(
                     ):
                         st[S_COMPLETE_ASK] = keys[b, 1, 0]
                     st[S_LAST_ID] = last
-                    st[S_STATE] = SYNCING
+                    st[S_STATE] = STATE_SYNCING
                     status = R_SNAPSHOT
                 else:
                     st[S_LAST_ID] = last
-                    st[S_STATE] = LIVE
-                if st[S_FLAGS] & FLAG_WINDOW:
+                    st[S_STATE] = STATE_LIVE
+                if window:
                     # the venue sends the levels that enter its window: what we hold is the
                     # book down to our deepest level, wherever the price has walked
                     st[S_COMPLETE_BID] = keys[b, 0, 0] if n_bid > 0 else KEY_MIN
@@ -762,13 +805,13 @@ def apply_batch(
                     and (n_ask == 0 or keys[b, 1, n_ask - 1] < st[S_COMPLETE_ASK])
                 )
                 if lost and not crossed:
-                    if kind == 2:
+                    if kind == KIND_DELTA:
                         st[S_GAPS] += 1
                     _clear(st)
                     status = R_TOP_UNKNOWN
                 elif crossed:
                     st[S_CROSSED] += 1
-                    if kind == 2:
+                    if kind == KIND_DELTA:
                         st[S_GAPS] += 1
                     _clear(st)
                     st[S_FLAGS] |= FLAG_CROSSED
@@ -777,13 +820,13 @@ def apply_batch(
                     got = book_checksum(st[S_CHECKSUM], st, fstate[b], keys[b], qtys[b], text)
                     if (got & 0xFFFFFFFF) == (meta[e, E_CHECKSUM] & 0xFFFFFFFF):
                         st[S_CHECK_OK] += 1
-                        if kind == 2:
+                        if kind == KIND_DELTA:
                             applied += 1
                     else:
                         st[S_CHECK_FAIL] += 1
                         _clear(st)
                         status = R_CHECKSUM
-                elif kind == 2:
+                elif kind == KIND_DELTA:
                     applied += 1
         meta[e, E_STATUS] = status
         nbk = st[S_N_BID]

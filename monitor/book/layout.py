@@ -8,12 +8,28 @@ folds them into the compiled code.
 
 from __future__ import annotations
 
+# --- enum values the kernels compare with -------------------------------------------------
+# Defined once here as plain ints (numba folds module globals into the compiled code);
+# tests/monitor/test_book_constants.py checks that they equal the Python enums.
+KIND_SNAPSHOT = 1  # monitor.domain.EventKind.SNAPSHOT
+KIND_DELTA = 2  # monitor.domain.EventKind.DELTA
+RULE_CONTIGUOUS = 1  # monitor.domain.SeqRule.CONTIGUOUS (Binance spot U/u, Bybit u)
+RULE_PREVIOUS = 2  # monitor.domain.SeqRule.PREVIOUS (Binance USD-M pu)
+RULE_CHAIN = 3  # monitor.domain.SeqRule.CHAIN (OKX seqId/prevSeqId, Deribit change ids)
+RULE_NONE = 4  # monitor.domain.SeqRule.NONE (no ids)
+STATE_EMPTY = 0  # monitor.domain.BookState.EMPTY
+STATE_SYNCING = 1  # monitor.domain.BookState.SYNCING
+STATE_LIVE = 2  # monitor.domain.BookState.LIVE
+CHECK_NONE = 0  # feeds.contract.Checksum.NONE
+CHECK_OKX = 1  # feeds.contract.Checksum.OKX
+CHECK_KRAKEN = 2  # feeds.contract.Checksum.KRAKEN
+
 # --- per-book integer state: BookStore.istate[book, col] ---------------------------------
-S_STATE = 0  # BookState: EMPTY, SYNCING, LIVE
+S_STATE = 0  # STATE_*: EMPTY, SYNCING, LIVE
 S_LAST_ID = 1  # last sequence id applied (snapshot lastUpdateId, then delta u)
 S_N_BID = 2  # levels held per side
 S_N_ASK = 3
-S_RULE = 4  # SeqRule
+S_RULE = 4  # RULE_*
 S_PRICE_DEC = 5  # decimals of one price unit
 S_CAPACITY = 6  # levels per side this book may hold (<= store capacity)
 S_FLAGS = 7  # F_* bits below
@@ -30,7 +46,7 @@ S_PX_INDEX = 17  # position of the price inside one level array (Binance 0)
 S_QTY_INDEX = 18  # position of the quantity inside one level array (Binance 1)
 S_CROSSED = 19  # snapshots or deltas that left the book crossed
 S_STALE = 20  # deltas dropped as older than the book
-S_CHECKSUM = 21  # feeds.contract.Checksum: how the venue's checksum is computed (0 none)
+S_CHECKSUM = 21  # CHECK_*: how the venue's checksum is computed
 S_QTY_PREC = 22  # decimals of the venue's sizes for checksums (0: as written on the wire)
 S_CHECK_OK = 23  # checksums verified
 S_CHECK_FAIL = 24  # checksum mismatches (each threw the book away)
@@ -50,7 +66,7 @@ FLAG_WINDOW = 8  # the venue keeps this book's top-N window (Bybit, Kraken, OKX)
 
 # --- event batch rows: batch.meta[i, col] ------------------------------------------------
 E_BOOK = 0  # book id in the store
-E_KIND = 1  # EventKind: SNAPSHOT or DELTA
+E_KIND = 1  # KIND_SNAPSHOT or KIND_DELTA
 E_FIRST = 2  # first sequence id (Binance U); snapshot: -1
 E_LAST = 3  # last sequence id (Binance u); snapshot: lastUpdateId
 E_PREV = 4  # previous event's last id (Binance USD-M pu), -1 if none

@@ -2,7 +2,9 @@
 
 A side is a dict price-units -> qty. The sync decision and the capacity rule follow the
 kernels' documented semantics, written the straightforward way. The level parser's twin
-is ``monitor.domain.parse_levels`` (the feeds' tools use it too).
+is ``monitor.domain.parse_levels`` (the feeds' tools use it too). A depth-window book
+(``window``: Bybit, Kraken, OKX) does what the venue does: it applies the whole message,
+then truncates each side to its best ``capacity`` levels.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class ReferenceBook:
     price_decimals: int
     capacity: int
     contract_size: float = 1.0
+    window: bool = False  # the venue keeps a top-``capacity`` window (BookStore window=True)
     state: BookState = BookState.EMPTY
     last_id: int = 0
     bids: dict[int, float] = field(default_factory=dict)
@@ -81,6 +84,22 @@ class ReferenceBook:
             )
         except LevelError:
             return False
+        if self.window:
+            for side, levels, is_bid in ((self.bids, b, True), (self.asks, a, False)):
+                for px, qty in levels:
+                    if qty <= 0:
+                        side.pop(px, None)
+                    else:
+                        side[px] = qty
+                if len(side) > self.capacity:
+                    self.truncated = True
+                    for px in sorted(side, reverse=is_bid)[self.capacity :]:
+                        del side[px]
+            # what the venue sends keeps the window whole: the book is known down to its
+            # deepest held level, wherever the price has walked
+            self.complete_bid = min(self.bids) if self.bids else None
+            self.complete_ask = max(self.asks) if self.asks else None
+            return True
         for px, qty in b:
             self._set(self.bids, px, qty, True)
         for px, qty in a:
@@ -96,13 +115,14 @@ class ReferenceBook:
             return "parse_error"
         n_bid = len(parse_levels(bids, price_decimals=self.price_decimals))
         n_ask = len(parse_levels(asks, price_decimals=self.price_decimals))
-        # a snapshot cut at its requested depth says nothing beyond its deepest level
-        if limit and n_bid >= limit and self.bids:
+        # a snapshot cut at its requested depth says nothing beyond its deepest level (a
+        # window book's levels beyond it are sent as they enter the window)
+        if limit and not self.window and n_bid >= limit and self.bids:
             self.complete_bid = max(
                 min(self.bids),
                 self.complete_bid if self.complete_bid is not None else min(self.bids),
             )
-        if limit and n_ask >= limit and self.asks:
+        if limit and not self.window and n_ask >= limit and self.asks:
             self.complete_ask = min(
                 max(self.asks),
                 self.complete_ask if self.complete_ask is not None else max(self.asks),

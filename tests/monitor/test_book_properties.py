@@ -393,12 +393,21 @@ class EventStream:
     crossed level, a truncated level array or an off-grid price now and then.
     """
 
-    def __init__(self, rule: SeqRule, pd: int, mid: int, width: int, stream_id: int) -> None:
+    def __init__(
+        self,
+        rule: SeqRule,
+        pd: int,
+        mid: int,
+        width: int,
+        stream_id: int,
+        delta_levels: int = 6,
+    ) -> None:
         self.rule = rule
         self.pd = pd
         self.mid = mid
         self.width = width
         self.u = stream_id
+        self.delta_levels = delta_levels  # most levels a delta sends per side
         self.sent: list[Event] = []
 
     # --- rendering ------------------------------------------------------------------------
@@ -466,8 +475,8 @@ class EventStream:
             return self.sent[-1 - plan.field(38, 2) % min(len(self.sent), 4)]
         if action == "gap":
             self.u += 1 + plan.field(26, 3) % 5
-        b = self._levels(plan.bid_bytes, 6, self.width, True, -1)
-        a = self._levels(plan.ask_bytes, 6, self.width, True, +1)
+        b = self._levels(plan.bid_bytes, self.delta_levels, self.width, True, -1)
+        a = self._levels(plan.ask_bytes, self.delta_levels, self.width, True, +1)
         if action == "crossed":
             # a bid at or through the asks, or an ask at or through the bids
             through = plan.field(19, 1) == 0  # past every level of the other side
@@ -489,11 +498,11 @@ class EventStream:
 
 
 @st.composite
-def streams(draw: st.DrawFn, rule: SeqRule, pd: int) -> EventStream:
+def streams(draw: st.DrawFn, rule: SeqRule, pd: int, delta_levels: int = 6) -> EventStream:
     mid, width, stream_id = draw(
         st.tuples(st.integers(50, 100_000), st.integers(1, 40), st.integers(0, 10**9))
     )
-    return EventStream(rule, pd, mid, width, stream_id)
+    return EventStream(rule, pd, mid, width, stream_id, delta_levels)
 
 
 def ref_apply(ref: ReferenceBook, ev: Event) -> str:
@@ -528,6 +537,7 @@ class Setup:
     pd: int
     capacity: int
     contract_size: float
+    window: bool = False
 
     def add_to(self, store: BookStore) -> tuple[int, ReferenceBook]:
         book = store.add_book(
@@ -535,15 +545,20 @@ class Setup:
             price_decimals=self.pd,
             contract_size=self.contract_size,
             capacity=self.capacity,
+            window=self.window,
         )
         ref = ReferenceBook(
-            self.rule, self.pd, min(self.capacity, store.capacity), self.contract_size
+            self.rule,
+            self.pd,
+            min(self.capacity, store.capacity),
+            self.contract_size,
+            window=self.window,
         )
         return book, ref
 
 
 @st.composite
-def setups(draw: st.DrawFn) -> Setup:
+def setups(draw: st.DrawFn, window: bool = False) -> Setup:
     return Setup(
         rule=draw(
             st.sampled_from([SeqRule.CONTIGUOUS, SeqRule.PREVIOUS, SeqRule.CHAIN, SeqRule.NONE])
@@ -551,6 +566,7 @@ def setups(draw: st.DrawFn) -> Setup:
         pd=draw(st.integers(0, 8)),
         capacity=draw(st.integers(1, 30)),
         contract_size=draw(CONTRACT_SIZES),
+        window=window,
     )
 
 
@@ -565,9 +581,16 @@ class Case:
 
 
 @st.composite
-def cases(draw: st.DrawFn, max_events: int = 40, faults: bool = True, crossed: bool = True) -> Case:
-    setup = draw(setups())
-    stream = draw(streams(setup.rule, setup.pd))
+def cases(
+    draw: st.DrawFn,
+    max_events: int = 40,
+    faults: bool = True,
+    crossed: bool = True,
+    window: bool = False,
+) -> Case:
+    setup = draw(setups(window))
+    # a window book's deltas may bring more levels than a side has room for
+    stream = draw(streams(setup.rule, setup.pd, 40 if window else 6))
     n = draw(st.integers(1, max_events))
     ps = draw(st.lists(plans(faults, crossed), min_size=n, max_size=n))
     if draw(st.booleans()):  # most streams start with a snapshot, some with buffered deltas
@@ -745,3 +768,56 @@ def test_levels_at_or_above_the_completeness_bound_equal_the_unbounded_book(case
         assert held_a == {p: q for p, q in full.asks.items() if p <= bound_ask}
         assert int(store.istate[book, S_N_BID]) <= setup.capacity
         assert int(store.istate[book, S_N_ASK]) <= setup.capacity
+
+
+# --- depth-window books (Bybit, Kraken, OKX) ----------------------------------------------
+
+
+@BOOK_SETTINGS
+@given(case=cases(window=True))
+def test_window_book_matches_reference_that_applies_the_whole_message_then_truncates(
+    case: Case,
+) -> None:
+    """The venue applies a message whole and then cuts its book to the window: a level a
+    message inserts must not push out one that a delete in the same message makes room
+    for. The twin does exactly that; the kernel must agree after every event."""
+    store = BookStore(max_books=1, capacity=30)
+    book, ref = case.setup.add_to(store)
+    batch = EventBatch(capacity=1)
+    for i, ev in enumerate(case.events()):
+        batch.clear()
+        add(batch, book, ev, i)
+        store.apply(batch)
+        expected = ref_apply(ref, ev)
+        assert OUTCOME[int(batch.meta[0, E_STATUS])] == expected, f"event {i}: {ev}"
+        assert_same_book(store, book, ref)
+        assert (int(batch.meta[0, E_BEST_BID]), int(batch.meta[0, E_BEST_ASK])) == ref_best(ref)
+        assert int(store.istate[book, S_N_BID]) <= case.setup.capacity
+        assert int(store.istate[book, S_N_ASK]) <= case.setup.capacity
+
+
+@BOOK_SETTINGS
+@given(books=st.lists(cases(max_events=25, window=True), min_size=1, max_size=3), data=st.data())
+def test_window_books_in_one_batch_match_their_own_reference(
+    books: list[Case], data: st.DataObject
+) -> None:
+    store = BookStore(max_books=len(books), capacity=30)
+    added = [c.setup.add_to(store) for c in books]
+    queues = [c.events() for c in books]
+    tags = [k for k, q in enumerate(queues) for _ in q]
+    order = data.draw(st.permutations(tags), label="interleaving")
+    batch = EventBatch(capacity=len(order))
+    rows = []
+    cursor = [0] * len(books)
+    for i, k in enumerate(order):
+        ev = queues[k][cursor[k]]
+        cursor[k] += 1
+        add(batch, added[k][0], ev, i)
+        rows.append((k, ev))
+    store.apply(batch)
+    for i, (k, ev) in enumerate(rows):
+        ref = added[k][1]
+        assert OUTCOME[int(batch.meta[i, E_STATUS])] == ref_apply(ref, ev), f"event {i}: {ev}"
+        assert (int(batch.meta[i, E_BEST_BID]), int(batch.meta[i, E_BEST_ASK])) == ref_best(ref)
+    for book, ref in added:
+        assert_same_book(store, book, ref)
