@@ -597,7 +597,7 @@ def breakdown(corpus: Corpus, snap_sym: dict[str, str], repeat: int) -> list[dic
     row("  rest (feed + flush outside the kernel)", (total - dec - snap - delta) / n * 1e6)
 
     # fixed costs of BookPipeline.flush() for one event, statement by statement
-    p = BookPipeline(corpus.registry, max_books=8)
+    p = BookPipeline(corpus.registry, ADAPTERS, max_books=8)
     venue, _, _, data, recv_ns = next(f for f in corpus.frames if f[1] == "ws")
     ev = ADAPTERS[venue].decode(data, recv_ns)
     b = p.batch

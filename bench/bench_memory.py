@@ -99,7 +99,7 @@ def child(impl: str, capacity: int, n_books: int) -> dict[str, Any]:
     nominal = 0
     levels_held = 0
     if impl == "liqmon":
-        p = BookPipeline(registry, max_books=n_books, capacity=capacity)
+        p = BookPipeline(registry, ADAPTERS, max_books=n_books, capacity=capacity)
         for venue, kind, url, data, recv_ns in frames:
             p.feed(venue, kind, url, data, recv_ns)
         p.flush()

@@ -402,7 +402,7 @@ def main() -> None:
         "example usdm diff:",
         next(f for f in corpus.frames if f[0] is Venue.BINANCE_FUTURES and f[1] == "ws")[3][:200],
     )
-    pipeline = BookPipeline(corpus.registry, max_books=len(corpus.books))
+    pipeline = BookPipeline(corpus.registry, ADAPTERS, max_books=len(corpus.books))
     for venue, kind, url, data, recv_ns in corpus.frames:
         pipeline.feed(venue, kind, url, data, recv_ns)
     pipeline.flush()

@@ -540,6 +540,7 @@ async def soak(
 
     from feeds.sim.base import SimBook  # noqa: PLC0415
     from feeds.sim.exchange import settings_toml  # noqa: PLC0415
+    from feeds.venues import ADAPTERS  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
     from monitor.domain import Venue  # noqa: PLC0415
     from monitor.settings import load_settings  # noqa: PLC0415
@@ -552,7 +553,7 @@ async def soak(
         settings = load_settings([path], env={})
     n_books = sum(len(v) for v in symbols.values())
     async with aiohttp.ClientSession() as http:
-        daemon = Daemon(settings, http, health_interval_s=3600.0)
+        daemon = Daemon(settings, http, ADAPTERS, health_interval_s=3600.0)
         probe = Probe(daemon)
         daemon.on_tick = probe.on_tick
         task = asyncio.ensure_future(daemon.run())

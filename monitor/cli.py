@@ -111,7 +111,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     warm_up(ADAPTERS.values())  # compiles on the first run, and says so
     registry = InstrumentRegistry.load_cached(settings.venues.keys())
-    pipeline = BookPipeline.from_settings(registry, settings)
+    pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
     tick_ms = args.tick_ms or settings.monitor.tick_ms
     if tick_ms <= 0:
         log.error("replay.bad_tick", tick_ms=tick_ms)

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,13 +72,6 @@ RecordObserver = Callable[[RecordKind, str], None]
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     size = max(1, size)
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _adapter(venue: Venue) -> VenueAdapter:
-    adapter = ADAPTERS.get(venue)
-    if adapter is None:
-        raise ConfigError("venues", venue.value, "no live connection support for this venue yet")
-    return adapter
 
 
 async def _fetch(rest: RestClient, request: HttpRequest, max_retries: int | None = None) -> str:
@@ -148,6 +141,7 @@ class Daemon:
         self,
         settings: Settings,
         http: aiohttp.ClientSession,
+        adapters: Mapping[Venue, VenueAdapter],
         *,
         on_tick: TickObserver | None = None,
         health_interval_s: float = HEALTH_LOG_INTERVAL_S,
@@ -160,9 +154,10 @@ class Daemon:
         self.on_tick = on_tick
         self.health_interval_s = health_interval_s
         self.rotate_after_s = rotate_after_s  # None: from each venue's connection lifetime
+        self.adapters = adapters
         self.venues: dict[Venue, _VenueRuntime] = {}
         for venue, table in settings.enabled_venues().items():
-            adapter = ADAPTERS.get(venue)
+            adapter = adapters.get(venue)
             if adapter is None:
                 log.error("venue.unsupported", venue=venue.value, reason="no live adapter yet")
                 continue
@@ -217,7 +212,7 @@ class Daemon:
         return registry
 
     def build_pipeline(self, registry: InstrumentRegistry) -> BookPipeline:
-        pipeline = BookPipeline.from_settings(registry, self.settings)
+        pipeline = BookPipeline.from_settings(registry, self.adapters, self.settings)
         # Every configured book exists from the start: one that never gets data shows invalid.
         for venue, runtime in self.venues.items():
             for symbol in runtime.settings.symbols:
@@ -655,13 +650,15 @@ async def run_daemon(
     *,
     stop: asyncio.Event | None = None,
     on_tick: TickObserver | None = None,
+    adapters: Mapping[Venue, VenueAdapter] | None = None,
 ) -> None:
     """Monitor every enabled venue until ``stop`` is set (forever if None).
 
     ``on_tick(rows)`` is called with the metric rows of every tick (``BookPipeline.tick``).
+    ``adapters`` default to every venue liqmon has (``feeds.venues.ADAPTERS``).
     """
     async with aiohttp.ClientSession() as http:
-        daemon = Daemon(settings, http, on_tick=on_tick)
+        daemon = Daemon(settings, http, ADAPTERS if adapters is None else adapters, on_tick=on_tick)
         try:
             await _until_stopped(daemon.run, stop)
         finally:
@@ -679,6 +676,7 @@ async def run_recorder(
     stop: asyncio.Event | None = None,
     flush_interval_s: float = 1.0,
     on_record: RecordObserver | None = None,
+    adapters: Mapping[Venue, VenueAdapter] | None = None,
 ) -> None:
     """Record one venue's raw depth (and mark-price) frames to ``out_path`` until ``stop``.
 
@@ -690,7 +688,9 @@ async def run_recorder(
     table = settings.venues.get(venue)
     if table is None:
         raise ConfigError("venues", venue.value, "no settings for this venue")
-    adapter = _adapter(venue)
+    adapter = (ADAPTERS if adapters is None else adapters).get(venue)
+    if adapter is None:
+        raise ConfigError("venues", venue.value, "no live connection support for this venue yet")
     if not symbols:
         symbols = table.symbols
     policy = ConnectionPolicy.from_settings(settings.connection)

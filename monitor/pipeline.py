@@ -89,12 +89,6 @@ _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost 
 _DELTA = EventKind.DELTA
 
 
-def default_adapters() -> dict[Venue, VenueAdapter]:
-    from feeds.venues import ADAPTERS  # noqa: PLC0415 (feeds import the monitor's types)
-
-    return dict(ADAPTERS)
-
-
 @dataclass
 class BookInfo:
     """Bookkeeping of one book outside the kernel arrays."""
@@ -124,25 +118,27 @@ class Counters:
 
 
 class BookPipeline:
-    """Books of many venues, kept in sync from raw messages, with batched metrics."""
+    """Books of many venues, kept in sync from raw messages, with batched metrics.
+
+    ``adapters`` decode each venue's messages (the composition root passes the venue
+    registry, ``feeds.venues.ADAPTERS``; tests pass what they need).
+    """
 
     def __init__(
         self,
         registry: InstrumentRegistry,
+        adapters: Mapping[Venue, VenueAdapter],
         *,
         capacity: int = 2048,
         max_books: int = 1024,
         bands_pct: Sequence[float] = (0.1, 0.5, 1.0, 2.0),
         notionals_usd: Sequence[float] = (10_000.0, 100_000.0, 1_000_000.0),
         usd_stables: Iterable[str] = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI"),
-        adapters: Mapping[Venue, VenueAdapter] | None = None,
         batch_size: int = 1024,
     ) -> None:
         self.registry = registry
         self.store = BookStore(max_books, capacity)
-        self.adapters: Mapping[Venue, VenueAdapter] = (
-            adapters if adapters is not None else default_adapters()
-        )
+        self.adapters = adapters
         self.batch = EventBatch(batch_size)
         self.bands_pct = tuple(float(b) for b in bands_pct)
         self.bands = np.array([b / 100.0 for b in self.bands_pct], dtype=np.float64)
@@ -159,10 +155,16 @@ class BookPipeline:
         self._symbol_indexes: dict[Venue, tuple[np.ndarray, np.ndarray] | None] = {}
 
     @classmethod
-    def from_settings(cls, registry: InstrumentRegistry, settings: Settings) -> BookPipeline:
+    def from_settings(
+        cls,
+        registry: InstrumentRegistry,
+        adapters: Mapping[Venue, VenueAdapter],
+        settings: Settings,
+    ) -> BookPipeline:
         """A pipeline sized and configured by the settings' monitor, metrics and fx tables."""
         return cls(
             registry,
+            adapters,
             capacity=settings.monitor.book_capacity,
             bands_pct=settings.metrics.depth_bands_pct,
             notionals_usd=settings.metrics.slippage_notionals_usd,

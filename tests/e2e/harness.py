@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 
+from feeds.contract import VenueAdapter
 from feeds.sim.base import ExchangeSim, SimBook
 from feeds.sim.exchange import add_books, all_protocols, settings_toml
+from feeds.venues import ADAPTERS
 from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
@@ -90,13 +92,21 @@ class Watch:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, *, rotate_after_s: float | None = None
+    settings: Settings,
+    *,
+    rotate_after_s: float | None = None,
+    adapters: Mapping[Venue, VenueAdapter] = ADAPTERS,
 ) -> AsyncIterator[tuple[Daemon, Watch]]:
-    """``Daemon.run`` in a task for the duration of the block."""
+    """``Daemon.run`` in a task for the duration of the block, with these venue adapters."""
     watch = Watch()
     async with aiohttp.ClientSession() as http:
         daemon = Daemon(
-            settings, http, on_tick=watch, health_interval_s=3600.0, rotate_after_s=rotate_after_s
+            settings,
+            http,
+            adapters,
+            on_tick=watch,
+            health_interval_s=3600.0,
+            rotate_after_s=rotate_after_s,
         )
         task = asyncio.ensure_future(daemon.run())
         try:

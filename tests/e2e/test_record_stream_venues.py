@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from feeds.recording import RecordKind, iter_recording
+from feeds.venues import ADAPTERS
 from monitor.daemon import run_recorder
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
@@ -64,7 +65,7 @@ async def test_a_recorded_stream_venue_replays_to_the_exchange_books(
         assert kinds == {RecordKind.WS, RecordKind.HTTP}  # frames and instrument metadata
 
         # the instrument metadata in the file is enough: start from an empty registry
-        pipeline = BookPipeline(InstrumentRegistry())
+        pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
         replay([out], pipeline, tick_ms=100)
         for symbol in symbols:
             info = pipeline.books[(venue, symbol)]

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from feeds.venues import ADAPTERS
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.metrics.reference import reference_metrics
@@ -42,7 +43,7 @@ def write(records: list[dict[str, Any]], path: Path) -> Path:
 
 def new_pipeline() -> BookPipeline:
     return BookPipeline(
-        InstrumentRegistry(), capacity=2048, bands_pct=BANDS, notionals_usd=NOTIONALS
+        InstrumentRegistry(), ADAPTERS, capacity=2048, bands_pct=BANDS, notionals_usd=NOTIONALS
     )
 
 

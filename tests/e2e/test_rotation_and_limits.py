@@ -375,15 +375,12 @@ class FastKeepaliveOkx(OkxAdapter):
     keepalive_s: float | None = 0.25
 
 
-async def test_the_keepalive_ping_keeps_an_idle_closing_venue_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_keepalive_ping_keeps_an_idle_closing_venue_open(tmp_path: Path) -> None:
     venue = Venue.OKX
     books = {venue: ("BTC-USDT", "ETH-USDT")}
     idle_s = 1.0
     protocol = OkxProtocol(checksum=True, client_idle_timeout_s=idle_s)
-    # the daemon takes its adapters from the venue registry (it has no parameter for them)
-    monkeypatch.setitem(venue_registry.ADAPTERS, venue, FastKeepaliveOkx())
+    adapters = {**venue_registry.ADAPTERS, venue: FastKeepaliveOkx()}
     async with custom_exchange(books, [protocol], heartbeat_s=0.1) as sim:
         settings = write_settings(tmp_path, sim, books)
         # control: a client that sends nothing is closed for idleness
@@ -396,7 +393,7 @@ async def test_the_keepalive_ping_keeps_an_idle_closing_venue_open(
                     pass
             assert silent.close_code == 4000
         controls = len(sim.connections)
-        async with running(settings) as (daemon, watch):
+        async with running(settings, adapters=adapters) as (daemon, watch):
             await settle_moving(sim, daemon, venue, books)
             mine = sim.connections[controls]
 

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from feeds.recording import RecordKind, iter_recording
 from feeds.sim import BinanceSim
+from feeds.venues import ADAPTERS
 from monitor.daemon import run_daemon, run_recorder
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
@@ -253,7 +254,7 @@ async def test_run_recorder_writes_a_recording_that_replays_to_valid_books(
     sent = [frame.envelope for frame in spot_sim.frames if "@depth" in frame.stream]
     assert [r.data for r in records if r.kind == RecordKind.WS] == sent  # byte-exact
 
-    pipeline = BookPipeline(InstrumentRegistry())  # instruments come from the recording
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)  # instruments come from the recording
     replay([out], pipeline)
     books = {b["symbol"]: b for b in pipeline.book_summaries(depth=1)}
     assert {symbol for symbol, book in books.items() if book["valid"]} == set(SYMBOLS)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from feeds.venues import ADAPTERS
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
@@ -35,7 +36,7 @@ def summary(pipeline: BookPipeline, symbol: str) -> dict[str, Any]:
 
 @pytest.fixture
 def synced() -> BookPipeline:
-    pipeline = BookPipeline(InstrumentRegistry())
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
     feed_all(pipeline, records())
     assert all(s["valid"] for s in pipeline.book_summaries())
     return pipeline
@@ -66,7 +67,7 @@ def test_unknown_symbol_is_counted_every_time_and_logged_once(synced: BookPipeli
 
 
 def test_snapshot_with_crossed_levels_is_rejected_and_a_new_snapshot_requested() -> None:
-    pipeline = BookPipeline(InstrumentRegistry())
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
     recs = records()
     pipeline.on_message(Venue.BINANCE, "http", recs[0]["url"], recs[0]["data"], 1)  # exchangeInfo
     snap = json.loads(recs[2]["data"])  # the NKNUSDT snapshot
@@ -86,7 +87,7 @@ def test_snapshot_with_crossed_levels_is_rejected_and_a_new_snapshot_requested()
 
 
 def test_empty_book_snapshot_is_held_as_invalid_with_no_metrics() -> None:
-    pipeline = BookPipeline(InstrumentRegistry())
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
     recs = records()
     pipeline.on_message(Venue.BINANCE, "http", recs[0]["url"], recs[0]["data"], 1)
     empty = json.dumps({"lastUpdateId": 499869752, "bids": [], "asks": []})
@@ -134,7 +135,7 @@ def test_venue_error_reply_is_logged_and_counted(synced: BookPipeline) -> None:
 
 
 def test_stale_snapshot_older_than_buffered_deltas_is_refused_and_refetched() -> None:
-    pipeline = BookPipeline(InstrumentRegistry())
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
     recs = records()
     pipeline.on_message(Venue.BINANCE, "http", recs[0]["url"], recs[0]["data"], 1)
     later = [
