@@ -57,6 +57,7 @@ from feeds.contract import (
     InstrumentsUpdate,
     Limits,
     NoticeHook,
+    PageHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -273,6 +274,7 @@ class BinanceAdapter:
     reply_to: ReplyHook | None = None  # the server's pings are websocket pings
     connection_sequence: SequenceHook | None = None  # continuity is per book (update ids)
     reconnect_notice: NoticeHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
 
     # --- batch scanning (hot path) ----------------------------------------------------
     @property

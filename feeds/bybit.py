@@ -25,7 +25,8 @@ orderbook.mdx``, ``ticker.mdx``, ``wss-authentication.mdx`` ("Connect"),
   missing fields are unchanged (NaN in the :class:`~monitor.domain.MarkPriceEvent`).
 - Keepalive: ``{"req_id":"ping","op":"ping"}`` every 20 s; the pong
   (``{"success":true,"ret_msg":"pong","op":"ping",..}``) is ignored.
-- Instruments: ``GET /v5/market/instruments-info?category=spot|linear``.
+- Instruments: ``GET /v5/market/instruments-info?category=spot|linear`` (linear:
+  ``limit=1000``, then ``cursor=<nextPageCursor>`` until the cursor is empty).
 
 Channels accepted by :meth:`BybitAdapter.subscribe_frames` (the settings table's
 ``depth_stream`` and ``mark_price_stream``): ``orderbook.50`` (the default depth stream),
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -303,6 +305,23 @@ class BybitAdapter:
         url = self.instruments_url(rest_url)
         return [HttpRequest(url=url, key=url)]
 
+    def next_instruments_page(self, request: HttpRequest, text: str | bytes) -> HttpRequest | None:
+        """The request for the page after ``request``'s answer ``text``: the same query with
+        ``cursor`` set to its ``nextPageCursor``; None when it has none (the last page,
+        spot's single answer) or cannot be read (parse_instruments reports that)."""
+        try:
+            cursor = _instruments.decode(text).result.nextPageCursor
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if not cursor:
+            return None
+        parts = urlsplit(request.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "cursor"]
+        # the cursor comes percent-encoded already; it goes back as the same string
+        query.append(("cursor", cursor))
+        url = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+        return HttpRequest(url=url, key=url, weight=request.weight)
+
     def snapshot_request(self, rest_url: str, symbol: str, limit: int) -> HttpRequest | None:
         """None: the snapshot comes in-band on subscribe."""
         return None
@@ -311,7 +330,7 @@ class BybitAdapter:
         """Instruments from an ``instruments-info`` answer (inverse and non-trading skipped).
 
         Linear sizes are in base coin (``contract_size`` 1). A ``nextPageCursor`` means
-        more pages exist; one page of 1000 holds every linear symbol listed today.
+        more pages exist (:meth:`next_instruments_page` asks for the next one).
         """
         try:
             response = _instruments.decode(text)

@@ -56,6 +56,7 @@ from feeds.contract import (
     InstrumentsUpdate,
     Limits,
     NoticeHook,
+    PageHook,
     ReplyHook,
     SnapshotSource,
     VenueMessage,
@@ -235,6 +236,7 @@ class CoinbaseAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     reconnect_notice: NoticeHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
 
     # --- URLs and subscriptions -------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:

@@ -187,6 +187,10 @@ ReplyHook = Callable[[bytes | str], str | None]
 SequenceHook = Callable[[], ConnectionSequence]
 """Makes a fresh per-connection message-counter check for a new connection."""
 
+PageHook = Callable[[HttpRequest, bytes | str], HttpRequest | None]
+"""Given a metadata request and its answer: the request for the next page (Bybit
+``nextPageCursor``), or None when that was the last page."""
+
 NoticeHook = Callable[[bytes | str], str | None]
 """Called on every frame: why the venue will soon close this connection (a maintenance
 notice such as OKX 64008), or None. The session then reconnects at once."""
@@ -198,7 +202,8 @@ class VenueAdapter(Protocol):
     Optional behaviours are members too, whose value is None where a venue has none:
     ``scanner`` (batch scanning of depth frames), ``reply_to`` (answers to venue
     keepalives, Deribit ``test_request``), ``connection_sequence`` (per-connection message
-    counters, Coinbase), ``reconnect_notice`` (advance notice of a disconnect, OKX).
+    counters, Coinbase), ``reconnect_notice`` (advance notice of a disconnect, OKX),
+    ``next_instruments_page`` (paginated metadata, Bybit).
     Nothing shared probes an adapter for a member.
     """
 
@@ -277,6 +282,11 @@ class VenueAdapter(Protocol):
         ...
 
     @property
+    def next_instruments_page(self) -> PageHook | None:
+        """Follows a paginated metadata answer to its next page (Bybit), or None."""
+        ...
+
+    @property
     def reconnect_notice(self) -> NoticeHook | None:
         """Reads a venue's notice that it will close the connection (OKX 64008), or None."""
         ...
@@ -334,6 +344,7 @@ __all__ = [
     "InstrumentsUpdate",
     "Limits",
     "NoticeHook",
+    "PageHook",
     "Reply",
     "ReplyHook",
     "SequenceHook",

@@ -59,6 +59,7 @@ from feeds.contract import (
     InstrumentsUpdate,
     Limits,
     NoticeHook,
+    PageHook,
     Reply,
     SequenceHook,
     SnapshotSource,
@@ -204,6 +205,7 @@ class DeribitAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
     book_depth = 0  # full books: the store's default capacity
     limits = Limits(
         streams_per_connection=200,  # not documented: a modest choice

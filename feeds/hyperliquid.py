@@ -56,6 +56,7 @@ from feeds.contract import (
     InstrumentsUpdate,
     Limits,
     NoticeHook,
+    PageHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -178,6 +179,7 @@ class HyperliquidAdapter:
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
     book_depth = 0  # the store's default capacity: every message replaces the whole book
     limits = Limits(
         streams_per_connection=100,  # 1000 subscriptions per IP over at most 10 connections

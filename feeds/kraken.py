@@ -57,6 +57,7 @@ from feeds.contract import (
     InstrumentsUpdate,
     Limits,
     NoticeHook,
+    PageHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -194,6 +195,7 @@ class KrakenAdapter:
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
     px_index = 0
     qty_index = 1
     # Kraken documents no subscription or message caps for public websocket v2 (its message

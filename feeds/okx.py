@@ -63,6 +63,7 @@ from feeds.contract import (
     HttpRequest,
     InstrumentsUpdate,
     Limits,
+    PageHook,
     ReplyHook,
     SequenceHook,
     SnapshotSource,
@@ -266,6 +267,7 @@ class OkxAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
+    next_instruments_page: PageHook | None = None  # one answer lists every instrument
     # OKX v5 docs: 3 connections/s per IP; 480 subscribe/unsubscribe/login ops per
     # hour per connection; fewer than 30 channels of 400/50-level books per connection
     # (25 keeps a margin; the mark channels beside them are not book channels)

@@ -63,6 +63,7 @@ SNAPSHOT_POLL_S = 0.1
 SNAPSHOTS_IN_FLIGHT_PER_VENUE = 4
 HEALTH_LOG_INTERVAL_S = 30.0
 INSTRUMENTS_RETRIES = 1  # metadata at start-up: the cached copy is the fallback
+MAX_INSTRUMENT_PAGES = 50  # a paginated metadata answer is followed this far at most
 ROTATE_AT = 0.9  # of the venue's connection lifetime (Binance: after 21.6 h of 24 h)
 
 TickObserver = Callable[[list[dict[str, Any]]], None]
@@ -72,6 +73,17 @@ RecordObserver = Callable[[RecordKind, str], None]
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     size = max(1, size)
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _next_page(
+    adapter: VenueAdapter, request: HttpRequest, text: str, pages: int
+) -> HttpRequest | None:
+    """The metadata page after this one (Bybit's cursor), within MAX_INSTRUMENT_PAGES."""
+    follow = adapter.next_instruments_page
+    if follow is None or pages >= MAX_INSTRUMENT_PAGES:
+        return None
+    following = follow(request, text)
+    return None if following is None or following.url == request.url else following
 
 
 async def _fetch(rest: RestClient, request: HttpRequest, max_retries: int | None = None) -> str:
@@ -189,11 +201,16 @@ class Daemon:
             adapter = runtime.adapter
             fresh = InstrumentRegistry()
             try:
-                for request in adapter.instruments_requests(runtime.settings.rest_url):
-                    text = await _fetch(runtime.rest, request, INSTRUMENTS_RETRIES)
-                    fresh = fresh.merge(
-                        InstrumentRegistry(adapter.parse_instruments(request.key, text))
-                    )
+                for first in adapter.instruments_requests(runtime.settings.rest_url):
+                    request: HttpRequest | None = first
+                    pages = 0
+                    while request is not None:
+                        text = await _fetch(runtime.rest, request, INSTRUMENTS_RETRIES)
+                        fresh = fresh.merge(
+                            InstrumentRegistry(adapter.parse_instruments(request.key, text))
+                        )
+                        pages += 1
+                        request = _next_page(adapter, request, text, pages)
             except MonitorError as error:
                 fresh = InstrumentRegistry.load_cached([venue])
                 log.warning(
@@ -752,8 +769,12 @@ class _Recorder:
         self._live = asyncio.Event()
 
     async def run(self) -> None:
-        for request in self.adapter.instruments_requests(self.table.rest_url):
-            await self._fetch(request)
+        for first in self.adapter.instruments_requests(self.table.rest_url):
+            request: HttpRequest | None = first
+            pages = 0
+            while request is not None and (text := await self._fetch(request)) is not None:
+                pages += 1
+                request = _next_page(self.adapter, request, text, pages)
         table = self.table
         plans: list[tuple[str, list[str], bool]] = []
         if table.market_ws_url and table.mark_price_stream:
@@ -823,17 +844,18 @@ class _Recorder:
                 if request is not None:
                     await self._fetch(request)
 
-    async def _fetch(self, request: HttpRequest) -> None:
+    async def _fetch(self, request: HttpRequest) -> str | None:
         try:
             text = await _fetch(self.rest, request)
         except RestError as error:
             log.warning(
                 "recorder.fetch_failed", venue=self.venue.value, url=request.url, error=str(error)
             )
-            return
+            return None
         self.writer.write(self.venue.value, RecordKind.HTTP, request.key, text, time.time_ns())
         if self.on_record is not None:
             self.on_record(RecordKind.HTTP, request.key)
+        return text
 
     async def _flush_loop(self) -> None:
         while True:

@@ -26,7 +26,9 @@ Speaks the public sockets as the Bybit docs describe them; one
   a ``delta`` carrying only the fields that changed (``markPrice``, ``indexPrice``,
   ``fundingRate``, ``nextFundingTime``); futures (symbols with ``-``) write funding as "".
 - REST ``GET /v5/market/instruments-info?category=spot|linear`` from the sim's books (the
-  instrument in ``book.extra["instrument"]`` where the book was made from one).
+  instrument in ``book.extra["instrument"]`` where the book was made from one). Linear
+  answers are paged: ``limit`` (default 500, at most 1000 or the protocol's ``max_page``),
+  ``nextPageCursor`` (empty on the last page) and ``cursor`` to ask for the next page.
 """
 
 from __future__ import annotations
@@ -75,10 +77,11 @@ class BybitProtocol(ProtocolBase):
     server_ping_s: float | None = None  # Bybit does not ping: the client sends op ping
     client_idle_timeout_s: float | None = None  # 10 min, and only without data: never here
 
-    def __init__(self, venue: Venue) -> None:
+    def __init__(self, venue: Venue, *, max_page: int = 1000) -> None:
         if venue not in PATHS:
             raise ValueError(f"not a Bybit market: {venue}")
         self.venue = venue
+        self.max_page = max_page  # largest instruments page (Bybit: 1000); small in tests
         self.category = CATEGORIES[venue]
         self.spot = venue == Venue.BYBIT
         self.path = PATHS[venue]
@@ -379,19 +382,37 @@ class BybitProtocol(ProtocolBase):
                 "time": now_ms,
             }
             return 200, _compact(answer)
-        rows = []
+        books: list[SimBook] = []
         if category == self.category:
             wanted = request.query.get("symbol")
-            rows = [
-                self._instrument(book)
+            books = [
+                book
                 for (venue, symbol), book in sorted(sim.books.items(), key=lambda kv: kv[0][1])
                 if venue == self.venue and (wanted is None or wanted == symbol)
             ]
-        result: dict[str, Any] = {"category": category, "list": rows}
-        if not self.spot:
-            result["nextPageCursor"] = ""
+        result: dict[str, Any] = {"category": category}
+        if not self.spot:  # spot answers everything at once; linear pages
+            books, result["nextPageCursor"] = self._page(books, request.query)
+        result["list"] = [self._instrument(book) for book in books]
         answer = {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": now_ms}
         return 200, _compact(answer)
+
+    def _page(self, books: list[SimBook], query: dict[str, str]) -> tuple[list[SimBook], str]:
+        # Bybit: limit 1-1000 (default 500); the cursor is opaque and comes percent-encoded
+        # ("first%3DBTCUSDT%26last%3DETHUSDT"); a client sends it back as the same string
+        try:
+            limit = min(max(1, int(query.get("limit", "500"))), 1000, self.max_page)
+        except ValueError:
+            limit = min(500, self.max_page)
+        cursor = query.get("cursor", "")
+        start = 0
+        if cursor.startswith("first%3D") and "%26last%3D" in cursor:
+            last = cursor.partition("%26last%3D")[2]
+            start = next((i + 1 for i, b in enumerate(books) if b.symbol == last), len(books))
+        page = books[start : start + limit]
+        more = page and start + limit < len(books)
+        next_cursor = f"first%3D{page[0].symbol}%26last%3D{page[-1].symbol}" if more else ""
+        return page, next_cursor
 
     def _instrument(self, book: SimBook) -> dict[str, Any]:
         instrument = book.extra.get("instrument")

@@ -422,6 +422,13 @@ class TestSubscriptions:
 
 
 class TestInstruments:
+    def test_the_last_page_has_no_next_page(self) -> None:
+        for name, adapter in (("linear_http_instruments", LINEAR), ("spot_http_instruments", SPOT)):
+            rec = fixture_record("bybit", name)
+            (request,) = adapter.instruments_requests("https://api.bybit.com")
+            assert adapter.next_instruments_page(request, rec["data"]) is None
+        assert LINEAR.next_instruments_page(request, "not json") is None
+
     def test_spot_instruments_read_tick_and_base_precision(self) -> None:
         rec = fixture_record("bybit", "spot_http_instruments")
         instruments = {i.symbol: i for i in SPOT.parse_instruments(rec["url"], rec["data"])}
