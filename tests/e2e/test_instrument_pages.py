@@ -15,6 +15,7 @@ from feeds.contract import HttpRequest
 from feeds.sim.base import ExchangeSim
 from feeds.sim.bybit import BybitProtocol
 from feeds.sim.exchange import add_books
+from feeds.venues import ADAPTERS
 from monitor.daemon import Daemon
 from monitor.domain import Instrument, Venue
 from monitor.instruments import InstrumentRegistry
@@ -74,7 +75,7 @@ async def test_the_daemon_loads_every_page_at_start_up(tmp_path: Path) -> None:
         symbols = {Venue.BYBIT_LINEAR: LINEAR_SYMBOLS, Venue.BYBIT: SPOT_SYMBOLS}
         settings = write_settings(tmp_path, sim, symbols)
         async with aiohttp.ClientSession() as http:
-            daemon = Daemon(settings, http)
+            daemon = Daemon(settings, http, ADAPTERS)
             with capture_logs() as logs:
                 registry = await daemon.load_registry()
         fetched = {e["venue"]: e["count"] for e in logs if e["event"] == "instruments.fetched"}
