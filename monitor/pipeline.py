@@ -65,7 +65,7 @@ from monitor.book.layout import (
     S_TS_EVENT,
     S_TS_RECV,
 )
-from monitor.book.store import BookStore, EventBatch
+from monitor.book.store import BookStore, EventBatch, snapshot_predates
 from monitor.domain import (
     BookState,
     EventKind,
@@ -588,7 +588,12 @@ class BookPipeline:
         venue = info.instrument.venue
         info.snapshot_outstanding = False
         info.snapshots += 1
-        if info.pending and snap.last_seq < info.pending[0].first_seq:
+        if info.pending and snapshot_predates(
+            self.adapters[venue].sequencing,
+            snap.last_seq,
+            info.pending[0].first_seq,
+            info.pending[0].prev_seq,
+        ):
             # older than the first buffered delta: the deltas in between are lost to us
             info.stale_snapshots += 1
             info.needs_snapshot = True

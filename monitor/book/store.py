@@ -37,6 +37,24 @@ from monitor.book.layout import (
 from monitor.domain import BookState, SeqRule, format_units
 
 
+def snapshot_predates(rule: SeqRule, last_update_id: int, first_seq: int, prev_seq: int) -> bool:
+    """Whether a snapshot is older than the first delta buffered for its book, with deltas
+    lost between them (fetch a newer one), given that delta's first and previous ids.
+
+    It is the kernel's sync rule for the first delta after a snapshot, failing. CONTIGUOUS
+    (Binance spot) bridges with ``U <= lastUpdateId + 1``: a snapshot whose
+    ``lastUpdateId + 1 == U`` is exact (nothing lies between them), one with
+    ``lastUpdateId + 1 < U`` has a hole. PREVIOUS (Binance USD-M) bridges with
+    ``U <= lastUpdateId`` or ``pu == lastUpdateId`` (the snapshot fell between two events).
+    Other rules (ids that do not order, or none): only a snapshot below the first id.
+    """
+    if rule == SeqRule.CONTIGUOUS:
+        return last_update_id + 1 < first_seq
+    if rule == SeqRule.PREVIOUS:
+        return last_update_id < first_seq and prev_seq != last_update_id
+    return last_update_id < first_seq
+
+
 class EventBatch:
     """Events of many books in one columnar batch: one int64 row per event, raw level
     arrays back to back in one byte buffer. One kernel call applies the whole batch.
