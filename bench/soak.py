@@ -72,6 +72,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import itertools
 import math
 import multiprocessing
 import os
@@ -409,9 +410,9 @@ class Probe:
         original = pipeline.tick
         clock = time.perf_counter_ns
 
-        def tick(now_ns: int, *, only_dirty: bool = False) -> list[dict[str, Any]]:
+        def tick(now_ns: int) -> Any:
             t0 = clock()
-            rows = original(now_ns, only_dirty=only_dirty)
+            rows = original(now_ns)
             took = clock() - t0
             self.tick_ns += took
             self.ticks += 1
@@ -428,7 +429,7 @@ class Probe:
         pipeline.tick = tick
         self._book_ids = np.array([i.book for i in pipeline._by_id], dtype=np.int64)
 
-    def on_tick(self, _rows: list[dict[str, Any]]) -> None:
+    def on_tick(self, _sample: Any) -> None:
         done = time.time_ns()
         t0 = time.perf_counter_ns()
         if self._since_tick:
@@ -689,12 +690,12 @@ async def soak(
     rss_mib = [s["rss_kib"] / 1024 for s in samples]
     ex_rss_mib = [s["ex_rss_kib"] / 1024 for s in samples]
     per_interval_cpu = [
-        100 * (b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"]) for a, b in zip(samples, samples[1:], strict=False)
+        100 * (b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"]) for a, b in itertools.pairwise(samples)
     ]
     per_interval_ratio = [
         (b["frames"] - a["frames"])
         / max(1, b["ex_frames_sent"] + b["ex_frames_queued"] - a["ex_frames_sent"] - a["ex_frames_queued"])
-        for a, b in zip(samples, samples[1:], strict=False)
+        for a, b in itertools.pairwise(samples)
     ]
     checks = {
         "books": len(summaries),
@@ -761,7 +762,7 @@ async def soak(
         "exchange_cpu_pct": 100 * (end["ex_cpu_s"] - first["ex_cpu_s"]) / wall_s,
         "other_processes_cpu_pct": 100 * _others_s(first, end) / wall_s,
         "other_processes_cpu_pct_max_interval": max(
-            (100 * _others_s(a, b) / (b["t_s"] - a["t_s"]) for a, b in zip(samples, samples[1:], strict=False)),
+            (100 * _others_s(a, b) / (b["t_s"] - a["t_s"]) for a, b in itertools.pairwise(samples)),
             default=math.nan,
         ),
         "interrupts_cpu_pct": 100 * (end["machine_irq_s"] - first["machine_irq_s"]) / wall_s,

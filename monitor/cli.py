@@ -103,6 +103,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.instruments import InstrumentRegistry  # noqa: PLC0415
     from monitor.pipeline import BookPipeline  # noqa: PLC0415
     from monitor.replay import replay, write_books  # noqa: PLC0415
+    from monitor.sinks import JsonLinesSink  # noqa: PLC0415
     from monitor.warmup import warm_up  # noqa: PLC0415
 
     for f in args.files:
@@ -120,10 +121,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         if out_path:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     metrics_out = open(args.metrics_out, "wb") if args.metrics_out else None  # noqa: SIM115
+    sinks = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
     try:
-        result = replay(
-            args.files, pipeline, tick_ms=tick_ms, metrics_out=metrics_out, speed=args.speed
-        )
+        result = replay(args.files, pipeline, tick_ms=tick_ms, sinks=sinks, speed=args.speed)
     finally:
         if metrics_out is not None:
             metrics_out.close()
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.enabled_venues():
             sys.stderr.write("liqmon: no venue is enabled in the configuration\n")
             return 2
-        return _run_async(lambda stop: run_daemon(settings, stop=stop))
+        return _run_async(lambda stop: run_daemon(settings, stop=stop, status_out=sys.stdout))
     if args.command == "record":
         from monitor.daemon import run_recorder  # noqa: PLC0415
         from monitor.domain import Venue  # noqa: PLC0415

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -54,7 +54,10 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline
+from monitor.sample import TickSample
 from monitor.settings import Settings, VenueSettings
+from monitor.sinks import Sink, SinkQueue
+from monitor.status import StatusSink
 from monitor.warmup import warm_up
 
 log = get_logger("monitor.daemon")
@@ -66,7 +69,8 @@ INSTRUMENTS_RETRIES = 1  # metadata at start-up: the cached copy is the fallback
 MAX_INSTRUMENT_PAGES = 50  # a paginated metadata answer is followed this far at most
 ROTATE_AT = 0.9  # of the venue's connection lifetime (Binance: after 21.6 h of 24 h)
 
-TickObserver = Callable[[list[dict[str, Any]]], None]
+STATUS_INTERVAL_S = 5.0
+TickObserver = Callable[[TickSample], None]
 RecordObserver = Callable[[RecordKind, str], None]
 
 
@@ -159,8 +163,15 @@ class Daemon:
         health_interval_s: float = HEALTH_LOG_INTERVAL_S,
         rng: random.Random | None = None,
         rotate_after_s: float | None = None,
+        sinks: Sequence[Sink] = (),
+        status_out: IO[str] | None = None,
+        status_interval_s: float = STATUS_INTERVAL_S,
     ) -> None:
         self.settings = settings
+        self.sink_queues = [SinkQueue(sink) for sink in sinks]
+        self.status = StatusSink()
+        self.status_out = status_out
+        self.status_interval_s = status_interval_s
         self.policy = ConnectionPolicy.from_settings(settings.connection)
         self.rng = rng or random.Random()
         self.on_tick = on_tick
@@ -185,7 +196,7 @@ class Daemon:
         if not self.venues:
             raise ConfigError("venues", "enabled", "no enabled venue has live support")
         self.pipeline: BookPipeline | None = None
-        self.last_metrics: list[dict[str, Any]] = []
+        self.last_sample: TickSample | None = None
         self._snapshot_failures: dict[tuple[Venue, str], int] = {}
         # stream resyncs: deadline, and the book's snapshot count when it was asked for
         self._awaiting: dict[tuple[Venue, str], tuple[float, int]] = {}
@@ -381,8 +392,12 @@ class Daemon:
             for connection in connections:
                 group.create_task(self._run_connection(connection))
             group.create_task(self._snapshot_loop())
+            for queue in self.sink_queues:
+                queue.start()
             group.create_task(self._tick_loop())
             group.create_task(self._health_loop())
+            if self.status_out is not None:
+                group.create_task(self._status_loop())
 
     async def _run_connection(self, connection: _Connection) -> None:
         """Run one connection's session; rotate it before the venue's lifetime ends."""
@@ -588,14 +603,30 @@ class Daemon:
                 due = loop.time()  # fell behind (suspended machine, slow tick): no catch-up burst
             try:
                 self._flush()
-                rows = self.pipeline.tick(time.time_ns())
-                self.last_metrics = rows
-                for row in rows:
-                    _log_metrics(row)
+                sample = self.pipeline.tick(time.time_ns())
+                self.last_sample = sample
+                self.status.observe(sample)
+                for queue in self.sink_queues:
+                    queue.put(sample)
                 if self.on_tick is not None:
-                    self.on_tick(rows)
+                    self.on_tick(sample)
             except Exception:  # task boundary: one bad tick must not end the monitor
                 log.exception("tick.failed")
+
+    async def _status_loop(self) -> None:
+        assert self.status_out is not None
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            try:
+                self.status_out.write(self.status.render(self.health_state()) + "\n\n")
+                self.status_out.flush()
+            except Exception:  # task boundary: a closed terminal must not end the monitor
+                log.exception("status.failed")
+
+    async def close(self) -> None:
+        """Drain and close the sinks (their queued samples are delivered first)."""
+        for queue in self.sink_queues:
+            await queue.stop()
 
     async def _health_loop(self) -> None:
         while True:
@@ -635,22 +666,6 @@ class Daemon:
             log.info("venue.health", venue=venue, **state)
 
 
-def _log_metrics(row: dict[str, Any]) -> None:
-    depth = row.get("depth") or {}
-    one_pct = depth.get("1") or [None, None]
-    log.info(
-        "book.metrics",
-        venue=row["venue"],
-        symbol=row["symbol"],
-        valid=row["valid"],
-        bid=row.get("bid"),
-        ask=row.get("ask"),
-        spread_bps=row.get("spread_bps"),
-        depth_1pct_bid_usd=one_pct[0],
-        depth_1pct_ask_usd=one_pct[1],
-    )
-
-
 async def _until_stopped(work: Callable[[], Any], stop: asyncio.Event | None) -> None:
     """Run ``work()`` until ``stop`` is set (or forever); an error in it ends both."""
     stop = stop if stop is not None else asyncio.Event()
@@ -668,17 +683,28 @@ async def run_daemon(
     stop: asyncio.Event | None = None,
     on_tick: TickObserver | None = None,
     adapters: Mapping[Venue, VenueAdapter] | None = None,
+    sinks: Sequence[Sink] = (),
+    status_out: IO[str] | None = None,
 ) -> None:
     """Monitor every enabled venue until ``stop`` is set (forever if None).
 
-    ``on_tick(rows)`` is called with the metric rows of every tick (``BookPipeline.tick``).
+    ``on_tick(sample)`` is called with every tick's :class:`TickSample`; each sink gets
+    every sample through its own bounded queue; ``status_out`` gets the status text.
     ``adapters`` default to every venue liqmon has (``feeds.venues.ADAPTERS``).
     """
     async with aiohttp.ClientSession() as http:
-        daemon = Daemon(settings, http, ADAPTERS if adapters is None else adapters, on_tick=on_tick)
+        daemon = Daemon(
+            settings,
+            http,
+            ADAPTERS if adapters is None else adapters,
+            on_tick=on_tick,
+            sinks=sinks,
+            status_out=status_out,
+        )
         try:
             await _until_stopped(daemon.run, stop)
         finally:
+            await daemon.close()
             if daemon.pipeline is not None:
                 daemon.log_health()
             log.info("daemon.stop")

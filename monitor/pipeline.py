@@ -10,7 +10,6 @@ message is logged and counted, and the process carries on.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,9 +75,11 @@ from monitor.domain import (
     Venue,
 )
 from monitor.errors import ParseError
+from monitor.fx import FxSource, ParFx
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.metrics import kernels as mk
+from monitor.sample import STATE_STALE, BookIdentity, TickSample
 from monitor.settings import Settings
 
 log = get_logger("monitor.pipeline")
@@ -135,6 +136,9 @@ class BookPipeline:
         notionals_usd: Sequence[float] = (10_000.0, 100_000.0, 1_000_000.0),
         usd_stables: Iterable[str] = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI"),
         batch_size: int = 1024,
+        fx: FxSource | None = None,
+        stale_after_s: Mapping[Venue, float] | None = None,
+        default_stale_after_s: float = 30.0,
     ) -> None:
         self.registry = registry
         self.store = BookStore(max_books, capacity)
@@ -144,6 +148,9 @@ class BookPipeline:
         self.bands = np.array([b / 100.0 for b in self.bands_pct], dtype=np.float64)
         self.notionals = np.array(notionals_usd, dtype=np.float64)
         self.usd_stables = frozenset(usd_stables)
+        self.fx: FxSource = fx if fx is not None else ParFx(self.usd_stables)
+        self.stale_after_s: Mapping[Venue, float] = dict(stale_after_s or {})
+        self.default_stale_after_s = default_stale_after_s
         self.books: dict[tuple[Venue, str], BookInfo] = {}
         # the same BookInfo objects by venue then symbol: the hot path's lookup (no tuple key)
         self._venue_books: dict[Venue, dict[str, BookInfo]] = {v: {} for v in self.adapters}
@@ -151,6 +158,16 @@ class BookPipeline:
         self.marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
         self.counters = Counters()
         self._dirty = np.zeros(max_books, dtype=np.bool_)
+        # per book, kept between ticks: last metrics, the FX rate they used, last validity
+        nk, nn = len(self.bands), len(self.notionals)
+        self._metrics = np.full((max_books, mk.n_columns(nk, nn)), np.nan)
+        self._fx_used = np.full(max_books, np.nan)
+        self._prev_valid = np.zeros(max_books, dtype=np.bool_)
+        self._prev_stale = np.zeros(max_books, dtype=np.bool_)
+        self._identity_cache: tuple[BookIdentity, ...] = ()
+        self._currencies: list[str] = []
+        self._quote_index = np.zeros(0, dtype=np.int64)
+        self._stale_after_ns = np.zeros(0, dtype=np.int64)
         self._unknown_logged: set[tuple[Venue, str]] = set()
         self._symbol_indexes: dict[Venue, tuple[np.ndarray, np.ndarray] | None] = {}
 
@@ -169,6 +186,7 @@ class BookPipeline:
             bands_pct=settings.metrics.depth_bands_pct,
             notionals_usd=settings.metrics.slippage_notionals_usd,
             usd_stables=settings.fx.usd_stables,
+            stale_after_s={v: t.stale_after_s for v, t in settings.venues.items()},
         )
 
     # --- books ----------------------------------------------------------------------------
@@ -672,128 +690,148 @@ class BookPipeline:
 
     # --- state and metrics ----------------------------------------------------------------
     def is_valid(self, info: BookInfo) -> bool:
+        """Synced (not thrown away) with both sides present; staleness is the tick's call."""
         st = self.store.istate[info.book]
         return bool(int(st[S_STATE]) != BookState.EMPTY and st[S_N_BID] > 0 and st[S_N_ASK] > 0)
 
-    def _fx(self, infos: Sequence[BookInfo]) -> tuple[np.ndarray, list[bool]]:
-        """Quote -> USD per book: USD 1; configured stables at par (flagged); other quotes
-        through a valid book of that currency against USD or a stable (e.g. BTC via BTCUSDT).
-        """
-        rates: dict[str, tuple[float, bool]] = {"USD": (1.0, False)}
-        for stable in self.usd_stables:
-            rates[stable] = (1.0, True)
-        out = np.full(len(infos), np.nan)
-        assumed = []
-        for i, info in enumerate(infos):
-            quote = info.instrument.quote
-            if quote not in rates:
-                rates[quote] = self._cross_rate(quote, rates)
-            rate, flag = rates[quote]
-            out[i] = rate
-            assumed.append(flag)
-        return out, assumed
-
-    def _cross_rate(
-        self, currency: str, rates: dict[str, tuple[float, bool]]
-    ) -> tuple[float, bool]:
+    def _mid(self, base: str, quotes: Sequence[str]) -> tuple[float, str] | None:
+        """A valid book of ``base`` in one of ``quotes``: its mid and quote (FX crosses)."""
         for info in self._by_id:
             inst = info.instrument
-            if (
-                inst.base == currency
-                and inst.quote in rates
-                and rates[inst.quote][0] == rates[inst.quote][0]
-                and self.is_valid(info)
-            ):
+            if inst.base == base and inst.quote in quotes and self.is_valid(info):
                 bid, ask = self.store.best_bid(info.book), self.store.best_ask(info.book)
-                mid = 0.5 * (bid + ask) / 10**inst.price_decimals
-                rate, flag = rates[inst.quote]
-                return mid * rate, flag
-        return math.nan, True
+                return 0.5 * (bid + ask) / 10**inst.price_decimals, inst.quote
+        return None
 
-    def tick(self, now_ns: int, *, only_dirty: bool = False) -> list[dict[str, Any]]:
-        """Metrics of every book (or only those changed since the last tick), one dict each."""
+    def _identities(self) -> tuple[BookIdentity, ...]:
+        if len(self._identity_cache) != len(self._by_id):
+            self._identity_cache = tuple(
+                BookIdentity(
+                    venue=i.instrument.venue.value,
+                    symbol=i.instrument.symbol,
+                    instrument=i.instrument.canonical,
+                    base=i.instrument.base,
+                    quote=i.instrument.quote,
+                    kind=i.instrument.kind.value,
+                )
+                for i in self._by_id
+            )
+            currencies = sorted({i.instrument.quote for i in self._by_id})
+            self._currencies = currencies
+            index = {c: k for k, c in enumerate(currencies)}
+            self._quote_index = np.array(
+                [index[i.instrument.quote] for i in self._by_id], dtype=np.int64
+            )
+            self._stale_after_ns = np.array(
+                [
+                    int(
+                        self.stale_after_s.get(i.instrument.venue, self.default_stale_after_s) * 1e9
+                    )
+                    for i in self._by_id
+                ],
+                dtype=np.int64,
+            )
+        return self._identity_cache
+
+    def tick(self, now_ns: int) -> TickSample:
+        """Measure the books and return the tick sample (every tracked book, one row each).
+
+        The metric kernel runs once, over the books that changed since the last tick (or
+        whose FX rate moved); the others keep their last figures.
+        """
         self.flush()
-        infos = [i for i in self._by_id if self._dirty[i.book]] if only_dirty else list(self._by_id)
-        self._dirty[:] = False
-        if not infos:
-            return []
-        books = np.array([i.book for i in infos], dtype=np.int64)
-        fx, assumed = self._fx(infos)
+        identities = self._identities()
+        n = len(identities)
         nk, nn = len(self.bands), len(self.notionals)
-        out = np.empty((len(infos), mk.n_columns(nk, nn)), dtype=np.float64)
-        mk.compute_metrics(
-            books,
-            self.store.istate,
-            self.store.keys,
-            self.store.qtys,
-            fx,
-            self.bands,
-            self.notionals,
-            out,
+        ids = np.arange(n, dtype=np.int64)  # book ids are dense: book i is self._by_id[i]
+        usd, assumed = self.fx.rates(self._currencies, self._mid)
+        fx = usd[self._quote_index] if n else np.empty(0)
+        fx_assumed = assumed[self._quote_index] if n else np.empty(0, dtype=np.bool_)
+        prev_fx = self._fx_used[:n]
+        moved = ~((fx == prev_fx) | ((fx != fx) & (prev_fx != prev_fx)))
+        dirty = self._dirty[:n].copy()
+        todo = np.flatnonzero(dirty | moved)
+        if todo.size:
+            out = np.empty((todo.size, mk.n_columns(nk, nn)), dtype=np.float64)
+            mk.compute_metrics(
+                todo,
+                self.store.istate,
+                self.store.keys,
+                self.store.qtys,
+                fx[todo],
+                self.bands,
+                self.notionals,
+                out,
+            )
+            self._metrics[todo] = out
+            self._fx_used[todo] = fx[todo]
+        self._dirty[:] = False
+        st = self.store.istate[:n]
+        synced = (
+            (st[:, S_STATE] != int(BookState.EMPTY)) & (st[:, S_N_BID] > 0) & (st[:, S_N_ASK] > 0)
         )
-        return [self._row(info, out[i], fx[i], assumed[i], now_ns) for i, info in enumerate(infos)]
-
-    def _row(
-        self, info: BookInfo, row: np.ndarray, fx: float, fx_assumed: bool, now_ns: int
-    ) -> dict[str, Any]:
-        st = self.store.istate[info.book]
-        inst = info.instrument
-        valid = self.is_valid(info)
-
-        def num(x: float) -> float | None:
-            return None if x != x else float(x)
-
-        depth: dict[str, list[float | None]] = {}
-        depth_quote: dict[str, list[float | None]] = {}
-        covered: dict[str, list[bool]] = {}
-        imbalance: dict[str, float | None] = {}
-        for k, pct in enumerate(self.bands_pct):
-            c = mk.band_col(k)
-            label = f"{pct:g}"
-            depth[label] = [num(row[c + 2]), num(row[c + 3])]
-            depth_quote[label] = [num(row[c]), num(row[c + 1])]
-            covered[label] = [bool(row[c + 4] == 1.0), bool(row[c + 5] == 1.0)]
-            total = row[c] + row[c + 1]
-            imbalance[label] = num((row[c] - row[c + 1]) / total) if total > 0 else None
-        slippage = {}
-        for q, notional in enumerate(self.notionals):
-            c = mk.notional_col(len(self.bands), q)
-            slippage[f"{notional:g}"] = {
-                "sell_bps": num(row[c]),
-                "sell_exhausted": bool(row[c + 1] == 1.0),
-                "buy_bps": num(row[c + 2]),
-                "buy_exhausted": bool(row[c + 3] == 1.0),
-            }
-        mark = self.marks.get((inst.venue, inst.symbol))
-        ts_recv = int(st[S_TS_RECV])
-        out: dict[str, Any] = {
-            "ts": now_ns / 1e9,
-            "venue": inst.venue.value,
-            "symbol": inst.symbol,
-            "instrument": inst.canonical,
-            "valid": valid,
-            "state": BookState(int(st[S_STATE])).name.lower(),
-            "bid": num(row[mk.C_BID]) if valid else None,
-            "ask": num(row[mk.C_ASK]) if valid else None,
-            "mid": num(row[mk.C_MID]) if valid else None,
-            "spread_bps": num(row[mk.C_SPREAD_BPS]) if valid else None,
-            "depth": depth if valid else None,
-            "depth_quote": depth_quote if valid else None,
-            "depth_covered": covered if valid else None,
-            "imbalance": imbalance if valid else None,
-            "slippage": slippage if valid else None,
-            "levels": [int(st[S_N_BID]), int(st[S_N_ASK])],
-            "truncated": bool(st[S_FLAGS] & FLAG_TRUNCATED),
-            "fx_usd": num(fx),
-            "fx_assumed": fx_assumed,
-            "book_age_s": (now_ns - ts_recv) / 1e9 if ts_recv else None,
-            "updates": int(st[S_MESSAGES]),
-        }
-        if mark is not None:
-            out["mark_price"] = mark.mark_price
-            out["index_price"] = mark.index_price
-            out["funding_rate"] = mark.funding_rate
-        return out
+        ts_recv = st[:, S_TS_RECV]
+        age_ns = now_ns - ts_recv
+        stale = synced & (ts_recv > 0) & (age_ns > self._stale_after_ns)
+        valid = synced & ~stale
+        changed = dirty | (valid != self._prev_valid[:n]) | (stale != self._prev_stale[:n])
+        for i in np.flatnonzero(stale & ~self._prev_stale[:n]).tolist():
+            inst = self._by_id[i].instrument
+            self.counters.add(inst.venue, "stale")
+            log.warning(
+                "book.stale",
+                venue=inst.venue.value,
+                symbol=inst.symbol,
+                age_s=round(float(age_ns[i]) / 1e9, 1),
+                limit_s=float(self._stale_after_ns[i]) / 1e9,
+            )
+        self._prev_valid[:n] = valid
+        self._prev_stale[:n] = stale
+        state = st[:, S_STATE].astype(np.int8)
+        state[stale] = STATE_STALE
+        m = self._metrics[:n].copy()
+        m[~valid, : mk.C_N_BID] = np.nan
+        m[~valid, mk.C_FIRST_BAND :] = np.nan
+        bands = m[:, mk.C_FIRST_BAND : mk.C_FIRST_BAND + mk.BAND_COLS * nk].reshape(
+            n, nk, mk.BAND_COLS
+        )
+        slips = m[:, mk.C_FIRST_BAND + mk.BAND_COLS * nk :].reshape(n, nn, mk.NOTIONAL_COLS)
+        mark = np.full((3, n), np.nan)
+        for (venue, symbol), ev in self.marks.items():
+            info = self._venue_books.get(venue, {}).get(symbol)
+            if info is not None:
+                mark[0, info.book] = ev.mark_price
+                mark[1, info.book] = ev.index_price
+                mark[2, info.book] = ev.funding_rate
+        return TickSample(
+            ts_ns=now_ns,
+            books=identities,
+            bands_pct=self.bands_pct,
+            notionals_usd=tuple(float(x) for x in self.notionals),
+            book_id=ids,
+            valid=valid,
+            stale=stale,
+            changed=changed,
+            book_state=state,
+            bid=m[:, mk.C_BID],
+            ask=m[:, mk.C_ASK],
+            mid=m[:, mk.C_MID],
+            spread_bps=m[:, mk.C_SPREAD_BPS],
+            depth_usd=bands[:, :, 2:4],
+            depth_quote=bands[:, :, 0:2],
+            depth_covered=bands[:, :, 4:6] == 1.0,
+            slippage_bps=slips[:, :, 0::2],
+            slippage_exhausted=slips[:, :, 1::2] == 1.0,
+            levels=st[:, [S_N_BID, S_N_ASK]].copy(),
+            truncated=(st[:, S_FLAGS] & FLAG_TRUNCATED) != 0,
+            fx_usd=fx,
+            fx_assumed=fx_assumed,
+            book_age_s=np.where(ts_recv > 0, age_ns / 1e9, np.nan),
+            updates=st[:, S_MESSAGES].copy(),
+            mark_price=mark[0],
+            index_price=mark[1],
+            funding_rate=mark[2],
+        )
 
     def book_summaries(self, depth: int = 50) -> list[dict[str, Any]]:
         """Per-book state and counters, with the top levels written as the venue writes them."""

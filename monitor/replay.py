@@ -7,12 +7,13 @@ the same books and the same metrics on every run, as fast as the CPU allows or, 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 
@@ -20,6 +21,7 @@ from feeds.recording import Record, iter_recording
 from monitor.domain import Venue
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline
+from monitor.sinks import Sink, drive
 
 log = get_logger("monitor.replay")
 _encode = msgspec.json.Encoder().encode
@@ -50,16 +52,31 @@ def replay(
     pipeline: BookPipeline,
     *,
     tick_ms: int = 1000,
-    metrics_out: IO[bytes] | None = None,
-    on_tick: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    sinks: Sequence[Sink] = (),
     speed: float | None = None,
     max_idle_s: float = 60.0,
 ) -> ReplayResult:
-    """Feed every record to ``pipeline``; every ``tick_ms`` of recorded time compute the
-    metrics of every book and write them to ``metrics_out`` (JSON lines) and ``on_tick``.
+    """:func:`areplay` in its own event loop (for callers that are not async)."""
+    return asyncio.run(
+        areplay(paths, pipeline, tick_ms=tick_ms, sinks=sinks, speed=speed, max_idle_s=max_idle_s)
+    )
+
+
+async def areplay(
+    paths: Iterable[str | Path],
+    pipeline: BookPipeline,
+    *,
+    tick_ms: int = 1000,
+    sinks: Sequence[Sink] = (),
+    speed: float | None = None,
+    max_idle_s: float = 60.0,
+) -> ReplayResult:
+    """Feed every record to ``pipeline``; every ``tick_ms`` of recorded time take the tick
+    sample and hand it to every sink in turn (awaited: deterministic, nothing dropped).
 
     Ticks keep coming through silences of up to ``max_idle_s`` (book age grows, as it
-    would live); a longer hole in the recording is skipped.
+    would live, and books go stale); a longer hole in the recording is skipped. The sinks
+    are not closed here: the caller owns them.
     """
     tick_ns = tick_ms * 1_000_000
     max_idle_ticks = max(1, int(max_idle_s * 1e9 // tick_ns))
@@ -69,15 +86,12 @@ def replay(
     first_ns: int | None = None
     unknown_venues: set[str] = set()
 
-    def emit(at_ns: int) -> None:
+    async def emit(at_ns: int) -> None:
         nonlocal ticks, rows
-        metrics = pipeline.tick(at_ns)
+        sample = pipeline.tick(at_ns)
         ticks += 1
-        rows += len(metrics)
-        if metrics_out is not None:
-            metrics_out.write(b"".join(_encode(m) + b"\n" for m in metrics))
-        if on_tick is not None:
-            on_tick(at_ns, metrics)
+        rows += int(sample.changed.sum())
+        await drive(sinks, sample)
 
     # consecutive websocket frames of one venue go to the pipeline together (its hot path)
     group_venue: Venue | None = None
@@ -99,7 +113,7 @@ def replay(
             flush_group()
             idle = 0
             while recv_ns >= next_tick and idle < max_idle_ticks:
-                emit(next_tick)
+                await emit(next_tick)
                 next_tick += tick_ns
                 idle += 1
             if recv_ns >= next_tick:
@@ -114,7 +128,7 @@ def replay(
             lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
             if lag > 0:
                 flush_group()
-                time.sleep(lag)
+                await asyncio.sleep(lag)
         try:
             venue = Venue(rec.venue)
         except ValueError:
@@ -135,7 +149,7 @@ def replay(
             pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
     flush_group()
     if next_tick is not None:
-        emit(next_tick)
+        await emit(next_tick)
     result = ReplayResult(records, ticks, rows, unknown, time.perf_counter() - started)
     log.info(
         "replay.done",

@@ -96,6 +96,7 @@ class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_limit: PositiveInt = 1000
     market_ws_url: WsUrl | None = None
     mark_price_stream: NonEmptyStr | None = None
+    stale_after_s: PositiveFloat = 30.0
 
 
 class Settings(Struct, frozen=True, forbid_unknown_fields=True):

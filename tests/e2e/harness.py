@@ -20,6 +20,7 @@ from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
+from monitor.sample import TickSample
 from monitor.settings import Settings, load_settings
 
 FAST_CONNECTION = {
@@ -79,9 +80,9 @@ class Watch:
     invalid_ticks: dict[tuple[str, str], int] = field(default_factory=dict)
     metrics_from_invalid: int = 0  # rows of invalid books that still carried metrics
 
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
+    def __call__(self, sample: TickSample) -> None:
         self.ticks += 1
-        for row in rows:
+        for row in sample.records():
             key = (row["venue"], row["symbol"])
             self.rows[key] = row
             if not row["valid"]:

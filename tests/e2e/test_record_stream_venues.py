@@ -13,7 +13,7 @@ from monitor.daemon import run_recorder
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
-from monitor.replay import replay
+from monitor.replay import areplay
 from tests.e2e.harness import book_matches, exchange, write_settings
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ async def test_a_recorded_stream_venue_replays_to_the_exchange_books(
 
         # the instrument metadata in the file is enough: start from an empty registry
         pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
-        replay([out], pipeline, tick_ms=100)
+        await areplay([out], pipeline, tick_ms=100)
         for symbol in symbols:
             info = pipeline.books[(venue, symbol)]
             assert pipeline.is_valid(info), symbol

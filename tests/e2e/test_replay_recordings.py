@@ -21,6 +21,8 @@ from monitor.instruments import InstrumentRegistry
 from monitor.metrics.reference import reference_metrics
 from monitor.pipeline import BookPipeline
 from monitor.replay import replay
+from monitor.sample import notional_label
+from monitor.sinks import CallbackSink, JsonLinesSink
 from tests.conftest import OKX_RECORDING, SPOT_RECORDING, USDM_RECORDING
 from tests.e2e.reference_replay import RefBook, reference_books
 
@@ -52,7 +54,12 @@ def run(
 ) -> tuple[BookPipeline, list[tuple[int, list[dict[str, Any]]]]]:
     pipeline = new_pipeline()
     ticks: list[tuple[int, list[dict[str, Any]]]] = []
-    replay(paths, pipeline, tick_ms=tick_ms, on_tick=lambda ts, rows: ticks.append((ts, rows)))
+    replay(
+        paths,
+        pipeline,
+        tick_ms=tick_ms,
+        sinks=[CallbackSink(lambda sample: ticks.append((sample.ts_ns, sample.records())))],
+    )
     return pipeline, ticks
 
 
@@ -96,7 +103,7 @@ class TestRealRecordings:
         pipeline, ticks = run([path])
         reference = reference_books(records)
         limits = depth_limits(records)
-        rows = pipeline.tick(ticks[-1][0])
+        rows = pipeline.tick(ticks[-1][0]).records()
         assert rows
         for row in rows:
             key = (row["venue"], row["symbol"])
@@ -134,7 +141,7 @@ class TestRealRecordings:
                 if fx == fx:
                     assert row["depth"][label] == list(expected.depth_usd[k])
             for q, notional in enumerate(NOTIONALS):
-                got = row["slippage"][f"{notional:g}"]
+                got = row["slippage"][notional_label(notional)]
                 sell, sell_ex = expected.sell[q]
                 buy, buy_ex = expected.buy[q]
                 if fx == fx:
@@ -147,7 +154,7 @@ class TestRealRecordings:
         for i in range(2):
             out = tmp_path / f"m{i}.jsonl"
             with out.open("wb") as f:
-                replay([path], new_pipeline(), tick_ms=250, metrics_out=f)
+                replay([path], new_pipeline(), tick_ms=250, sinks=[JsonLinesSink(f)])
             outputs.append(out.read_bytes())
         assert outputs[0] == outputs[1]
         assert outputs[0].count(b"\n") > 100

@@ -97,7 +97,7 @@ def test_empty_book_snapshot_is_held_as_invalid_with_no_metrics() -> None:
     assert not s["valid"] and s["state"] == "syncing" and s["bids"] == [] and s["asks"] == []
     assert pipeline.counters.messages["binance.empty_book"] == 1
     assert any(e["event"] == "book.empty_side" for e in logs)
-    (row,) = pipeline.tick(3)
+    (row,) = pipeline.tick(3).records()
     assert row["valid"] is False and row["mid"] is None and row["depth"] is None
     assert row["levels"] == [0, 0]
 
