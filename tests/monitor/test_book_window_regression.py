@@ -1,16 +1,16 @@
 """Depth-window feeds through the pipeline, checked against the venue's own rule.
 
-Kraken (book depth 10/100) and Bybit (orderbook.50) keep a subscriber's top-N window: the
+Kraken (book depth 10/100), Bybit (orderbook.50) and OKX (books, 400 levels) keep a subscriber's top-N window: the
 venue applies a whole change to its book, then truncates the book to the window, and
-sends what changed inside it (Kraken: no message for a level pushed out; Bybit: a "0" for
-it). A message that inserts a level at the top of a full side *and* deletes one inside
+sends what changed inside it (Kraken: no message for a level pushed out; Bybit and OKX: a
+"0" for it). A message that inserts a level at the top of a full side *and* deletes one inside
 the window leaves the window full: the level at the bottom stays. liqmon used to apply
 the insert first, cut the bottom level for room, then apply the delete, and so held one
 level less than the venue; Kraken's checksum failed as soon as that hole reached the top
-10 (at once at depth 10, after a fast fall at depth 100).
+10 (at once at depth 10, after a fast fall at depth 100), OKX's when it reached the top 25.
 
-The frames below are written in each venue's wire format; the Kraken checksums are CRC32s
-of the venue's window by the venue's rule (``feeds.kraken.checksum``). No expected book
+The frames below are written in each venue's wire format; the checksums are CRC32s of the
+venue's window by the venue's rule (``feeds.kraken.checksum``, ``feeds.okx.checksum``). No expected book
 is written by hand: :class:`VenueBook` is the venue, and liqmon must hold its window.
 """
 
@@ -25,6 +25,8 @@ import pytest
 
 from feeds.bybit import SPOT as BYBIT_SPOT
 from feeds.kraken import KrakenAdapter, checksum
+from feeds.okx import OKX, okx_number
+from feeds.okx import checksum as okx_checksum
 from monitor.domain import Instrument, Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
@@ -32,6 +34,7 @@ from monitor.pipeline import BookPipeline
 Level = tuple[Decimal, Decimal]
 KRAKEN_SYMBOL = "BTC/USD"
 BYBIT_SYMBOL = "BTCUSDT"
+OKX_SYMBOL = "BTC-USDT"
 TICK = Decimal("0.5")
 
 
@@ -216,4 +219,56 @@ def test_bybit_window_book_equals_the_venue_window_after_every_message() -> None
     assert differs == []
     summary = pipeline.book_summaries(depth=1)[0]
     assert summary["gaps"] == 0
+    assert summary["resyncs"] == 0
+
+
+# --- OKX books (400 levels) -----------------------------------------------------------------
+
+
+def okx_frame(action: str, bids: list[Level], asks: list[Level], crc: int, seq: int) -> str:
+    def side(levels: list[Level], best_first: bool) -> str:
+        ordered = sorted(levels, reverse=best_first)
+        return json.dumps([[okx_number(p), okx_number(q), "0", "1"] for p, q in ordered])
+
+    prev = -1 if action == "snapshot" else seq - 1
+    return (
+        f'{{"arg":{{"channel":"books","instId":"{OKX_SYMBOL}"}},"action":"{action}",'
+        f'"data":[{{"asks":{side(asks, False)},"bids":{side(bids, True)},'
+        f'"ts":"1758000000223","checksum":{crc},"prevSeqId":{prev},"seqId":{seq}}}]}}'
+    )
+
+
+def okx_window_checksum(venue: VenueBook) -> int:
+    bids, asks = venue.top()
+    return okx_checksum(
+        [(okx_number(p), okx_number(q)) for p, q in bids],
+        [(okx_number(p), okx_number(q)) for p, q in asks],
+    )
+
+
+def test_okx_window_book_keeps_every_level_the_venue_checksums_in_a_fast_fall() -> None:
+    depth = OKX.book_depth  # 400
+    steps = depth - 20  # the hole at the bottom walks up into the checksummed top 25
+    registry = InstrumentRegistry.load_cached([Venue.OKX])
+    pipeline = BookPipeline(registry, adapters={Venue.OKX: OKX})
+    venue = VenueBook(depth, sends_pushed_out=True)
+    venue.bids = ladder(Decimal(60000), -TICK, 2 * depth)
+    venue.asks = ladder(Decimal("60000.5") + 2 * depth * TICK, TICK, 2 * depth)
+    url = "wss://ws.okx.com:8443/ws/v5/public"
+    bids, asks = venue.snapshot()
+    seq = 38250012345
+    frame = okx_frame("snapshot", bids, asks, okx_window_checksum(venue), seq)
+    pipeline.on_message(Venue.OKX, "ws", url, frame, 1)
+    assert holds_window(pipeline, Venue.OKX, OKX_SYMBOL, venue)
+    differs = []
+    for i, (bids, asks) in enumerate(fast_fall(venue, steps)):
+        seq += 1
+        frame = okx_frame("update", bids, asks, okx_window_checksum(venue), seq)
+        pipeline.on_message(Venue.OKX, "ws", url, frame, 2 + i)
+        if not holds_window(pipeline, Venue.OKX, OKX_SYMBOL, venue):
+            differs.append(i)
+    assert pipeline.counters.messages["okx.checksum_failed"] == 0
+    assert differs == []
+    summary = pipeline.book_summaries(depth=1)[0]
+    assert summary["checksum_ok"] == steps + 2
     assert summary["resyncs"] == 0
