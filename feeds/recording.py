@@ -7,24 +7,48 @@ The writer appends, so a restarted recorder never truncates what it already wrot
 file then holds several members, which every gzip reader concatenates. The reader sniffs
 the gzip magic rather than trusting the file name, and stops quietly at the truncated tail
 a killed recorder leaves behind (everything flushed before the kill is still read).
+
+A line that is not a record (not JSON, not an object, a field missing or of the wrong type,
+an unknown ``kind``) is skipped and counted by :class:`RecordingReader`, which logs each
+kind of fault once with its ``file:line``; ``strict`` readers raise :class:`RecordingError`
+at the first one instead. A file that cannot be read is always a :class:`RecordingError`.
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import Annotated, BinaryIO, Final
 
 import msgspec
 import structlog
 
+from monitor.errors import MonitorError
+
 _log = structlog.get_logger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
+RECORD_SHAPE: Final = (
+    '{"ts": <epoch seconds>, "venue": "<venue id>", "kind": "ws"|"http", "url": "<url>", '
+    '"data": "<raw text>"}'
+)
+
+
+class RecordingError(MonitorError):
+    """A recording cannot be read (``line`` 0), or, for a strict reader, a line of it is not
+    a record. The message reads ``<file>:<line>: <problem>``."""
+
+    def __init__(self, path: str | Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
 
 
 class RecordKind(StrEnum):
@@ -35,7 +59,7 @@ class RecordKind(StrEnum):
 class Record(msgspec.Struct, frozen=True):
     """One message as received: receive time (epoch seconds), venue id, kind, URL, raw text."""
 
-    ts: float
+    ts: Annotated[float, msgspec.Meta(ge=0, le=1e11)]  # up to year 5138: a finite receive time
     venue: str
     kind: RecordKind
     url: str
@@ -121,39 +145,164 @@ def _open(path: Path) -> BinaryIO | gzip.GzipFile:
     return open(path, "rb")
 
 
+def check_readable(path: str | Path) -> None:
+    """Raise :class:`RecordingError` unless ``path`` is a file this process can read."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecordingError(path, 0, "is a directory, not a recording file")
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise RecordingError(path, 0, "no such file") from None
+    except OSError as exc:
+        raise RecordingError(path, 0, f"cannot read: {exc.strerror or exc}") from None
+
+
+_AT_FIELD = re.compile(r"^(?P<problem>.*?) - at `\$\.(?P<field>[^`]+)`$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+_TS_RANGE: Final = "field `ts`: expected a receive time in epoch seconds, 0 to 1e11"
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`(?P<rest>.*?)(, got `(?P<got>[^`]+)`)?$")
+
+
+def _describe(error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
+    """(kind of fault, what is wrong) for a line the decoder refused."""
+    message = str(error)
+    if not isinstance(error, msgspec.ValidationError):  # (a ValidationError is a DecodeError)
+        if "truncated" in message:
+            return "unfinished JSON", "an unfinished JSON object"
+        return "not JSON", f"not JSON ({message.removeprefix('JSON is malformed: ')})"
+    if message.startswith("Expected `object`, got"):
+        got = message.removeprefix("Expected `object`, got").strip(" `")
+        return "not an object", f"a JSON {got}, expected a record object"
+    missing = _MISSING.match(message)
+    if missing is not None:
+        return f"missing field {missing['field']}", f"missing field `{missing['field']}`"
+    at = _AT_FIELD.match(message)
+    if at is None:
+        return message, message
+    field, problem = at["field"], at["problem"]
+    if problem.startswith("Invalid enum value"):
+        value = problem.removeprefix("Invalid enum value").strip()
+        return f"field {field}: unknown value", f'field `{field}`: {value} is not "ws" or "http"'
+    if field == "ts" and ("range" in problem or ">=" in problem or "<=" in problem):
+        return "field ts: out of range", _TS_RANGE
+    expected = _EXPECTED.match(problem)
+    if expected is not None and expected["got"]:
+        return (
+            f"field {field}: wrong type",
+            f"field `{field}`: expected {expected['want']}, got {expected['got']}",
+        )
+    if expected is not None:  # a constraint: "Expected `float` >= 0.0"
+        return (
+            f"field {field}: out of range",
+            f"field `{field}`: expected {expected['want']}{expected['rest']}",
+        )
+    return f"field {field}: {problem}", f"field `{field}`: {problem}"
+
+
+def _refine(line: bytes, error: msgspec.DecodeError) -> msgspec.DecodeError:
+    try:
+        _decoder.decode(line.rstrip())
+    except msgspec.ValidationError:
+        return error
+    except msgspec.DecodeError as stripped:
+        return stripped
+    return error
+
+
+class RecordingReader:
+    """Reads recording files, skipping lines that are not records (or, ``strict``, raising
+    :class:`RecordingError` at the first one). Counts what it read and skipped."""
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.records = 0
+        self.skipped: Counter[str] = Counter()  # kind of fault -> lines skipped
+        self.first_skipped: dict[str, str] = {}  # kind of fault -> its first file:line
+        self.empty_files: list[str] = []
+        self.last_ts: float | None = None
+
+    def read(self, paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
+        """Records of one or more files, in file order (see the module doc for bad lines)."""
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        for path in paths:
+            yield from self._read_file(Path(path))
+
+    def log_summary(self) -> None:
+        """One ``recording.skipped`` warning with the lines skipped per kind of fault."""
+        if self.skipped:
+            _log.warning(
+                "recording.skipped",
+                lines=sum(self.skipped.values()),
+                by_fault=dict(self.skipped),
+                first_at=self.first_skipped,
+            )
+
+    def _bad_line(self, path: Path, line_number: int, error: Exception) -> None:
+        assert isinstance(error, msgspec.DecodeError | msgspec.ValidationError)
+        fault, problem = _describe(error)
+        if self.strict:
+            raise RecordingError(path, line_number, f"{problem}; each line must be {RECORD_SHAPE}")
+        self.skipped[fault] += 1
+        if fault not in self.first_skipped:
+            where = f"{path}:{line_number}"
+            self.first_skipped[fault] = where
+            _log.warning("recording.bad_line", at=where, problem=problem, action="skipped")
+
+    def _read_file(self, path: Path) -> Iterator[Record]:
+        check_readable(path)
+        line_number = 0
+        seen = 0
+        with _open(path) as stream:
+            try:
+                for line in stream:
+                    line_number += 1
+                    if not line.strip():
+                        continue
+                    seen += 1
+                    try:
+                        record = _decoder.decode(line)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                        if not line.endswith(b"\n") and not isinstance(
+                            error, msgspec.ValidationError
+                        ):
+                            # the last line, unfinished: the writer died in the middle of it
+                            _log.warning(
+                                "recording.truncated",
+                                path=str(path),
+                                line=line_number,
+                                error=repr(error),
+                            )
+                            return
+                        if not isinstance(error, msgspec.ValidationError):
+                            # without its newline, a half object reads as unfinished
+                            # rather than as a raw control character in a string
+                            error = _refine(line, error)
+                        self._bad_line(path, line_number, error)
+                        continue
+                    self.records += 1
+                    self.last_ts = record.ts
+                    yield record
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                _log.warning(
+                    "recording.truncated", path=str(path), line=line_number, error=repr(error)
+                )
+            except OSError as error:  # e.g. EISDIR on a platform where open() took a directory
+                raise RecordingError(path, line_number, f"cannot read: {error}") from None
+        if seen == 0:
+            self.empty_files.append(str(path))
+            _log.warning("recording.empty", path=str(path))
+
+
 def iter_recording(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
     """Yield the records of one or more recording files, in file order, plain or gzip.
 
-    A blank line is skipped; a line that is not a record raises ``msgspec.ValidationError``
-    or ``msgspec.DecodeError`` naming the problem (a corrupt recording is not silently
-    shortened). A truncated tail (an unfinished last line, or a gzip stream without its
-    end) ends that file with a ``recording.truncated`` warning.
+    Strict: a line that is not a record raises :class:`RecordingError` naming the file,
+    the line and the problem (a corrupt recording is not silently shortened); use
+    :class:`RecordingReader` to skip and count such lines instead. A truncated tail (an
+    unfinished last line, or a gzip stream without its end) ends that file with a
+    ``recording.truncated`` warning.
     """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    for path in paths:
-        yield from _iter_file(Path(path))
-
-
-def _iter_file(path: Path) -> Iterator[Record]:
-    line_number = 0
-    with _open(path) as stream:
-        try:
-            for line in stream:
-                line_number += 1
-                if not line.strip():
-                    continue
-                if line.endswith(b"\n"):
-                    yield _decoder.decode(line)
-                    continue
-                # the last line has no newline: the writer may have died in the middle of it
-                try:
-                    record = _decoder.decode(line)
-                except msgspec.DecodeError as error:
-                    _log.warning(
-                        "recording.truncated", path=str(path), line=line_number, error=repr(error)
-                    )
-                    return
-                yield record
-        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-            _log.warning("recording.truncated", path=str(path), line=line_number, error=repr(error))
+    return RecordingReader(strict=True).read(paths)

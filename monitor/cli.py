@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import importlib.metadata
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from monitor.errors import ConfigError
 from monitor.log import LogFormat, configure_logging, get_logger
 from monitor.settings import Settings, load_settings
 
 log = get_logger("monitor.cli")
+
+# Exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # nothing to replay, a port in use, an OS error that ends a command
+EXIT_USAGE = 2  # bad arguments or configuration, a missing or unreadable input, a bad output path
+EXIT_BAD_DATA = 3  # replay --strict met a line that is not a record
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """argparse type: a finite number greater than 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -60,7 +88,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_config(replay)
     replay.add_argument(
-        "--tick-ms", type=int, default=None, help="metric tick in recorded time (default: config)"
+        "--tick-ms",
+        type=_positive(int),
+        default=None,
+        help="metric tick in recorded time, > 0 (default: config)",
     )
     replay.add_argument(
         "--metrics-out", metavar="M.jsonl", help="write one JSON object per book per tick"
@@ -70,9 +101,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--speed",
-        type=float,
+        type=_positive(float),
         default=None,
-        help="pace at N x recorded speed (default: as fast as possible)",
+        help="pace at N x recorded speed, N > 0 (default: as fast as possible)",
+    )
+    replay.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first line that is not a record (exit code 3) instead of skipping it",
     )
 
     record = sub.add_parser("record", help="record a venue's raw messages to a file")
@@ -98,7 +134,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"liqmon: {message}\n")
+    return code
+
+
+def _open_output(flag: str, path: str) -> IO[bytes]:
+    """Open an output file before the replay runs, so a bad path fails at once."""
+    target = Path(path)
+    if target.is_dir():
+        raise _UsageError(f"{flag} {path}: is a directory; expected a file to write")
+    blocking = next((d for d in target.parents if d.exists() and not d.is_dir()), None)
+    if blocking is not None:
+        raise _UsageError(f"{flag} {path}: cannot create: {blocking} is a file, not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "wb")  # closed by the caller's ExitStack
+    except OSError as exc:
+        raise _UsageError(f"{flag} {path}: cannot create: {exc.strerror or exc}") from None
+
+
+class _UsageError(Exception):
+    """A command-line problem found after parsing: one line, exit code EXIT_USAGE."""
+
+
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from feeds.recording import RecordingError, RecordingReader, check_readable  # noqa: PLC0415
     from feeds.venues import ADAPTERS  # noqa: PLC0415 (keeps `liqmon --help` fast)
     from monitor.instruments import InstrumentRegistry  # noqa: PLC0415
     from monitor.pipeline import BookPipeline  # noqa: PLC0415
@@ -106,30 +167,55 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.sinks import JsonLinesSink  # noqa: PLC0415
     from monitor.warmup import warm_up  # noqa: PLC0415
 
-    for f in args.files:
-        if not Path(f).is_file():
-            log.error("replay.missing_file", path=f)
-            return 2
-    warm_up(ADAPTERS.values())  # compiles on the first run, and says so
-    registry = InstrumentRegistry.load_cached(settings.venues.keys())
-    pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
-    tick_ms = args.tick_ms or settings.monitor.tick_ms
-    if tick_ms <= 0:
-        log.error("replay.bad_tick", tick_ms=tick_ms)
-        return 2
-    for out_path in (args.metrics_out, args.books_out):
-        if out_path:
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    metrics_out = open(args.metrics_out, "wb") if args.metrics_out else None  # noqa: SIM115
-    sinks = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
     try:
-        result = replay(args.files, pipeline, tick_ms=tick_ms, sinks=sinks, speed=args.speed)
-    finally:
+        for f in args.files:
+            check_readable(f)
+    except RecordingError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    empty = [f for f in args.files if Path(f).stat().st_size == 0]
+    if len(empty) == len(args.files):
+        files = ", ".join(empty)
+        return _fail(EXIT_FAILED, f"{files}: empty file{'s' * (len(empty) > 1)}, nothing to replay")
+    for f in empty:
+        sys.stderr.write(f"liqmon: {f}: empty file, skipped\n")
+    with contextlib.ExitStack() as outputs:
+        try:
+            metrics_out = books_out = None
+            if args.metrics_out:
+                metrics_out = outputs.enter_context(_open_output("--metrics-out", args.metrics_out))
+            if args.books_out:
+                books_out = outputs.enter_context(_open_output("--books-out", args.books_out))
+        except _UsageError as exc:
+            return _fail(EXIT_USAGE, str(exc))
+        warm_up(ADAPTERS.values())  # compiles on the first run, and says so
+        registry = InstrumentRegistry.load_cached(settings.venues.keys())
+        pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
+        reader = RecordingReader(strict=args.strict)
+        interrupted = False
+        try:
+            result = replay(
+                args.files,
+                pipeline,
+                tick_ms=args.tick_ms or settings.monitor.tick_ms,
+                sinks=[JsonLinesSink(metrics_out)] if metrics_out is not None else [],
+                speed=args.speed,
+                reader=reader,
+            )
+        except RecordingError as exc:
+            return _fail(EXIT_BAD_DATA, f"{exc} (--strict: stopped at the first bad line)")
+        except KeyboardInterrupt:
+            interrupted = True
         if metrics_out is not None:
-            metrics_out.close()
-    if args.books_out:
-        with open(args.books_out, "wb") as out:
-            write_books(pipeline, out)
+            metrics_out.flush()
+        if books_out is not None:
+            write_books(pipeline, books_out)
+    reader.log_summary()
+    if interrupted:
+        at = "" if reader.last_ts is None else f", recorded time {_utc(reader.last_ts)}"
+        return _fail(
+            EXIT_INTERRUPTED,
+            f"interrupted: stopped after {reader.records} records{at}; outputs written and closed",
+        )
     for book in pipeline.book_summaries(depth=1):
         log.info(
             "replay.book",
@@ -142,11 +228,31 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             best_bid=book["bids"][0][0] if book["bids"] else None,
             best_ask=book["asks"][0][0] if book["asks"] else None,
         )
-    return 0 if result.records else 1
+    if reader.skipped:
+        faults = ", ".join(f"{fault}: {n}" for fault, n in reader.skipped.items())
+        first = next(iter(reader.first_skipped.values()))
+        n = sum(reader.skipped.values())
+        lines = "1 line that is not a record" if n == 1 else f"{n} lines that are not records"
+        sys.stderr.write(
+            f"liqmon: skipped {lines} ({faults}); first at {first}; --strict stops at the first\n"
+        )
+    if not result.records:
+        return _fail(EXIT_FAILED, "nothing replayed: no record of a known venue was read")
+    return EXIT_OK
 
 
-def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
-    """Run a daemon coroutine until it ends or SIGINT/SIGTERM asks it to stop."""
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def _run_async(
+    coro_factory: Callable[[asyncio.Event], Awaitable[None]],
+    os_error: Callable[[OSError], str] = str,
+) -> int:
+    """Run a daemon coroutine until it ends or SIGINT/SIGTERM asks it to stop.
+
+    An OSError that ends it (a port in use, an unwritable file) is one line, exit code 1.
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -159,12 +265,34 @@ def _run_async(coro_factory: Callable[[asyncio.Event], Awaitable[None]]) -> int:
         asyncio.run(main())
     except ConfigError as exc:
         log.error("config.invalid", error=str(exc))
-        sys.stderr.write(f"liqmon: {exc}\n")
-        return 2
-    return 0
+        return _fail(EXIT_USAGE, str(exc))
+    except OSError as exc:
+        log.debug("command.os_error", exc_info=True)
+        return _fail(EXIT_FAILED, os_error(exc))
+    return EXIT_OK
+
+
+def _sim_os_error(port: int) -> Callable[[OSError], str]:
+    def describe(exc: OSError) -> str:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"sim: cannot listen on 127.0.0.1:{port}: the port is already in use "
+                "(another liqmon sim?); choose another with --port"
+            )
+        return f"sim: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+
+    return describe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``liqmon``: returns the exit code (see EXIT_* and the README's "Exit codes")."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while compiling)
+        return _fail(EXIT_INTERRUPTED, "interrupted")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -209,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("liqmon: --port must be 1-65535 and --rate positive\n")
             return 2
         return _run_async(
-            lambda stop: serve(settings, port=args.port, updates_per_s=args.rate, stop=stop)
+            lambda stop: serve(settings, port=args.port, updates_per_s=args.rate, stop=stop),
+            _sim_os_error(args.port),
         )
     return 2
 

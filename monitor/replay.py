@@ -17,7 +17,7 @@ from typing import IO
 
 import msgspec
 
-from feeds.recording import Record, iter_recording
+from feeds.recording import Record, RecordingReader
 from monitor.domain import Venue
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline
@@ -36,9 +36,15 @@ class ReplayResult:
     seconds: float
 
 
-def merged_records(paths: Iterable[str | Path]) -> Iterator[Record]:
-    """Records of several files merged by receive time (file order breaks ties)."""
-    streams = [iter_recording(p) for p in paths]
+def merged_records(
+    paths: Iterable[str | Path], reader: RecordingReader | None = None
+) -> Iterator[Record]:
+    """Records of several files merged by receive time (file order breaks ties).
+
+    ``reader`` skips and counts lines that are not records (a strict one raises
+    RecordingError); by default a new lenient one."""
+    reader = reader if reader is not None else RecordingReader()
+    streams = [reader.read(p) for p in paths]
     if len(streams) == 1:
         return streams[0]
     return (
@@ -55,10 +61,19 @@ def replay(
     sinks: Sequence[Sink] = (),
     speed: float | None = None,
     max_idle_s: float = 60.0,
+    reader: RecordingReader | None = None,
 ) -> ReplayResult:
     """:func:`areplay` in its own event loop (for callers that are not async)."""
     return asyncio.run(
-        areplay(paths, pipeline, tick_ms=tick_ms, sinks=sinks, speed=speed, max_idle_s=max_idle_s)
+        areplay(
+            paths,
+            pipeline,
+            tick_ms=tick_ms,
+            sinks=sinks,
+            speed=speed,
+            max_idle_s=max_idle_s,
+            reader=reader,
+        )
     )
 
 
@@ -70,13 +85,14 @@ async def areplay(
     sinks: Sequence[Sink] = (),
     speed: float | None = None,
     max_idle_s: float = 60.0,
+    reader: RecordingReader | None = None,
 ) -> ReplayResult:
     """Feed every record to ``pipeline``; every ``tick_ms`` of recorded time take the tick
     sample and hand it to every sink in turn (awaited: deterministic, nothing dropped).
 
     Ticks keep coming through silences of up to ``max_idle_s`` (book age grows, as it
     would live, and books go stale); a longer hole in the recording is skipped. The sinks
-    are not closed here: the caller owns them.
+    are not closed here: the caller owns them. ``reader``: see :func:`merged_records`.
     """
     tick_ns = tick_ms * 1_000_000
     max_idle_ticks = max(1, int(max_idle_s * 1e9 // tick_ns))
@@ -104,7 +120,7 @@ async def areplay(
             group_frames.clear()
             group_recv.clear()
 
-    for rec in merged_records(paths):
+    for rec in merged_records(paths, reader):
         recv_ns = round(rec.ts * 1e9)
         if next_tick is None:
             next_tick = (recv_ns // tick_ns + 1) * tick_ns

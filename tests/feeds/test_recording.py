@@ -7,11 +7,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from feeds.recording import Record, RecordingWriter, RecordKind, iter_recording
+from feeds.recording import (
+    Record,
+    RecordingError,
+    RecordingReader,
+    RecordingWriter,
+    RecordKind,
+    iter_recording,
+)
 from tests.conftest import RECORDINGS
 
 DATA = RECORDINGS  # copies of the shared real recordings, shipped with the tests
@@ -132,16 +138,119 @@ class TestDamagedFiles:
         path.write_text(
             '{"ts": 1.0}\n{"ts": 2.0, "venue": "b", "kind": "ws", "url": "u", "data": ""}\n'
         )
-        with pytest.raises(msgspec.ValidationError):
+        with pytest.raises(RecordingError, match=r"a\.jsonl:1: missing field `venue`") as caught:
             list(iter_recording(path))
+        assert caught.value.line == 1
 
     def test_an_unknown_kind_is_an_error(self, tmp_path: Path) -> None:
         path = tmp_path / "a.jsonl"
         path.write_text(
             '{"ts": 2.0, "venue": "b", "kind": "carrier-pigeon", "url": "u", "data": ""}\n'
         )
-        with pytest.raises(msgspec.ValidationError):
+        with pytest.raises(RecordingError, match='\'carrier-pigeon\' is not "ws" or "http"'):
             list(iter_recording(path))
+
+
+GOOD = '{"ts": 1.0, "venue": "okx", "kind": "ws", "url": "u", "data": "{}"}'
+# (bad line, kind of fault it is counted under, words of the problem logged)
+BAD_LINES = [
+    ("garbage", "not JSON", "not JSON"),
+    (
+        '{"ts": 1.0, "venue": "okx", "url": "u", "data": "x"}',
+        "missing field kind",
+        "missing field `kind`",
+    ),
+    ("null", "not an object", "a JSON null, expected a record object"),
+    ("[1,2,3]", "not an object", "a JSON array, expected a record object"),
+    ('{"ts": 1.0, "venue": "ok', "unfinished JSON", "unfinished JSON object"),
+    (
+        '{"ts": "1", "venue": "okx", "kind": "ws", "url": "u", "data": "x"}',
+        "field ts: wrong type",
+        "field `ts`: expected float, got str",
+    ),
+    (
+        '{"ts": 1.0, "venue": "okx", "kind": "ftp", "url": "u", "data": "x"}',
+        "field kind: unknown value",
+        'field `kind`: \'ftp\' is not "ws" or "http"',
+    ),
+    (
+        '{"ts": 1.0, "venue": "okx", "kind": "ws", "url": "u", "data": 42}',
+        "field data: wrong type",
+        "field `data`: expected str, got int",
+    ),
+    (
+        '{"ts": -5, "venue": "okx", "kind": "ws", "url": "u", "data": "x"}',
+        "field ts: out of range",
+        "epoch seconds",
+    ),
+    (
+        '{"ts": 1e999, "venue": "okx", "kind": "ws", "url": "u", "data": "x"}',
+        "field ts: out of range",
+        "epoch seconds",
+    ),
+    ("\udcff\udcfe", "not JSON", "not JSON"),
+]
+
+
+class TestBadLines:
+    @pytest.mark.parametrize(("line", "fault", "problem"), BAD_LINES)
+    def test_a_bad_line_is_skipped_counted_and_logged_with_its_place(
+        self, tmp_path: Path, line: str, fault: str, problem: str
+    ) -> None:
+        path = tmp_path / "r.jsonl"
+        path.write_bytes(f"{GOOD}\n{line}\n{GOOD}\n".encode("utf-8", "surrogateescape"))
+        reader = RecordingReader()
+        with capture_logs() as logs:
+            records = list(reader.read(path))
+        assert len(records) == 2 and reader.records == 2
+        assert reader.skipped == {fault: 1}
+        (bad,) = [e for e in logs if e["event"] == "recording.bad_line"]
+        assert bad["at"] == f"{path}:2"
+        assert problem in bad["problem"]
+
+    @pytest.mark.parametrize(("line", "fault", "problem"), BAD_LINES)
+    def test_a_strict_reader_stops_at_the_bad_line(
+        self, tmp_path: Path, line: str, fault: str, problem: str
+    ) -> None:
+        path = tmp_path / "r.jsonl"
+        path.write_bytes(f"{GOOD}\n{line}\n{GOOD}\n".encode("utf-8", "surrogateescape"))
+        reader = RecordingReader(strict=True)
+        read: list[Record] = []
+        with pytest.raises(RecordingError) as caught:
+            read.extend(reader.read(path))
+        assert len(read) == 1
+        assert (caught.value.path, caught.value.line) == (str(path), 2)
+        assert problem in caught.value.problem
+
+    def test_each_kind_of_fault_is_logged_once_and_summarised(self, tmp_path: Path) -> None:
+        path = tmp_path / "r.jsonl"
+        path.write_text("\n".join([GOOD, "garbage", "null", "more garbage", GOOD, "[]", ""]))
+        reader = RecordingReader()
+        with capture_logs() as logs:
+            assert len(list(reader.read(path))) == 2
+            reader.log_summary()
+        assert [e["at"] for e in logs if e["event"] == "recording.bad_line"] == [
+            f"{path}:2",
+            f"{path}:3",
+        ]
+        (summary,) = [e for e in logs if e["event"] == "recording.skipped"]
+        assert summary["lines"] == 4
+        assert summary["by_fault"] == {"not JSON": 2, "not an object": 2}
+
+    def test_an_empty_file_is_reported(self, tmp_path: Path) -> None:
+        path = tmp_path / "empty.jsonl"
+        path.write_text("\n\n")
+        reader = RecordingReader()
+        with capture_logs() as logs:
+            assert list(reader.read(path)) == []
+        assert reader.empty_files == [str(path)]
+        assert [e["event"] for e in logs] == ["recording.empty"]
+
+    def test_a_directory_or_missing_file_is_an_error_naming_it(self, tmp_path: Path) -> None:
+        with pytest.raises(RecordingError, match="is a directory"):
+            list(RecordingReader().read(tmp_path))
+        with pytest.raises(RecordingError, match="no such file"):
+            list(RecordingReader().read(tmp_path / "nope.jsonl"))
 
 
 class TestSharedRecordings:
