@@ -38,6 +38,8 @@ from monitor.book.layout import (
     E_TS_EVENT,
     E_TS_RECV,
     FLAG_TRUNCATED,
+    KIND_DELTA,
+    KIND_SNAPSHOT,
     N_EVENT,
     R_APPLIED,
     R_BUFFER,
@@ -403,7 +405,7 @@ class BookPipeline:
         if rows.size:
             meta = np.zeros((rows.size, N_EVENT), dtype=np.int64)
             meta[:, E_BOOK] = key_books[pos[rows]]
-            meta[:, E_KIND] = 2
+            meta[:, E_KIND] = KIND_DELTA
             meta[:, E_FIRST] = scan.first_seq[rows]
             meta[:, E_LAST] = scan.last_seq[rows]
             meta[:, E_PREV] = scan.prev_seq[rows]
@@ -627,7 +629,7 @@ class BookPipeline:
         batch = self.batch
         batch.add(
             info.book,
-            1,
+            KIND_SNAPSHOT,
             -1,
             snap.last_seq,
             -1,
@@ -644,7 +646,7 @@ class BookPipeline:
         for ev, ev_recv in pending:
             batch.add(
                 info.book,
-                2,
+                KIND_DELTA,
                 ev.first_seq,
                 ev.last_seq,
                 ev.prev_seq,
