@@ -66,7 +66,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,6 +147,98 @@ class SimBook:
                 side[change.px] = change.qty
             else:
                 side.pop(change.px, None)
+
+
+@dataclass(frozen=True, slots=True)
+class DepthProfile:
+    """The shape of a synthetic book in USD, per side.
+
+    Cumulative depth from the mid out to a distance δ grows like
+    ``depth_1pct_usd * (δ / 1%) ** exponent`` up to ``knee_pct`` (real books: roughly
+    δ^0.5-0.6), then flatter (``outer_exponent``) out to ``span_pct``. Levels are dense
+    at the touch (one tick apart) and spread further apart with distance, as real books
+    look once aggregated; each level's size varies by a lognormal factor (``noise``).
+    """
+
+    depth_1pct_usd: float = 1_000_000.0
+    exponent: float = 0.55
+    knee_pct: float = 2.0
+    outer_exponent: float = 0.2
+    span_pct: float = 4.0
+    spacing_power: float = 3.0  # distance of level k grows like (k / levels) ** this
+    noise: float = 0.35
+
+    def cumulative_usd(self, distance_pct: float) -> float:
+        """Target depth (USD, one side) between the mid and ``distance_pct`` from it."""
+        if distance_pct <= 0:
+            return 0.0
+        if distance_pct <= self.knee_pct:
+            return self.depth_1pct_usd * float(distance_pct**self.exponent)
+        at_knee = self.depth_1pct_usd * float(self.knee_pct**self.exponent)
+        return at_knee * float((distance_pct / self.knee_pct) ** self.outer_exponent)
+
+
+class _Shape:
+    """A profile applied to one instrument: level distances in ticks, USD to size units."""
+
+    __slots__ = ("book", "instrument", "lot_units", "mid_units", "profile", "quote_usd")
+
+    def __init__(
+        self,
+        profile: DepthProfile,
+        instrument: Instrument,
+        book: SimBook,
+        *,
+        quote_usd: float,
+        mid_units: int,
+    ) -> None:
+        self.profile = profile
+        self.instrument = instrument
+        self.book = book
+        self.quote_usd = quote_usd
+        self.mid_units = mid_units
+        self.lot_units = max(1, to_units(instrument.lot, book.qty_decimals))
+
+    def levels(self, n: int, rng: random.Random) -> list[tuple[int, tuple[int, int]]]:
+        """``n`` levels a side: (distance from mid in price units, (bid size, ask size))."""
+        tick = self.book.tick_units
+        span_ticks = self.profile.span_pct / 100.0 * self.mid_units / tick
+        out: list[tuple[int, tuple[int, int]]] = []
+        previous_pct = 0.0
+        previous_ticks = 0
+        for k in range(1, n + 1):
+            spread = ((k - 1) / max(1, n - 1)) ** self.profile.spacing_power
+            ticks = max(previous_ticks + 1, k + round(max(0.0, span_ticks - n) * spread))
+            distance = ticks * tick
+            pct = 100.0 * distance / self.mid_units
+            usd = self.profile.cumulative_usd(pct) - self.profile.cumulative_usd(previous_pct)
+            sizes = (
+                self.size_for(usd, self.mid_units - distance, rng),
+                self.size_for(usd, self.mid_units + distance, rng),
+            )
+            out.append((distance, sizes))
+            previous_pct, previous_ticks = pct, ticks
+        return out
+
+    def touch_size(self, rng: random.Random) -> int:
+        """A size for a level placed near the touch (the market's churn)."""
+        pct = 100.0 * self.book.tick_units / self.mid_units
+        return self.size_for(self.profile.cumulative_usd(pct), self.mid_units, rng)
+
+    def size_for(self, usd: float, px_units: int, rng: random.Random) -> int:
+        """Size units (base, or contracts) worth about ``usd`` at this price, in whole lots."""
+        noise = self.profile.noise
+        # the lognormal factor has mean 1, so the cumulative target holds on average
+        usd *= rng.lognormvariate(-noise * noise / 2.0, noise)
+        quote = usd / self.quote_usd
+        price = max(px_units, 1) / float(10**self.book.price_decimals)
+        inst = self.instrument
+        if inst.inverse:  # contracts count quote-currency face value
+            contracts = quote / inst.contract_size
+        else:
+            contracts = quote / price / inst.contract_size
+        lots = max(1, round(contracts * float(10**self.book.qty_decimals) / self.lot_units))
+        return lots * self.lot_units
 
 
 def _text(units: int, decimals: int, fixed: bool) -> str:
@@ -258,7 +350,7 @@ class ExchangeSim:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -270,7 +362,7 @@ class ExchangeSim:
         await site.start()
         server = site._server
         assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -336,9 +428,18 @@ class ExchangeSim:
         return book
 
     def add_instrument(
-        self, instrument: Instrument, *, mid: str, levels: int = 50, qty_decimals: int | None = None
+        self,
+        instrument: Instrument,
+        *,
+        mid: str,
+        levels: int = 50,
+        qty_decimals: int | None = None,
+        profile: DepthProfile | None = None,
+        quote_usd: float = 1.0,
     ) -> SimBook:
-        """A synthetic book for a known instrument (its tick; sizes at its lot's decimals)."""
+        """A synthetic book for a known instrument (its tick; sizes at its lot's decimals,
+        in multiples of its lot), shaped in USD by ``profile`` (default: $1M within 1% of
+        mid a side). quote_usd: the USD value of one unit of the quote currency."""
         lot_decimals = significant_decimals(instrument.lot)
         if qty_decimals is None:
             qty_decimals = max(lot_decimals, instrument.qty_precision)
@@ -353,12 +454,28 @@ class ExchangeSim:
             derivative=instrument.kind != InstrumentKind.SPOT,
         )
         book.extra["instrument"] = instrument
+        shape = _Shape(
+            profile or DepthProfile(),
+            instrument,
+            book,
+            quote_usd=quote_usd,
+            mid_units=book.mark_px,
+        )
+        book.extra["shape"] = shape
+        book.bids.clear()
+        book.asks.clear()
+        for px, qty in shape.levels(levels, self.rng):
+            book.bids[book.mark_px - px] = qty[0]
+            book.asks[book.mark_px + px] = qty[1]
         return book
 
     def book(self, venue: Venue, symbol: str) -> SimBook:
         return self.books[(venue, symbol)]
 
     def _size(self, book: SimBook) -> int:
+        shape = book.extra.get("shape")
+        if isinstance(shape, _Shape):  # a book shaped in USD: a level near the touch
+            return shape.touch_size(self.rng)
         scale = 10**book.qty_decimals
         return max(1, int(self.rng.lognormvariate(0.0, 1.0) * scale))
 
@@ -563,7 +680,7 @@ class ExchangeSim:
     def _notify(self) -> None:
         self._changed.set()
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -638,7 +755,7 @@ class ExchangeSim:
         # registered before the handshake completes: a client that sees itself connected
         # always finds its connection here
         self.connections.append(conn)
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[object]] = []
         try:
             await websocket.prepare(request)
             protocol.on_open(self, conn)

@@ -3,7 +3,8 @@
 :func:`build` makes an :class:`~feeds.sim.base.ExchangeSim` serving each enabled venue of
 a settings object, with a synthetic book for every configured symbol that the shipped
 instrument cache knows (tick, lot, contract size from ``config/instruments/``), at a
-plausible price. :data:`SIM_VENUES` says where each venue lives on the local exchange and
+plausible price, with a plausible depth in USD (:data:`DEPTH_1PCT_USD`; inverse contracts
+and cheap coins alike). :data:`SIM_VENUES` says where each venue lives on the local exchange and
 which channels the monitor subscribes there; ``config/sim.toml`` is written from it.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from feeds.sim.base import ExchangeSim, SimBook, VenueProtocol
+from feeds.sim.base import DepthProfile, ExchangeSim, SimBook, VenueProtocol
 from monitor.domain import Instrument, Venue, significant_decimals
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
@@ -70,6 +71,21 @@ USD_PRICES: dict[str, str] = {
 }
 STABLES = frozenset({"USD", "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "USDE"})
 
+# Depth within 1% of mid, per side, in USD, by base asset: the order of magnitude of the
+# large venues' books (BTC ~$10M, ETH ~$5M, large alts ~$1M, others ~$0.5M).
+DEPTH_1PCT_USD: dict[str, float] = {
+    "BTC": 10_000_000.0,
+    "XBT": 10_000_000.0,
+    "ETH": 5_000_000.0,
+    "SOL": 1_000_000.0,
+    "XRP": 1_000_000.0,
+    "BNB": 1_000_000.0,
+    "DOGE": 750_000.0,
+    "USDT": 2_000_000.0,  # stablecoin pegs: deep, and almost all of it at the touch
+    "USDC": 2_000_000.0,
+}
+DEFAULT_DEPTH_1PCT_USD = 500_000.0
+
 
 def usd_price(currency: str) -> Decimal:
     if currency in STABLES:
@@ -82,6 +98,13 @@ def mid_for(instrument: Instrument) -> str:
     mid = usd_price(instrument.base) / usd_price(instrument.quote)
     tick = Decimal(instrument.tick)
     return str((mid / tick).to_integral_value() * tick)
+
+
+def depth_profile(instrument: Instrument, depth_1pct_usd: float | None = None) -> DepthProfile:
+    """The USD shape of an instrument's synthetic book (by base asset unless given)."""
+    if depth_1pct_usd is None:
+        depth_1pct_usd = DEPTH_1PCT_USD.get(instrument.base, DEFAULT_DEPTH_1PCT_USD)
+    return DepthProfile(depth_1pct_usd=depth_1pct_usd)
 
 
 def all_protocols(venues: Iterable[Venue] | None = None) -> list[VenueProtocol]:
@@ -100,13 +123,17 @@ def build(
     levels: int = 50,
     registry: InstrumentRegistry | None = None,
     seed: int = 7,
+    depth_1pct_usd: Mapping[str, float] | None = None,
 ) -> ExchangeSim:
-    """A local exchange for every enabled venue of ``settings`` and its symbols."""
+    """A local exchange for every enabled venue of ``settings`` and its symbols.
+
+    depth_1pct_usd: per symbol (venue spelling), USD within 1% of mid a side, over the
+    defaults by base asset (:data:`DEPTH_1PCT_USD`)."""
     venues = list(settings.enabled_venues())
     sim = ExchangeSim(all_protocols(venues), host=host, port=port, seed=seed)
     registry = registry if registry is not None else InstrumentRegistry.load_cached(venues)
     for venue, table in settings.enabled_venues().items():
-        add_books(sim, registry, venue, table.symbols, levels=levels)
+        add_books(sim, registry, venue, table.symbols, levels=levels, depth_1pct_usd=depth_1pct_usd)
     return sim
 
 
@@ -117,7 +144,9 @@ def add_books(
     symbols: Sequence[str],
     *,
     levels: int = 50,
+    depth_1pct_usd: Mapping[str, float] | None = None,
 ) -> list[SimBook]:
+    """A book for every symbol the registry knows, shaped in USD (:func:`depth_profile`)."""
     books = []
     for symbol in symbols:
         instrument = registry.get(venue, symbol)
@@ -125,9 +154,15 @@ def add_books(
             log.warning("sim.unknown_symbol", venue=venue.value, symbol=symbol)
             continue
         qty_decimals = max(significant_decimals(instrument.lot), instrument.qty_precision)
+        depth = (depth_1pct_usd or {}).get(symbol)
         books.append(
             sim.add_instrument(
-                instrument, mid=mid_for(instrument), levels=levels, qty_decimals=qty_decimals
+                instrument,
+                mid=mid_for(instrument),
+                levels=levels,
+                qty_decimals=qty_decimals,
+                profile=depth_profile(instrument, depth),
+                quote_usd=float(usd_price(instrument.quote)),
             )
         )
     return books
