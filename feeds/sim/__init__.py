@@ -1,5 +1,14 @@
-"""Local exchange simulators on 127.0.0.1: scripted frames, REST answers and faults."""
+"""The local exchange: every venue's protocol on 127.0.0.1 (tests, ``liqmon sim``, soak)."""
 
-from feeds.sim.binance import BinanceSim, RequestLogEntry, RestFault, ScriptedFrame, SimConnection
+from feeds.sim.base import ExchangeSim, RequestLogEntry, RestFault, SimConnection
+from feeds.sim.binance import BinanceProtocol, BinanceRecording, RecordedFrame
 
-__all__ = ["BinanceSim", "RequestLogEntry", "RestFault", "ScriptedFrame", "SimConnection"]
+__all__ = [
+    "BinanceProtocol",
+    "BinanceRecording",
+    "ExchangeSim",
+    "RecordedFrame",
+    "RequestLogEntry",
+    "RestFault",
+    "SimConnection",
+]

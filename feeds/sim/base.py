@@ -680,6 +680,10 @@ class ExchangeSim:
     def _notify(self) -> None:
         self._changed.set()
 
+    def spawn(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        """Run a protocol's background work (a recording's replay); cancelled on close."""
+        return self._spawn(coroutine)
+
     def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)

@@ -1,4 +1,5 @@
-"""run_daemon and run_recorder end to end against the local Binance (real recorded frames)."""
+"""run_daemon and run_recorder end to end against the local exchange playing back a recorded
+Binance session (real recorded frames)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from feeds.recording import RecordKind, iter_recording
-from feeds.sim import BinanceSim
+from feeds.sim import BinanceProtocol, BinanceRecording, ExchangeSim
 from feeds.venues import ADAPTERS
 from monitor.daemon import run_daemon, run_recorder
 from monitor.domain import Venue
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 SPOT = RECORDINGS / "binance-spot-2021-10-12.jsonl.gz"
+SPOT_VENUE = Venue.BINANCE
 SYMBOLS = ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR")
 # The recording's mid prices, so that a wrong book cannot pass for a right one.
 MID_RANGES = {
@@ -76,8 +78,14 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-async def spot_sim() -> AsyncIterator[BinanceSim]:
-    async with BinanceSim.from_recording(SPOT) as sim:
+def spot_session() -> BinanceRecording:
+    """The recorded Binance spot session, played back by the local exchange."""
+    return BinanceRecording.load(SPOT)
+
+
+@pytest.fixture
+async def spot_sim(spot_session: BinanceRecording) -> AsyncIterator[ExchangeSim]:
+    async with ExchangeSim([BinanceProtocol(recording=spot_session)]) as sim:
         yield sim
 
 
@@ -103,9 +111,11 @@ async def stop_daemon(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 
 async def test_run_daemon_builds_valid_books_from_a_recorded_binance_session(
-    tmp_path: Path, spot_sim: BinanceSim
+    tmp_path: Path, spot_sim: ExchangeSim
 ) -> None:
-    settings = settings_for(tmp_path, spot_sim.ws_url, spot_sim.rest_url, SYMBOLS)
+    settings = settings_for(
+        tmp_path, spot_sim.ws_url(SPOT_VENUE), spot_sim.rest_url(SPOT_VENUE), SYMBOLS
+    )
     watch = TickWatch()
     watch.condition = lambda: {row["symbol"] for row in watch.rows if row["valid"]} == set(SYMBOLS)
     stop = asyncio.Event()
@@ -126,7 +136,9 @@ async def test_run_daemon_builds_valid_books_from_a_recorded_binance_session(
     assert sorted(q["symbol"] for q in depth_queries) == sorted(SYMBOLS)
     assert {q["limit"] for q in depth_queries} == {"1000"}
     (connection,) = spot_sim.connections
-    assert sorted(connection.streams) == sorted(f"{s.lower()}@depth@100ms" for s in SYMBOLS)
+    assert sorted(connection.state["streams"]) == sorted(
+        f"{s.lower()}@depth@100ms" for s in SYMBOLS
+    )
     events = Counter(entry["event"] for entry in logs)
     assert events["instruments.fetched"] == 1
     assert events["feed.connect"] == 1
@@ -134,13 +146,15 @@ async def test_run_daemon_builds_valid_books_from_a_recorded_binance_session(
     assert events["venue.health"] >= 1  # logged once more at stop
     assert events["daemon.stop"] == 1
     assert all(min(rows[s]["depth_quote"]["1"]) > 0 for s in SYMBOLS)
-    await spot_sim.wait_for(lambda: not spot_sim.open_connections)
+    await spot_sim.wait_for(lambda: not spot_sim.open_connections())
 
 
 async def test_a_reconnect_invalidates_and_resyncs_the_books(
-    tmp_path: Path, spot_sim: BinanceSim
+    tmp_path: Path, spot_sim: ExchangeSim
 ) -> None:
-    settings = settings_for(tmp_path, spot_sim.ws_url, spot_sim.rest_url, SYMBOLS)
+    settings = settings_for(
+        tmp_path, spot_sim.ws_url(SPOT_VENUE), spot_sim.rest_url(SPOT_VENUE), SYMBOLS
+    )
     watch = TickWatch()
 
     def all_valid() -> bool:
@@ -166,11 +180,15 @@ async def test_a_reconnect_invalidates_and_resyncs_the_books(
     [(429, 0.2, "rest.rate_limited"), (503, None, "rest.retry"), (418, 0.3, "snapshot.banned")],
 )
 async def test_snapshot_errors_delay_the_books_but_they_still_sync(
-    tmp_path: Path, spot_sim: BinanceSim, status: int, retry_after_s: float | None, event: str
+    tmp_path: Path, spot_sim: ExchangeSim, status: int, retry_after_s: float | None, event: str
 ) -> None:
-    settings = settings_for(tmp_path, spot_sim.ws_url, spot_sim.rest_url, SYMBOLS)
+    settings = settings_for(
+        tmp_path, spot_sim.ws_url(SPOT_VENUE), spot_sim.rest_url(SPOT_VENUE), SYMBOLS
+    )
     faults = 1 if status == 418 else 2  # a ban is one answer; the refusals it causes are local
-    spot_sim.fail_next(status, retry_after_s=retry_after_s, path="/api/v3/depth", count=faults)
+    spot_sim.fail_next(
+        SPOT_VENUE, status, retry_after_s=retry_after_s, path="/api/v3/depth", count=faults
+    )
     watch = TickWatch()
     watch.condition = lambda: sum(bool(row["valid"]) for row in watch.rows) == len(SYMBOLS)
     stop = asyncio.Event()
@@ -217,13 +235,15 @@ async def test_run_daemon_keeps_running_while_the_venue_is_unreachable(tmp_path:
 
 
 async def test_run_recorder_writes_a_recording_that_replays_to_valid_books(
-    tmp_path: Path, spot_sim: BinanceSim
+    tmp_path: Path, spot_sim: ExchangeSim, spot_session: BinanceRecording
 ) -> None:
-    settings = settings_for(tmp_path, spot_sim.ws_url, spot_sim.rest_url, SYMBOLS)
+    settings = settings_for(
+        tmp_path, spot_sim.ws_url(SPOT_VENUE), spot_sim.rest_url(SPOT_VENUE), SYMBOLS
+    )
     out = tmp_path / "out" / "binance.jsonl.gz"
     written: Counter[RecordKind] = Counter()
     done = asyncio.Event()
-    depth_frames = sum(1 for frame in spot_sim.frames if "@depth" in frame.stream)
+    depth_frames = sum(1 for frame in spot_session.frames if "@depth" in frame.stream)
 
     def on_record(kind: RecordKind, url: str) -> None:
         written[kind] += 1
@@ -247,11 +267,11 @@ async def test_run_recorder_writes_a_recording_that_replays_to_valid_books(
     records = list(iter_recording(out))
     assert Counter(r.kind for r in records) == {RecordKind.WS: depth_frames, RecordKind.HTTP: 5}
     assert {r.venue for r in records} == {"binance"}
-    assert records[0].url == f"{spot_sim.rest_url}/api/v3/exchangeInfo"
+    assert records[0].url == f"{spot_sim.rest_url(SPOT_VENUE)}/api/v3/exchangeInfo"
     assert all(
         json.loads(r.data)["stream"].endswith("@depth@100ms") for r in records if r.kind == "ws"
     )
-    sent = [frame.envelope for frame in spot_sim.frames if "@depth" in frame.stream]
+    sent = [frame.envelope for frame in spot_session.frames if "@depth" in frame.stream]
     assert [r.data for r in records if r.kind == RecordKind.WS] == sent  # byte-exact
 
     pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)  # instruments come from the recording

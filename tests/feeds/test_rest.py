@@ -1,4 +1,5 @@
-"""RestClient and WeightBudget against the local Binance: 429, 418, 5xx, timeouts, budget."""
+"""RestClient and WeightBudget against the local exchange's Binance: 429, 418, 5xx, timeouts,
+budget (REST answered from a recorded answer)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from feeds.rest import (
     WeightBudget,
     parse_retry_after,
 )
-from feeds.sim import BinanceSim
+from feeds.sim import BinanceProtocol, BinanceRecording, ExchangeSim
 from monitor.domain import Venue
 
 pytestmark = pytest.mark.integration
 
+VENUE = Venue.BINANCE
 DEPTH_PATH = "/api/v3/depth"
 SNAPSHOT = json.dumps({"lastUpdateId": 7, "bids": [["1.0", "2.0"]], "asks": [["1.1", "3.0"]]})
 
@@ -46,10 +48,17 @@ class FakeTime:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[BinanceSim]:
-    async with BinanceSim(ping_interval_s=None) as server:
-        server.set_rest(DEPTH_PATH, "BTCUSDT", SNAPSHOT)
+async def sim() -> AsyncIterator[ExchangeSim]:
+    recording = BinanceRecording(answers={(DEPTH_PATH, "BTCUSDT"): SNAPSHOT})
+    async with ExchangeSim([BinanceProtocol(VENUE, recording=recording)]) as server:
         yield server
+
+
+def set_answer(sim: ExchangeSim, symbol: str, text: str) -> None:
+    """Answer the depth of ``symbol`` with ``text`` from now on."""
+    protocol = sim.protocols[VENUE]
+    assert isinstance(protocol, BinanceProtocol) and protocol.recording is not None
+    protocol.recording.answers[(DEPTH_PATH, symbol)] = text
 
 
 @pytest.fixture
@@ -73,49 +82,49 @@ def make_client(http: aiohttp.ClientSession, fake: FakeTime, **options: object) 
     )
 
 
-def depth_url(sim: BinanceSim, symbol: str = "BTCUSDT", limit: int = 100) -> str:
-    return f"{sim.rest_url}{DEPTH_PATH}?symbol={symbol}&limit={limit}"
+def depth_url(sim: ExchangeSim, symbol: str = "BTCUSDT", limit: int = 100) -> str:
+    return f"{sim.rest_url(VENUE)}{DEPTH_PATH}?symbol={symbol}&limit={limit}"
 
 
-def statuses(sim: BinanceSim) -> list[int]:
+def statuses(sim: ExchangeSim) -> list[int]:
     return [entry.status for entry in sim.requests]
 
 
 class TestRateLimits:
     async def test_429_waits_the_advertised_retry_after_then_retries_once(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(429, retry_after_s=3)
+        sim.fail_next(VENUE, 429, retry_after_s=3)
         text = await make_client(http, fake).get_text(depth_url(sim))
         assert text == SNAPSHOT
         assert fake.sleeps == [3.0]
         assert statuses(sim) == [429, 200]
 
     async def test_429_pauses_every_request_to_the_venue(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         client = make_client(http, fake)
-        sim.fail_next(429, retry_after_s=5)
-        sim.set_rest(DEPTH_PATH, "ETHUSDT", SNAPSHOT)
+        sim.fail_next(VENUE, 429, retry_after_s=5)
+        set_answer(sim, "ETHUSDT", SNAPSHOT)
         await client.get_text(depth_url(sim))
         client.paused_until = fake.now + 4.0  # as if another 429 just came in
         await client.get_text(depth_url(sim, "ETHUSDT"))
         assert fake.sleeps == [5.0, 4.0]
 
     async def test_429_beyond_the_retries_raises_rate_limited(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(429, retry_after_s=1, count=10)
+        sim.fail_next(VENUE, 429, retry_after_s=1, count=10)
         with pytest.raises(RateLimited) as caught:
             await make_client(http, fake, max_retries=2).get_text(depth_url(sim))
         assert caught.value.status == 429
         assert statuses(sim) == [429, 429, 429]
 
     async def test_418_raises_a_ban_and_refuses_requests_until_it_expires(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         client = make_client(http, fake)
-        sim.fail_next(418, retry_after_s=120)
+        sim.fail_next(VENUE, 418, retry_after_s=120)
         with pytest.raises(VenueBanned) as caught:
             await client.get_text(depth_url(sim))
         assert caught.value.retry_after_s == 120.0
@@ -136,9 +145,9 @@ class TestRateLimits:
 
 class TestRetries:
     async def test_503_is_retried_with_backoff_then_succeeds(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(503)
+        sim.fail_next(VENUE, 503)
         client = make_client(http, fake, backoff_initial_s=0.5, backoff_max_s=4.0)
         assert await client.get_text(depth_url(sim)) == SNAPSHOT
         assert statuses(sim) == [503, 200]
@@ -146,9 +155,9 @@ class TestRetries:
         assert 0.0 <= fake.sleeps[0] <= 0.5
 
     async def test_persistent_5xx_raises_after_the_bounded_retries(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(503, count=10)
+        sim.fail_next(VENUE, 503, count=10)
         with pytest.raises(RestError) as caught:
             await make_client(http, fake, max_retries=3, backoff_max_s=2.0).get_text(depth_url(sim))
         assert caught.value.status == 503
@@ -157,7 +166,7 @@ class TestRetries:
         assert all(0.0 <= delay <= 2.0 for delay in fake.sleeps)
 
     async def test_a_client_error_is_not_retried(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         with pytest.raises(RestError) as caught:
             await make_client(http, fake).get_text(depth_url(sim, "NOSUCHPAIR"))
@@ -167,18 +176,18 @@ class TestRetries:
         assert fake.sleeps == []
 
     async def test_a_slow_answer_times_out(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(200, delay_s=0.3)
+        sim.fail_next(VENUE, 200, delay_s=0.3)
         client = make_client(http, fake, timeout_s=0.05, max_retries=0)
         with pytest.raises(RestTimeout) as caught:
             await client.get_text(depth_url(sim))
         assert isinstance(caught.value, TimeoutError)
 
     async def test_a_timeout_is_retried(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        sim.fail_next(200, delay_s=0.3)
+        sim.fail_next(VENUE, 200, delay_s=0.3)
         client = make_client(http, fake, timeout_s=0.05, max_retries=1)
         assert await client.get_text(depth_url(sim)) == SNAPSHOT
         assert len(fake.sleeps) == 1
@@ -198,7 +207,7 @@ class TestRetries:
 
 class TestWeightBudget:
     async def test_a_mass_resync_is_spread_over_minutes(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         """30 snapshots of weight 250 against 6000/min: 12 per minute (half the budget)."""
         budget = WeightBudget(6000, clock=fake.clock, sleep=fake.sleep)
@@ -214,7 +223,7 @@ class TestWeightBudget:
         assert budget.used() == 6 * weight
 
     async def test_concurrent_requests_queue_on_the_budget(
-        self, sim: BinanceSim, http: aiohttp.ClientSession, fake: FakeTime
+        self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         budget = WeightBudget(2400, clock=fake.clock, sleep=fake.sleep)
         client = make_client(http, fake, budget=budget)

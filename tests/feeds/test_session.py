@@ -1,4 +1,5 @@
-"""WsSession against the local Binance: subscribe, frames, drops, silence, refusal, 1008."""
+"""WsSession against the local exchange's Binance: subscribe, frames, drops, silence, refusal,
+1008."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from feeds.session import Backoff, ConnectionPolicy, DisconnectReason, FeedHealth, WsSession
-from feeds.sim import BinanceSim
+from feeds.sim import BinanceProtocol, ExchangeSim, SimConnection
+from feeds.sim.base import Change
+from monitor.domain import Venue
 
 pytestmark = pytest.mark.integration
 
+VENUE = Venue.BINANCE
+SYMBOL = "BTCUSDT"
 STREAM = "btcusdt@depth@100ms"
 SUBSCRIBE = json.dumps({"method": "SUBSCRIBE", "params": [STREAM], "id": 1})
-DEPTH = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 10, "u": 12, "b": [], "a": []}
 FAST = ConnectionPolicy(
     connect_timeout_s=2.0,
     receive_timeout_s=5.0,
@@ -103,10 +107,45 @@ async def running(session: WsSession) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[BinanceSim]:
-    async with BinanceSim(ping_interval_s=None) as server:
+@contextlib.asynccontextmanager
+async def local_binance(server_ping_s: float | None = None) -> AsyncIterator[ExchangeSim]:
+    """The local exchange serving Binance spot with one book, BTCUSDT."""
+    async with ExchangeSim([BinanceProtocol(VENUE, server_ping_s=server_ping_s)]) as server:
+        server.add_book(VENUE, SYMBOL, mid="100", levels=5)
         yield server
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[ExchangeSim]:
+    async with local_binance() as server:
+        yield server
+
+
+def push_depth(sim: ExchangeSim) -> int:
+    """One update of the book, sent to every connection subscribed to it; returns its id."""
+    book = sim.book(VENUE, SYMBOL)
+    best = book.best_bid()
+    assert best is not None
+    sim.update(VENUE, SYMBOL, [Change("bid", best, book.bids[best] + 1)])
+    return book.seq
+
+
+def subscribers(sim: ExchangeSim) -> int:
+    return sum(SYMBOL in conn.subscriptions for conn in sim.open_connections())
+
+
+def is_depth(payload: str | bytes, update_id: int) -> bool:
+    """``payload`` is the raw depthUpdate of the book's update ``update_id``."""
+    message = json.loads(payload)
+    return bool(message.get("e") == "depthUpdate" and message["s"] == SYMBOL) and (
+        message["U"] == message["u"] == update_id
+    )
+
+
+def subscribe_requests(conn: SimConnection) -> list[dict[str, object]]:
+    """The JSON control messages the server received on ``conn`` (SUBSCRIBE and friends)."""
+    messages = [json.loads(text) for text in conn.received]
+    return [m for m in messages if isinstance(m, dict) and "method" in m]
 
 
 @pytest.fixture
@@ -122,92 +161,98 @@ def closed_port() -> int:
 
 class TestConnectAndSubscribe:
     async def test_sends_subscribe_frame_and_delivers_frames_with_receive_time(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
         """The SUBSCRIBE frame reaches the server; frames arrive text, stamped on receipt."""
-        session = client.session(f"{sim.ws_url}/ws", subscribe_frames=[SUBSCRIBE])
+        session = client.session(f"{sim.ws_url(VENUE)}/ws", subscribe_frames=[SUBSCRIBE])
         before_ns = time.time_ns()
         async with running(session):
-            await sim.wait_for(lambda: bool(sim.connections and sim.connections[0].streams))
-            assert sim.connections[0].subscribe_requests() == [json.loads(SUBSCRIBE)]
-            assert sim.push(STREAM, DEPTH) == 1
+            await sim.wait_for(lambda: bool(sim.connections and sim.connections[0].subscriptions))
+            assert subscribe_requests(sim.connections[0]) == [json.loads(SUBSCRIBE)]
+            assert subscribers(sim) == 1
+            update_id = push_depth(sim)
             await client.changes.wait_for(lambda: len(client.frames) == 2)
         after_ns = time.time_ns()
         ack, depth = client.frames
         assert json.loads(ack[0]) == {"result": None, "id": 1}
         assert isinstance(depth[0], str)
-        assert json.loads(depth[0]) == DEPTH
+        assert is_depth(depth[0], update_id)
         assert before_ns <= ack[1] <= depth[1] <= after_ns
         assert client.connects == 1
         assert session.health.connects == 1
         assert session.health.frames == 2
 
     async def test_combined_stream_url_delivers_the_envelope_as_sent(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
-        session = client.session(f"{sim.ws_url}/stream?streams={STREAM}")
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}")
         async with running(session):
             await client.changes.wait_for(lambda: client.connects == 1)
-            sim.push(STREAM, '{"e":"depthUpdate","u":1}')
+            await sim.wait_for(lambda: subscribers(sim) == 1)
+            update_id = push_depth(sim)
             await client.changes.wait_for(lambda: len(client.frames) == 1)
-        assert client.payloads() == [f'{{"stream":"{STREAM}","data":{{"e":"depthUpdate","u":1}}}}']
+        (envelope,) = client.payloads()
+        assert isinstance(envelope, str)
+        assert envelope.startswith(f'{{"stream":"{STREAM}","data":{{"e":"depthUpdate",')
+        assert is_depth(json.dumps(json.loads(envelope)["data"]), update_id)
         assert sim.connections[0].received == []  # streams in the URL: nothing to subscribe
 
     async def test_server_pings_are_answered_and_the_connection_stays_up(
         self, client: Client
     ) -> None:
-        async with BinanceSim(ping_interval_s=0.02) as sim:
-            session = client.session(f"{sim.ws_url}/stream?streams={STREAM}")
+        async with local_binance(server_ping_s=0.02) as sim:
+            session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}")
             async with running(session):
                 await sim.wait_for(lambda: bool(sim.connections) and sim.connections[0].pongs >= 3)
-                assert len(sim.open_connections) == 1
+                assert len(sim.open_connections()) == 1
         assert session.health.connects == 1
         assert client.frames == []  # pings never reach on_frame
 
     async def test_cancelling_run_closes_the_connection(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
-        session = client.session(f"{sim.ws_url}/stream?streams={STREAM}")
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}")
         async with running(session):
-            await sim.wait_for(lambda: len(sim.open_connections) == 1)
-        await sim.wait_for(lambda: not sim.open_connections)
+            await sim.wait_for(lambda: len(sim.open_connections()) == 1)
+        await sim.wait_for(lambda: not sim.open_connections())
         assert session.health.open_connections == 0
 
 
 class TestReconnect:
     async def test_dropped_connection_reconnects_and_resubscribes(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
-        session = client.session(f"{sim.ws_url}/ws", subscribe_frames=[SUBSCRIBE])
+        session = client.session(f"{sim.ws_url(VENUE)}/ws", subscribe_frames=[SUBSCRIBE])
         async with running(session):
-            await sim.wait_for(lambda: bool(sim.connections and sim.connections[0].streams))
+            await sim.wait_for(lambda: bool(sim.connections and sim.connections[0].subscriptions))
             await sim.drop()
             await sim.wait_for(
-                lambda: len(sim.connections) == 2 and bool(sim.connections[1].streams)
+                lambda: len(sim.connections) == 2 and bool(sim.connections[1].subscriptions)
             )
             await client.changes.wait_for(lambda: client.connects == 2)
-            sim.push(STREAM, DEPTH)
+            update_id = push_depth(sim)
             await client.changes.wait_for(
-                lambda: DEPTH in [json.loads(p) for p in client.payloads()]
+                lambda: any(is_depth(p, update_id) for p in client.payloads()[1:])
             )
-        assert [c.subscribe_requests() for c in sim.connections] == [[json.loads(SUBSCRIBE)]] * 2
+        assert [subscribe_requests(c) for c in sim.connections] == [[json.loads(SUBSCRIBE)]] * 2
         assert client.disconnects[0] == DisconnectReason.CLOSED
         assert session.health.connects == 2
         assert session.health.disconnects >= 1
         assert 0.0 <= client.sleeps[0] <= FAST.backoff_initial_s
 
     async def test_silence_past_receive_timeout_reconnects_and_counts_stale(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
         policy = ConnectionPolicy(receive_timeout_s=0.1, backoff_initial_s=1.0, backoff_max_s=2.0)
-        session = client.session(f"{sim.ws_url}/stream?streams={STREAM}", policy=policy)
-        sim.silent = True
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}", policy=policy)
+        sim.set_silent(VENUE)
         with capture_logs() as logs:
             async with running(session):
                 await sim.wait_for(lambda: len(sim.connections) >= 2, timeout_s=5.0)
-                sim.silent = False
+                sim.set_silent(VENUE, False)
                 await client.changes.wait_for(lambda: client.connects >= 2)
-                sim.push(STREAM, DEPTH)
+                await sim.wait_for(lambda: subscribers(sim) == 1)
+                push_depth(sim)
                 await client.changes.wait_for(lambda: len(client.frames) == 1)
         assert client.disconnects[0] == DisconnectReason.STALE
         assert session.health.stale >= 1
@@ -240,12 +285,12 @@ class TestReconnect:
         assert [entry["attempt"] for entry in failures[:3]] == [0, 1, 2]
 
     async def test_close_1008_too_many_requests_backs_off_at_least_a_minute(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
-        session = client.session(f"{sim.ws_url}/stream?streams={STREAM}")
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}")
         with capture_logs() as logs:
             async with running(session):
-                await sim.wait_for(lambda: len(sim.open_connections) == 1)
+                await sim.wait_for(lambda: len(sim.open_connections()) == 1)
                 await sim.drop(code=1008, reason="Too many requests")
                 await client.changes.wait_for(lambda: client.connects == 2)
         assert client.sleeps[0] >= 60.0
@@ -255,11 +300,11 @@ class TestReconnect:
         assert "1008" in (session.health.last_error or "")
 
     async def test_backoff_restarts_after_a_healthy_connection(
-        self, sim: BinanceSim, client: Client
+        self, sim: ExchangeSim, client: Client
     ) -> None:
         now = [0.0]
         session = client.session(
-            f"{sim.ws_url}/stream?streams={STREAM}",
+            f"{sim.ws_url(VENUE)}/stream?streams={STREAM}",
             policy=ConnectionPolicy(
                 backoff_initial_s=1.0, backoff_max_s=64.0, healthy_after_s=10.0
             ),
@@ -278,7 +323,7 @@ class TestReconnect:
         assert client.sleeps[3] <= 1.0
 
     async def test_a_failing_frame_handler_is_logged_and_the_connection_kept(
-        self, sim: BinanceSim
+        self, sim: ExchangeSim
     ) -> None:
         received: list[str | bytes] = []
         changes = Changes()
@@ -291,16 +336,17 @@ class TestReconnect:
 
         health = FeedHealth()
         session = WsSession(
-            f"{sim.ws_url}/stream?streams={STREAM}",
+            f"{sim.ws_url(VENUE)}/stream?streams={STREAM}",
             venue="binance",
             on_frame=on_frame,
             health=health,
         )
         with capture_logs() as logs:
             async with running(session):
-                await sim.wait_for(lambda: len(sim.open_connections) == 1)
-                sim.push(STREAM, DEPTH)
-                sim.push(STREAM, DEPTH)
+                await sim.wait_for(lambda: len(sim.open_connections()) == 1)
+                await sim.wait_for(lambda: subscribers(sim) == 1)
+                push_depth(sim)
+                push_depth(sim)
                 await changes.wait_for(lambda: len(received) == 2)
         assert health.errors == 1
         assert health.connects == 1
