@@ -25,7 +25,8 @@ from feeds.net_errors import describe_error
 from monitor.domain import Venue
 from monitor.errors import FeedError, FeedTimeout
 
-_log = structlog.get_logger(__name__)
+# logger_name: rendered as `logger` by monitor.log (feeds do not import it)
+_log = structlog.get_logger(logger_name=__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -300,7 +301,7 @@ class RestClient:
             url=url,
             status=error.status,
             attempt=attempt,
-            delay_s=delay_s,
+            delay_s=round(delay_s, 3),
             error=error.problem,
         )
         await self._sleep(delay_s)

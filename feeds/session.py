@@ -26,7 +26,8 @@ from websockets.frames import CloseCode
 
 from feeds.net_errors import describe_error
 
-_log = structlog.get_logger(__name__)
+# logger_name: rendered as `logger` by monitor.log (feeds do not import it)
+_log = structlog.get_logger(logger_name=__name__)
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 POLICY_VIOLATION_BACKOFF_S = 60.0
@@ -303,7 +304,7 @@ class WsSession:
             self.health.last_error = problem
             delay_s = self.backoff.next_delay_s()
             self._log.warning(
-                "feed.connect_failed", error=problem, attempt=attempt, delay_s=delay_s
+                "feed.connect_failed", error=problem, attempt=attempt, delay_s=round(delay_s, 3)
             )
             return delay_s
         async with websocket:
@@ -377,7 +378,7 @@ class WsSession:
             close_code=close_code,
             lived_s=round(lived_s, 3),
             attempt=self.backoff.attempt,
-            delay_s=delay_s,
+            delay_s=round(delay_s, 3),
         )
         if self._on_disconnect is not None:
             try:

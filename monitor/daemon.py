@@ -228,7 +228,7 @@ class Daemon:
                     "instruments.fetch_failed",
                     venue=venue.value,
                     url=runtime.settings.rest_url,
-                    error=str(error),
+                    error=error.problem if isinstance(error, RestError) else str(error),
                     cached=len(fresh),
                 )
             else:
