@@ -15,7 +15,10 @@ from feeds.contract import DecodeResult, VenueAdapter
 from monitor.domain import (
     BookEvent,
     FeedEvent,
+    FloatArray,
     Ignored,
+    Instrument,
+    IntArray,
     LevelError,
     MarkPriceEvent,
     RawBook,
@@ -46,13 +49,18 @@ def book_events(
     decoded: DecodeResult,
     raw: bytes | str,
     recv_ns: int,
-    instruments: Mapping[str, tuple[int, float]],
+    instruments: Mapping[str, Instrument | tuple[int, float]],
 ) -> list[FeedEvent]:
     """What a decoded frame says, with its level arrays converted (tools and tests; the
-    live path leaves them to the book kernel). ``instruments`` maps the venue symbol to
-    (price decimals, contract size). Pure; raises ParseError or UnknownInstrument."""
+    live path leaves them to the book kernel). Pure; raises ParseError or UnknownInstrument.
+
+    ``instruments`` maps the venue symbol to its Instrument, or to (price decimals,
+    contract size) for a linear one. Sizes become base units as the Instrument says:
+    ``size x contract_size``, divided by the price for inverse contracts (Deribit
+    BTC-PERPETUAL and OKX BTC-USD-SWAP count USD), as the book kernel does.
+    """
     out: list[FeedEvent] = []
-    for item in decoded if type(decoded) is list else (decoded,):
+    for item in decoded if isinstance(decoded, list) else (decoded,):
         if isinstance(item, MarkPriceEvent | Ignored):
             out.append(item)
             continue
@@ -62,29 +70,37 @@ def book_events(
         meta = instruments.get(item.symbol)
         if meta is None:
             raise UnknownInstrument(adapter.venue.value, item.symbol)
-        decimals, contract_size = meta
+        if isinstance(meta, Instrument):
+            decimals, contract_size, inverse = meta.price_decimals, meta.contract_size, meta.inverse
+        else:
+            (decimals, contract_size), inverse = meta, False
+        sides: list[tuple[IntArray, FloatArray]] = []
         try:
-            bids, asks = (
-                parse_levels(
+            for side in (item.bids, item.asks):
+                levels = parse_levels(
                     bytes(side),
                     px_index=adapter.px_index,
                     qty_index=adapter.qty_index,
                     price_decimals=decimals,
                     contract_size=contract_size,
                 )
-                for side in (item.bids, item.asks)
-            )
+                px = np.array([p for p, _ in levels], dtype=np.int64)
+                qty = np.array([q for _, q in levels], dtype=np.float64)
+                if inverse and px.size:
+                    qty = qty / (px / 10.0**decimals)  # quote amounts -> base units
+                sides.append((px, qty))
         except LevelError as exc:
             raise ParseError(adapter.venue.value, raw, str(exc)) from exc
+        (bid_px, bid_qty), (ask_px, ask_qty) = sides
         out.append(
             BookEvent(
                 venue=adapter.venue,
                 symbol=item.symbol,
                 kind=item.kind,
-                bid_px=np.array([p for p, _ in bids], dtype=np.int64),
-                bid_qty=np.array([q for _, q in bids], dtype=np.float64),
-                ask_px=np.array([p for p, _ in asks], dtype=np.int64),
-                ask_qty=np.array([q for _, q in asks], dtype=np.float64),
+                bid_px=bid_px,
+                bid_qty=bid_qty,
+                ask_px=ask_px,
+                ask_qty=ask_qty,
                 ts_event_ns=item.ts_event_ns,
                 ts_recv_ns=recv_ns,
                 first_seq=item.first_seq,

@@ -64,8 +64,9 @@ class BookMessage(RawBook, gc=False):
     """A book event built by the adapter (or by the pipeline while a book resyncs).
 
     ``bids``/``asks`` are raw JSON level arrays (``msgspec.Raw`` slices of the frame, or
-    bytes the adapter wrote, e.g. ``b'[["101.5","2"]]'``). Sequence ids are -1 where the
-    venue sends none. ``checksum`` is compared after the event is applied when
+    bytes the adapter wrote, e.g. ``b'[["101.5","2"]]'``), sizes in the venue's unit
+    (contracts; USD for inverse contracts), converted to base units by the book. Sequence
+    ids are -1 where the venue sends none. ``checksum`` is compared after the event is applied when
     ``has_checksum`` is true. ``limit`` is the depth the snapshot was cut at (0 = full).
     """
 

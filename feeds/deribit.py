@@ -42,7 +42,7 @@ the levels converted to arrays (tests and tools).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -449,11 +449,12 @@ def parse(
     adapter: DeribitAdapter,
     raw: bytes | str,
     recv_ns: int,
-    instruments: dict[str, tuple[int, float]],
+    instruments: Mapping[str, Instrument | tuple[int, float]],
 ) -> list[FeedEvent]:
-    """Parse one websocket frame into domain events, levels converted to arrays.
+    """Parse one websocket frame into domain events, levels converted to arrays. Pure.
 
-    ``instruments`` maps the instrument name to (price decimals, contract size); sizes stay
-    in the venue's units (USD for inverse contracts). Pure.
+    ``instruments`` maps the instrument name to its Instrument, or to (price decimals,
+    contract size) for a linear one. Sizes become base units: an inverse contract's USD
+    amounts are divided by the price (feeds.base.book_events).
     """
     return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)

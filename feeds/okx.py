@@ -48,12 +48,10 @@ import re
 import zlib
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import msgspec
-import numpy as np
 
-from feeds.base import chunks, encode
+from feeds.base import book_events, chunks, encode
 from feeds.contract import (
     BookMessage,
     Checksum,
@@ -70,20 +68,17 @@ from feeds.contract import (
     VenueMessage,
 )
 from monitor.domain import (
-    BookEvent,
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
     InstrumentKind,
-    LevelError,
     MarkPriceEvent,
     SeqRule,
     Venue,
     format_units,
-    parse_levels,
 )
-from monitor.errors import ParseError, UnknownInstrument
+from monitor.errors import ParseError
 
 MS = 1_000_000  # ns per ms
 NAN = float("nan")
@@ -580,61 +575,9 @@ def parse(
 
     ``instruments`` maps the OKX symbol to its Instrument, or to (price decimals, contract
     size). Sizes become base units: contracts x contract size, divided by the price for
-    inverse contracts.
+    inverse contracts (feeds.base.book_events).
     """
-    decoded = adapter.decode(raw, recv_ns)
-    items: list[Any] = decoded if isinstance(decoded, list) else [decoded]
-    out: list[FeedEvent] = []
-    for item in items:
-        if isinstance(item, MarkPriceEvent | Ignored):
-            out.append(item)
-            continue
-        if not isinstance(item, BookMessage):
-            out.append(Ignored(type(item).__name__))
-            continue
-        meta = instruments.get(item.symbol)
-        if meta is None:
-            raise UnknownInstrument(adapter.venue.value, item.symbol)
-        if isinstance(meta, Instrument):
-            decimals, contract_size, inverse = meta.price_decimals, meta.contract_size, meta.inverse
-        else:
-            (decimals, contract_size), inverse = meta, False
-        sides: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
-        try:
-            for raw_side in (item.bids, item.asks):
-                levels = parse_levels(
-                    bytes(raw_side),
-                    px_index=adapter.px_index,
-                    qty_index=adapter.qty_index,
-                    price_decimals=decimals,
-                    contract_size=contract_size,
-                )
-                px = np.array([p for p, _ in levels], dtype=np.int64)
-                qty = np.array([q for _, q in levels], dtype=np.float64)
-                if inverse and px.size:
-                    qty = qty / (px / 10**decimals)
-                sides.append((px, qty))
-        except LevelError as exc:
-            raise ParseError(adapter.venue.value, raw, str(exc)) from exc
-        (bid_px, bid_qty), (ask_px, ask_qty) = sides
-        out.append(
-            BookEvent(
-                venue=adapter.venue,
-                symbol=item.symbol,
-                kind=item.kind,
-                bid_px=bid_px,
-                bid_qty=bid_qty,
-                ask_px=ask_px,
-                ask_qty=ask_qty,
-                ts_event_ns=item.ts_event_ns,
-                ts_recv_ns=recv_ns,
-                first_seq=item.first_seq,
-                last_seq=item.last_seq,
-                prev_seq=item.prev_seq,
-                depth_limit=item.limit,
-            )
-        )
-    return out
+    return book_events(adapter, adapter.decode(raw, recv_ns), raw, recv_ns, instruments)
 
 
 __all__ = [

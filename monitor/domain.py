@@ -6,7 +6,8 @@ number of *price units* of its instrument, where one unit is ``10**-price_decima
 prices with (Binance spot writes 8 decimals, and orders placed before a tick-size change
 rest at prices finer than today's tick). A tick is ``tick_units`` units. The integer is
 exact, so equality across replays and checksums over formatted levels are exact too.
-Quantities are float64 in base units.
+Quantities are float64 in base units once converted (:class:`BookEvent`, the book); a
+:class:`RawBook` still holds the venue's own sizes (contracts, or USD for inverse contracts).
 """
 
 from __future__ import annotations
@@ -241,8 +242,12 @@ class Instrument:
 class BookEvent:
     """A snapshot or delta for one book, as parsed from one venue message.
 
-    Bid and ask prices are int64 price units (see module doc), quantities float64 in base
-    units, absolute (0 deletes the level). ``first_seq``/``last_seq``/``prev_seq`` are the
+    Bid and ask prices are int64 price units (see module doc); sizes are float64 in base
+    units, absolute (0 deletes the level): the venue's size x the instrument's
+    ``contract_size``, divided by the price for inverse contracts, whose venue sizes count
+    the quote currency (Deribit BTC-PERPETUAL: USD). The raw sizes of a :class:`RawBook`
+    are the venue's; the book kernel and ``feeds.base.book_events`` convert them the same
+    way. ``first_seq``/``last_seq``/``prev_seq`` are the
     venue's sequence ids (Binance U/u/pu; a snapshot has ``last_seq = lastUpdateId``);
     -1 where the venue sends none.
     """

@@ -31,7 +31,11 @@ from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from tests.conftest import fixture_record
 
-META = {"BTC-PERPETUAL": (2, 1.0)}  # the docs' 2019 prices have cents
+# BTC-PERPETUAL is inverse (amounts in USD); the docs' 2019 prices have cents
+PERPETUAL = Instrument(
+    Venue.DERIBIT, "BTC-PERPETUAL", "BTC", "USD", InstrumentKind.PERP, "0.01", "10", inverse=True
+)
+META = {"BTC-PERPETUAL": PERPETUAL}
 INSTRUMENTS = "https://www.deribit.com/api/v2/public/get_instruments"
 
 
@@ -72,7 +76,8 @@ class TestBook:
             297217,
         )
         assert snapshot.bid_px.tolist() == [504234, 504194]
-        assert snapshot.bid_qty.tolist() == [30.0, 20.0]  # USD: the book kernel converts
+        # 30 and 20 USD on the wire: BookEvent sizes are base units (BTC), as in the book
+        assert snapshot.bid_qty.tolist() == pytest.approx([30.0 / 5042.34, 20.0 / 5041.94])
         assert snapshot.ask_px.tolist() == [504264, 504330]
         (change,) = parse(FUTURES, frame("ws_book_change"), 3, META)
         assert isinstance(change, BookEvent)
@@ -85,7 +90,7 @@ class TestBook:
         assert bytes(decoded.asks) == b'[["change",5042.64,70]]'  # no delete: untouched
         (event,) = parse(FUTURES, frame("ws_book_change_delete_amount"), 0, META)
         assert isinstance(event, BookEvent)
-        assert event.bid_qty.tolist() == [10.0, 0.0]
+        assert event.bid_qty.tolist() == pytest.approx([10.0 / 5042.0, 0.0])
 
     @pytest.mark.parametrize(
         ("side", "expected"),
