@@ -220,10 +220,18 @@ class _Shape:
             previous_pct, previous_ticks = pct, ticks
         return out
 
-    def touch_size(self, rng: random.Random) -> int:
-        """A size for a level placed near the touch (the market's churn)."""
-        pct = 100.0 * self.book.tick_units / self.mid_units
-        return self.size_for(self.profile.cumulative_usd(pct), self.mid_units, rng)
+    def size_at(self, px_units: int, rng: random.Random) -> int:
+        """A size for a level the market places at ``px_units``: the profile's depth over
+        the one tick that ends there, so that a side filled tick by tick near the touch
+        still follows the curve."""
+        book = self.book
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        mid = (best_bid + best_ask) / 2 if best_bid and best_ask else self.mid_units
+        ticks = max(1, round(abs(px_units - mid) / book.tick_units))
+        tick_pct = 100.0 * book.tick_units / self.mid_units
+        curve = self.profile.cumulative_usd
+        usd = curve(ticks * tick_pct) - curve((ticks - 1) * tick_pct)
+        return self.size_for(usd, px_units, rng)
 
     def size_for(self, usd: float, px_units: int, rng: random.Random) -> int:
         """Size units (base, or contracts) worth about ``usd`` at this price, in whole lots."""
@@ -472,10 +480,10 @@ class ExchangeSim:
     def book(self, venue: Venue, symbol: str) -> SimBook:
         return self.books[(venue, symbol)]
 
-    def _size(self, book: SimBook) -> int:
+    def _size(self, book: SimBook, px: int | None = None) -> int:
         shape = book.extra.get("shape")
-        if isinstance(shape, _Shape):  # a book shaped in USD: a level near the touch
-            return shape.touch_size(self.rng)
+        if isinstance(shape, _Shape) and px is not None:  # a book shaped in USD
+            return shape.size_at(px, self.rng)
         scale = 10**book.qty_decimals
         return max(1, int(self.rng.lognormvariate(0.0, 1.0) * scale))
 
@@ -503,11 +511,11 @@ class ExchangeSim:
                 can_improve = inside > best_bid
             if roll < 0.15 and can_improve:
                 px = inside
-                qty = self._size(book)
+                qty = self._size(book, px)
             elif roll < 0.40 and px in levels and len(levels) > 5:
                 qty = 0
             else:
-                qty = self._size(book)
+                qty = self._size(book, px)
             change = Change(side, px, qty)
             book.apply([change])
             changes.append(change)

@@ -74,14 +74,18 @@ def test_cumulative_depth_grows_like_distance_to_the_power_0_55(books: list[SimB
     assert two / one == pytest.approx(2**0.55, rel=0.15)
 
 
-def test_every_size_is_a_whole_number_of_lots_also_after_the_market_moved() -> None:
+def test_the_moving_market_keeps_the_depth_and_whole_lots() -> None:
     sim = build(load_settings([], env={}))
-    for _ in range(20):
+    for _ in range(1000):  # 3,000 changes near the touch of every book
         sim.step()
     for book in sim.books.values():
         lot = to_units(instrument_of(book).lot, book.qty_decimals)
         sizes = [*book.bids.values(), *book.asks.values()]
         assert sizes and all(q > 0 and q % lot == 0 for q in sizes), book.symbol
+        target = depth_profile(instrument_of(book)).depth_1pct_usd
+        for side in depth_usd(book, 1.0):
+            # churn sized per tick of the curve: coarse-tick books do not pile up at the top
+            assert 0.4 * target <= side <= 1.6 * target, (book.venue, book.symbol, side)
 
 
 def test_depth_is_configurable_per_symbol_and_the_profile_is_the_documented_curve() -> None:
