@@ -162,7 +162,9 @@ def _load_sessions(paths: Sequence[Path]) -> tuple[list[_Symbol], InstrumentRegi
             if rec.kind == "http":
                 dec = adapter.decode_http(rec.url, data, 0)
                 if type(dec) is InstrumentsUpdate:
-                    registry = registry.merge(InstrumentRegistry(adapter.parse_instruments(rec.url, data)))
+                    registry = registry.merge(
+                        InstrumentRegistry(adapter.parse_instruments(rec.url, data))
+                    )
                     continue
                 if not isinstance(dec, RawBook):
                     continue

@@ -130,8 +130,16 @@ class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
         for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd",
-            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
         )
     ]
 
@@ -191,9 +199,7 @@ def choose_symbols(books_per_venue: int) -> dict[Any, list[str]]:
 
 
 # --- the exchange process --------------------------------------------------------------------
-def exchange_main(
-    conn: Connection, symbols: dict[str, list[str]], levels: int, seed: int
-) -> None:
+def exchange_main(conn: Connection, symbols: dict[str, list[str]], levels: int, seed: int) -> None:
     """Entry point of the exchange process: serve the books, obey the pipe."""
     _common.quiet_logs()
     asyncio.run(_exchange(conn, symbols, levels, seed))
@@ -217,7 +223,9 @@ def _exchange_stats(sim: Any) -> dict[str, Any]:
     }
 
 
-async def _exchange(conn: Connection, symbols: dict[str, list[str]], levels: int, seed: int) -> None:
+async def _exchange(
+    conn: Connection, symbols: dict[str, list[str]], levels: int, seed: int
+) -> None:
     from feeds.sim.base import ExchangeSim  # noqa: PLC0415
     from feeds.sim.exchange import add_books, all_protocols  # noqa: PLC0415
     from monitor.domain import Venue  # noqa: PLC0415
@@ -624,8 +632,10 @@ async def soak(
                 dt = last["t_s"] - prev["t_s"]
                 rate = (last["frames"] - prev["frames"]) / dt
                 sent = (
-                    last["ex_frames_sent"] + last["ex_frames_queued"]
-                    - prev["ex_frames_sent"] - prev["ex_frames_queued"]
+                    last["ex_frames_sent"]
+                    + last["ex_frames_queued"]
+                    - prev["ex_frames_sent"]
+                    - prev["ex_frames_queued"]
                 ) / dt
                 print(
                     f"  {last['t_s'] - first['t_s']:6.0f} s  {rate:9,.0f} frames/s handled "
@@ -690,11 +700,18 @@ async def soak(
     rss_mib = [s["rss_kib"] / 1024 for s in samples]
     ex_rss_mib = [s["ex_rss_kib"] / 1024 for s in samples]
     per_interval_cpu = [
-        100 * (b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"]) for a, b in itertools.pairwise(samples)
+        100 * (b["cpu_s"] - a["cpu_s"]) / (b["t_s"] - a["t_s"])
+        for a, b in itertools.pairwise(samples)
     ]
     per_interval_ratio = [
         (b["frames"] - a["frames"])
-        / max(1, b["ex_frames_sent"] + b["ex_frames_queued"] - a["ex_frames_sent"] - a["ex_frames_queued"])
+        / max(
+            1,
+            b["ex_frames_sent"]
+            + b["ex_frames_queued"]
+            - a["ex_frames_sent"]
+            - a["ex_frames_queued"],
+        )
         for a, b in itertools.pairwise(samples)
     ]
     checks = {
@@ -747,7 +764,9 @@ async def soak(
         "handled_per_s": frames / wall_s,
         "made_per_s": made / wall_s,
         "handled_over_sent": frames / made if made else math.nan,
-        "handled_over_sent_min_interval": min(per_interval_ratio) if per_interval_ratio else math.nan,
+        "handled_over_sent_min_interval": min(per_interval_ratio)
+        if per_interval_ratio
+        else math.nan,
         "exchange_updates_per_s": (end["ex_updates"] - first["ex_updates"]) / wall_s,
         "exchange_backlog_end": end["ex_frames_queued"],
         "exchange_backlog_max": max(s["ex_frames_queued"] for s in samples),
@@ -794,7 +813,11 @@ async def soak(
         "memory_growth_kib": {
             key: samples[-1][key] - samples[0][key]
             for key in (
-                "rss_kib", "rss_anon_kib", "rss_file_kib", "malloc_in_use_kib", "malloc_free_kib"
+                "rss_kib",
+                "rss_anon_kib",
+                "rss_file_kib",
+                "malloc_in_use_kib",
+                "malloc_free_kib",
             )
         },
         "tick_ms": settings.monitor.tick_ms,
@@ -816,16 +839,44 @@ def report(r: dict[str, Any]) -> None:
         ("frames made per second by the exchange", r["made_per_s"], "frames/s", None),
         ("handled / made (1.00 = keeps up)", r["handled_over_sent"], "ratio", None),
         ("  worst sample interval", r["handled_over_sent_min_interval"], "ratio", None),
-        ("frames queued in the exchange at end", r["exchange_backlog_end"], "frames", f"max {r['exchange_backlog_max']:,}; transport buffers max {r['exchange_write_buffer_max_bytes']:,} B"),
-        ("monitor CPU (user+sys, % of one core)", r["cpu_pct"], "%", f"max 5 s interval {r['cpu_pct_max_interval']:.1f} %"),
+        (
+            "frames queued in the exchange at end",
+            r["exchange_backlog_end"],
+            "frames",
+            f"max {r['exchange_backlog_max']:,}; transport buffers max {r['exchange_write_buffer_max_bytes']:,} B",
+        ),
+        (
+            "monitor CPU (user+sys, % of one core)",
+            r["cpu_pct"],
+            "%",
+            f"max 5 s interval {r['cpu_pct_max_interval']:.1f} %",
+        ),
         ("monitor CPU per frame", r["cpu_us_per_frame"], "us", None),
-        ("  of which book path (decode+sync+apply)", r["book_path_us_per_frame"], "us", f"whole process x{r['cpu_us_per_frame'] / r['book_path_us_per_frame']:.2f} the book path"),
+        (
+            "  of which book path (decode+sync+apply)",
+            r["book_path_us_per_frame"],
+            "us",
+            f"whole process x{r['cpu_us_per_frame'] / r['book_path_us_per_frame']:.2f} the book path",
+        ),
         ("  of which metric tick", r["tick_us_per_frame"], "us", None),
         ("  of which bench hooks", r["bench_hooks_us_per_frame"], "us", None),
-        ("  rest: websockets, asyncio, sessions", r["cpu_us_per_frame"] - r["book_path_us_per_frame"] - r["tick_us_per_frame"] - r["bench_hooks_us_per_frame"], "us", None),
+        (
+            "  rest: websockets, asyncio, sessions",
+            r["cpu_us_per_frame"]
+            - r["book_path_us_per_frame"]
+            - r["tick_us_per_frame"]
+            - r["bench_hooks_us_per_frame"],
+            "us",
+            None,
+        ),
         ("frames per flush (event-loop turn)", r["frames_per_flush"], "frames", None),
         ("exchange process CPU", r["exchange_cpu_pct"], "%", None),
-        ("other processes' CPU on the machine (+-10)", r["other_processes_cpu_pct"], "%", f"max 5 s interval {r['other_processes_cpu_pct_max_interval']:.1f} %; /proc/stat is tick-sampled"),
+        (
+            "other processes' CPU on the machine (+-10)",
+            r["other_processes_cpu_pct"],
+            "%",
+            f"max 5 s interval {r['other_processes_cpu_pct_max_interval']:.1f} %; /proc/stat is tick-sampled",
+        ),
         ("interrupts (irq + softirq: loopback TCP)", r["interrupts_cpu_pct"], "%", None),
         ("RSS at start of window", r["rss_start_mib"], "MiB", None),
         ("RSS at end", r["rss_end_mib"], "MiB", f"max {r['rss_max_mib']:.1f}"),
@@ -839,8 +890,12 @@ def report(r: dict[str, Any]) -> None:
     ):
         s = lat[key]
         rows.append((f"{name} p50", s["p50_ms"], "ms", None))
-        rows.append((f"{name} p99", s["p99_ms"], "ms", f"max {s['max_ms']:.2f} ms, n {s['count']:,}"))
-    _common.print_rows("soak", [{"name": n, "value": v, "unit": u, "note": note} for n, v, u, note in rows])
+        rows.append(
+            (f"{name} p99", s["p99_ms"], "ms", f"max {s['max_ms']:.2f} ms, n {s['count']:,}")
+        )
+    _common.print_rows(
+        "soak", [{"name": n, "value": v, "unit": u, "note": note} for n, v, u, note in rows]
+    )
     gcs = ", ".join(
         f"gen{g['generation']} {g['collections']:,} ({g['total_ms']:.0f} ms, max {g['max_ms']:.1f} ms)"
         for g in r["gc"]
@@ -881,7 +936,9 @@ def report(r: dict[str, Any]) -> None:
     else:
         print(f"  RSS slope not judged: windows under {RSS_JUDGED_AFTER_MIN:g} min are too noisy")
     if c["truncated"]:
-        print(f"  truncated (levels beyond the book's capacity dropped): {', '.join(c['truncated'])}")
+        print(
+            f"  truncated (levels beyond the book's capacity dropped): {', '.join(c['truncated'])}"
+        )
     if r["made_per_s"] < 0.98 * r["rate_target"] or r["exchange_cpu_pct"] > 90:
         print(
             f"  NOTE: the exchange made {r['exchange_updates_per_s']:,.0f} of {r['rate_target']:,.0f} "
@@ -890,7 +947,10 @@ def report(r: dict[str, Any]) -> None:
         )
     if c["mismatched"]:
         print(f"  MISMATCHED: {c['mismatched']}")
-    print(f"  verdict: {'OK' if c['ok'] else 'FAILED'}" + (f" (stopped early: {r['stopped_early']})" if r["stopped_early"] else ""))
+    print(
+        f"  verdict: {'OK' if c['ok'] else 'FAILED'}"
+        + (f" (stopped early: {r['stopped_early']})" if r["stopped_early"] else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -939,7 +999,9 @@ def main(argv: list[str] | None = None) -> int:
             process.join(5.0)
     result["machine"] = machine
     result["loadavg_end"] = _common.machine()["loadavg"]
-    result["command"] = " ".join(["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])])
+    result["command"] = " ".join(
+        ["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])]
+    )
     report(result)
     _common.write_json(args.out, result)
     print(f"wrote {args.out}")

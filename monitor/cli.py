@@ -1,4 +1,4 @@
-"""Command line: ``liqmon run | replay | record``."""
+"""Command line: ``liqmon run | replay | record | sim | query``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StorageError
 from monitor.log import LogFormat, configure_logging, get_logger
 from monitor.settings import Settings, load_settings
 
@@ -79,6 +79,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="connect to the live venues and monitor their books")
     _add_config(run)
+    # -- history (monitor.store): run stores by default, replay with --store, query --
+    from monitor.store.command import add_data_dir, add_query_parser  # noqa: PLC0415
+
+    add_data_dir(run)
+    run.add_argument("--no-store", action="store_true", help="keep no history (no database)")
 
     replay = sub.add_parser(
         "replay", help="replay recordings through the monitor, deterministically"
@@ -110,6 +115,10 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop at the first line that is not a record (exit code 3) instead of skipping it",
     )
+    replay.add_argument(
+        "--store", action="store_true", help="write what the daemon would store to the database"
+    )
+    add_data_dir(replay)
 
     record = sub.add_parser("record", help="record a venue's raw messages to a file")
     _add_config(record)
@@ -131,6 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--rate", type=float, default=50.0, help="book updates per second over all books"
     )
+    add_query_parser(sub, _add_config)
     return parser
 
 
@@ -192,15 +202,25 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
         reader = RecordingReader(strict=args.strict)
         interrupted = False
+        sinks = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
+        tick_ms = args.tick_ms or settings.monitor.tick_ms
+        unwritten = 0
         try:
-            result = replay(
-                args.files,
-                pipeline,
-                tick_ms=args.tick_ms or settings.monitor.tick_ms,
-                sinks=[JsonLinesSink(metrics_out)] if metrics_out is not None else [],
-                speed=args.speed,
-                reader=reader,
-            )
+            if args.store:  # history: the same samples, into the database
+                from monitor.store.command import data_dir, replay_to_store  # noqa: PLC0415
+
+                where = data_dir(settings, args.data_dir)
+                result, unwritten = replay_to_store(
+                    args.files, pipeline, settings, where, tick_ms=tick_ms, sinks=sinks,
+                    speed=args.speed, reader=reader,
+                )  # fmt: skip
+            else:
+                result = replay(
+                    args.files, pipeline, tick_ms=tick_ms, sinks=sinks, speed=args.speed,
+                    reader=reader,
+                )  # fmt: skip
+        except StorageError as exc:
+            return _fail(EXIT_FAILED, str(exc))
         except RecordingError as exc:
             return _fail(EXIT_BAD_DATA, f"{exc} (--strict: stopped at the first bad line)")
         except KeyboardInterrupt:
@@ -238,6 +258,8 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not result.records:
         return _fail(EXIT_FAILED, "nothing replayed: no record of a known venue was read")
+    if unwritten:
+        return _fail(EXIT_FAILED, f"{unwritten} rows not stored yet (kept in the spill file)")
     return EXIT_OK
 
 
@@ -266,6 +288,9 @@ def _run_async(
     except ConfigError as exc:
         log.error("config.invalid", error=str(exc))
         return _fail(EXIT_USAGE, str(exc))
+    except StorageError as exc:
+        log.error("store.unavailable", error=str(exc))
+        return _fail(EXIT_FAILED, str(exc))
     except OSError as exc:
         log.debug("command.os_error", exc_info=True)
         return _fail(EXIT_FAILED, os_error(exc))
@@ -310,6 +335,13 @@ def _main(argv: Sequence[str] | None) -> int:
         if not settings.enabled_venues():
             sys.stderr.write("liqmon: no venue is enabled in the configuration\n")
             return 2
+        if settings.database.enabled and not args.no_store:
+            from monitor.store.command import data_dir, run_daemon_storing  # noqa: PLC0415
+
+            where = data_dir(settings, args.data_dir)
+            return _run_async(
+                lambda stop: run_daemon_storing(settings, where, stop=stop, status_out=sys.stdout)
+            )
         return _run_async(lambda stop: run_daemon(settings, stop=stop, status_out=sys.stdout))
     if args.command == "record":
         from monitor.daemon import run_recorder  # noqa: PLC0415
@@ -330,6 +362,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop
             )
         )
+    if args.command == "query":
+        from monitor.store.command import run_query  # noqa: PLC0415
+
+        return run_query(args, settings)
     if args.command == "sim":
         from feeds.sim.exchange import serve  # noqa: PLC0415
 

@@ -10,6 +10,7 @@ that last set the offending key, the dotted key and what was expected.
 
 from __future__ import annotations
 
+import enum
 import importlib.resources
 import itertools
 import os
@@ -99,6 +100,38 @@ class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):
     stale_after_s: PositiveFloat = 30.0
 
 
+class TimescaleMode(enum.Enum):
+    """Whether the schema uses TimescaleDB (hypertables, compression, aggregates)."""
+
+    AUTO = "auto"  # use it when the server has the extension
+    OFF = "off"  # plain PostgreSQL tables even where the extension exists
+
+
+class DatabaseSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """History: where metric samples go, and how the writer batches and buffers them."""
+
+    dsn: str = ""  # empty: the embedded server in data_dir (when `embedded`)
+    embedded: bool = True
+    open_parent_dirs: bool = False
+    timescale: TimescaleMode = TimescaleMode.AUTO
+    batch_rows: PositiveInt = 5000
+    flush_interval_ms: PositiveInt = 500
+    memory_rows: PositiveInt = 200_000
+    spill_dir: str = ""  # empty: <data_dir>/spill
+    connect_timeout_s: PositiveFloat = 5.0
+    backoff_initial_s: PositiveFloat = 0.2
+    backoff_max_s: PositiveFloat = 10.0
+    snapshot_every_s: PositiveFloat = 60.0
+    snapshot_depth: PositiveInt = 20
+    compress_after_days: PositiveFloat = 2.0
+    retention_days: Annotated[float, Meta(ge=0)] = 30.0  # 0 keeps everything
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is stored: a DSN, or the embedded server."""
+        return bool(self.dsn) or self.embedded
+
+
 class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     """All settings, as returned by `load_settings`."""
 
@@ -107,6 +140,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     fx: FxSettings
     connection: ConnectionSettings
     venues: dict[Venue, VenueSettings]
+    database: DatabaseSettings = DatabaseSettings()
 
     def enabled_venues(self) -> dict[Venue, VenueSettings]:
         """The venues with ``enabled = true``, in configuration order."""
@@ -454,6 +488,18 @@ def _check_semantics(settings: Settings, layers: _Layers) -> None:
         )
     for venue, table in settings.venues.items():
         _check_venue(venue, table, layers)
+    database = settings.database
+    if database.backoff_max_s < database.backoff_initial_s:
+        raise layers.error(
+            ("database", "backoff_max_s"),
+            f"expected at least backoff_initial_s ({database.backoff_initial_s}), "
+            f"got {database.backoff_max_s}",
+        )
+    if database.memory_rows < database.batch_rows:
+        raise layers.error(
+            ("database", "memory_rows"),
+            f"expected at least batch_rows ({database.batch_rows}), got {database.memory_rows}",
+        )
 
 
 # Venues whose symbols are case-sensitive names (Hyperliquid: "kPEPE", "@107").

@@ -79,7 +79,7 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
                 assert time.monotonic() < deadline, "liqmon sim did not start"
                 time.sleep(0.2)
         run = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+            [sys.executable, "-m", "monitor", "run", "--config", str(config), "--no-store"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

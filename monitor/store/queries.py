@@ -1,0 +1,195 @@
+"""What ``liqmon query`` asks the history, in SQL that runs on plain PostgreSQL and on
+TimescaleDB alike (buckets with ``date_bin``; times as epoch seconds, so that rows read
+the same through any driver).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from monitor.store.migrate import Database
+from monitor.store.rows import BOOK_METRICS_COLUMNS, book_record_from_row
+
+_INTERVAL = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>s|m|h|d)$")
+_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RANKING_WINDOW_S: Final = 60.0  # samples older than this before --at are not "at" it
+
+
+def parse_interval(text: str) -> float:
+    """``30s``, ``1m``, ``1h``, ``1d`` -> seconds (ValueError with a readable reason)."""
+    match = _INTERVAL.match(text.strip())
+    if match is None or float(match["n"]) <= 0:
+        raise ValueError(f"expected an interval such as 30s, 1m, 15m, 1h or 1d, got {text!r}")
+    return float(match["n"]) * _UNIT_S[match["unit"]]
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (``2021-10-12T00:28:33Z``; no zone means UTC) or epoch seconds -> epoch s."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO 8601 time (2021-10-12T00:28:33Z) or epoch seconds, got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+_RAW_COLUMNS: Final = ", ".join(
+    ["(extract(epoch FROM ts) * 1000000)::int8 AS ts_us", *BOOK_METRICS_COLUMNS[1:]]
+)
+
+
+async def metrics_raw(
+    db: Database, *, venue: str, symbol: str, start_s: float, end_s: float
+) -> list[dict[str, Any]]:
+    """The stored samples of one book in [start, end], as metrics-out objects."""
+    rows = await db.fetch(
+        f"SELECT {_RAW_COLUMNS} FROM book_metrics"
+        " WHERE venue = $1 AND symbol = $2"
+        " AND ts >= to_timestamp($3::float8) AND ts <= to_timestamp($4::float8)"
+        " ORDER BY ts",
+        venue,
+        symbol,
+        start_s,
+        end_s,
+    )
+    return [book_record_from_row(row) for row in rows]
+
+
+async def metrics_bucketed(
+    db: Database, *, venue: str, symbol: str, start_s: float, end_s: float, interval_s: float
+) -> list[dict[str, Any]]:
+    """One book's samples in buckets of ``interval_s``: counts, mean mid and spread, 1%
+    depth per side (mean and least)."""
+    rows = await db.fetch(
+        "SELECT extract(epoch FROM date_bin(make_interval(secs => $5::float8), ts,"
+        " to_timestamp(0)))::float8 AS ts, venue, symbol,"
+        " count(*)::int4 AS samples, (count(*) FILTER (WHERE valid))::int4 AS valid_samples,"
+        " avg(mid) AS mid, avg(spread_bps) AS spread_bps, max(spread_bps) AS spread_bps_max,"
+        " avg(depth_1pct_bid_usd) AS depth_1pct_bid_usd,"
+        " min(depth_1pct_bid_usd) AS depth_1pct_bid_usd_min,"
+        " avg(depth_1pct_ask_usd) AS depth_1pct_ask_usd,"
+        " min(depth_1pct_ask_usd) AS depth_1pct_ask_usd_min"
+        " FROM book_metrics WHERE venue = $1 AND symbol = $2"
+        " AND ts >= to_timestamp($3::float8) AND ts <= to_timestamp($4::float8)"
+        " GROUP BY 1, 2, 3 ORDER BY 1",
+        venue,
+        symbol,
+        start_s,
+        end_s,
+        interval_s,
+    )
+    return [dict(row) for row in rows]
+
+
+async def depth(
+    db: Database, *, asset: str, start_s: float, end_s: float, interval_s: float
+) -> list[dict[str, Any]]:
+    """The asset's depth within 1% of mid on every venue, per bucket (USD, mean per side)."""
+    rows = await db.fetch(
+        "SELECT extract(epoch FROM date_bin(make_interval(secs => $4::float8), ts,"
+        " to_timestamp(0)))::float8 AS ts, venue, symbol, instrument,"
+        " (count(*) FILTER (WHERE valid))::int4 AS samples,"
+        " avg(depth_1pct_bid_usd) AS bid_1pct_usd, avg(depth_1pct_ask_usd) AS ask_1pct_usd,"
+        " avg(depth_1pct_bid_usd + depth_1pct_ask_usd) AS total_1pct_usd"
+        " FROM book_metrics WHERE base = $1"
+        " AND ts >= to_timestamp($2::float8) AND ts <= to_timestamp($3::float8)"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3",
+        asset.upper(),
+        start_s,
+        end_s,
+        interval_s,
+    )
+    return [dict(row) for row in rows]
+
+
+async def ranking(db: Database, *, at_s: float) -> list[dict[str, Any]]:
+    """Every venue's dislocation from its asset's consensus at ``at_s``, worst first.
+
+    From the cross-venue samples where they exist; otherwise from the book samples: each
+    book's latest valid sample in the minute before ``at_s``, its mid in USD, and the
+    median over the asset's books as the consensus.
+    """
+    stored = await db.fetch(
+        "SELECT DISTINCT ON (asset) asset, extract(epoch FROM ts)::float8 AS ts,"
+        " consensus_usd, venues::text AS venues FROM asset_metrics"
+        " WHERE ts <= to_timestamp($1::float8) AND ts > to_timestamp($1::float8 - $2::float8)"
+        " ORDER BY asset, ts DESC",
+        at_s,
+        RANKING_WINDOW_S,
+    )
+    out: list[dict[str, Any]] = []
+    if stored:
+        for row in stored:
+            for venue in msgspec.json.decode(row["venues"]):
+                out.append(
+                    {
+                        "asset": row["asset"],
+                        "venue": venue.get("venue"),
+                        "symbol": venue.get("symbol"),
+                        "ts": row["ts"],
+                        "mid_usd": venue.get("mid_usd"),
+                        "consensus_usd": row["consensus_usd"],
+                        "dislocation_bps": venue.get("dislocation_bps"),
+                        "source": "asset",
+                    }
+                )
+    else:
+        rows = await db.fetch(
+            "WITH latest AS ("
+            " SELECT DISTINCT ON (venue, symbol) base AS asset, venue, symbol,"
+            " extract(epoch FROM ts)::float8 AS ts, mid * fx_usd AS mid_usd FROM book_metrics"
+            " WHERE valid AND fx_usd IS NOT NULL AND ts <= to_timestamp($1::float8)"
+            " AND ts > to_timestamp($1::float8 - $2::float8)"
+            " ORDER BY venue, symbol, ts DESC),"
+            " consensus AS (SELECT asset, percentile_cont(0.5) WITHIN GROUP"
+            " (ORDER BY mid_usd) AS consensus_usd, count(*) AS books FROM latest GROUP BY asset)"
+            " SELECT l.asset, l.venue, l.symbol, l.ts, l.mid_usd, c.consensus_usd,"
+            " (l.mid_usd / c.consensus_usd - 1) * 10000 AS dislocation_bps"
+            " FROM latest l JOIN consensus c USING (asset) WHERE c.books > 1",
+            at_s,
+            RANKING_WINDOW_S,
+        )
+        out = [{**dict(row), "source": "book"} for row in rows]
+    out.sort(key=lambda r: (-abs(r["dislocation_bps"] or 0.0), r["asset"], r["venue"]))
+    return [{"rank": k + 1, **r} for k, r in enumerate(out)]
+
+
+async def book(db: Database, *, venue: str, symbol: str, at_s: float) -> dict[str, Any] | None:
+    """The stored snapshot of one book nearest to ``at_s`` (before or after)."""
+    columns = (
+        "extract(epoch FROM ts)::float8 AS ts, venue, symbol, instrument, reason, valid, state,"
+        " bids::text AS bids, asks::text AS asks"
+    )
+    where = "FROM book_snapshots WHERE venue = $1 AND symbol = $2"
+    before = await db.fetch(
+        f"SELECT {columns} {where} AND ts <= to_timestamp($3::float8) ORDER BY ts DESC LIMIT 1",
+        venue,
+        symbol,
+        at_s,
+    )
+    after = await db.fetch(
+        f"SELECT {columns} {where} AND ts > to_timestamp($3::float8) ORDER BY ts LIMIT 1",
+        venue,
+        symbol,
+        at_s,
+    )
+    found: list[Mapping[str, Any]] = [*before, *after]
+    if not found:
+        return None
+    nearest = dict(min(found, key=lambda r: abs(r["ts"] - at_s)))
+    nearest["bids"] = msgspec.json.decode(nearest["bids"])
+    nearest["asks"] = msgspec.json.decode(nearest["asks"])
+    return nearest

@@ -1,0 +1,263 @@
+"""Tick samples as table rows, and table rows back as metrics-out records.
+
+:func:`book_metric_rows` turns the changed rows of a :class:`~monitor.sample.TickSample`
+into ``book_metrics`` tuples column by column (numpy slices, one ``tolist`` per column);
+:func:`book_record_from_row` rebuilds the ``--metrics-out`` object of a stored row with the
+same arithmetic as :meth:`TickSample.book_record`, so a stored replay reads back exactly as
+its metrics-out lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+
+from monitor.sample import STATE_NAMES, TickSample, band_label, notional_label
+
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+BOOK_METRICS_COLUMNS: Final = (
+    "ts",
+    "venue",
+    "symbol",
+    "instrument",
+    "base",
+    "quote",
+    "kind",
+    "valid",
+    "stale",
+    "state",
+    "bid",
+    "ask",
+    "mid",
+    "spread_bps",
+    "bands_pct",
+    "depth_bid_usd",
+    "depth_ask_usd",
+    "depth_bid_quote",
+    "depth_ask_quote",
+    "covered_bid",
+    "covered_ask",
+    "depth_1pct_bid_usd",
+    "depth_1pct_ask_usd",
+    "notionals_usd",
+    "slippage_sell_bps",
+    "slippage_buy_bps",
+    "sell_exhausted",
+    "buy_exhausted",
+    "levels_bid",
+    "levels_ask",
+    "truncated",
+    "fx_usd",
+    "fx_assumed",
+    "book_age_s",
+    "updates",
+    "mark_price",
+    "index_price",
+    "funding_rate",
+)
+BOOK_SNAPSHOT_COLUMNS: Final = (
+    "ts",
+    "venue",
+    "symbol",
+    "instrument",
+    "reason",
+    "valid",
+    "state",
+    "bids",
+    "asks",
+)
+_encode_json = msgspec.json.Encoder().encode
+
+
+def timestamp(ts_ns: int) -> dt.datetime:
+    """Nanoseconds since the epoch as an exact UTC datetime (microseconds, truncated)."""
+    return EPOCH + dt.timedelta(microseconds=ts_ns // 1000)
+
+
+def _nullable(values: np.ndarray, keep: np.ndarray | None = None) -> list[Any]:
+    """A float column as a list with NaN (and rows outside ``keep``) as None."""
+    out = values.astype(object)
+    missing = np.isnan(values)
+    if keep is not None:
+        missing |= ~keep
+    out[missing] = None
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _masked(values: np.ndarray, keep: np.ndarray) -> list[Any]:
+    """Rows of an array column as lists, None where ``keep`` is false."""
+    rows: list[Any] = values.tolist()
+    if not keep.all():
+        for i in np.flatnonzero(~keep).tolist():
+            rows[i] = None
+    return rows
+
+
+def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[tuple[Any, ...]]:
+    """``book_metrics`` rows (in :data:`BOOK_METRICS_COLUMNS` order) of a sample."""
+    idx = np.flatnonzero(sample.changed) if changed_only else np.arange(len(sample))
+    n = len(idx)
+    if n == 0:
+        return []
+    books = [sample.books[i] for i in idx.tolist()]
+    valid = sample.valid[idx]
+    bands = list(sample.bands_pct)
+    notionals = list(sample.notionals_usd)
+    try:
+        one = sample.band_index(1.0)
+    except KeyError:
+        one = -1
+    depth = sample.depth_usd[idx]
+    quote = sample.depth_quote[idx]
+    covered = sample.depth_covered[idx]
+    slip = sample.slippage_bps[idx]
+    exhausted = sample.slippage_exhausted[idx]
+    levels = sample.levels[idx]
+    nothing = np.zeros(n, dtype=bool)
+    columns: list[list[Any]] = [
+        [timestamp(sample.ts_ns)] * n,
+        [b.venue for b in books],
+        [b.symbol for b in books],
+        [b.instrument for b in books],
+        [b.base for b in books],
+        [b.quote for b in books],
+        [b.kind for b in books],
+        valid.tolist(),
+        sample.stale[idx].tolist(),
+        [STATE_NAMES[s] for s in sample.book_state[idx].tolist()],
+        _nullable(sample.bid[idx], valid),
+        _nullable(sample.ask[idx], valid),
+        _nullable(sample.mid[idx], valid),
+        _nullable(sample.spread_bps[idx], valid),
+        [bands if v else None for v in valid.tolist()],
+        _masked(depth[:, :, 0], valid),
+        _masked(depth[:, :, 1], valid),
+        _masked(quote[:, :, 0], valid),
+        _masked(quote[:, :, 1], valid),
+        _masked(covered[:, :, 0], valid),
+        _masked(covered[:, :, 1], valid),
+        _nullable(depth[:, one, 0], valid if one >= 0 else nothing),
+        _nullable(depth[:, one, 1], valid if one >= 0 else nothing),
+        [notionals if v else None for v in valid.tolist()],
+        _masked(slip[:, :, 0], valid),
+        _masked(slip[:, :, 1], valid),
+        _masked(exhausted[:, :, 0], valid),
+        _masked(exhausted[:, :, 1], valid),
+        levels[:, 0].tolist(),
+        levels[:, 1].tolist(),
+        sample.truncated[idx].tolist(),
+        _nullable(sample.fx_usd[idx]),
+        sample.fx_assumed[idx].tolist(),
+        _nullable(sample.book_age_s[idx]),
+        sample.updates[idx].tolist(),
+        _nullable(sample.mark_price[idx]),
+        _nullable(sample.index_price[idx]),
+        _nullable(sample.funding_rate[idx]),
+    ]
+    return list(zip(*columns, strict=True))
+
+
+def book_snapshot_rows(
+    ts_ns: int, summaries: Sequence[Mapping[str, Any]], reason: str
+) -> list[tuple[Any, ...]]:
+    """``book_snapshots`` rows from ``BookPipeline.book_summaries(depth)``."""
+    when = timestamp(ts_ns)
+    return [
+        (
+            when,
+            s["venue"],
+            s["symbol"],
+            s["instrument"],
+            reason,
+            bool(s["valid"]),
+            s["state"],
+            _encode_json(s["bids"]).decode(),
+            _encode_json(s["asks"]).decode(),
+        )
+        for s in summaries
+    ]
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or x != x else float(x)
+
+
+def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored ``book_metrics`` row as its ``--metrics-out`` object (``"kind": "book"``).
+
+    ``row`` carries ``ts_us`` (integer microseconds) instead of ``ts``.
+    """
+    record: dict[str, Any] = {
+        "ts": row["ts_us"] * 1000 / 1e9,
+        "kind": "book",
+        "venue": row["venue"],
+        "symbol": row["symbol"],
+        "instrument": row["instrument"],
+        "valid": row["valid"],
+        "stale": row["stale"],
+        "state": row["state"],
+    }
+    if row["valid"]:
+        depth: dict[str, list[float | None]] = {}
+        depth_quote: dict[str, list[float | None]] = {}
+        covered: dict[str, list[bool]] = {}
+        imbalance: dict[str, float | None] = {}
+        for k, pct in enumerate(row["bands_pct"]):
+            label = band_label(pct)
+            depth[label] = [_num(row["depth_bid_usd"][k]), _num(row["depth_ask_usd"][k])]
+            q0, q1 = row["depth_bid_quote"][k], row["depth_ask_quote"][k]
+            depth_quote[label] = [_num(q0), _num(q1)]
+            covered[label] = [bool(row["covered_bid"][k]), bool(row["covered_ask"][k])]
+            total = q0 + q1
+            imbalance[label] = _num((q0 - q1) / total) if total > 0 else None
+        slippage = {}
+        for n, notional in enumerate(row["notionals_usd"]):
+            slippage[notional_label(notional)] = {
+                "sell_bps": _num(row["slippage_sell_bps"][n]),
+                "sell_exhausted": bool(row["sell_exhausted"][n]),
+                "buy_bps": _num(row["slippage_buy_bps"][n]),
+                "buy_exhausted": bool(row["buy_exhausted"][n]),
+            }
+        record.update(
+            bid=row["bid"],
+            ask=row["ask"],
+            mid=row["mid"],
+            spread_bps=row["spread_bps"],
+            depth=depth,
+            depth_quote=depth_quote,
+            depth_covered=covered,
+            imbalance=imbalance,
+            slippage=slippage,
+        )
+    else:
+        record.update(
+            bid=None,
+            ask=None,
+            mid=None,
+            spread_bps=None,
+            depth=None,
+            depth_quote=None,
+            depth_covered=None,
+            imbalance=None,
+            slippage=None,
+        )
+    record.update(
+        levels=[row["levels_bid"], row["levels_ask"]],
+        truncated=row["truncated"],
+        fx_usd=row["fx_usd"],
+        fx_assumed=row["fx_assumed"],
+        book_age_s=row["book_age_s"],
+        updates=row["updates"],
+    )
+    if row["mark_price"] is not None or row["funding_rate"] is not None:
+        record.update(
+            mark_price=row["mark_price"],
+            index_price=row["index_price"],
+            funding_rate=row["funding_rate"],
+        )
+    return record
