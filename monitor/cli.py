@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
 from monitor.errors import ConfigError, StorageError
 from monitor.log import LogFormat, configure_logging, get_logger
 from monitor.settings import Settings, load_settings
@@ -63,6 +65,43 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _listen(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
+    return text
+
+
+def _add_listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="where the API and the page listen (default: api.listen, 127.0.0.1:8080)",
+    )
+
+
+def _with_listen(settings: Settings, listen: str | None) -> Settings:
+    if listen is None:
+        return settings
+    return msgspec.structs.replace(
+        settings, api=msgspec.structs.replace(settings.api, listen=listen)
+    )
+
+
+def _api_os_error(settings: Settings) -> Callable[[OSError], str]:
+    def describe(exc: OSError) -> str:
+        where = settings.api.listen
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"api: cannot listen on {where}: the port is already in use "
+                "(another liqmon?); choose another with --listen or api.listen"
+            )
+        return f"api: cannot listen on {where}: {exc.strerror or exc}"
+
+    return describe
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("liqmon")
@@ -77,13 +116,25 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"liqmon {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="connect to the live venues and monitor their books")
+    run = sub.add_parser(
+        "run",
+        help="connect to the live venues and monitor their books (API and page at api.listen)",
+    )
     _add_config(run)
     # -- history (monitor.store): run stores by default, replay with --store, query --
     from monitor.store.command import add_data_dir, add_query_parser  # noqa: PLC0415
 
     add_data_dir(run)
     run.add_argument("--no-store", action="store_true", help="keep no history (no database)")
+    _add_listen(run)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the API and the page from the database only, without feeds",
+    )
+    _add_config(serve)
+    add_data_dir(serve)
+    _add_listen(serve)
 
     replay = sub.add_parser(
         "replay", help="replay recordings through the monitor, deterministically"
@@ -330,19 +381,32 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "replay":
         return _cmd_replay(args, settings)
     if args.command == "run":
-        from monitor.daemon import run_daemon  # noqa: PLC0415
+        from monitor.api.serve import run_with_api  # noqa: PLC0415
 
         if not settings.enabled_venues():
             sys.stderr.write("liqmon: no venue is enabled in the configuration\n")
             return 2
+        settings = _with_listen(settings, args.listen)
+        store_dir = None
         if settings.database.enabled and not args.no_store:
-            from monitor.store.command import data_dir, run_daemon_storing  # noqa: PLC0415
+            from monitor.store.command import data_dir  # noqa: PLC0415
 
-            where = data_dir(settings, args.data_dir)
-            return _run_async(
-                lambda stop: run_daemon_storing(settings, where, stop=stop, status_out=sys.stdout)
-            )
-        return _run_async(lambda stop: run_daemon(settings, stop=stop, status_out=sys.stdout))
+            store_dir = data_dir(settings, args.data_dir)
+        return _run_async(
+            lambda stop: run_with_api(
+                settings, stop=stop, status_out=sys.stdout, data_dir=store_dir
+            ),
+            _api_os_error(settings),
+        )
+    if args.command == "serve":
+        from monitor.api.serve import serve as serve_api  # noqa: PLC0415
+        from monitor.store.command import data_dir  # noqa: PLC0415
+
+        settings = _with_listen(settings, args.listen)
+        where = data_dir(settings, args.data_dir)
+        return _run_async(
+            lambda stop: serve_api(settings, where, stop=stop), _api_os_error(settings)
+        )
     if args.command == "record":
         from monitor.daemon import run_recorder  # noqa: PLC0415
         from monitor.domain import Venue  # noqa: PLC0415

@@ -685,11 +685,13 @@ async def run_daemon(
     adapters: Mapping[Venue, VenueAdapter] | None = None,
     sinks: Sequence[Sink] = (),
     status_out: IO[str] | None = None,
+    on_daemon: Callable[[Daemon], None] | None = None,
 ) -> None:
     """Monitor every enabled venue until ``stop`` is set (forever if None).
 
     ``on_tick(sample)`` is called with every tick's :class:`TickSample`; each sink gets
-    every sample through its own bounded queue; ``status_out`` gets the status text.
+    every sample through its own bounded queue; ``status_out`` gets the status text;
+    ``on_daemon(daemon)`` is called once it exists (the API reads its books and health).
     ``adapters`` default to every venue liqmon has (``feeds.venues.ADAPTERS``).
     """
     async with aiohttp.ClientSession() as http:
@@ -701,6 +703,8 @@ async def run_daemon(
             sinks=sinks,
             status_out=status_out,
         )
+        if on_daemon is not None:
+            on_daemon(daemon)
         try:
             await _until_stopped(daemon.run, stop)
         finally:

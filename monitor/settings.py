@@ -34,15 +34,18 @@ NonEmptyStr = Annotated[str, Meta(min_length=1)]
 _WS_URL_PATTERN: Final = r"^wss?://\S+$"
 _REST_URL_PATTERN: Final = r"^https?://\S+$"
 _CURRENCY_PATTERN: Final = r"^[A-Z0-9]+$"
+_LISTEN_PATTERN: Final = r"^[^\s:]*:\d{1,5}$"
 WsUrl = Annotated[str, Meta(pattern=_WS_URL_PATTERN)]
 RestUrl = Annotated[str, Meta(pattern=_REST_URL_PATTERN)]
 DepthBandPct = Annotated[float, Meta(gt=0, le=10)]
 CurrencyCode = Annotated[str, Meta(pattern=_CURRENCY_PATTERN)]
+Listen = Annotated[str, Meta(pattern=_LISTEN_PATTERN)]
 # What each pattern means, for error messages (msgspec would print the regex).
 _PATTERN_MEANINGS: Final = {
     _WS_URL_PATTERN: "a ws:// or wss:// URL without spaces",
     _REST_URL_PATTERN: "an http:// or https:// URL without spaces",
     _CURRENCY_PATTERN: "an upper-case currency code such as USDT",
+    _LISTEN_PATTERN: "HOST:PORT, e.g. 127.0.0.1:8080",
 }
 
 
@@ -132,6 +135,28 @@ class DatabaseSettings(Struct, frozen=True, forbid_unknown_fields=True):
         return bool(self.dsn) or self.embedded
 
 
+class ApiSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """The HTTP API and the page (``liqmon run`` and ``liqmon serve``)."""
+
+    enabled: bool = True
+    listen: Listen = "127.0.0.1:8080"
+    # true: GET endpoints answer without a token; writes always need one
+    open_reads: bool = True
+    # origins allowed by CORS; empty: CORS off (no Access-Control-* headers)
+    cors_origins: tuple[str, ...] = ()
+    # live push: messages queued per client before it counts as too slow and is dropped
+    ws_queue: PositiveInt = 256
+    ws_max_clients: PositiveInt = 1000
+    # the largest page of any list, and the most buckets one history query may return
+    max_limit: PositiveInt = 10_000
+    max_buckets: PositiveInt = 100_000
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+
 class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     """All settings, as returned by `load_settings`."""
 
@@ -141,6 +166,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     connection: ConnectionSettings
     venues: dict[Venue, VenueSettings]
     database: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings = ApiSettings()
 
     def enabled_venues(self) -> dict[Venue, VenueSettings]:
         """The venues with ``enabled = true``, in configuration order."""
@@ -500,6 +526,9 @@ def _check_semantics(settings: Settings, layers: _Layers) -> None:
             ("database", "memory_rows"),
             f"expected at least batch_rows ({database.batch_rows}), got {database.memory_rows}",
         )
+    port = settings.api.host_port[1]
+    if not 0 < port < 65536:
+        raise layers.error(("api", "listen"), f"expected a port from 1 to 65535, got {port}")
 
 
 # Venues whose symbols are case-sensitive names (Hyperliquid: "kPEPE", "@107").

@@ -1,0 +1,1 @@
+"""The HTTP API, the live push, the operations endpoints and the page (``liqmon run``/``serve``)."""

@@ -1,0 +1,207 @@
+"""The API's response types: the OpenAPI document's schemas are generated from these.
+
+Handlers build plain dicts (cheap, and what msgspec encodes fastest); the schemathesis test
+checks every answer against the schema generated from the types below, so code and
+document cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct, field
+
+
+class ErrorBody(Struct):
+    status: int
+    message: str
+    parameter: str | None = None
+
+
+class Error(Struct):
+    """Every non-200 JSON answer: 400 names the parameter at fault."""
+
+    error: ErrorBody
+
+
+class VenueHealth(Struct):
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    errors: int = 0
+    stale: int = 0
+    open_connections: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    checksum_failed: int = 0
+    snapshots_failed: int = 0
+    last_error: str | None = None
+    last_frame_age_s: float | None = None
+
+
+class Venue(Struct):
+    venue: str
+    enabled: bool
+    books: int
+    valid_books: int
+    stale_books: int
+    status: str  # ok | degraded | down | unknown
+    health: VenueHealth | None
+
+
+class VenueList(Struct):
+    venues: list[Venue]
+    next_cursor: str | None
+
+
+class Instrument(Struct):
+    venue: str
+    symbol: str
+    instrument: str
+    asset: str
+    quote: str
+    kind: str
+    valid: bool | None
+    stale: bool | None
+    state: str | None
+
+
+class InstrumentList(Struct):
+    instruments: list[Instrument]
+    next_cursor: str | None
+
+
+class LiveRow(Struct):
+    venue: str
+    symbol: str
+    instrument: str
+    asset: str
+    quote: str
+    kind: str
+    valid: bool
+    stale: bool
+    state: str
+    mid: float | None
+    mid_usd: float | None
+    spread_bps: float | None
+    depth_1pct_usd: float | None
+    depth_1pct_bid_usd: float | None
+    depth_1pct_ask_usd: float | None
+    dislocation_bps: float | None
+    basis_bps: float | None
+    score: float | None
+    score_state: str | None
+    book_age_s: float | None
+    updates: int
+
+
+class LiveMetrics(Struct):
+    ts: str
+    ts_ms: int
+    rows: list[LiveRow]
+    next_cursor: str | None
+
+
+class LiveBook(Struct):
+    venue: str
+    symbol: str
+    instrument: str
+    ts: str | None
+    valid: bool
+    state: str
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+    resyncs: int
+    gaps: int
+    messages: int
+
+
+class Event(Struct):
+    """A timeline entry. kind book_state: from -> to; score/alert: state, value, components;
+    note: text. Other kinds may add fields."""
+
+    id: int
+    ts: int  # epoch ms
+    kind: str
+    asset: str | None = None
+    venue: str | None = None
+    symbol: str | None = None
+    from_: str | None = field(default=None, name="from")
+    to: str | None = None
+    state: str | None = None
+    value: float | None = None
+    text: str | None = None
+
+
+class EventList(Struct):
+    events: list[Event]
+    next_cursor: str | None
+
+
+class HistoryBucket(Struct):
+    ts: str
+    ts_ms: int
+    venue: str
+    symbol: str
+    field: str
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: float | None
+    count: int
+
+
+class History(Struct):
+    interval_ms: int
+    from_ms: int
+    to_ms: int
+    buckets: list[HistoryBucket]
+    next_cursor: str | None
+
+
+class BookLevelsAt(Struct):
+    venue: str
+    symbol: str
+    at: str
+    ts: str
+    ts_ms: int
+    mid: float | None
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+class RankingRow(Struct):
+    asset: str
+    lowest_venue: str
+    lowest_usd: float
+    second_venue: str | None
+    second_usd: float | None
+    gap_bps: float | None
+
+
+class Ranking(Struct):
+    at: str
+    ts_ms: int
+    rows: list[RankingRow]
+    next_cursor: str | None
+
+
+class Health(Struct):
+    status: str
+    uptime_s: float
+
+
+class ReadyCheck(Struct):
+    name: str
+    ok: bool
+    detail: str
+
+
+class Ready(Struct):
+    ready: bool
+    checks: list[ReadyCheck]
+
+
+class Info(Struct):
+    version: str
+    live: bool
+    history: bool
+    openapi: str

@@ -1,0 +1,107 @@
+"""The API against a daemon fed by the local exchange (feeds/sim), on ephemeral ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from feeds.sim.base import ExchangeSim
+from monitor.api.app import ApiContext, ApiServer, build_app, live_context
+from monitor.daemon import Daemon, run_daemon
+from monitor.domain import Venue
+from monitor.settings import Settings
+from tests.e2e.harness import exchange, until, write_settings
+
+# Three venues, two assets on several of them: enough for consensus, basis and a table.
+BOOKS: dict[Venue, tuple[str, ...]] = {
+    Venue.BINANCE: ("BTCUSDT", "SOLUSDT"),
+    Venue.BINANCE_FUTURES: ("BTCUSDT", "SOLUSDT"),
+    Venue.COINBASE: ("BTC-USD", "SOL-USD"),
+}
+TOKEN = "lqm_test_token_0123456789"
+
+
+@dataclass
+class Stack:
+    sim: ExchangeSim
+    settings: Settings
+    ctx: ApiContext
+    url: str
+    http: aiohttp.ClientSession
+    daemon: Daemon | None
+    app: web.Application
+
+
+@contextlib.asynccontextmanager
+async def api_stack(
+    tmp_path: Path,
+    *,
+    books: dict[Venue, tuple[str, ...]] = BOOKS,
+    tick_ms: int = 100,
+    ws_queue: int = 256,
+    open_reads: bool = True,
+    cors_origins: tuple[str, ...] = (),
+) -> AsyncIterator[Stack]:
+    """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid."""
+    async with exchange(books) as sim:
+        settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
+        settings = _api(
+            settings, ws_queue=ws_queue, open_reads=open_reads, cors_origins=cors_origins
+        )
+        ctx = live_context(settings)
+        assert ctx.live is not None
+        from monitor.api.auth import TokenCheck, hash_token  # noqa: PLC0415
+
+        ctx.tokens = TokenCheck([hash_token(TOKEN)])
+        holder: list[Daemon] = []
+
+        def attach(daemon: Daemon) -> None:
+            holder.append(daemon)
+            assert ctx.live is not None
+            ctx.live.attach(daemon)
+
+        stop = asyncio.Event()
+        market = asyncio.ensure_future(sim.run_market(200.0))
+        app = build_app(ctx)
+        async with ApiServer(app, ("127.0.0.1", 0)) as server:
+            task = asyncio.create_task(
+                run_daemon(settings, stop=stop, sinks=[ctx.live], on_daemon=attach)
+            )
+            try:
+                n = sum(len(v) for v in books.values())
+                live = ctx.live
+                await until(
+                    lambda: (
+                        live.sample is not None
+                        and len(live.sample) == n
+                        and bool(live.sample.valid.all())
+                    ),
+                    timeout_s=20.0,
+                    task=task,
+                )
+                async with aiohttp.ClientSession() as http:
+                    yield Stack(sim, settings, ctx, server.url, http, holder[0], app)
+            finally:
+                market.cancel()
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10.0)
+
+
+def _api(settings: Settings, **changes: object) -> Settings:
+    import msgspec  # noqa: PLC0415
+
+    return msgspec.structs.replace(settings, api=msgspec.structs.replace(settings.api, **changes))
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with api_stack(tmp_path) as s:
+        yield s
