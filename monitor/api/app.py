@@ -339,7 +339,24 @@ async def instruments(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     query = Query(request, {"venue", "asset", "kind", "limit", "cursor"})
     venue, asset, kind = query.get("venue"), query.get("asset"), query.get("kind")
-    live = _live_sample(ctx)
+    if ctx.live is None and ctx.history is not None:
+        known = await ctx.history.known()
+        source = [
+            {
+                "venue": k["venue"],
+                "symbol": k["symbol"],
+                "instrument": k["instrument"],
+                "asset": k["base"],
+                "quote": k["quote"],
+                "kind": k["kind"],
+                "valid": None,
+                "stale": None,
+                "state": None,
+            }
+            for k in known
+        ]
+    else:
+        source = _live_sample(ctx).rows
     rows = [
         {
             "venue": r["venue"],
@@ -352,7 +369,7 @@ async def instruments(request: web.Request) -> web.Response:
             "stale": r["stale"],
             "state": r["state"],
         }
-        for r in live.rows
+        for r in source
         if (venue is None or r["venue"] == venue)
         and (asset is None or r["asset"] == asset.upper())
         and (kind is None or r["kind"] == kind)
@@ -592,7 +609,14 @@ def build_app(ctx: ApiContext, routes: Sequence[Route] = ()) -> web.Application:
     )
     app[CTX] = ctx
     app[HUB_TASKS] = set()
-    declared = [*live_routes(ctx.api), *routes, *ctx.extra_routes]
+    from monitor.api.history import history_routes  # noqa: PLC0415
+
+    declared = [
+        *live_routes(ctx.api),
+        *history_routes(ctx.api.max_limit),
+        *routes,
+        *ctx.extra_routes,
+    ]
     declared.append(
         Route("GET", f"{API}/openapi.json", openapi_doc, "This document", None, tag="operations",
               errors=())

@@ -7,6 +7,8 @@ document cannot drift apart unnoticed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from msgspec import Struct, field
 
 
@@ -136,51 +138,116 @@ class EventList(Struct):
     next_cursor: str | None
 
 
-class HistoryBucket(Struct):
-    ts: str
-    ts_ms: int
-    venue: str
-    symbol: str
-    field: str
+class Agg(Struct):
+    """A field over one bucket's valid samples; ``last`` is the latest non-null value."""
+
     min: float | None
     max: float | None
     avg: float | None
     last: float | None
-    count: int
 
 
-class History(Struct):
+class BookBucket(Struct):
+    ts: str
+    ts_ms: int
+    venue: str
+    symbol: str
+    asset: str
+    samples: int
+    valid_samples: int
+    mid: Agg | None = None
+    spread_bps: Agg | None = None
+    depth_1pct_usd: Agg | None = None
+    depth_1pct_bid_usd: Agg | None = None
+    depth_1pct_ask_usd: Agg | None = None
+    score: Agg | None = None
+    book_age_s: Agg | None = None
+
+
+class BookHistory(Struct):
     interval_ms: int
     from_ms: int
     to_ms: int
-    buckets: list[HistoryBucket]
+    buckets: list[BookBucket]
     next_cursor: str | None
 
 
-class BookLevelsAt(Struct):
+class ScoreBucket(Struct):
+    ts: str
+    ts_ms: int
+    scope: str
+    venue: str | None
+    symbol: str | None
+    asset: str
+    samples: int
+    score: Agg
+    state: str | None
+    components: dict[str, Any] | None
+
+
+class ScoreHistory(Struct):
+    interval_ms: int
+    from_ms: int
+    to_ms: int
+    buckets: list[ScoreBucket]
+    next_cursor: str | None
+
+
+class HealthEvent(Struct):
+    ts: str
+    ts_ms: int
+    venue: str
+    event: str
+    symbol: str | None
+    detail: Any
+
+
+class HealthEvents(Struct):
+    events: list[HealthEvent]
+    next_cursor: str | None
+
+
+class BookAt(Struct):
     venue: str
     symbol: str
+    instrument: str
     at: str
     ts: str
     ts_ms: int
-    mid: float | None
-    bids: list[tuple[float, float]]
-    asks: list[tuple[float, float]]
+    reason: str
+    valid: bool
+    state: str
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
 
 
-class RankingRow(Struct):
+class Lowest(Struct):
     asset: str
     lowest_venue: str
+    lowest_symbol: str
     lowest_usd: float
     second_venue: str | None
     second_usd: float | None
     gap_bps: float | None
+    consensus_usd: float | None
+
+
+class RankedVenue(Struct):
+    rank: int
+    asset: str
+    venue: str
+    symbol: str
+    ts_ms: int | None
+    mid_usd: float | None
+    consensus_usd: float | None
+    dislocation_bps: float | None
 
 
 class Ranking(Struct):
     at: str
     ts_ms: int
-    rows: list[RankingRow]
+    lowest: list[Lowest]
+    venues: list[RankedVenue]
     next_cursor: str | None
 
 

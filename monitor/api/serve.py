@@ -1,18 +1,56 @@
-"""The two ways the API runs: beside the daemon (``liqmon run``) or alone (``liqmon serve``)."""
+"""The two ways the API runs: beside the daemon (``liqmon run``) or alone (``liqmon serve``).
+
+``liqmon run`` composes the daemon's sinks: the API's live state, and with a database the
+store writer and its periodic book snapshots (``monitor.store``); the API reads history
+through a small pool on the same database. ``liqmon serve`` opens the database only.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import IO
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
+from monitor.api.history import HistorySource
 from monitor.api.spec import Route
 from monitor.log import get_logger
 from monitor.settings import Settings
 from monitor.sinks import Sink
 
 log = get_logger("monitor.api.serve")
+
+
+@contextlib.asynccontextmanager
+async def opened_store(
+    settings: Settings, data_dir: Path | None, *, writer: bool
+) -> AsyncIterator[tuple[Any, HistorySource | None]]:
+    """The database (configured or embedded, migrated): ``(writer or None, history)``;
+    ``(None, None)`` without a data directory (storage off)."""
+    if data_dir is None:
+        yield None, None
+        return
+    from monitor.store.service import Store  # noqa: PLC0415
+
+    store = await Store(settings.database, data_dir).open()
+    try:
+        history = await HistorySource.open(store.dsn)
+        try:
+            if not writer:
+                yield None, history
+                return
+            w = store.writer()
+            w.start()
+            try:
+                yield w, history
+            finally:
+                await w.close()
+        finally:
+            await history.close()
+    finally:
+        await store.close()
 
 
 async def run_with_api(
@@ -22,33 +60,94 @@ async def run_with_api(
     sinks: Sequence[Sink] = (),
     status_out: IO[str] | None = None,
     routes: Sequence[Route] = (),
+    data_dir: Path | None = None,
 ) -> None:
-    """``liqmon run``: the daemon, with the API at ``api.listen`` (unless disabled)."""
-    from monitor.daemon import run_daemon  # noqa: PLC0415
+    """``liqmon run``: the daemon, storing when ``data_dir`` is given, with the API at
+    ``api.listen`` (unless ``api.enabled`` is false)."""
+    from monitor.daemon import Daemon, run_daemon  # noqa: PLC0415
 
-    if not settings.api.enabled:
-        await run_daemon(settings, stop=stop, sinks=sinks, status_out=status_out)
-        return
-    ctx = live_context(settings)
-    assert ctx.live is not None
-    async with ApiServer(build_app(ctx, routes), settings.api.host_port):
-        await run_daemon(
-            settings,
-            stop=stop,
-            sinks=[*sinks, ctx.live],
-            status_out=status_out,
-            on_daemon=ctx.live.attach,
-        )
+    async with opened_store(settings, data_dir, writer=True) as (writer, history):
+        daemon_sinks: list[Sink] = list(sinks)
+        snapshots: Any = None
+        if writer is not None:
+            from monitor.store.command import SnapshotSink  # noqa: PLC0415
+
+            daemon_sinks.append(writer)
+        if not settings.api.enabled:
+            await run_daemon(settings, stop=stop, sinks=daemon_sinks, status_out=status_out)
+            return
+        ctx = live_context(settings)
+        live = ctx.live
+        assert live is not None
+        if history is not None:
+            ctx.history = history
+            ctx.ready_checks["database"] = history.ping
+        if writer is not None:
+            ctx.prom.add_stats("writer", lambda: _writer_stats(writer))
+
+        def attach(daemon: Daemon) -> None:
+            live.attach(daemon)
+            if snapshots is not None:
+                snapshots.books = _books_of(daemon)
+
+        if writer is not None:
+            snapshots = SnapshotSink(
+                _no_books,
+                writer,
+                settings.database.snapshot_every_s,
+                settings.database.snapshot_depth,
+            )
+            daemon_sinks.append(snapshots)
+        async with ApiServer(build_app(ctx, routes), settings.api.host_port):
+            await run_daemon(
+                settings,
+                stop=stop,
+                sinks=[*daemon_sinks, live],
+                status_out=status_out,
+                on_daemon=attach,
+            )
+
+
+def _no_books(depth: int) -> list[dict[str, Any]]:
+    return []
+
+
+def _books_of(daemon: Any) -> Any:
+    def books(depth: int) -> list[dict[str, Any]]:
+        pipeline = daemon.pipeline
+        return [] if pipeline is None else pipeline.book_summaries(depth=depth)
+
+    return books
+
+
+def _writer_stats(writer: Any) -> dict[str, float]:
+    c = writer.counters
+    return {
+        "rows_written_total": c.written,
+        "rows_duplicate_total": c.duplicates,
+        "rows_spilled_total": c.spilled,
+        "rows_dropped_total": c.dropped,
+        "rows_buffered": c.buffered,
+        "rows_spill_pending": c.spill_pending,
+        "lag_seconds": c.lag_s,
+        "batches_total": c.batches,
+        "connect_failures_total": c.connect_failures,
+    }
 
 
 async def serve(
     settings: Settings,
+    data_dir: Path | None = None,
     *,
     stop: asyncio.Event | None = None,
     routes: Sequence[Route] = (),
-    ctx: ApiContext | None = None,
 ) -> None:
     """``liqmon serve``: the API from stored data only (live endpoints answer 503)."""
-    ctx = ctx or ApiContext(settings)
-    async with ApiServer(build_app(ctx, routes), settings.api.host_port):
-        await (stop or asyncio.Event()).wait()
+    store_dir = data_dir if settings.database.enabled else None
+    async with opened_store(settings, store_dir, writer=False) as (_, history):
+        ctx = ApiContext(settings)
+        if history is not None:
+            ctx.history = history
+            ctx.ready_checks["database"] = history.ping
+        async with ApiServer(build_app(ctx, routes), settings.api.host_port):
+            await (stop or asyncio.Event()).wait()

@@ -193,3 +193,141 @@ async def book(db: Database, *, venue: str, symbol: str, at_s: float) -> dict[st
     nearest["bids"] = msgspec.json.decode(nearest["bids"])
     nearest["asks"] = msgspec.json.decode(nearest["asks"])
     return nearest
+
+
+# --- the API's history (monitor.api.history): buckets with min/max/avg/last ---------------
+# Bucketed per book over valid samples; "last" is the bucket's latest non-null value.
+# Keyset paging: rows come ordered by (bucket, venue, symbol); a page starts at a bucket
+# and skips the rows of that bucket the previous page already gave.
+BOOK_FIELDS: Final = {
+    "mid": "mid",
+    "spread_bps": "spread_bps",
+    "depth_1pct_usd": "(depth_1pct_bid_usd + depth_1pct_ask_usd)",
+    "depth_1pct_bid_usd": "depth_1pct_bid_usd",
+    "depth_1pct_ask_usd": "depth_1pct_ask_usd",
+    "score": "lvs",
+    "book_age_s": "book_age_s",
+}
+SCORE_FIELDS: Final = {"score": "value"}
+
+
+def _aggregates(fields: Mapping[str, str], valid: str) -> str:
+    parts = []
+    for name, expr in fields.items():
+        keep = f"FILTER (WHERE {valid}{expr} IS NOT NULL)"
+        parts.append(
+            f"min({expr}) {keep} AS {name}_min, max({expr}) {keep} AS {name}_max,"
+            f" avg({expr}) {keep} AS {name}_avg,"
+            f" (array_agg({expr} ORDER BY ts DESC) {keep})[1] AS {name}_last"
+        )
+    return ", ".join(parts)
+
+
+async def book_buckets(
+    db: Database,
+    *,
+    fields: list[str],
+    start_s: float,
+    end_s: float,
+    interval_s: float,
+    venue: str | None = None,
+    symbol: str | None = None,
+    asset: str | None = None,
+    page_start_s: float | None = None,
+    skip: int = 0,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Per book and bucket of ``interval_s`` in [start, end): samples, valid samples and
+    ``<field>_min/_max/_avg/_last`` over the valid samples, for ``fields`` of BOOK_FIELDS.
+    ``venue``/``symbol`` select one book, ``asset`` every book of a base asset."""
+    chosen = {name: BOOK_FIELDS[name] for name in fields}
+    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
+    args: list[Any] = [max(start_s, page_start_s or start_s), end_s, interval_s]
+    for column, value in (("venue", venue), ("symbol", symbol), ("base", asset)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    args += [skip, limit]
+    rows = await db.fetch(
+        "SELECT (extract(epoch FROM date_bin(make_interval(secs => $3::float8), ts,"
+        " to_timestamp(0))) * 1000)::int8 AS ts_ms, venue, symbol, min(base) AS asset,"
+        " count(*)::int4 AS samples, (count(*) FILTER (WHERE valid))::int4 AS valid_samples, "
+        + _aggregates(chosen, "valid AND ")
+        + f" FROM book_metrics WHERE {' AND '.join(where)}"
+        f" GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 OFFSET ${len(args) - 1} LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(row) for row in rows]
+
+
+async def score_buckets(
+    db: Database,
+    *,
+    start_s: float,
+    end_s: float,
+    interval_s: float,
+    asset: str | None = None,
+    venue: str | None = None,
+    symbol: str | None = None,
+    scope: str | None = None,
+    page_start_s: float | None = None,
+    skip: int = 0,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Score samples per scope and bucket: ``score_min/_max/_avg/_last``, the last state
+    and the last components (JSON text)."""
+    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
+    args: list[Any] = [max(start_s, page_start_s or start_s), end_s, interval_s]
+    for column, value in (("asset", asset), ("venue", venue), ("symbol", symbol), ("scope", scope)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    args += [skip, limit]
+    rows = await db.fetch(
+        "SELECT (extract(epoch FROM date_bin(make_interval(secs => $3::float8), ts,"
+        " to_timestamp(0))) * 1000)::int8 AS ts_ms, scope, venue, symbol, asset,"
+        " count(*)::int4 AS samples, "
+        + _aggregates(SCORE_FIELDS, "")
+        + ", (array_agg(state ORDER BY ts DESC))[1] AS state,"
+        " ((array_agg(components ORDER BY ts DESC))[1])::text AS components"
+        f" FROM score_samples WHERE {' AND '.join(where)}"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+        f" OFFSET ${len(args) - 1} LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(row) for row in rows]
+
+
+async def health_events(
+    db: Database,
+    *,
+    start_s: float,
+    end_s: float,
+    venue: str | None = None,
+    page_start_s: float | None = None,
+    skip: int = 0,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Venue-health events in [start, end), oldest first (paged like the buckets)."""
+    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
+    args: list[Any] = [max(start_s, page_start_s or start_s), end_s]
+    if venue is not None:
+        args.append(venue)
+        where.append(f"venue = ${len(args)}")
+    args += [skip, limit]
+    rows = await db.fetch(
+        "SELECT (extract(epoch FROM ts) * 1000)::int8 AS ts_ms, venue, event, symbol,"
+        f" detail::text AS detail FROM venue_health WHERE {' AND '.join(where)}"
+        f" ORDER BY ts, venue, event, symbol OFFSET ${len(args) - 1} LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(row) for row in rows]
+
+
+async def books_known(db: Database) -> list[dict[str, Any]]:
+    """Every (venue, symbol) ever stored, with its instrument, currencies and kind."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (venue, symbol) venue, symbol, instrument, base, quote, kind"
+        " FROM book_metrics ORDER BY venue, symbol, ts DESC"
+    )
+    return [dict(row) for row in rows]

@@ -251,6 +251,7 @@ class StoreWriter:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.counters = WriterCounters()
+        self._closed = False
         self.spill = SpillFile(spill_dir)
         self.counters.spill_pending = self.spill.rows_pending
         self._memory: deque[_Chunk] = deque()
@@ -323,7 +324,11 @@ class StoreWriter:
         return True
 
     async def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is queued (up to ``timeout_s``); what is left goes to the spill file."""
+        """Write what is queued (up to ``timeout_s``); what is left goes to the spill file.
+        Idempotent: the daemon closes its sinks, and so may the code that opened it."""
+        if self._closed:
+            return
+        self._closed = True
         self.start()
         self._closing = True
         written = await self.flush(timeout_s)

@@ -7,13 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 
 from feeds.sim.base import ExchangeSim
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
+from monitor.api.serve import opened_store
 from monitor.daemon import Daemon, run_daemon
 from monitor.domain import Venue
 from monitor.settings import Settings
@@ -48,15 +51,29 @@ async def api_stack(
     ws_queue: int = 256,
     open_reads: bool = True,
     cors_origins: tuple[str, ...] = (),
+    dsn: str | None = None,
 ) -> AsyncIterator[Stack]:
-    """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid."""
-    async with exchange(books) as sim:
+    """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid.
+    With ``dsn``: the store writer among the daemon's sinks and history served from it."""
+    async with exchange(books) as sim, contextlib.AsyncExitStack() as stores:
         settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
         settings = _api(
             settings, ws_queue=ws_queue, open_reads=open_reads, cors_origins=cors_origins
         )
+        sinks: list[Any] = []
+        if dsn is not None:
+            settings = msgspec.structs.replace(
+                settings, database=msgspec.structs.replace(settings.database, dsn=dsn)
+            )
         ctx = live_context(settings)
         assert ctx.live is not None
+        if dsn is not None:
+            writer, history = await stores.enter_async_context(
+                opened_store(settings, tmp_path, writer=True)
+            )
+            sinks.append(writer)
+            ctx.history = history
+            ctx.ready_checks["database"] = history.ping
         from monitor.api.auth import TokenCheck, hash_token  # noqa: PLC0415
 
         ctx.tokens = TokenCheck([hash_token(TOKEN)])
@@ -72,7 +89,7 @@ async def api_stack(
         app = build_app(ctx)
         async with ApiServer(app, ("127.0.0.1", 0)) as server:
             task = asyncio.create_task(
-                run_daemon(settings, stop=stop, sinks=[ctx.live], on_daemon=attach)
+                run_daemon(settings, stop=stop, sinks=[*sinks, ctx.live], on_daemon=attach)
             )
             try:
                 n = sum(len(v) for v in books.values())
@@ -96,8 +113,6 @@ async def api_stack(
 
 
 def _api(settings: Settings, **changes: object) -> Settings:
-    import msgspec  # noqa: PLC0415
-
     return msgspec.structs.replace(settings, api=msgspec.structs.replace(settings.api, **changes))
 
 

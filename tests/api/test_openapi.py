@@ -15,6 +15,7 @@ from monitor.api.app import ApiContext, build_app
 from monitor.api.spec import openapi
 from monitor.settings import load_settings
 from tests.api.threaded import threaded_stack
+from tests.store.conftest import db_dsn, pg_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +57,12 @@ def _refs(node: object) -> Iterator[str]:
             yield from _refs(v)
 
 
-def test_api_against_its_document(tmp_path: Path) -> None:
+def test_api_against_its_document(tmp_path: Path, db_dsn: str) -> None:  # noqa: F811
     """Every documented operation, with generated valid and invalid inputs: no 500, every
-    answer's status, content type and body as documented. (Operations are driven one by one
-    with Hypothesis: schemathesis' pytest plugin does not load under pytest 9.)"""
-    with threaded_stack(tmp_path) as (stack, _call):
+    answer's status, content type and body as documented; the daemon stores into the suite's
+    PostgreSQL, so history endpoints answer from a real database. (Operations are driven one
+    by one with Hypothesis: schemathesis' pytest plugin does not load under pytest 9.)"""
+    with threaded_stack(tmp_path, dsn=db_dsn) as (stack, _call):
         schema = schemathesis.openapi.from_url(f"{stack.url}/api/v1/openapi.json")
         # the WebSocket endpoint is not HTTP request/response (tested in test_live_push)
         schema = schema.exclude(path="/api/v1/live/ws")
