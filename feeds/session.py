@@ -186,8 +186,10 @@ class WsSession:
     per-connection counter check (Coinbase ``sequence_num``): a jump ends the connection.
     ``connect_gate()`` is awaited before each connect (a venue's new-connections rate).
     ``notice(data)`` returns why when a frame announces that the venue will soon close the
-    connection (OKX 64008, service upgrade): the session reconnects at once, before the
-    venue closes it (the frame is still handed to ``on_frame``).
+    connection (OKX 64008, service upgrade): the session calls ``on_notice(why)`` once for
+    that connection (its owner opens a replacement and then stops this session), or,
+    without ``on_notice``, reconnects at once; either way before the venue closes it (the
+    frame is still handed to ``on_frame``).
     Venue differences come in as these values, never as ``if venue == ...`` here.
     ``sleep``, ``rng`` and ``clock`` are injectable so tests never wait for real backoff.
     """
@@ -211,6 +213,7 @@ class WsSession:
         control: ControlBudget | None = None,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
         notice: Callable[[str | bytes], str | None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
         health: FeedHealth | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -239,6 +242,8 @@ class WsSession:
         self._sequence = sequence
         self._connect_gate = connect_gate
         self._notice = notice
+        self._on_notice = on_notice
+        self._noticed = False  # this connection got its notice already
         self._sleep = sleep
         self._clock = clock
         self._max_frame_bytes = max_frame_bytes
@@ -266,6 +271,19 @@ class WsSession:
         self.health.reconnect_requests += 1
         self._log.info("feed.reconnect_requested", why=why)
         self._end(DisconnectReason.RECONNECT)
+
+    def _act_on_notice(self, why: str) -> None:
+        if self._on_notice is None:
+            self.request_reconnect(why)
+            return
+        self.health.reconnect_requests += 1
+        self._log.info("feed.reconnect_requested", why=why, replacement=True)
+        try:
+            self._on_notice(why)
+        except Exception as error:  # a hook bug must not leave the connection to be cut
+            self.health.errors += 1
+            self._log.exception("feed.notice_hook_failed", error=repr(error))
+            self._end(DisconnectReason.RECONNECT)
 
     def _end(self, reason: DisconnectReason) -> None:
         websocket = self._websocket
@@ -328,6 +346,7 @@ class WsSession:
         self.health.open_connections += 1
         self._websocket = websocket
         self._end_reason = None
+        self._noticed = False
         self._last_sent = connected_at
         self._log.info("feed.connect", attempt=attempt, subscribe_frames=len(self.subscribe_frames))
         close_code: int | None = None
@@ -422,10 +441,11 @@ class WsSession:
                 answer = reply_to(data)
                 if answer is not None:
                     await self.send(answer)
-            if notice is not None and self._end_reason is None:
+            if notice is not None and not self._noticed and self._end_reason is None:
                 why = notice(data)
-                if why is not None:  # reconnect now rather than be cut off later
-                    self.request_reconnect(why)
+                if why is not None:  # act now rather than be cut off later
+                    self._noticed = True
+                    self._act_on_notice(why)
             try:
                 self._on_frame(data, recv_ns)
             except Exception as error:  # a handler bug must not kill the connection

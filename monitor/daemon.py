@@ -109,6 +109,8 @@ class _Connection:
     live: bool = False  # delivering frames since its last connect
     muted: bool = False  # replaced by a rotation: its frames are no longer used
     replaced: asyncio.Event = field(default_factory=asyncio.Event)
+    # the venue gave notice that it will close this connection: replace it now
+    replace_now: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
@@ -346,6 +348,7 @@ class Daemon:
             control=ControlBudget(limits.control_per_s, limits.control_per_hour),
             connect_gate=runtime.connect_gate,
             notice=adapter.reconnect_notice,
+            on_notice=lambda _why: connection.replace_now.set(),
             health=runtime.health,
             rng=self.rng,
             max_frame_bytes=limits.max_frame_bytes,
@@ -404,29 +407,35 @@ class Daemon:
         assert connection.session is not None
         lifetime_s = connection.runtime.adapter.limits.lifetime_s
         rotate_s = self.rotate_after_s or (lifetime_s * ROTATE_AT if lifetime_s else 0.0)
-        if not rotate_s:
-            await connection.session.run()
-            return
-        async with asyncio.TaskGroup() as group:
+        async with asyncio.TaskGroup() as group:  # rotate_s 0: only on a venue's notice
             group.create_task(connection.session.run())
             group.create_task(self._rotate(connection, rotate_s))
 
     async def _rotate(self, old: _Connection, after_s: float) -> None:
-        """Open a replacement connection ``after_s`` into ``old``'s life, switch over, close."""
+        """Open a replacement connection ``after_s`` into ``old``'s life (0: never) or as
+        soon as the venue gives notice that it will close it; switch over, close ``old``."""
         assert old.session is not None
         session = old.session
         while True:
             await session.connected.wait()
             connected_at = session.connected_at or time.monotonic()
-            jitter_s = self.rng.uniform(0.0, min(60.0, after_s * 0.05))
-            await asyncio.sleep(max(0.0, connected_at + after_s + jitter_s - time.monotonic()))
-            if session.connected_at == connected_at:
-                break  # still the same connection: its time is up
+            wait_s = None
+            if after_s:
+                jitter_s = self.rng.uniform(0.0, min(60.0, after_s * 0.05))
+                wait_s = max(0.0, connected_at + after_s + jitter_s - time.monotonic())
+            try:
+                await asyncio.wait_for(old.replace_now.wait(), wait_s)
+                reason = "notice"  # the venue will close it soon
+                break
+            except TimeoutError:
+                if session.connected_at == connected_at:
+                    reason = "lifetime"  # still the same connection: its time is up
+                    break
         runtime = old.runtime
         new = _Connection(runtime, old.url, old.symbols, old.channels, old.carries_books)
         new.session = self._session(new)
         runtime.connections.append(new)
-        log.info("feed.rotate", venue=runtime.venue.value, url=old.url)
+        log.info("feed.rotate", venue=runtime.venue.value, url=old.url, reason=reason)
         assert self._group is not None
         self._group.create_task(self._run_connection(new))
         await new.session.connected.wait()
