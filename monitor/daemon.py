@@ -13,8 +13,9 @@ attributes, feeds.contract; nothing here branches on the venue):
   delivers deltas so that they buffer first) or resubscribed on their connection (stream
   venues, whose snapshots come in-band); only the broken book is resynced;
 - rotation: a connection is replaced before the venue's connection lifetime ends (Binance
-  24 h): the new one subscribes, the old one is closed once the new one delivers, and no
-  book goes invalid (REST venues' duplicate deltas are dropped as stale by sequence id;
+  24 h), or at once when the venue gives notice that it will close it (OKX 64008): the
+  new one subscribes, the old one is closed once the new one delivers, and no book goes
+  invalid (REST venues' duplicate deltas are dropped as stale by sequence id;
   stream venues switch over at the new connection's snapshots);
 - a tick loop computes the metrics every ``tick_ms``; a periodic ``venue.health`` line
   gives every connection event counted per venue (:meth:`Daemon.health_state`).
