@@ -473,7 +473,8 @@ class ExchangeSim:
         book.bids.clear()
         book.asks.clear()
         for px, qty in shape.levels(levels, self.rng):
-            book.bids[book.mark_px - px] = qty[0]
+            if book.mark_px - px > 0:  # a coarse tick on a cheap coin runs out of bids
+                book.bids[book.mark_px - px] = qty[0]
             book.asks[book.mark_px + px] = qty[1]
         return book
 
@@ -509,6 +510,8 @@ class ExchangeSim:
                 px = best_ask + depth * tick
                 inside = best_ask - tick
                 can_improve = inside > best_bid
+            if px <= 0:  # below the lowest price (a cheap coin's few bids)
+                continue
             if roll < 0.15 and can_improve:
                 px = inside
                 qty = self._size(book, px)

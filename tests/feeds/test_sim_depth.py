@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from feeds.sim.base import DepthProfile, SimBook
+from feeds.sim.base import DepthProfile, ExchangeSim, SimBook
 from feeds.sim.exchange import DEPTH_1PCT_USD, build, depth_profile, usd_price
-from monitor.domain import Instrument, Venue, to_units
+from monitor.domain import Instrument, InstrumentKind, Venue, to_units
 from monitor.settings import load_settings
 
 
@@ -99,3 +99,14 @@ def test_depth_is_configurable_per_symbol_and_the_profile_is_the_documented_curv
     assert profile.cumulative_usd(0.25) == pytest.approx(1e6 * 0.25**0.55)
     knee = profile.cumulative_usd(2.0)
     assert profile.cumulative_usd(4.0) == pytest.approx(knee * 2**0.2)  # flatter beyond 2%
+
+
+def test_a_coarse_tick_on_a_cheap_coin_never_makes_a_price_of_zero() -> None:
+    sim = ExchangeSim([])
+    coin = Instrument(Venue.BINANCE, "PEPEUSDT", "PEPE", "USDT", InstrumentKind.SPOT, "0.0001", "1")
+    book = sim.add_instrument(coin, mid="0.0010", levels=50)
+    for _ in range(500):
+        sim.random_changes(book)
+    assert book.bids and min(book.bids) > 0
+    assert book.best_bid() is not None and book.best_ask() is not None
+    assert book.best_bid() < book.best_ask()  # type: ignore[operator]
