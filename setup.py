@@ -9,6 +9,10 @@ combine package discovery with this one mapping, hence this file.
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["monitor*", "feeds*", "alerts*"]), "monitor.config"],
+    packages=[
+        *find_packages(include=["monitor*", "feeds*", "alerts*"]),
+        "monitor.config",
+        "monitor.config.instruments",
+    ],
     package_dir={"monitor.config": "config"},
 )

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -112,9 +112,13 @@ class _Frame(msgspec.Struct, gc=False):
     data: _Data | str | list[Any] | None = None
 
 
+# size decimals as the venue uses them (0-8); anything else is a malformed answer
+_SizeDecimals = Annotated[int, msgspec.Meta(ge=0, le=18)]
+
+
 class _Asset(msgspec.Struct, gc=False):
     name: str
-    szDecimals: int
+    szDecimals: _SizeDecimals
     maxLeverage: int = 0
     isDelisted: bool = False
 
@@ -125,7 +129,7 @@ class _Meta(msgspec.Struct, gc=False):
 
 class _SpotToken(msgspec.Struct, gc=False):
     name: str
-    szDecimals: int
+    szDecimals: _SizeDecimals
     index: int
 
 

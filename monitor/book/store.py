@@ -36,6 +36,9 @@ from monitor.book.layout import (
 )
 from monitor.domain import BookState, SeqRule, format_units
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
 
 def snapshot_predates(rule: SeqRule, last_update_id: int, first_seq: int, prev_seq: int) -> bool:
     """Whether a snapshot is older than the first delta buffered for its book, with deltas
@@ -125,7 +128,10 @@ class EventBatch:
 
     def seal(self) -> None:
         """Build ``meta``, ``starts`` and ``buf`` from the events added since the last clear."""
-        meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
+        try:
+            meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
+        except OverflowError:
+            meta = self._spoil_out_of_range()
         if len(meta) == 1:  # the common live case: skip the vector arithmetic
             starts = np.array([[0, self.rows[E_BID_LEN]]], dtype=np.int64)
         else:
@@ -155,6 +161,24 @@ class EventBatch:
             self.buf[bid : bid + int(self.meta[row, E_BID_LEN])].tobytes(),
             self.buf[ask : ask + int(self.meta[row, E_ASK_LEN])].tobytes(),
         )
+
+    def _spoil_out_of_range(self) -> np.ndarray:
+        """An event carrying a number beyond int64 (a garbage id, time or checksum from a
+        venue) becomes a malformed event of its book: its levels are replaced by an invalid
+        array, so the kernel rejects it as it rejects malformed levels (that book is thrown
+        away and resynced) while the other events of the batch apply as usual."""
+        rows = self.rows
+        for base in range(0, len(rows), N_EVENT):
+            if all(_INT64_MIN <= v <= _INT64_MAX for v in rows[base : base + N_EVENT]):
+                continue
+            for i in range(base, base + N_EVENT):
+                if not _INT64_MIN <= rows[i] <= _INT64_MAX:
+                    rows[i] = 0
+            rows[base + E_BID_LEN] = 1
+            rows[base + E_ASK_LEN] = 0
+            self.pieces[2 * (base // N_EVENT)] = b"x"
+            self.pieces[2 * (base // N_EVENT) + 1] = b""
+        return np.array(rows, dtype=np.int64).reshape(-1, N_EVENT)
 
     def clear(self) -> None:
         """Forget the events (``meta`` and ``buf`` of the last seal stay readable)."""

@@ -197,3 +197,35 @@ def test_garbage_in_a_recording_about_one_book_leaves_the_others_unchanged(
     for symbol, clean in clean_books.items():
         if symbol != VICTIM:
             assert books[symbol] == clean, symbol
+
+
+# Found by the fuzz above: numbers beyond int64, and absurd metadata.
+
+
+def test_a_checksum_beyond_int64_throws_away_only_its_book(
+    tmp_path: Path, clean_books: dict[str, dict[str, Any]]
+) -> None:
+    at = VICTIM_LINES[len(VICTIM_LINES) // 2]
+    record = json.loads(OKX_LINES[at])
+    frame = json.loads(record["data"])
+    assert "checksum" in frame["data"][0]
+    frame["data"][0]["checksum"] = 2**63 + 5
+    record["data"] = json.dumps(frame)
+    lines = [*OKX_LINES[:at], json.dumps(record), *OKX_LINES[at + 1 :]]
+    path = tmp_path / "okx-big-checksum.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    books = _final_books(path)
+    assert books[VICTIM]["rejected"] == clean_books[VICTIM]["rejected"] + 1
+    for symbol, clean in clean_books.items():
+        if symbol != VICTIM:
+            assert books[symbol] == clean, symbol
+
+
+def test_absurd_size_decimals_are_a_parse_error() -> None:
+    record = next(
+        r for r in CAPTURED[Venue.HYPERLIQUID] if r["kind"] == "http" and "universe" in r["data"]
+    )
+    meta = json.loads(record["data"])
+    meta["universe"][0]["szDecimals"] = 10**30
+    with pytest.raises(ParseError, match="szDecimals"):
+        ADAPTERS[Venue.HYPERLIQUID].parse_instruments(record["url"], json.dumps(meta))
