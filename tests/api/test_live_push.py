@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from monitor.domain import Venue
 from tests.api.conftest import Stack, api_stack
 from tests.e2e.harness import until
 
@@ -49,7 +50,7 @@ async def test_state_change_is_pushed_as_an_event(stack: Stack) -> None:
     url = stack.url.replace("http://", "ws://") + "/api/v1/live/ws"
     async with stack.http.ws_connect(url, params={"kinds": "event", "venues": "coinbase"}) as ws:
         await _next(ws, "hello")
-        await stack.sim.drop(next(iter(stack.sim.open_connections())).venue)
+        await stack.sim.drop(Venue.COINBASE)
         event = (await _next(ws, "event"))["event"]
     assert event["kind"] == "book_state" and event["venue"] == "coinbase"
     assert event["from"] == "live" and event["to"] != "live"
