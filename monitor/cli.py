@@ -156,6 +156,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--books-out", metavar="B.jsonl", help="write the final books, top 50 levels"
     )
     replay.add_argument(
+        "--alerts-out", metavar="A.jsonl", help="write one JSON object per score state change"
+    )
+    replay.add_argument(
         "--speed",
         type=_positive(float),
         default=None,
@@ -225,7 +228,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.instruments import InstrumentRegistry  # noqa: PLC0415
     from monitor.pipeline import BookPipeline  # noqa: PLC0415
     from monitor.replay import replay, write_books  # noqa: PLC0415
-    from monitor.sinks import JsonLinesSink  # noqa: PLC0415
+    from monitor.sinks import AlertsSink, JsonLinesSink, Sink  # noqa: PLC0415
     from monitor.warmup import warm_up  # noqa: PLC0415
 
     try:
@@ -241,11 +244,13 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"liqmon: {f}: empty file, skipped\n")
     with contextlib.ExitStack() as outputs:
         try:
-            metrics_out = books_out = None
+            metrics_out = books_out = alerts_out = None
             if args.metrics_out:
                 metrics_out = outputs.enter_context(_open_output("--metrics-out", args.metrics_out))
             if args.books_out:
                 books_out = outputs.enter_context(_open_output("--books-out", args.books_out))
+            if args.alerts_out:
+                alerts_out = outputs.enter_context(_open_output("--alerts-out", args.alerts_out))
         except _UsageError as exc:
             return _fail(EXIT_USAGE, str(exc))
         warm_up(ADAPTERS.values())  # compiles on the first run, and says so
@@ -253,7 +258,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
         reader = RecordingReader(strict=args.strict)
         interrupted = False
-        sinks = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
+        sinks: list[Sink] = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
+        if alerts_out is not None:
+            sinks.append(AlertsSink(alerts_out))
         tick_ms = args.tick_ms or settings.monitor.tick_ms
         unwritten = 0
         try:
@@ -276,8 +283,9 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             return _fail(EXIT_BAD_DATA, f"{exc} (--strict: stopped at the first bad line)")
         except KeyboardInterrupt:
             interrupted = True
-        if metrics_out is not None:
-            metrics_out.flush()
+        for out in (metrics_out, alerts_out):
+            if out is not None:
+                out.flush()
         if books_out is not None:
             write_books(pipeline, books_out)
     reader.log_summary()

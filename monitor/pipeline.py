@@ -26,6 +26,7 @@ from feeds.contract import (
     VenueAdapter,
     VenueMessage,
 )
+from monitor.analytics.stage import AnalyticsStage
 from monitor.book.layout import (
     E_ASK_LEN,
     E_BID_LEN,
@@ -77,7 +78,7 @@ from monitor.domain import (
     Venue,
 )
 from monitor.errors import ParseError
-from monitor.fx import FxSource, ParFx
+from monitor.fx import FxSource
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.metrics import kernels as mk
@@ -141,6 +142,7 @@ class BookPipeline:
         fx: FxSource | None = None,
         stale_after_s: Mapping[Venue, float] | None = None,
         default_stale_after_s: float = 30.0,
+        analytics: AnalyticsStage | None = None,
     ) -> None:
         self.registry = registry
         self.store = BookStore(max_books, capacity)
@@ -150,7 +152,12 @@ class BookPipeline:
         self.bands = np.array([b / 100.0 for b in self.bands_pct], dtype=np.float64)
         self.notionals = np.array(notionals_usd, dtype=np.float64)
         self.usd_stables = frozenset(usd_stables)
-        self.fx: FxSource = fx if fx is not None else ParFx(self.usd_stables)
+        # cross-venue analytics and the score run at the end of every tick; its live FX
+        # (rates measured from the USD venues' books) is the default quote -> USD source
+        self.analytics = analytics or AnalyticsStage(
+            usd_stables=self.usd_stables, bands_pct=self.bands_pct, notionals_usd=notionals_usd
+        )
+        self.fx: FxSource = fx if fx is not None else self.analytics.fx
         self.stale_after_s: Mapping[Venue, float] = dict(stale_after_s or {})
         self.default_stale_after_s = default_stale_after_s
         self.books: dict[tuple[Venue, str], BookInfo] = {}
@@ -189,6 +196,12 @@ class BookPipeline:
             notionals_usd=settings.metrics.slippage_notionals_usd,
             usd_stables=settings.fx.usd_stables,
             stale_after_s={v: t.stale_after_s for v, t in settings.venues.items()},
+            analytics=AnalyticsStage(
+                settings.analytics,
+                usd_stables=settings.fx.usd_stables,
+                bands_pct=settings.metrics.depth_bands_pct,
+                notionals_usd=settings.metrics.slippage_notionals_usd,
+            ),
         )
 
     # --- books ----------------------------------------------------------------------------
@@ -742,6 +755,7 @@ class BookPipeline:
         whose FX rate moved); the others keep their last figures.
         """
         self.flush()
+        self.analytics.prepare(now_ns)
         identities = self._identities()
         n = len(identities)
         nk, nn = len(self.bands), len(self.notionals)
@@ -805,7 +819,7 @@ class BookPipeline:
                 mark[0, info.book] = ev.mark_price
                 mark[1, info.book] = ev.index_price
                 mark[2, info.book] = ev.funding_rate
-        return TickSample(
+        sample = TickSample(
             ts_ns=now_ns,
             books=identities,
             bands_pct=self.bands_pct,
@@ -834,6 +848,7 @@ class BookPipeline:
             index_price=mark[1],
             funding_rate=mark[2],
         )
+        return self.analytics.process(sample)
 
     def book_summaries(self, depth: int = 50) -> list[dict[str, Any]]:
         """Per-book state and counters, with the top levels written as the venue writes them."""

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
+import msgspec.structs
 from msgspec import Meta, Struct
 
 from monitor.domain import Venue
@@ -31,6 +32,7 @@ from monitor.log import LogFormat, LogLevel
 PositiveInt = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
 _WS_URL_PATTERN: Final = r"^wss?://\S+$"
 _REST_URL_PATTERN: Final = r"^https?://\S+$"
 _CURRENCY_PATTERN: Final = r"^[A-Z0-9]+$"
@@ -75,6 +77,55 @@ class FxSettings(Struct, frozen=True, forbid_unknown_fields=True):
     """Conversion of quote currencies to USD."""
 
     usd_stables: tuple[CurrencyCode, ...]
+
+
+class PegPair(Struct, frozen=True, forbid_unknown_fields=True):
+    """One ``[[analytics.pegs]]`` entry: an asset that should trade at a fair rate to another."""
+
+    asset: CurrencyCode
+    against: CurrencyCode
+    # None: derived per book as the median rate on the *other* venues (never the venue's own)
+    fair: PositiveFloat | None = None
+    warn_bps: PositiveFloat = 50.0
+    alert_bps: PositiveFloat = 200.0
+
+
+class ScoreWeights(Struct, frozen=True, forbid_unknown_fields=True):
+    """Weights of the liquidity-vacuum score's components (they must sum to 1)."""
+
+    depth: NonNegativeFloat = 0.30
+    withdrawal: NonNegativeFloat = 0.20
+    spread: NonNegativeFloat = 0.15
+    impact: NonNegativeFloat = 0.15
+    asymmetry: NonNegativeFloat = 0.10
+    dislocation: NonNegativeFloat = 0.10
+
+
+class AnalyticsSettings(Struct, frozen=True, forbid_unknown_fields=True):
+    """Cross-venue analytics, live FX and the liquidity-vacuum score (``[analytics]``)."""
+
+    fx_source_stale_s: PositiveFloat = 5.0
+    fx_carry_s: PositiveFloat = 60.0
+    fx_min_move_bps: NonNegativeFloat = 0.5
+    outlier_bps: PositiveFloat = 50.0
+    clip_mads: PositiveFloat = 3.0
+    funding_interval_h: dict[Venue, PositiveFloat] = {}
+    default_funding_interval_h: PositiveFloat = 8.0
+    pegs: tuple[PegPair, ...] = ()
+    weights: ScoreWeights = ScoreWeights()
+    # empty: the reference weights (0.2, 0.3, 0.3, 0.2) for 4 bands, equal weights otherwise
+    depth_band_weights: tuple[NonNegativeFloat, ...] = ()
+    baseline_half_life_s: PositiveFloat = 14_400.0
+    scale_half_life_s: PositiveFloat = 86_400.0
+    rebaseline_after_s: PositiveFloat = 21_600.0
+    warmup_s: NonNegativeFloat = 60.0
+    smooth_samples: Annotated[int, Meta(ge=1, le=64)] = 10
+    resync_quiet_s: NonNegativeFloat = 30.0
+    enter_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (40.0, 60.0, 80.0)
+    enter_s: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (30.0, 20.0, 5.0)
+    exit_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (30.0, 45.0, 65.0)
+    exit_s: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (180.0, 300.0, 300.0)
+    min_dwell_s: NonNegativeFloat = 120.0
 
 
 class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,6 +218,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     venues: dict[Venue, VenueSettings]
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     def enabled_venues(self) -> dict[Venue, VenueSettings]:
         """The venues with ``enabled = true``, in configuration order."""
@@ -529,6 +581,41 @@ def _check_semantics(settings: Settings, layers: _Layers) -> None:
     port = settings.api.host_port[1]
     if not 0 < port < 65536:
         raise layers.error(("api", "listen"), f"expected a port from 1 to 65535, got {port}")
+    _check_analytics(settings, layers)
+
+
+def _check_analytics(settings: Settings, layers: _Layers) -> None:
+    analytics = settings.analytics
+    n_bands = len(settings.metrics.depth_bands_pct)
+    if analytics.depth_band_weights and len(analytics.depth_band_weights) != n_bands:
+        raise layers.error(
+            ("analytics", "depth_band_weights"),
+            f"expected one weight per depth band ({n_bands}), "
+            f"got {len(analytics.depth_band_weights)}",
+        )
+    total = sum(msgspec.structs.astuple(analytics.weights))
+    if abs(total - 1.0) > 1e-6:
+        raise layers.error(
+            ("analytics", "weights"), f"expected weights summing to 1, got {total:g}"
+        )
+    for level in range(3):
+        if analytics.exit_points[level] >= analytics.enter_points[level]:
+            raise layers.error(
+                ("analytics", "exit_points"),
+                f"expected each exit level below its enter level "
+                f"{list(analytics.enter_points)}, got {list(analytics.exit_points)}",
+            )
+    if list(analytics.enter_points) != sorted(analytics.enter_points):
+        raise layers.error(
+            ("analytics", "enter_points"),
+            f"expected increasing levels, got {list(analytics.enter_points)}",
+        )
+    for index, peg in enumerate(analytics.pegs):
+        if peg.alert_bps < peg.warn_bps:
+            raise layers.error(
+                ("analytics", "pegs", index, "alert_bps"),
+                f"expected at least warn_bps ({peg.warn_bps}), got {peg.alert_bps}",
+            )
 
 
 # Venues whose symbols are case-sensitive names (Hyperliquid: "kPEPE", "@107").

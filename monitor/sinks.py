@@ -107,7 +107,12 @@ class SinkQueue:
 
 
 class JsonLinesSink:
-    """``--metrics-out``: one JSON object per changed book per tick (``"kind": "book"``)."""
+    """``--metrics-out``: JSON lines, each with a ``"kind"``.
+
+    Per tick: ``"book"`` for every changed book (or score state), ``"asset"`` for every
+    asset with a changed book or a score event, ``"fx"`` for every quote currency whose
+    rate or ``assumed`` flag changed (all of them on the first tick).
+    """
 
     name = "metrics-out"
 
@@ -116,14 +121,43 @@ class JsonLinesSink:
         self.changed_only = changed_only
         self.rows = 0
         self._encode = msgspec.json.Encoder().encode
+        self._fx_written: dict[str, tuple[float | None, bool]] = {}
 
     async def write(self, sample: TickSample) -> None:
         encode = self._encode
-        lines = [encode(sample.book_record(i)) for i in sample.rows(changed_only=self.changed_only)]
+        changed_only = self.changed_only
+        lines = [encode(sample.book_record(i)) for i in sample.rows(changed_only=changed_only)]
+        lines += [encode(a) for a in sample.asset_records(changed_only=changed_only)]
+        for record in sample.fx_records():
+            key = (record["usd"], record["assumed"])
+            if not changed_only or self._fx_written.get(record["currency"]) != key:
+                self._fx_written[record["currency"]] = key
+                lines.append(encode(record))
         if lines:
             lines.append(b"")
             self.out.write(b"\n".join(lines))
             self.rows += len(lines) - 1
+
+    async def close(self) -> None:
+        self.out.flush()
+
+
+class AlertsSink:
+    """``--alerts-out``: one JSON object per score state change (``"kind": "score"``), in
+    the recording's clock; alert rule events will be written here too."""
+
+    name = "alerts-out"
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.events = 0
+        self._encode = msgspec.json.Encoder().encode
+
+    async def write(self, sample: TickSample) -> None:
+        if sample.events:
+            encode = self._encode
+            self.out.write(b"".join(encode(e.record()) + b"\n" for e in sample.events))
+            self.events += len(sample.events)
 
     async def close(self) -> None:
         self.out.flush()

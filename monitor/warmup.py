@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from feeds.contract import VenueAdapter
+from monitor.analytics import kernels as analytics_kernels
 from monitor.book import kernels
 from monitor.book.store import BookStore, EventBatch
 from monitor.domain import SeqRule
@@ -26,7 +27,12 @@ log = get_logger("monitor.warmup")
 
 
 # Entry kernels of the book and metric paths (what they call is compiled into them).
-_ENTRY_KERNELS: tuple[Any, ...] = (kernels.apply_batch, kernels.book_checksum, mk.compute_metrics)
+_ENTRY_KERNELS: tuple[Any, ...] = (
+    kernels.apply_batch,
+    kernels.book_checksum,
+    mk.compute_metrics,
+    *analytics_kernels.ENTRY_KERNELS,
+)
 
 
 def cache_is_cold() -> bool:
@@ -78,6 +84,7 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
         store.qtys[book],
         np.empty(4096, dtype=np.uint8),
     )
+    analytics_kernels.warm_up()
     elapsed = time.perf_counter() - started
     log.info("kernels.ready", seconds=round(elapsed, 3))
     return elapsed

@@ -200,7 +200,12 @@ def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "instrument": row["instrument"],
         "valid": row["valid"],
         "stale": row["stale"],
-        "state": row["state"],
+        # metrics-out's "state" is the score state and "book_state" the sync state (issue
+        # 9); the score is not stored yet: a stored row reads back as "data", no score
+        "state": row.get("score_state") or "data",
+        "book_state": row["state"],
+        "lvs": row.get("lvs"),
+        "components": row.get("components"),
     }
     if row["valid"]:
         depth: dict[str, list[float | None]] = {}

@@ -259,7 +259,9 @@ def test_cli_replay_writes_metrics_and_books_files(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert {r["kind"] for r in lines} == {"book", "asset", "fx"}
+    rows = [r for r in lines if r["kind"] == "book"]
     assert {r["venue"] for r in rows} == {"binance", "binance_futures"}
     valid = [r for r in rows if r["valid"]]
     assert valid

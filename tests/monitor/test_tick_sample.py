@@ -67,7 +67,8 @@ class TestTickSample:
         assert sample.slippage_bps.shape == (4, len(sample.notionals_usd), 2)
         # the record and the columns say the same thing
         rec = sample.book_record(i)
-        assert rec["kind"] == "book" and rec["stale"] is False and rec["state"] == "live"
+        assert rec["kind"] == "book" and rec["stale"] is False and rec["book_state"] == "live"
+        assert rec["state"] == "normal"  # the score state (a fresh book: no stress yet)
         assert rec["depth"]["1"] == [sample.depth_usd[i, one, 0], sample.depth_usd[i, one, 1]]
 
     def test_slippage_keys_are_integer_notionals(self) -> None:
@@ -90,7 +91,8 @@ class TestTickSample:
         assert later.changed.all()  # going stale is a change worth writing
         assert np.isnan(later.mid).all() and np.isnan(later.depth_usd).all()
         rec = later.book_record(i)
-        assert rec["valid"] is False and rec["stale"] is True and rec["state"] == "stale"
+        assert rec["valid"] is False and rec["stale"] is True and rec["book_state"] == "stale"
+        assert rec["state"] == "data" and rec["lvs"] is None
         assert rec["mid"] is None and rec["depth"] is None
         assert sum(e["event"] == "book.stale" for e in logs) == 4
         assert pipeline.counters.messages["binance.stale"] == 4
@@ -140,9 +142,12 @@ class TestSinks:
         await drive([sink], pipeline.tick(last))
         await drive([sink], pipeline.tick(last + 10**9))  # nothing changed
         await sink.close()
-        lines = out.getvalue().splitlines()
-        assert len(lines) == 4 and sink.rows == 4
-        assert {json.loads(line)["kind"] for line in lines} == {"book"}
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        kinds = [r["kind"] for r in rows]
+        # the first tick: 4 books, their 4 assets, the 4 quote currencies; then nothing
+        assert kinds.count("book") == 4 and kinds.count("asset") == 4 and kinds.count("fx") == 4
+        assert sink.rows == len(rows) == 12
+        assert {r["currency"] for r in rows if r["kind"] == "fx"} == {"USDT", "ETH", "BTC", "EUR"}
 
     async def test_a_slow_sink_never_blocks_the_tick_and_its_overflow_is_counted(self) -> None:
         pipeline, last = synced_pipeline()

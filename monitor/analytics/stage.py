@@ -1,0 +1,585 @@
+"""The analytics stage: one call per tick turns a :class:`TickSample` into the extended one.
+
+Per tick, over the *healthy* books (valid, i.e. synced and not stale, with a USD rate):
+
+1. USD mids; per asset (the instrument registry's base currency) a robust consensus of
+   the spot books (perps when an asset has no spot book) and one of the perps;
+2. per book: dislocation (spot vs spot consensus, perp vs perp consensus), perp basis vs
+   the consensus spot, mark basis, index deviation, annualised funding, mark-price
+   sensitivity to its averaging window (1 min vs 2.5 min), peg deviation;
+3. the score: features, baselines and components (:func:`kernels.book_components`),
+   breadth and LVS for books, assets and the market (:func:`kernels.combine_scores`),
+   the state machine for all of them in one call (:func:`kernels.step_states`);
+4. per asset: outlier, lowest vs second-lowest venue, depth, worst index and peg
+   deviation (:func:`kernels.asset_rollup`); the FX table; the state changes as events;
+5. the live FX source measures the rates for the next tick.
+
+Stale and unsynced books are DATA: they leave the consensus, the FX sources and the
+breadth, and their rows say so (``healthy`` false, no score).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from monitor.analytics import kernels as ak
+from monitor.analytics.fx import FxQuote, LiveFx
+from monitor.domain import FloatArray, Venue
+from monitor.sample import (
+    N_COMPONENTS,
+    SCORE_DATA,
+    SCORE_NORMAL,
+    SCORE_WARNING,
+    AssetTable,
+    BookAnalytics,
+    BookIdentity,
+    FxTable,
+    ScoreEvent,
+    TickSample,
+)
+from monitor.settings import AnalyticsSettings, PegPair
+
+REFERENCE_BAND_WEIGHTS = (0.2, 0.3, 0.3, 0.2)  # 0.1 / 0.5 / 1 / 2 % bands
+MIN_BREADTH_BOOKS = 3  # "healthy venues (>= 3 where possible)": breadth needs company
+MIN_SCALE_BPS = 5.0  # consensus clipping never tighter than 5 bps of the median
+WITHDRAWAL_TAU_S = 60.0  # the withdrawal component's window ("inner-1% band over 60 s")
+MARK_WINDOWS_S = (60.0, 150.0)  # mark-price basis averaging windows compared
+# sigma floors: depth 0.2 and spread 0.25 (ln units) are the reference spec's; the others
+# are ours: imbalance, dislocation and slippage use no z-score; net withdrawal 5% of the
+# baseline 1% depth per minute; ln cancel rate as the spread's
+SIGMA_DEPTH = 0.2
+SIGMA_SPREAD = 0.25
+SIGMA_NET_WITHDRAWAL = 0.05
+SIGMA_CANCEL = 0.25
+
+
+def _quote_venues(books: Iterable[BookIdentity]) -> frozenset[str]:
+    """USD venues: venues with a USD-quoted spot book (they can price stablecoins)."""
+    return frozenset(b.venue for b in books if b.kind == "spot" and b.quote == "USD")
+
+
+def _pegs_by_asset(pegs: Iterable[PegPair]) -> dict[str, PegPair]:
+    return {p.asset: p for p in pegs}
+
+
+class AnalyticsStage:
+    """Cross-venue analytics and the liquidity-vacuum score, tick after tick.
+
+    It keeps the baselines and states between ticks (one row per book, books are only
+    ever appended). ``fx`` is the live FX source the pipeline should convert with.
+    """
+
+    def __init__(
+        self,
+        settings: AnalyticsSettings | None = None,
+        *,
+        usd_stables: Iterable[str] = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI"),
+        bands_pct: Iterable[float] = (0.1, 0.5, 1.0, 2.0),
+        notionals_usd: Iterable[float] = (10_000.0, 100_000.0, 1_000_000.0),
+    ) -> None:
+        self.settings = settings or AnalyticsSettings()
+        s = self.settings
+        self.fx = LiveFx(
+            usd_stables,
+            source_stale_s=s.fx_source_stale_s,
+            carry_s=s.fx_carry_s,
+            min_move_bps=s.fx_min_move_bps,
+        )
+        self.bands = np.array([b / 100.0 for b in bands_pct], dtype=np.float64)
+        self.notionals = np.array(list(notionals_usd), dtype=np.float64)
+        nk = len(self.bands)
+        if len(s.depth_band_weights) == nk:
+            self.band_weights = np.array(s.depth_band_weights, dtype=np.float64)
+        elif nk == len(REFERENCE_BAND_WEIGHTS):
+            self.band_weights = np.array(REFERENCE_BAND_WEIGHTS)
+        else:
+            self.band_weights = np.full(nk, 1.0 / nk)
+        ones = np.abs(self.bands - 0.01)
+        self.band_1pct = int(np.argmin(ones))  # the 1% band (the nearest one if absent)
+        layout = ak.feature_layout(nk, len(self.notionals))
+        self.i_spread, self.i_obi, self.i_disl, self.i_slip, self.i_wnet, self.i_wcancel = layout[
+            :6
+        ]
+        self.n_feat = layout[6]
+        self.sigma_min = np.zeros(self.n_feat)
+        self.sigma_min[:nk] = SIGMA_DEPTH
+        self.sigma_min[self.i_spread] = SIGMA_SPREAD
+        self.sigma_min[self.i_wnet] = SIGMA_NET_WITHDRAWAL
+        self.sigma_min[self.i_wcancel] = SIGMA_CANCEL
+        self.sigma_min[self.i_obi] = 1.0
+        self.sigma_min[self.i_disl] = 1.0
+        self.sigma_min[self.i_slip : self.i_wnet] = 1.0
+        w = s.weights
+        self.weights = np.array(
+            [w.depth, w.withdrawal, w.spread, w.impact, w.asymmetry, w.dislocation]
+        )
+        self.params = np.array(
+            [
+                s.baseline_half_life_s,
+                s.scale_half_life_s,
+                s.rebaseline_after_s,
+                s.warmup_s,
+                s.resync_quiet_s,
+                WITHDRAWAL_TAU_S,
+                *self.weights,
+            ]
+        )
+        self.enter = np.array(s.enter_points)
+        self.enter_s = np.array(s.enter_s)
+        self.exit = np.array(s.exit_points)
+        self.exit_s = np.array(s.exit_s)
+        self.log_notionals = np.log(self.notionals)
+        self.pegs = _pegs_by_asset(s.pegs)
+        self._n = 0
+        self._books: tuple[BookIdentity, ...] = ()
+        self.assets: list[str] = []
+        self.venues: list[str] = []
+        self._asset_of: dict[str, int] = {}
+        self._venue_of: dict[str, int] = {}
+        self._last_s: float | None = None
+        self._allocate(0, 0)
+        self._grow(())
+
+    # --- per-book state, grown as books are added -----------------------------------------
+    def _allocate(self, n: int, n_assets: int) -> None:
+        smooth = self.settings.smooth_samples
+        self.asset_idx = np.zeros(n, dtype=np.int64)
+        self.venue_idx = np.zeros(n, dtype=np.int64)
+        self.is_perp = np.zeros(n, dtype=np.bool_)
+        self.periods_per_year = np.full(n, np.nan)
+        self.ring = np.full((n, smooth, self.n_feat), np.nan)
+        self.ring_n = np.zeros(n, dtype=np.int64)
+        self.mu = np.full((n, self.n_feat), np.nan)
+        self.mad = np.zeros((n, self.n_feat))
+        self.nobs = np.zeros(n, dtype=np.int64)
+        self.clock = np.full((n, 3), np.nan)
+        self.flow = np.full((n, 3), np.nan)
+        self.mark_ma = np.full((n, 2), np.nan)
+        self.state = np.full(n + n_assets + 1, SCORE_DATA, dtype=np.int8)
+        self.timers = np.full((n + n_assets + 1, 5), np.nan)
+        self.scored = np.zeros(n + n_assets + 1, dtype=np.bool_)
+
+    def _grow(self, books: tuple[BookIdentity, ...]) -> None:
+        old_n, old_a = self._n, len(self.assets)
+        for b in books[old_n:]:
+            if b.base not in self._asset_of:
+                self._asset_of[b.base] = len(self.assets)
+                self.assets.append(b.base)
+            if b.venue not in self._venue_of:
+                self._venue_of[b.venue] = len(self.venues)
+                self.venues.append(b.venue)
+        n, n_assets = len(books), len(self.assets)
+        keep = {
+            name: getattr(self, name)
+            for name in ("ring", "ring_n", "mu", "mad", "nobs", "clock", "flow", "mark_ma")
+        }
+        state, timers, scored = self.state, self.timers, self.scored
+        self._allocate(n, n_assets)
+        for name, old in keep.items():
+            getattr(self, name)[:old_n] = old[:old_n]
+        # entity layout: books, then assets, then the market
+        for new, old in ((self.state, state), (self.timers, timers), (self.scored, scored)):
+            new[:old_n] = old[:old_n]
+            new[n : n + old_a] = old[old_n : old_n + old_a]
+            new[-1] = old[-1]
+        funding = self.settings.funding_interval_h
+        for i, b in enumerate(books):
+            self.asset_idx[i] = self._asset_of[b.base]
+            self.venue_idx[i] = self._venue_of[b.venue]
+            self.is_perp[i] = b.kind != "spot"
+            if b.kind == "perp":
+                try:
+                    hours = funding.get(Venue(b.venue), self.settings.default_funding_interval_h)
+                except ValueError:
+                    hours = self.settings.default_funding_interval_h
+                self.periods_per_year[i] = 24.0 * 365.0 / hours
+        usd_venues = _quote_venues(books)
+        currencies = self.fx.usd_stables | {b.quote for b in books} | {"USD"}
+        self.fx_quotes = tuple(
+            FxQuote(i, b.venue, b.base, b.quote)
+            for i, b in enumerate(books)
+            if b.kind == "spot"
+            and b.venue in usd_venues
+            and b.base in currencies
+            and b.quote in currencies
+        )
+        self.peg_rows = [(i, self.pegs[b.base]) for i, b in enumerate(books) if b.base in self.pegs]
+        self.currencies = tuple(sorted({b.quote for b in books}))
+        self.currency_row = np.array(
+            [next(i for i, b in enumerate(books) if b.quote == c) for c in self.currencies],
+            dtype=np.int64,
+        )
+        self._n = n
+        self._books = books
+
+    # --- the tick -------------------------------------------------------------------------
+    def prepare(self, now_ns: int) -> None:
+        """Before the pipeline asks for FX rates: the tick's clock."""
+        self.fx.at(now_ns)
+
+    def process(self, sample: TickSample) -> TickSample:
+        """The sample extended with the analytics (the input is not modified)."""
+        if len(sample.books) != self._n:
+            self._grow(sample.books)
+        n, n_assets = self._n, len(self.assets)
+        now_s = sample.ts_ns / 1e9
+        dt = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
+        self._last_s = now_s
+        fx = sample.fx_usd
+        mid = sample.mid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            healthy = sample.valid & (fx > 0) & np.isfinite(fx) & (mid > 0)
+            mid_usd = np.where(healthy, mid * fx, np.nan)
+            spot_use = healthy & ~self.is_perp
+            perp_use = healthy & self.is_perp
+            spot = np.empty(n_assets)
+            spot_med = np.empty(n_assets)
+            spot_n = np.zeros(n_assets, dtype=np.int64)
+            ak.group_consensus(
+                self.asset_idx,
+                n_assets,
+                mid_usd,
+                spot_use,
+                self.settings.clip_mads,
+                MIN_SCALE_BPS,
+                spot,
+                spot_med,
+                spot_n,
+            )
+            perp = np.empty(n_assets)
+            perp_med = np.empty(n_assets)
+            perp_n = np.zeros(n_assets, dtype=np.int64)
+            ak.group_consensus(
+                self.asset_idx,
+                n_assets,
+                mid_usd,
+                perp_use,
+                self.settings.clip_mads,
+                MIN_SCALE_BPS,
+                perp,
+                perp_med,
+                perp_n,
+            )
+            consensus = np.where(spot_n > 0, spot, perp)
+            a = self.asset_idx
+            spot_ref = spot[a] if n else np.empty(0)
+            own_ref = np.where(self.is_perp, perp[a], spot_ref) if n else np.empty(0)
+            dislocation = (mid_usd / own_ref - 1.0) * 1e4
+            basis = np.where(self.is_perp, (mid_usd / spot_ref - 1.0) * 1e4, np.nan)
+            mark = sample.mark_price
+            index = sample.index_price
+            mark_basis = np.where(self.is_perp & healthy, (mid - mark) / mark * 1e4, np.nan)
+            index_dev = np.where(
+                self.is_perp & healthy, (index * fx / spot_ref - 1.0) * 1e4, np.nan
+            )
+            funding_annual = sample.funding_rate * self.periods_per_year
+            sensitivity = self._mark_sensitivity(sample, healthy, dt, now_s)
+            peg = self._pegs(sample, healthy, mid_usd, consensus)
+            # score features
+            nk = len(self.bands)
+            raw = np.full((n, self.n_feat), np.nan)
+            depth = np.where(np.isfinite(sample.depth_usd), sample.depth_usd, sample.depth_quote)
+            raw[:, :nk] = np.log(np.maximum(np.min(depth, axis=2), 1.0))
+            raw[:, self.i_spread] = np.log(np.maximum(sample.spread_bps, 1.0))
+            q1 = sample.depth_quote[:, self.band_1pct, :]
+            raw[:, self.i_obi] = (q1[:, 0] - q1[:, 1]) / (q1[:, 0] + q1[:, 1])
+            raw[:, self.i_disl] = np.where(self.is_perp & np.isfinite(basis), basis, dislocation)
+            raw[:, self.i_slip : self.i_wnet] = np.log(
+                np.maximum(sample.slippage_bps[:, :, 0], 0.1)
+            )
+            d1_total = depth[:, self.band_1pct, 0] + depth[:, self.band_1pct, 1]
+        s_out = np.empty((n, ak.N_LOCAL))
+        aux = np.empty((n, 5))
+        ak.book_components(
+            now_s,
+            dt,
+            healthy,
+            raw,
+            d1_total,
+            sample.slippage_exhausted[:, :, 0],
+            self.log_notionals,
+            self.band_weights,
+            self.band_1pct,
+            self.sigma_min,
+            self.state[:n],
+            self.params,
+            self.ring,
+            self.ring_n,
+            self.mu,
+            self.mad,
+            self.nobs,
+            self.clock,
+            self.flow,
+            s_out,
+            aux,
+        )
+        book_lvs = np.empty(n)
+        book_points = np.empty((n, N_COMPONENTS))
+        asset_lvs = np.empty(n_assets)
+        asset_points = np.empty((n_assets, N_COMPONENTS))
+        asset_breadth = np.empty(n_assets)
+        market = np.empty(N_COMPONENTS + 2)
+        ak.combine_scores(
+            healthy,
+            self.asset_idx,
+            n_assets,
+            self.venue_idx,
+            len(self.venues),
+            s_out,
+            aux,
+            self.weights,
+            MIN_BREADTH_BOOKS,
+            book_lvs,
+            book_points,
+            asset_lvs,
+            asset_points,
+            asset_breadth,
+            market,
+        )
+        values = np.concatenate((book_lvs, asset_lvs, market[:1]))
+        before = self.state.copy()
+        ak.step_states(
+            now_s,
+            values,
+            self.state,
+            self.timers,
+            self.enter,
+            self.enter_s,
+            self.exit,
+            self.exit_s,
+            self.settings.min_dwell_s,
+        )
+        events = self._events(sample, before, values, book_points, asset_points, market)
+        self.scored |= np.isfinite(values)
+        # per asset
+        out_int = np.empty((n_assets, 5), dtype=np.int64)
+        out_float = np.empty((n_assets, 7))
+        depth_usd = sample.depth_usd
+        ak.asset_rollup(
+            self.asset_idx,
+            n_assets,
+            self.venue_idx,
+            healthy,
+            self.is_perp,
+            mid_usd,
+            dislocation,
+            basis,
+            index_dev,
+            peg,
+            np.ascontiguousarray(depth_usd[:, :, 0]),
+            np.ascontiguousarray(depth_usd[:, :, 1]),
+            self.bands,
+            self.band_1pct,
+            consensus,
+            self.settings.outlier_bps,
+            out_int,
+            out_float,
+        )
+        state = self.state
+        assets = AssetTable(
+            assets=tuple(self.assets),
+            consensus_usd=consensus,
+            perp_consensus_usd=perp,
+            healthy_books=out_int[:, 3].copy(),
+            books=out_int[:, 4].copy(),
+            outlier_row=out_int[:, 0].copy(),
+            outlier_bps=out_float[:, 0].copy(),
+            lowest_row=out_int[:, 1].copy(),
+            second_row=out_int[:, 2].copy(),
+            low_gap_bps=out_float[:, 1].copy(),
+            basis_bps=out_float[:, 6].copy(),
+            index_deviation_bps=out_float[:, 4].copy(),
+            peg_bps=out_float[:, 5].copy(),
+            depth_venue_sum_usd=out_float[:, 2].copy(),
+            depth_consolidated_usd=out_float[:, 3].copy(),
+            breadth=asset_breadth,
+            lvs=asset_lvs,
+            state=state[n : n + n_assets].copy(),
+            components=asset_points,
+            market_lvs=float(market[0]),
+            market_state=int(state[-1]),
+            market_components=tuple(float(x) for x in market[1 : 1 + N_COMPONENTS]),
+        )
+        book = BookAnalytics(
+            asset_row=self.asset_idx.copy(),
+            healthy=healthy,
+            mid_usd=mid_usd,
+            dislocation_bps=dislocation,
+            basis_bps=basis,
+            mark_basis_bps=mark_basis,
+            index_deviation_bps=index_dev,
+            funding_annual=funding_annual,
+            mark_sensitivity_bps=sensitivity,
+            peg_bps=peg,
+            lvs=book_lvs,
+            score_state=state[:n].copy(),
+            components=book_points,
+        )
+        fx_table = self._fx_table(sample)
+        stressed = frozenset(
+            self.venues[v]
+            for v in np.unique(
+                self.venue_idx[(state[:n] >= SCORE_WARNING) & (state[:n] < SCORE_DATA)]
+            )
+        )
+        self.fx.observe(
+            sample.ts_ns,
+            self.fx_quotes,
+            healthy,
+            mid,
+            sample.book_age_s,
+            stressed,
+            {
+                asset: (float(consensus[k]), int(spot_n[k] + perp_n[k]))
+                for k, asset in enumerate(self.assets)
+            },
+        )
+        changed = sample.changed | (before[:n] != state[:n])
+        return dataclasses.replace(
+            sample, changed=changed, analytics=book, assets=assets, fx=fx_table, events=events
+        )
+
+    # --- parts ------------------------------------------------------------------------------
+    def _mark_sensitivity(
+        self, sample: TickSample, healthy: np.ndarray, dt: float, now_s: float
+    ) -> FloatArray:
+        """Binance-style mark = median(index (1 + funding x time to funding / interval),
+        index + moving-average basis, mid), with the basis averaged over 1 min and over
+        2.5 min (EWMAs with the same mean lag, tau = window / 2); returns the gap in bps."""
+        index, mid, funding = sample.index_price, sample.mid, sample.funding_rate
+        live = healthy & self.is_perp & np.isfinite(index) & (index > 0)
+        out = np.full(len(mid), np.nan)
+        if not live.any():
+            self.mark_ma[~live] = np.nan
+            return out
+        basis = mid - index
+        for w, window in enumerate(MARK_WINDOWS_S):
+            alpha = 1.0 - math.exp(-dt / (window / 2.0)) if dt > 0 else 1.0
+            ma = self.mark_ma[:, w]
+            fresh = live & ~np.isfinite(ma)
+            ma[fresh] = basis[fresh]
+            upd = live & ~fresh
+            ma[upd] += alpha * (basis[upd] - ma[upd])
+        self.mark_ma[~live] = np.nan
+        hours = (
+            24.0
+            * 365.0
+            / np.where(np.isfinite(self.periods_per_year), self.periods_per_year, 1095.0)
+        )
+        utc_hours = (now_s / 3600.0) % 24.0
+        left = hours - np.mod(utc_hours, hours)
+        f = np.where(np.isfinite(funding), funding, 0.0)
+        price1 = index * (1.0 + f * left / hours)
+        marks = []
+        for w in range(2):
+            stack = np.stack((price1, index + self.mark_ma[:, w], mid))
+            marks.append(np.median(stack, axis=0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(live, (marks[0] / marks[1] - 1.0) * 1e4, np.nan)
+        return out
+
+    def _pegs(
+        self,
+        sample: TickSample,
+        healthy: np.ndarray,
+        mid_usd: FloatArray,
+        consensus: FloatArray,
+    ) -> FloatArray:
+        """(P_observed / fair - 1) x 1e4 per configured peg book; fair configured, or the
+        median of the other venues' observed rates (a venue never sets its own fair)."""
+        peg = np.full(len(sample.books), np.nan)
+        if not self.peg_rows:
+            return peg
+        observed: dict[int, float] = {}
+        for i, pair in self.peg_rows:
+            if not healthy[i]:
+                continue
+            book = sample.books[i]
+            if book.quote == pair.against:
+                value = float(sample.mid[i])
+            elif pair.against == "USD":
+                value = float(mid_usd[i])
+            else:
+                k = self._asset_of.get(pair.against)
+                ref = float(consensus[k]) if k is not None else math.nan
+                value = float(mid_usd[i]) / ref if ref > 0 else math.nan
+            if value == value:
+                observed[i] = value
+        for i, pair in self.peg_rows:
+            if i not in observed:
+                continue
+            fair = pair.fair
+            if fair is None:
+                others = [
+                    v
+                    for j, v in observed.items()
+                    if sample.books[j].base == pair.asset
+                    and sample.books[j].venue != sample.books[i].venue
+                ]
+                fair = statistics.median(others) if others else None
+            if fair:
+                peg[i] = (observed[i] / fair - 1.0) * 1e4
+        return peg
+
+    def _fx_table(self, sample: TickSample) -> FxTable:
+        rows = self.currency_row
+        usd = sample.fx_usd[rows] if len(rows) else np.empty(0)
+        assumed = sample.fx_assumed[rows] if len(rows) else np.empty(0, dtype=np.bool_)
+        return FxTable(
+            currencies=self.currencies,
+            usd=usd.copy(),
+            assumed=assumed.copy(),
+            age_s=np.array([self.fx.age_s(c) for c in self.currencies]),
+            sources=np.array([self.fx.sources.get(c, 0) for c in self.currencies], dtype=np.int64),
+        )
+
+    def _events(
+        self,
+        sample: TickSample,
+        before: np.ndarray,
+        values: FloatArray,
+        book_points: FloatArray,
+        asset_points: FloatArray,
+        market: FloatArray,
+    ) -> tuple[ScoreEvent, ...]:
+        after = self.state
+        moved = np.flatnonzero(before != after)
+        if not moved.size:
+            return ()
+        n, n_assets = self._n, len(self.assets)
+        events = []
+        for e in moved.tolist():
+            # an entity's first score is its start, not a change worth an alert
+            if not self.scored[e] and before[e] == SCORE_DATA and after[e] == SCORE_NORMAL:
+                continue
+            value = float(values[e])
+            if e < n:
+                points = book_points[e]
+                ident = sample.books[e]
+                scope: Mapping[str, str | None] = {
+                    "asset": ident.base,
+                    "venue": ident.venue,
+                    "symbol": ident.symbol,
+                }
+            elif e < n + n_assets:
+                points = asset_points[e - n]
+                scope = {"asset": self.assets[e - n]}
+            else:
+                points = market[1 : 1 + N_COMPONENTS]
+                scope = {}
+            events.append(
+                ScoreEvent(
+                    ts_ns=sample.ts_ns,
+                    state=int(after[e]),
+                    previous=int(before[e]),
+                    value=value,
+                    components=tuple(float(p) for p in points),
+                    **scope,
+                )
+            )
+        return tuple(events)
