@@ -16,7 +16,14 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 
-from monitor.sample import STATE_NAMES, TickSample, band_label, notional_label
+from monitor.sample import (
+    COMPONENTS,
+    SCORE_STATES,
+    STATE_NAMES,
+    TickSample,
+    band_label,
+    notional_label,
+)
 
 EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -59,6 +66,9 @@ BOOK_METRICS_COLUMNS: Final = (
     "mark_price",
     "index_price",
     "funding_rate",
+    "score_state",
+    "lvs",
+    "components",
 )
 BOOK_SNAPSHOT_COLUMNS: Final = (
     "ts",
@@ -158,8 +168,16 @@ def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[t
         _nullable(sample.mark_price[idx]),
         _nullable(sample.index_price[idx]),
         _nullable(sample.funding_rate[idx]),
+        [SCORE_STATES[s] for s in sample.score_state[idx].tolist()],
+        [None if x is None else round(x, 2) for x in _nullable(sample.lvs[idx])],
+        [_components_json(sample, i) for i in idx.tolist()],
     ]
     return list(zip(*columns, strict=True))
+
+
+def _components_json(sample: TickSample, i: int) -> str | None:
+    record = sample.book_record(i)["components"] if sample.lvs[i] == sample.lvs[i] else None
+    return None if record is None else _encode_json(record).decode()
 
 
 def book_snapshot_rows(
@@ -187,6 +205,13 @@ def _num(x: float | None) -> float | None:
     return None if x is None or x != x else float(x)
 
 
+def _components(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    points = msgspec.json.decode(text)
+    return {name: points[name] for name in COMPONENTS}  # jsonb does not keep key order
+
+
 def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored ``book_metrics`` row as its ``--metrics-out`` object (``"kind": "book"``).
 
@@ -200,12 +225,11 @@ def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "instrument": row["instrument"],
         "valid": row["valid"],
         "stale": row["stale"],
-        # metrics-out's "state" is the score state and "book_state" the sync state (issue
-        # 9); the score is not stored yet: a stored row reads back as "data", no score
-        "state": row.get("score_state") or "data",
+        # metrics-out's "state" is the score state and "book_state" the sync state
+        "state": row["score_state"] or "data",
         "book_state": row["state"],
-        "lvs": row.get("lvs"),
-        "components": row.get("components"),
+        "lvs": row["lvs"],
+        "components": _components(row["components"]),
     }
     if row["valid"]:
         depth: dict[str, list[float | None]] = {}
