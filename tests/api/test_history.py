@@ -42,7 +42,8 @@ async def stored(db_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[str, list[d
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(line) for line in metrics_out.read_text().splitlines()]
+    lines = [json.loads(line) for line in metrics_out.read_text().splitlines()]
+    rows = [r for r in lines if r["kind"] == "book"]  # asset and fx rows are not books
     history = await HistorySource.open(db_dsn)
     ctx = ApiContext(load_settings([], env={}))
     ctx.history = history
