@@ -416,7 +416,7 @@ def _main(argv: Sequence[str] | None) -> int:
             lambda stop: serve_api(settings, where, stop=stop), _api_os_error(settings)
         )
     if args.command == "record":
-        from monitor.daemon import run_recorder  # noqa: PLC0415
+        from monitor.app import run_recorder  # noqa: PLC0415
         from monitor.domain import Venue  # noqa: PLC0415
 
         try:

@@ -82,6 +82,7 @@ from monitor.fx import FxSource
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.metrics import kernels as mk
+from monitor.resync import BookSync, Resync
 from monitor.sample import STATE_STALE, BookIdentity, TickSample
 from monitor.settings import Settings
 
@@ -101,14 +102,22 @@ class BookInfo:
     instrument: Instrument
     pending: deque[BookMessage] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
     pending_recv: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
-    needs_snapshot: bool = True
-    snapshot_outstanding: bool = False
-    resyncs: int = 0
-    snapshots: int = 0
-    stale_snapshots: int = 0
+    sync: BookSync = field(default_factory=BookSync)  # the resync state machine (monitor.resync)
     rejected: int = 0  # malformed, off-grid or crossed events
     stream: bool = False  # snapshots come in-band (resync = resubscribe), not from REST
     dropped_unsynced: int = 0  # deltas of a stream venue that arrived before the snapshot
+
+    @property
+    def needs_snapshot(self) -> bool:
+        return self.sync.needs_snapshot
+
+    @property
+    def resyncs(self) -> int:
+        return self.sync.resyncs
+
+    @property
+    def snapshots(self) -> int:
+        return self.sync.snapshots
 
 
 @dataclass
@@ -161,6 +170,7 @@ class BookPipeline:
         self.stale_after_s: Mapping[Venue, float] = dict(stale_after_s or {})
         self.default_stale_after_s = default_stale_after_s
         self.books: dict[tuple[Venue, str], BookInfo] = {}
+        self.resync = Resync()  # every book's resync state machine
         # the same BookInfo objects by venue then symbol: the hot path's lookup (no tuple key)
         self._venue_books: dict[Venue, dict[str, BookInfo]] = {v: {} for v in self.adapters}
         self._by_id: list[BookInfo] = []
@@ -234,6 +244,7 @@ class BookPipeline:
         info = BookInfo(
             book=book,
             instrument=instrument,
+            sync=self.resync.add(key),
             stream=adapter.snapshot_source == SnapshotSource.STREAM,
         )
         self.books[key] = info
@@ -258,9 +269,7 @@ class BookPipeline:
         self.store.invalidate(info.book)
         info.pending.clear()
         info.pending_recv.clear()
-        info.needs_snapshot = True
-        info.snapshot_outstanding = False
-        info.resyncs += 1
+        info.sync.lose()
         log.info(
             "book.resync",
             venue=info.instrument.venue.value,
@@ -271,25 +280,18 @@ class BookPipeline:
     def take_snapshot_requests(self) -> list[tuple[Venue, str]]:
         """Books that need a snapshot now (REST venues: fetch it; stream venues: resubscribe);
         each is returned once until a snapshot arrives or :meth:`snapshot_failed` is called."""
-        out = []
-        for (venue, symbol), info in self.books.items():
-            if info.needs_snapshot and not info.snapshot_outstanding:
-                info.snapshot_outstanding = True
-                out.append((venue, symbol))
-        return out
+        return self.resync.take_requests()
 
-    def expect_snapshots(self, venue: Venue, symbols: Iterable[str]) -> None:
+    def expect_snapshots(self, venue: Venue, symbols: Iterable[str], deadline: float) -> None:
         """A (re)subscription is on its way: these books' snapshots will arrive in-band, so
-        they are not handed out by :meth:`take_snapshot_requests` meanwhile."""
-        for symbol in symbols:
-            info = self.books.get((venue, symbol))
-            if info is not None and info.needs_snapshot:
-                info.snapshot_outstanding = True
+        they are not handed out by :meth:`take_snapshot_requests` before ``deadline``."""
+        self.resync.expect(venue, symbols, deadline)
 
     def snapshot_failed(self, venue: Venue, symbol: str) -> None:
-        info = self.books.get((venue, symbol))
-        if info is not None:
-            info.snapshot_outstanding = False
+        """The book's snapshot request failed or timed out: it is asked for again."""
+        sync = self.resync.get((venue, symbol))
+        if sync is not None:
+            sync.give_up()
             self.counters.add(venue, "snapshot_failed")
 
     # --- the message path -----------------------------------------------------------------
@@ -556,9 +558,7 @@ class BookPipeline:
         if status == R_STALE:
             return
         if status == R_SNAPSHOT:  # an in-band snapshot (stream venues)
-            info.snapshots += 1
-            info.needs_snapshot = False
-            info.snapshot_outstanding = False
+            info.sync.snapshot_applied()
             return
         if info.stream and status in (R_BUFFER, R_GAP):
             # in-band snapshots: nothing before the next snapshot can be used
@@ -619,8 +619,6 @@ class BookPipeline:
 
     def _apply_snapshot(self, info: BookInfo, snap: RawBook, recv_ns: int) -> None:
         venue = info.instrument.venue
-        info.snapshot_outstanding = False
-        info.snapshots += 1
         if info.pending and snapshot_predates(
             self.adapters[venue].sequencing,
             snap.last_seq,
@@ -628,8 +626,7 @@ class BookPipeline:
             info.pending[0].prev_seq,
         ):
             # older than the first buffered delta: the deltas in between are lost to us
-            info.stale_snapshots += 1
-            info.needs_snapshot = True
+            info.sync.snapshot_stale()
             self.counters.add(venue, "stale_snapshot")
             log.info(
                 "book.snapshot_stale",
@@ -655,7 +652,7 @@ class BookPipeline:
         pending = list(zip(info.pending, info.pending_recv, strict=True))
         info.pending.clear()
         info.pending_recv.clear()
-        info.needs_snapshot = False
+        info.sync.snapshot_applied()
         for ev, ev_recv in pending:
             batch.add(
                 info.book,
@@ -868,9 +865,9 @@ class BookPipeline:
                     "state": BookState(int(st[S_STATE])).name.lower(),
                     "last_update_id": int(st[S_LAST_ID]),
                     "gaps": int(st[S_GAPS]),
-                    "resyncs": info.resyncs,
-                    "snapshots": info.snapshots,
-                    "stale_snapshots": info.stale_snapshots,
+                    "resyncs": info.sync.resyncs,
+                    "snapshots": info.sync.snapshots,
+                    "stale_snapshots": info.sync.stale_snapshots,
                     "stale_deltas": int(st[S_STALE]),
                     "rejected": info.rejected,
                     "crossed": int(st[S_CROSSED]),

@@ -64,7 +64,8 @@ async def run_with_api(
 ) -> None:
     """``liqmon run``: the daemon, storing when ``data_dir`` is given, with the API at
     ``api.listen`` (unless ``api.enabled`` is false)."""
-    from monitor.daemon import Daemon, run_daemon  # noqa: PLC0415
+    from monitor.app import run_daemon  # noqa: PLC0415
+    from monitor.daemon import Daemon  # noqa: PLC0415
 
     async with opened_store(settings, data_dir, writer=True) as (writer, history):
         daemon_sinks: list[Sink] = list(sinks)

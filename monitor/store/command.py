@@ -366,7 +366,7 @@ async def run_daemon_storing(
     settings: Settings, data_dir_path: Path, *, stop: asyncio.Event, status_out: IO[str]
 ) -> None:
     """``liqmon run`` with the store writer among the daemon's sinks."""
-    from monitor.daemon import run_daemon  # noqa: PLC0415
+    from monitor.app import run_daemon  # noqa: PLC0415
 
     async with opened_writer(settings, data_dir_path) as writer:
         await run_daemon(settings, stop=stop, sinks=[writer], status_out=status_out)

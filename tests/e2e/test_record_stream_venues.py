@@ -9,7 +9,7 @@ import pytest
 
 from feeds.recording import RecordKind, iter_recording
 from feeds.venues import ADAPTERS
-from monitor.daemon import run_recorder
+from monitor.app import run_recorder
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline

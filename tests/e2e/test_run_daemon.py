@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from feeds.recording import RecordKind, iter_recording
 from feeds.sim import BinanceProtocol, BinanceRecording, ExchangeSim
 from feeds.venues import ADAPTERS
-from monitor.daemon import run_daemon, run_recorder
+from monitor.app import run_daemon, run_recorder
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
