@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test replay-sample bench clean
+.PHONY: run test lint replay-sample bench clean
 
 # The venv, made with a Python checked first (an older one stops here, not in a traceback).
 $(BIN)/python:
@@ -40,6 +40,13 @@ run: $(VENV)/.installed-run
 ## run the test suite (no network needed: local servers and recordings only)
 test: $(VENV)/.installed-test
 	$(BIN)/pytest $(ARGS)
+
+## lint: ruff (rules and formatting), mypy (strict), import-linter (the layering rules)
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## replay the real Binance recordings shipped with the tests
 replay-sample: $(VENV)/.installed-run

@@ -263,8 +263,8 @@ class RestClient:
         if body is None:
             request = self._session.get(url, timeout=self._timeout)
         else:
-            headers = {"Content-Type": "application/json"}
-            request = self._session.post(url, data=body, headers=headers, timeout=self._timeout)
+            json_body = {"Content-Type": "application/json"}
+            request = self._session.post(url, data=body, headers=json_body, timeout=self._timeout)
         try:
             async with request as response:
                 text = await response.text()

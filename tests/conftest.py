@@ -19,7 +19,8 @@ OKX_RECORDING = RECORDINGS / "okx-2022-05-13.jsonl.gz"
 
 def fixture_record(venue: str, name: str) -> dict[str, Any]:
     """A captured message in recording form ({ts, venue, kind, url, data})."""
-    return json.loads((FIXTURES / venue / f"{name}.json").read_text())
+    record: dict[str, Any] = json.loads((FIXTURES / venue / f"{name}.json").read_text())
+    return record
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,7 +17,8 @@ from aiohttp import web
 from feeds.sim.base import ExchangeSim
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
 from monitor.api.serve import opened_store
-from monitor.daemon import Daemon, run_daemon
+from monitor.app import run_daemon
+from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.settings import Settings
 from tests.e2e.harness import exchange, until, write_settings

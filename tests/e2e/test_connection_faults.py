@@ -61,7 +61,7 @@ async def settle(sim: ExchangeSim, daemon, venue: Venue) -> None:  # type: ignor
 
 @pytest.fixture(params=VENUES, ids=lambda v: v.value)
 def venue(request: pytest.FixtureRequest) -> Venue:
-    return request.param
+    return Venue(request.param)
 
 
 async def test_books_build_and_track_the_exchange(tmp_path: Path, venue: Venue) -> None:

@@ -186,9 +186,9 @@ def rest_weight(adapter: VenueAdapter, rest_url: str, path: str, query: dict[str
             return request.weight
     symbol = query.get("symbol", "")
     limit = int(query.get("limit", "0") or 0)
-    request = adapter.snapshot_request(rest_url, symbol, limit) if symbol else None
-    if request is not None and urlsplit(request.url).path.endswith(path):
-        return request.weight
+    snapshot = adapter.snapshot_request(rest_url, symbol, limit) if symbol else None
+    if snapshot is not None and urlsplit(snapshot.url).path.endswith(path):
+        return snapshot.weight
     return 1
 
 

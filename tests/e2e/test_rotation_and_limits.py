@@ -28,7 +28,7 @@ import pytest
 
 from feeds import venues as venue_registry
 from feeds.okx import OkxAdapter
-from feeds.sim.base import Change, ExchangeSim, RequestLogEntry, VenueProtocol
+from feeds.sim.base import Change, ExchangeSim, RequestLogEntry, SimConnection, VenueProtocol
 from feeds.sim.deribit import DeribitProtocol
 from feeds.sim.exchange import add_books
 from feeds.sim.okx import OkxProtocol
@@ -410,5 +410,5 @@ async def test_the_keepalive_ping_keeps_an_idle_closing_venue_open(tmp_path: Pat
             assert watch.metrics_from_invalid == 0
 
 
-def sim_age(sim: ExchangeSim, conn: Any) -> float:
+def sim_age(sim: ExchangeSim, conn: SimConnection) -> float:
     return asyncio.get_running_loop().time() - conn.opened_at

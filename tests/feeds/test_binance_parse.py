@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from feeds.binance import SPOT, USDM, InstrumentsUpdate, VenueMessage, parse
+from feeds.binance import SPOT, USDM, parse
+from feeds.contract import InstrumentsUpdate, VenueMessage
 from monitor.domain import BookEvent, EventKind, Ignored, MarkPriceEvent, RawBook, Venue
 from monitor.errors import ParseError, UnknownInstrument
 from tests.conftest import fixture_record

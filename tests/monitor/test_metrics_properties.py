@@ -122,18 +122,18 @@ def band_edge_books(draw: st.DrawFn, empty_sides: bool = True) -> Book:
     edges = sorted({round(mid * band) for band in ALL_BANDS})
     near = draw(st.lists(st.sampled_from([-1, 0, 0, 1]), min_size=len(edges), max_size=len(edges)))
     extra = draw(st.lists(st.integers(1, mid // 30 + 1), max_size=10))
-    bid_px = (
+    bid_set = (
         {mid - half}
         | {mid - e - d for e, d in zip(edges, near, strict=True)}
         | {mid - e for e in extra}
     )
-    ask_px = (
+    ask_set = (
         {mid + half}
         | {mid + e + d for e, d in zip(edges, near, strict=True)}
         | {mid + e for e in extra}
     )
-    bid_px = sorted((p for p in bid_px if 0 < p <= mid - half), reverse=True)
-    ask_px = sorted(p for p in ask_px if p >= mid + half)
+    bid_px = sorted((p for p in bid_set if 0 < p <= mid - half), reverse=True)
+    ask_px = sorted(p for p in ask_set if p >= mid + half)
     qty = draw(
         st.lists(
             st.floats(0.001, 1e4),
