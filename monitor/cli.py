@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import msgspec
 
@@ -203,8 +203,8 @@ def _fail(code: int, message: str) -> int:
     return code
 
 
-def _open_output(flag: str, path: str) -> IO[bytes]:
-    """Open an output file before the replay runs, so a bad path fails at once."""
+def _open_output(flag: str, path: str, mode: str = "wb") -> IO[bytes]:
+    """Open an output file before the command runs, so a bad path fails at once."""
     target = Path(path)
     if target.is_dir():
         raise _UsageError(f"{flag} {path}: is a directory; expected a file to write")
@@ -213,7 +213,7 @@ def _open_output(flag: str, path: str) -> IO[bytes]:
         raise _UsageError(f"{flag} {path}: cannot create: {blocking} is a file, not a directory")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "wb")  # closed by the caller's ExitStack
+        return cast(IO[bytes], open(target, mode))  # closed by the caller
     except OSError as exc:
         raise _UsageError(f"{flag} {path}: cannot create: {exc.strerror or exc}") from None
 
@@ -429,6 +429,10 @@ def _main(argv: Sequence[str] | None) -> int:
         if not symbols:
             sys.stderr.write("liqmon: --symbols is empty\n")
             return 2
+        try:  # the recorder appends: check the path now, keep what the file holds
+            _open_output("--out", args.out, "ab").close()
+        except _UsageError as exc:
+            return _fail(EXIT_USAGE, str(exc))
         return _run_async(
             lambda stop: run_recorder(
                 settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop

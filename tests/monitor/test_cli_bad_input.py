@@ -241,3 +241,11 @@ def test_version_is_the_package_version() -> None:
     proc = liqmon("--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("liqmon ")
+
+
+def test_record_to_a_directory_is_refused_before_connecting(tmp_path: Path) -> None:
+    proc = liqmon("record", "--venue", "binance", "--symbols", "BTCUSDT", "--out", tmp_path)
+    assert proc.returncode == EXIT_USAGE
+    assert plain_lines(proc.stderr) == [
+        f"liqmon: --out {tmp_path}: is a directory; expected a file to write"
+    ]
