@@ -1,4 +1,4 @@
-"""Command line: ``liqmon run | replay | record | sim | query``."""
+"""Command line: ``liqmon run | replay | record | sim | query | scenario | demo``."""
 
 from __future__ import annotations
 
@@ -195,6 +195,39 @@ def _build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=50.0, help="book updates per second over all books"
     )
     add_query_parser(sub, _add_config)
+    scenario = sub.add_parser(
+        "scenario",
+        help="write a deterministic scenario (the 10/11 collapse, or a calm day) as a "
+        "recording with labels.json, for liqmon replay",
+    )
+    _add_config(scenario)
+    scenario.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    scenario.add_argument("--seed", type=int, default=1, help="master seed (default 1)")
+    scenario.add_argument("--kind", choices=["collapse", "calm"], default="collapse")
+    scenario.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="length (collapse: ends at T0 + 100 min, default 3; calm: default 24)",
+    )
+    scenario.add_argument(
+        "--step-ms", type=int, default=None, help="diff interval (default 500; calm 1000)"
+    )
+    scenario.add_argument("--day", type=int, default=0, help="calm day of the week, 0-6")
+
+    demo = sub.add_parser(
+        "demo",
+        help="watch the 10/11 collapse, time-compressed: the local exchange plays it and "
+        "the monitor watches it on 127.0.0.1",
+    )
+    _add_config(demo)
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="scenario seconds per second (default 60)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
+    demo.add_argument(
+        "--hours", type=float, default=2.0, help="market hours played, ending T0 + 100 min"
+    )
     return parser
 
 
@@ -220,6 +253,59 @@ def _open_output(flag: str, path: str, mode: str = "wb") -> IO[bytes]:
 
 class _UsageError(Exception):
     """A command-line problem found after parsing: one line, exit code EXIT_USAGE."""
+
+
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from feeds.sim.scenario.core import Scenario  # noqa: PLC0415
+    from feeds.sim.scenario.writer import write_scenario  # noqa: PLC0415
+
+    hours = args.hours if args.hours is not None else (3.0 if args.kind == "collapse" else 24.0)
+    step_ms = (
+        args.step_ms if args.step_ms is not None else (500 if args.kind == "collapse" else 1000)
+    )
+    if hours <= 0 or step_ms <= 0 or not 0 <= args.day <= 6:
+        sys.stderr.write("liqmon: --hours and --step-ms must be positive, --day 0-6\n")
+        return 2
+    scenario = Scenario(args.kind, args.seed, hours=hours, step_ms=step_ms, day=args.day)
+    result = write_scenario(args.out, scenario)
+    log.info(
+        "scenario.written",
+        recording=str(result.recording),
+        labels=str(result.labels),
+        config=str(result.config),
+        records=result.records,
+        seconds=round(result.seconds, 1),
+    )
+    sys.stdout.write(
+        f"wrote {result.recording} ({result.records} records), {result.labels}, "
+        f"{result.config}\nreplay: liqmon replay {result.recording} --config {result.config}\n"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo  # noqa: PLC0415
+
+    if args.speed <= 0 or args.hours <= 0:
+        sys.stderr.write("liqmon: --speed and --hours must be positive\n")
+        return 2
+    configure_logging("warning" if not sys.stdout.isatty() else "error", args.log_format or "auto")
+    code = 0
+
+    async def main(stop: asyncio.Event) -> None:
+        nonlocal code
+        code = await run_demo(
+            speed=args.speed,
+            seed=args.seed,
+            hours=args.hours,
+            configs=[Path(p) for p in (args.config or [])],
+            out=sys.stdout,
+            tty=sys.stdout.isatty(),
+            stop=stop,
+        )
+
+    rc = _run_async(main)
+    return rc or code
 
 
 def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -388,6 +474,10 @@ def _main(argv: Sequence[str] | None) -> int:
     configure_logging(settings.monitor.log_level, args.log_format or settings.monitor.log_format)
     if args.command == "replay":
         return _cmd_replay(args, settings)
+    if args.command == "scenario":
+        return _cmd_scenario(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
     if args.command == "run":
         from monitor.api.serve import run_with_api  # noqa: PLC0415
 

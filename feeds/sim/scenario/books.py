@@ -1,17 +1,17 @@
 """Order books of one scenario book, a chunk of steps at a time, vectorised with numpy.
 
 Shape (reference spec, "Book shape"): one-side cumulative USD depth
-``C(δ) = C₁%·(δ/100 bp)^γ`` to 2 %, then exponent 0.4 out to 10 %; a market-maker ladder of
+``C(d) = C1·(d/100 bp)^gamma`` to 2 %, then exponent 0.4 out to 10 %; a market-maker ladder of
 10 levels from the touch, spaced a quarter of the base spread (at least one tick), then a
 geometric grid (5 bp, or two ticks where the tick is coarser) to 10 % of the mid: about
-200-300 levels a side. Each level's size is ΔC over its width times LN(0, 0.5).
+200-300 levels a side. Each level's size is dC over its width times LN(0, 0.5).
 
 Dynamics: the book is a matrix (steps x absolute price levels). A level keeps its size until
 it is *touched* (cancelled and re-added at a fresh size drawn from the current profile); the
 touch rate is 0.02/s (the spec's cancel/re-add rate) times the phase's cancel multiplier, and
 a level that enters the book (the mid moved, the 10 % window moved) is drawn at once. This
 is the spec's log-OU size noise made piecewise constant: the book only changes where a real
-book's diff would change. Stress thins the bands inside-out (``m^η``, η = 1.3/1.1/1.0/0.8/0.4
+book's diff would change. Stress thins the bands inside-out (``m^eta``, eta = 1.3/1.1/1.0/0.8/0.4
 at 0.1/0.5/1/2/≥5 %; asks as ``m^0.7``). Diffs are the cells that differ from the previous
 step, per side (a level that moves from bid to ask is deleted on one side and set on the
 other in the same update).
@@ -63,7 +63,7 @@ class BookGenerator:
         b = path.spec
         mid0 = float(path.mid[0])
         half0 = float(path.half_spread[0])
-        self.fine = max(self.tick, int(round(0.5 * half0 * self.scale / self.tick)) * self.tick)
+        self.fine = max(self.tick, round(0.5 * half0 * self.scale / self.tick) * self.tick)
         self.ratio_bps = max(5.0, 2.0 * self.tick / (mid0 * self.scale) * 1e4)
         self.ref = mid0
         self.gamma = b.gamma
@@ -137,10 +137,12 @@ class BookGenerator:
         pr = prices[None, :]
         ladder_lo = (bb - (LADDER - 1) * f)[:, None]
         ladder_hi = (ba + (LADDER - 1) * f)[:, None]
-        bid_active = ((is_fine[None, :] & (pr >= ladder_lo) & (pr <= bb[:, None]))
-                      | (is_coarse[None, :] & (pr < ladder_lo) & (pr >= 0.9 * mid[:, None])))  # fmt: skip
-        ask_active = ((is_fine[None, :] & (pr <= ladder_hi) & (pr >= ba[:, None]))
-                      | (is_coarse[None, :] & (pr > ladder_hi) & (pr <= 1.1 * mid[:, None])))  # fmt: skip
+        bid_active = (is_fine[None, :] & (pr >= ladder_lo) & (pr <= bb[:, None])) | (
+            is_coarse[None, :] & (pr < ladder_lo) & (pr >= 0.9 * mid[:, None])
+        )
+        ask_active = (is_fine[None, :] & (pr <= ladder_hi) & (pr >= ba[:, None])) | (
+            is_coarse[None, :] & (pr > ladder_hi) & (pr <= 1.1 * mid[:, None])
+        )
         touch_p = 1.0 - np.exp(-TOUCH_RATE_PER_S * p.cancel[k0:k1] * self.step_s)
         # touches: Poisson over the chunk, rows by their rate, columns uniform (sparse draw)
         count = int(self.rng.poisson(float(touch_p.sum()) * u))
@@ -148,8 +150,9 @@ class BookGenerator:
         if count:
             rows = np.searchsorted(np.cumsum(touch_p) / touch_p.sum(), self.rng.random(count))
             touched[np.minimum(rows, t - 1), self.rng.integers(0, u, count)] = True
-        prev_pub_b, prev_pub_a = self._lookup(prices, self.prev_bid), self._lookup(
-            prices, self.prev_ask
+        prev_pub_b, prev_pub_a = (
+            self._lookup(prices, self.prev_bid),
+            self._lookup(prices, self.prev_ask),
         )
         base_b, base_a = self._lookup(prices, self.base_bid), self._lookup(prices, self.base_ask)
         quote_usd = p.quote_usd[k0:k1]
@@ -164,7 +167,7 @@ class BookGenerator:
             j = int(np.argmin(np.abs(prices - wprice * self.scale)))
             rows = np.arange(lo - k0, hi - k0 + 1)
             rows = rows[bid_active[rows, j]]
-            wq = int(round(wusd / float(per_unit[rows[0], j]))) if rows.size else 0
+            wq = round(wusd / float(per_unit[rows[0], j])) if rows.size else 0
             pub_b[rows, j] += wq
         # remember the last step for the next chunk
         last_b, last_a = pub_b[-1], qa[-1]
@@ -269,8 +272,9 @@ class BookGenerator:
         vals = np.zeros((t + 1, u), dtype=np.int64)
         vals[0] = carried
         if rows.size:
-            vals[rows + 1, cols] = self._sizes(rows, cols, self._cols, mid, quote_usd, m,
-                                               self._bb, self._ba)  # fmt: skip
+            vals[rows + 1, cols] = self._sizes(
+                rows, cols, self._cols, mid, quote_usd, m, self._bb, self._ba
+            )
         touch = np.vstack([np.ones((1, u), dtype=np.bool_), draw])
         idx = np.where(touch, np.arange(t + 1)[:, None], 0)
         last = np.maximum.accumulate(idx, axis=0)[1:]

@@ -43,8 +43,9 @@ def sim_book(b: BookSpec, mid: float) -> SimBook:
     """An empty :class:`SimBook` for a scenario book (its instrument in ``extra``)."""
     decimals = significant_decimals(b.tick)
     qty_decimals = significant_decimals(b.lot)
-    instrument = Instrument(b.venue, b.symbol, b.base, b.quote, b.kind, b.tick, b.lot,
-                            price_precision=decimals)  # fmt: skip
+    instrument = Instrument(
+        b.venue, b.symbol, b.base, b.quote, b.kind, b.tick, b.lot, price_precision=decimals
+    )
     book = SimBook(
         b.venue,
         b.symbol,
@@ -56,7 +57,7 @@ def sim_book(b: BookSpec, mid: float) -> SimBook:
     book.extra["instrument"] = instrument
     book.extra["base"] = b.base
     book.extra["quote"] = b.quote
-    book.mark_px = int(round(mid * 10**decimals))
+    book.mark_px = round(mid * 10**decimals)
     return book
 
 
@@ -106,8 +107,9 @@ class Scenario:
         self.step_ms = step_ms
         self.day = day
         self.books = books if books is not None else spec.books_for()
-        self.paths: Paths = build_paths(kind, seed, self.books, hours=hours, step_ms=step_ms,
-                                        day=day)  # fmt: skip
+        self.paths: Paths = build_paths(
+            kind, seed, self.books, hours=hours, step_ms=step_ms, day=day
+        )
         mids = [float(p.mid[0]) for p in self.paths.books]
         self.metadata = metadata_answers(self.books, mids)
         # the instruments as the monitor will read them (its own adapters parse the answers)
@@ -135,7 +137,11 @@ class Scenario:
         n = self.paths.n
         for k0 in range(0, n, chunk_steps):
             k1 = min(n, k0 + chunk_steps)
-            yield k0, k1, [
-                g.chunks(k0, k1, snapshot_steps.get(i, set()))
-                for i, g in enumerate(self.generators)
-            ]
+            yield (
+                k0,
+                k1,
+                [
+                    g.chunks(k0, k1, snapshot_steps.get(i, set()))
+                    for i, g in enumerate(self.generators)
+                ],
+            )

@@ -48,7 +48,7 @@ def build_labels(
     calm_end = spec.T0_NS if sc.kind == "collapse" else int(t[-1]) + 1
     calm = t < calm_end
     calm[: int(60 / step_s)] = False  # the first minute: books still filling in
-    every = max(1, int(round(10.0 / step_s)))
+    every = max(1, round(10.0 / step_s))
     books = []
     for i, (b, bp) in enumerate(zip(sc.books, p.books, strict=True)):
         total = depth_bid[i] + depth_ask[i]
@@ -109,8 +109,11 @@ def build_labels(
         labels["t0_hkt"] = "2025-10-11T04:40:00+08:00"
         labels["T0_ns"] = spec.T0_NS
         labels["phases"] = [
-            {"name": name, "start_ns": max(int(t[0]), spec.T0_NS + int(s * MINUTE_NS)),
-             "end_ns": spec.T0_NS + int(e * MINUTE_NS)}  # fmt: skip
+            {
+                "name": name,
+                "start_ns": max(int(t[0]), spec.T0_NS + int(s * MINUTE_NS)),
+                "end_ns": spec.T0_NS + int(e * MINUTE_NS),
+            }
             for name, s, e in spec.PHASES
         ]
         troughs = {}
@@ -122,11 +125,16 @@ def build_labels(
         labels["fair_trough_ns"] = troughs
         labels["market_trough_ns"] = int(np.median(list(troughs.values())))
         labels["depeg_windows"] = [
-            {"venue": v.value, "asset": a, "trough": tr,
-             "trough_ns": spec.T0_NS + int(spec.DEPEG_TROUGH_MIN[a] * MINUTE_NS),
-             "start_ns": spec.T0_NS + 56 * MINUTE_NS, "end_ns": spec.T0_NS + 96 * MINUTE_NS}
+            {
+                "venue": v.value,
+                "asset": a,
+                "trough": tr,
+                "trough_ns": spec.T0_NS + int(spec.DEPEG_TROUGH_MIN[a] * MINUTE_NS),
+                "start_ns": spec.T0_NS + 56 * MINUTE_NS,
+                "end_ns": spec.T0_NS + 96 * MINUTE_NS,
+            }
             for (v, a), tr in spec.DEPEG_TROUGH.items()
-        ]  # fmt: skip
+        ]
         labels["expected_states"] = {
             k: spec.T0_NS + int(v * MINUTE_NS) for k, v in spec.EXPECTED_STATES.items()
         }

@@ -164,7 +164,7 @@ def build_paths(
     """The paths of a ``collapse`` scenario (ending at T0 + 100 min) or a ``calm`` day."""
     step_ns = step_ms * 1_000_000
     step_s = step_ms / 1000.0
-    n = int(round(hours * 3600.0 / step_s)) + 1
+    n = round(hours * 3600.0 / step_s) + 1
     collapse = kind == "collapse"
     if collapse:
         end_ns = spec.T0_NS + 100 * MINUTE_NS
@@ -208,9 +208,7 @@ def _book_path(
 ) -> BookPath:
     n = len(minutes)
     rng = rng_for(seed, b.venue.value, b.symbol, "mid")
-    quote_usd = (
-        np.ones(n) if b.quote == "USD" else (usdt if b.quote == "USDT" else fair[b.quote])
-    )
+    quote_usd = np.ones(n) if b.quote == "USD" else (usdt if b.quote == "USDT" else fair[b.quote])
     ones = np.ones(n)
     mark = index = funding = None
     if b.peg is not None:
@@ -236,7 +234,7 @@ def _book_path(
                     c = 1.0 + 4.0 * bump
             mid = b.peg * (1.0 - dip) * (1.0 + _ar1(rng, n, 0.5, 0.3e-4))
             true = b.peg * quote_usd
-        mid_usd_true = true if b.base == "USDT" else true
+        mid_usd_true = true
         depth_bid = m
         depth_ask = m
         cancel = c
@@ -253,8 +251,9 @@ def _book_path(
         dev = _ar1(rng, n, phi, sd)
         basis = np.zeros(n)
         if b.kind == InstrumentKind.PERP:
-            basis = 3e-4 + _ar1(rng_for(seed, b.venue.value, b.symbol, "basis"), n,
-                                0.5 ** (step_s / 60.0), 2e-4)  # fmt: skip
+            basis = 3e-4 + _ar1(
+                rng_for(seed, b.venue.value, b.symbol, "basis"), n, 0.5 ** (step_s / 60.0), 2e-4
+            )
         log_mid = np.log(f) - np.log(quote_usd) + basis + dev
         if collapse:
             target = spec.WICK_TARGET.get((b.venue, b.base))
@@ -271,7 +270,7 @@ def _book_path(
         mid_usd_true = f
         if collapse:
             m, spread_mult, cancel = _stress(minutes, b.venue, a.major)
-            if b.venue == spec.V3 or b.venue == spec.V4:
+            if b.venue in (spec.V3, spec.V4):
                 pass
         else:
             m, spread_mult, cancel = ones.copy(), ones.copy(), ones.copy()
@@ -332,40 +331,71 @@ def _nuisance(
 
     weekend = day in (0, 1)  # 4-5 Oct 2025 were a Saturday and a Sunday
     if weekend:
-        events.append({"kind": "weekend_thinning", "start_ns": at_ns(0), "end_ns": at_ns(span),
-                       "depth": 0.7})  # fmt: skip
+        events.append(
+            {"kind": "weekend_thinning", "start_ns": at_ns(0), "end_ns": at_ns(span), "depth": 0.7}
+        )
     for t in np.sort(rng.uniform(10.0, max(11.0, span - 10.0), 3)):
-        events.append({"kind": "news", "start_ns": at_ns(t), "end_ns": at_ns(t + 2.0),
-                       "depth": 0.6, "spread": 2.0, "cancel": 4.0})  # fmt: skip
+        events.append(
+            {
+                "kind": "news",
+                "start_ns": at_ns(t),
+                "end_ns": at_ns(t + 2.0),
+                "depth": 0.6,
+                "spread": 2.0,
+                "cancel": 4.0,
+            }
+        )
     candidates = [b for b in books if b.peg is None]
     n_walls = int(4 * span / 60.0)
     for _ in range(n_walls):
         t = float(rng.uniform(0.0, span - 1.0))
         b = candidates[int(rng.integers(len(candidates)))]
-        events.append({"kind": "spoof_wall", "book": b.key, "start_ns": at_ns(t),
-                       "end_ns": at_ns(t + float(rng.uniform(10.0, 30.0)) / 60.0),
-                       "usd": min(2e6, 0.5 * b.depth_1pct_usd),
-                       "offset_bps": float(rng.uniform(20.0, 80.0))})  # fmt: skip
+        events.append(
+            {
+                "kind": "spoof_wall",
+                "book": b.key,
+                "start_ns": at_ns(t),
+                "end_ns": at_ns(t + float(rng.uniform(10.0, 30.0)) / 60.0),
+                "usd": min(2e6, 0.5 * b.depth_1pct_usd),
+                "offset_bps": float(rng.uniform(20.0, 80.0)),
+            }
+        )
     t = float(rng.uniform(30.0, max(31.0, span - 30.0)))
     b = candidates[int(rng.integers(len(candidates)))]
-    events.append({"kind": "mini_wick", "book": b.key, "start_ns": at_ns(t),
-                   "end_ns": at_ns(t + 2.0 + 1.0 / 3.0), "drop": 0.03})  # fmt: skip
+    events.append(
+        {
+            "kind": "mini_wick",
+            "book": b.key,
+            "start_ns": at_ns(t),
+            "end_ns": at_ns(t + 2.0 + 1.0 / 3.0),
+            "drop": 0.03,
+        }
+    )
     for h in (0.0, 8.0, 16.0):
         if h * 60.0 <= span:
-            events.append({"kind": "funding", "start_ns": at_ns(h * 60.0),
-                           "end_ns": at_ns(h * 60.0 + 1.0)})  # fmt: skip
+            events.append(
+                {"kind": "funding", "start_ns": at_ns(h * 60.0), "end_ns": at_ns(h * 60.0 + 1.0)}
+            )
     venues = sorted({b.venue for b in books}, key=lambda v: v.value)
     if venues:
         t = float(rng.uniform(60.0, max(61.0, span - 60.0)))
         v = venues[int(rng.integers(len(venues)))]
-        events.append({"kind": "outage", "venue": v.value, "start_ns": at_ns(t),
-                       "end_ns": at_ns(t + 5.0)})  # fmt: skip
+        events.append(
+            {"kind": "outage", "venue": v.value, "start_ns": at_ns(t), "end_ns": at_ns(t + 5.0)}
+        )
     if day == 3:
         t = float(rng.uniform(60.0, max(61.0, span - 60.0)))
         assets = sorted({b.base for b in candidates})
         asset = assets[int(rng.integers(len(assets)))]
-        events.append({"kind": "vacuum_no_crash", "asset": asset, "start_ns": at_ns(t),
-                       "end_ns": at_ns(t + 20.0), "depth": 0.4})  # fmt: skip
+        events.append(
+            {
+                "kind": "vacuum_no_crash",
+                "asset": asset,
+                "start_ns": at_ns(t),
+                "end_ns": at_ns(t + 20.0),
+                "depth": 0.4,
+            }
+        )
     return {"events": events, "start_ns": start_ns, "step_ns": step_ns}
 
 
@@ -416,4 +446,4 @@ def _apply_nuisance(path: BookPath, nuisance: dict[str, Any], minutes: np.ndarra
             path.cancel = path.cancel * (1.0 + 2.0 * win)
 
 
-__all__ = ["BookPath", "Paths", "SECOND_NS", "build_paths", "rng_for"]
+__all__ = ["SECOND_NS", "BookPath", "Paths", "build_paths", "rng_for"]

@@ -172,27 +172,87 @@ def books_for(
             )
         if venue == V3:
             out.append(
-                BookSpec(V3, "USDT-USD", "USDT", "USD", InstrumentKind.SPOT, "0.0001", "0.01",
-                         20e6, 1.0, 0.55, 0.0, peg=1.0)
-            )  # fmt: skip
+                BookSpec(
+                    V3,
+                    "USDT-USD",
+                    "USDT",
+                    "USD",
+                    InstrumentKind.SPOT,
+                    "0.0001",
+                    "0.01",
+                    20e6,
+                    1.0,
+                    0.55,
+                    0.0,
+                    peg=1.0,
+                )
+            )
         if pegged and venue == V1:
             out.append(
-                BookSpec(V1, "USDEUSDT", "USDE", "USDT", InstrumentKind.SPOT, "0.0001", "0.01",
-                         4e6, 1.0, 0.55, 0.0, peg=1.0)
-            )  # fmt: skip
+                BookSpec(
+                    V1,
+                    "USDEUSDT",
+                    "USDE",
+                    "USDT",
+                    InstrumentKind.SPOT,
+                    "0.0001",
+                    "0.01",
+                    4e6,
+                    1.0,
+                    0.55,
+                    0.0,
+                    peg=1.0,
+                )
+            )
             out.append(
-                BookSpec(V1, "WBETHETH", "WBETH", "ETH", InstrumentKind.SPOT, "0.00001", "0.0001",
-                         2e6, 2.0, 0.55, 0.0, peg=WBETH_FAIR)
-            )  # fmt: skip
+                BookSpec(
+                    V1,
+                    "WBETHETH",
+                    "WBETH",
+                    "ETH",
+                    InstrumentKind.SPOT,
+                    "0.00001",
+                    "0.0001",
+                    2e6,
+                    2.0,
+                    0.55,
+                    0.0,
+                    peg=WBETH_FAIR,
+                )
+            )
             out.append(
-                BookSpec(V1, "BNSOLSOL", "BNSOL", "SOL", InstrumentKind.SPOT, "0.00001", "0.001",
-                         1e6, 3.0, 0.55, 0.0, peg=BNSOL_FAIR)
-            )  # fmt: skip
+                BookSpec(
+                    V1,
+                    "BNSOLSOL",
+                    "BNSOL",
+                    "SOL",
+                    InstrumentKind.SPOT,
+                    "0.00001",
+                    "0.001",
+                    1e6,
+                    3.0,
+                    0.55,
+                    0.0,
+                    peg=BNSOL_FAIR,
+                )
+            )
         if pegged and venue == V4:
             out.append(
-                BookSpec(V4, "USDE-USDT", "USDE", "USDT", InstrumentKind.SPOT, "0.0001", "0.01",
-                         2e6, 1.5, 0.55, 0.0, peg=1.0)
-            )  # fmt: skip
+                BookSpec(
+                    V4,
+                    "USDE-USDT",
+                    "USDE",
+                    "USDT",
+                    InstrumentKind.SPOT,
+                    "0.0001",
+                    "0.01",
+                    2e6,
+                    1.5,
+                    0.55,
+                    0.0,
+                    peg=1.0,
+                )
+            )
     return out
 
 

@@ -131,35 +131,55 @@ class _Writer:
         pxs = [cache.get(p) or self.px(b, p) for p in px.tolist()]
         qs = self.qtys(b, qty)
         if okx:
-            orders = [str(1 + (p + q) % 5) if q else "0" for p, q in zip(px.tolist(), qty.tolist(), strict=True)]  # noqa: E501
+            orders = [
+                str(1 + (p + q) % 5) if q else "0"
+                for p, q in zip(px.tolist(), qty.tolist(), strict=True)
+            ]
             parts = [f'["{p}","{q}","0","{o}"]' for p, q, o in zip(pxs, qs, orders, strict=True)]
         else:
             parts = [f'["{p}","{q}"]' for p, q in zip(pxs, qs, strict=True)]
         return "[" + ",".join(parts) + "]"
 
-    def delta(self, b: _Book, ts_ns: int, bids: tuple[np.ndarray, np.ndarray],
-              asks: tuple[np.ndarray, np.ndarray]) -> str:  # fmt: skip
+    def delta(
+        self,
+        b: _Book,
+        ts_ns: int,
+        bids: tuple[np.ndarray, np.ndarray],
+        asks: tuple[np.ndarray, np.ndarray],
+    ) -> str:
         ms = ts_ns // 1_000_000
         prev = b.seq
         b.seq += 1
         if b.venue == Venue.BINANCE:
-            data = (f'{{"e":"depthUpdate","E":{ms},"s":"{b.symbol}","U":{b.seq},"u":{b.seq},'
-                    f'"b":{self.levels(b, *bids)},"a":{self.levels(b, *asks)}}}')  # fmt: skip
+            data = (
+                f'{{"e":"depthUpdate","E":{ms},"s":"{b.symbol}","U":{b.seq},"u":{b.seq},'
+                f'"b":{self.levels(b, *bids)},"a":{self.levels(b, *asks)}}}'
+            )
             return f'{{"stream":"{b.stream}","data":{data}}}'
         if b.venue == Venue.BINANCE_FUTURES:
-            data = (f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{b.symbol}","U":{b.seq},'
-                    f'"u":{b.seq},"pu":{prev},"b":{self.levels(b, *bids)},'
-                    f'"a":{self.levels(b, *asks)}}}')  # fmt: skip
+            data = (
+                f'{{"e":"depthUpdate","E":{ms},"T":{ms},"s":"{b.symbol}","U":{b.seq},'
+                f'"u":{b.seq},"pu":{prev},"b":{self.levels(b, *bids)},'
+                f'"a":{self.levels(b, *asks)}}}'
+            )
             return f'{{"stream":"{b.stream}","data":{data}}}'
         if b.venue == Venue.OKX:
-            return (f'{{"arg":{{"channel":"books","instId":"{b.symbol}"}},"action":"update",'
-                    f'"data":[{{"asks":{self.levels(b, *asks, okx=True)},'
-                    f'"bids":{self.levels(b, *bids, okx=True)},"ts":"{ms}","checksum":0,'
-                    f'"prevSeqId":{prev},"seqId":{b.seq}}}]}}')  # fmt: skip
+            return (
+                f'{{"arg":{{"channel":"books","instId":"{b.symbol}"}},"action":"update",'
+                f'"data":[{{"asks":{self.levels(b, *asks, okx=True)},'
+                f'"bids":{self.levels(b, *bids, okx=True)},"ts":"{ms}","checksum":0,'
+                f'"prevSeqId":{prev},"seqId":{b.seq}}}]}}'
+            )
         return self._coinbase(b, ts_ns, "update", bids, asks)
 
-    def _coinbase(self, b: _Book, ts_ns: int, kind: str, bids: tuple[np.ndarray, np.ndarray],
-                  asks: tuple[np.ndarray, np.ndarray]) -> str:  # fmt: skip
+    def _coinbase(
+        self,
+        b: _Book,
+        ts_ns: int,
+        kind: str,
+        bids: tuple[np.ndarray, np.ndarray],
+        asks: tuple[np.ndarray, np.ndarray],
+    ) -> str:
         stamp = _rfc3339(ts_ns)
         event_time = stamp if kind == "update" else "1970-01-01T00:00:00Z"
         ups = []
@@ -170,28 +190,40 @@ class _Writer:
                 ups.append(f'{head}{cache.get(p) or self.px(b, p)}","new_quantity":"{q}"}}')
         number = self.coinbase_seq
         self.coinbase_seq += 1
-        return (f'{{"channel":"l2_data","client_id":"","timestamp":"{stamp}",'
-                f'"sequence_num":{number},"events":[{{"type":"{kind}","product_id":"{b.symbol}",'
-                f'"updates":[{",".join(ups)}]}}]}}')  # fmt: skip
+        return (
+            f'{{"channel":"l2_data","client_id":"","timestamp":"{stamp}",'
+            f'"sequence_num":{number},"events":[{{"type":"{kind}","product_id":"{b.symbol}",'
+            f'"updates":[{",".join(ups)}]}}]}}'
+        )
 
     def snapshot(self, b: _Book, ts_ns: int, snap: tuple[np.ndarray, ...]) -> tuple[str, str, str]:
         """(kind, url, text) of a book's snapshot: REST for Binance, in-band otherwise."""
         bp, bq, ap, aq = snap
         ms = ts_ns // 1_000_000
         if b.venue == Venue.BINANCE:
-            text = (f'{{"lastUpdateId":{b.seq},"bids":{self.levels(b, bp, bq)},'
-                    f'"asks":{self.levels(b, ap, aq)}}}')  # fmt: skip
-            return "http", f"{BASE}/binance/api/v3/depth?symbol={b.symbol}&limit={SNAPSHOT_LIMIT}", text  # noqa: E501
+            text = (
+                f'{{"lastUpdateId":{b.seq},"bids":{self.levels(b, bp, bq)},'
+                f'"asks":{self.levels(b, ap, aq)}}}'
+            )
+            return (
+                "http",
+                f"{BASE}/binance/api/v3/depth?symbol={b.symbol}&limit={SNAPSHOT_LIMIT}",
+                text,
+            )
         if b.venue == Venue.BINANCE_FUTURES:
-            text = (f'{{"lastUpdateId":{b.seq},"E":{ms},"T":{ms},"bids":{self.levels(b, bp, bq)},'
-                    f'"asks":{self.levels(b, ap, aq)}}}')  # fmt: skip
+            text = (
+                f'{{"lastUpdateId":{b.seq},"E":{ms},"T":{ms},"bids":{self.levels(b, bp, bq)},'
+                f'"asks":{self.levels(b, ap, aq)}}}'
+            )
             url = f"{BASE}/binance_futures/fapi/v1/depth?symbol={b.symbol}&limit={SNAPSHOT_LIMIT}"
             return "http", url, text
         if b.venue == Venue.OKX:
-            text = (f'{{"arg":{{"channel":"books","instId":"{b.symbol}"}},"action":"snapshot",'
-                    f'"data":[{{"asks":{self.levels(b, ap, aq, okx=True)},'
-                    f'"bids":{self.levels(b, bp, bq, okx=True)},"ts":"{ms}","checksum":0,'
-                    f'"prevSeqId":-1,"seqId":{b.seq}}}]}}')  # fmt: skip
+            text = (
+                f'{{"arg":{{"channel":"books","instId":"{b.symbol}"}},"action":"snapshot",'
+                f'"data":[{{"asks":{self.levels(b, ap, aq, okx=True)},'
+                f'"bids":{self.levels(b, bp, bq, okx=True)},"ts":"{ms}","checksum":0,'
+                f'"prevSeqId":-1,"seqId":{b.seq}}}]}}'
+            )
             return "ws", WS_URL[b.venue], text
         return "ws", WS_URL[b.venue], self._coinbase(b, ts_ns, "snapshot", (bp, bq), (ap, aq))
 
@@ -199,12 +231,14 @@ class _Writer:
         p = self.sc.paths.books[b.index]
         assert p.mark is not None and p.index is not None and p.funding is not None
         scale = 10**b.pd
-        mark = _fmt(int(round(float(p.mark[k]) * scale)), b.pd, True)
-        index = _fmt(int(round(float(p.index[k]) * scale)), b.pd, True)
+        mark = _fmt(round(float(p.mark[k]) * scale), b.pd, True)
+        index = _fmt(round(float(p.index[k]) * scale), b.pd, True)
         ms = ts_ns // 1_000_000
         nxt = (ms // 28_800_000 + 1) * 28_800_000
-        data = (f'{{"e":"markPriceUpdate","E":{ms},"s":"{b.symbol}","p":"{mark}","i":"{index}",'
-                f'"P":"{mark}","r":"{float(p.funding[k]):.8f}","T":{nxt}}}')  # fmt: skip
+        data = (
+            f'{{"e":"markPriceUpdate","E":{ms},"s":"{b.symbol}","p":"{mark}","i":"{index}",'
+            f'"P":"{mark}","r":"{float(p.funding[k]):.8f}","T":{nxt}}}'
+        )
         return f'{{"stream":"{b.symbol.lower()}@markPrice@1s","data":{data}}}'
 
 
@@ -238,8 +272,11 @@ def plan_faults(sc: Scenario) -> FaultPlan:
         for i, b in enumerate(sc.books):
             if b.venue == venue:
                 at = int(t[resume_step]) + delay_ns
-                k = step_at(at - 50_000_000) if venue in (Venue.BINANCE, Venue.BINANCE_FUTURES) \
-                    else resume_step  # fmt: skip
+                k = (
+                    step_at(at - 50_000_000)
+                    if venue in (Venue.BINANCE, Venue.BINANCE_FUTURES)
+                    else resume_step
+                )
                 snaps[i][k] = max(at, int(t[k]) + 1)
 
     if sc.kind == "collapse":
@@ -266,18 +303,33 @@ def plan_faults(sc: Scenario) -> FaultPlan:
                 at = max(detect, rest_ok + 50_000_000)
                 ks = step_at(at - 50_000_000)
                 snaps[i][ks] = max(at + 100_000_000, int(recv[ks]) + 1)
-        windows.append({"kind": "latency", "venue": v1.value, "start_ns": int(t[a]),
-                        "end_ns": int(t[b_]), "median_s": 1.5, "p99_s": 8.0,
-                        "dropped_diffs": len(dropped)})  # fmt: skip
-        windows.append({"kind": "rest_503", "venue": v1.value, "start_ns": int(t[a]),
-                        "end_ns": rest_ok})  # fmt: skip
-        for kind, venue, (s, e) in (("frozen", v1, spec.V1_FROZEN),
-                                    ("disconnect", spec.V4, spec.V4_DISCONNECT)):  # fmt: skip
-            ks, ke = step_at(spec.T0_NS + int(s * MINUTE_NS)), step_at(spec.T0_NS + int(e * MINUTE_NS))
+        windows.append(
+            {
+                "kind": "latency",
+                "venue": v1.value,
+                "start_ns": int(t[a]),
+                "end_ns": int(t[b_]),
+                "median_s": 1.5,
+                "p99_s": 8.0,
+                "dropped_diffs": len(dropped),
+            }
+        )
+        windows.append(
+            {"kind": "rest_503", "venue": v1.value, "start_ns": int(t[a]), "end_ns": rest_ok}
+        )
+        for kind, venue, (s, e) in (
+            ("frozen", v1, spec.V1_FROZEN),
+            ("disconnect", spec.V4, spec.V4_DISCONNECT),
+        ):
+            ks, ke = (
+                step_at(spec.T0_NS + int(s * MINUTE_NS)),
+                step_at(spec.T0_NS + int(e * MINUTE_NS)),
+            )
             silent.setdefault(venue, []).append((ks, ke))
             resync(venue, ke, 300_000_000)
-            windows.append({"kind": kind, "venue": venue.value, "start_ns": int(t[ks]),
-                            "end_ns": int(t[ke])})  # fmt: skip
+            windows.append(
+                {"kind": kind, "venue": venue.value, "start_ns": int(t[ks]), "end_ns": int(t[ke])}
+            )
     else:
         for ev in sc.paths.events:
             if ev["kind"] == "outage":
@@ -285,8 +337,14 @@ def plan_faults(sc: Scenario) -> FaultPlan:
                 ks, ke = step_at(ev["start_ns"]), step_at(ev["end_ns"])
                 silent.setdefault(venue, []).append((ks, ke))
                 resync(venue, ke, 300_000_000)
-                windows.append({"kind": "outage", "venue": venue.value, "start_ns": int(t[ks]),
-                                "end_ns": int(t[ke])})  # fmt: skip
+                windows.append(
+                    {
+                        "kind": "outage",
+                        "venue": venue.value,
+                        "start_ns": int(t[ks]),
+                        "end_ns": int(t[ke]),
+                    }
+                )
     return FaultPlan(silent, dropped, latency, snaps, windows)
 
 
@@ -315,15 +373,16 @@ def write_scenario(
     w = _Writer(sc)
     plan = plan_faults(sc)
     t_all = sc.step_ns(np.arange(sc.n_steps))
-    step_ns = sc.paths.step_ns
     silent_mask = {v: np.zeros(sc.n_steps, dtype=np.bool_) for v in plan.silent}
     for v, spans in plan.silent.items():
         for s, e in spans:
             silent_mask[v][s:e] = True
     snapshot_steps = {i: set(d) for i, d in plan.snapshots.items()}
-    for i, bk in enumerate(sc.books):  # every book starts from a snapshot at step 0
+    for i in range(len(sc.books)):  # every book starts from a snapshot at step 0
         snapshot_steps[i].add(0)
-    venue_order = {v: n for n, v in enumerate(sorted({b.venue for b in sc.books}, key=lambda v: v.value))}  # noqa: E501
+    venue_order = {
+        v: n for n, v in enumerate(sorted({b.venue for b in sc.books}, key=lambda v: v.value))
+    }
     heap: list[tuple[int, int, int, int, str, str, str]] = []
     records = frames = 0
     n_books = len(sc.books)
@@ -343,8 +402,13 @@ def write_scenario(
         lines = []
         while heap and (until_ns is None or heap[0][0] < until_ns):
             ts, _, _, _, kind, url, text = heapq.heappop(heap)
-            lines.append(_encode(Record(ts=ts / 1e9, venue=_venue_of(url), kind=RecordKind(kind),
-                                        url=url, data=text)))  # fmt: skip
+            lines.append(
+                _encode(
+                    Record(
+                        ts=ts / 1e9, venue=_venue_of(url), kind=RecordKind(kind), url=url, data=text
+                    )
+                )
+            )
         if lines:
             gz.write(b"\n".join(lines) + b"\n")
             records += len(lines)
@@ -354,7 +418,7 @@ def write_scenario(
     for venue, (path, text) in sorted(sc.metadata.items(), key=lambda kv: kv[0].value):
         emit(t0 - 2 * SECOND_NS, venue, -1, "http", f"{BASE}/{venue.value}{path}", text)
     mark_every = max(1, 1000 // sc.step_ms)
-    for k0, k1, per_book in sc.chunks(snapshot_steps):
+    for _k0, k1, per_book in sc.chunks(snapshot_steps):
         for i, chunks in enumerate(per_book):
             bk = w.books[i]
             lat = plan.latency_ns.get(bk.venue)
@@ -376,8 +440,12 @@ def write_scenario(
                     if b_ > a:
                         side = ch.side[a:b_]
                         bm = side == 0
-                        text = w.delta(bk, ts, (ch.price[a:b_][bm], ch.qty[a:b_][bm]),
-                                       (ch.price[a:b_][~bm], ch.qty[a:b_][~bm]))  # fmt: skip
+                        text = w.delta(
+                            bk,
+                            ts,
+                            (ch.price[a:b_][bm], ch.qty[a:b_][bm]),
+                            (ch.price[a:b_][~bm], ch.qty[a:b_][~bm]),
+                        )
                         quiet = silent is not None and silent[k]
                         # a resubscribed stream venue's snapshot replaces this step's update
                         if not quiet and not resub and (i, k) not in plan.dropped:
@@ -400,8 +468,9 @@ def write_scenario(
     labels_path.write_text(json.dumps(labels, indent=1, sort_keys=True) + "\n")
     config_path = out / "liqmon.toml"
     config_path.write_text(scenario_config(sc))
-    return WriteResult(rec_path, labels_path, config_path, records, frames,
-                       time.perf_counter() - started)  # fmt: skip
+    return WriteResult(
+        rec_path, labels_path, config_path, records, frames, time.perf_counter() - started
+    )
 
 
 def _venue_of(url: str) -> str:

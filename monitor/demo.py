@@ -1,0 +1,425 @@
+"""``liqmon demo``: watch the 10/11 collapse happen, time-compressed, on loopback.
+
+Two processes: the local exchange plays the collapse scenario at ``speed`` x scenario time
+(``python -m feeds.sim.scenario.live``: four venues speaking their real protocols), and this
+process runs the daemon (:func:`~monitor.daemon.run_daemon`) against it with a config
+pointing at 127.0.0.1, plus a view of every tick.
+
+Clocks: the exchange runs scenario time compressed; the daemon ticks on wall time. The demo
+config therefore ticks every ``max(50 ms, 1 s / speed)`` and divides the score's time
+constants (baselines, warm-up, dwell, entry and exit times) by ``speed``, so the score
+behaves in scenario time; the view maps every sample's wall time back onto the scenario's
+clock (``start + (wall - wall_start) x speed``) and reports lead times in scenario minutes.
+A user ``--config`` is merged over the demo's, so its settings (alert subscriptions...) hold.
+
+On a terminal the view redraws a table per asset and venue (1 % depth and its ratio to
+calm, spread, dislocation, basis, score and state, the worst score's components) and lists
+score changes as they happen; without one (stdout not a TTY) it prints the state changes
+and the summary as plain lines. Either way it ends with the lead times of WATCH, WARNING
+and CRITICAL before the trough, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from feeds.sim.exchange import settings_toml
+from feeds.sim.scenario import spec
+from feeds.sim.scenario.model import build_paths
+from monitor.log import get_logger
+from monitor.sample import TickSample
+from monitor.settings import Settings, load_settings
+from monitor.sinks import CallbackSink
+
+log = get_logger("monitor.demo")
+
+HKT = timedelta(hours=8)
+STATE_NAMES = ("normal", "watch", "warning", "critical", "data")
+COMPONENT_NAMES = ("depth", "withdrawal", "spread", "impact", "asymmetry", "dislocation", "breadth")
+# the score's time constants (seconds of the clock the samples carry): divided by the speed
+_TIME_KEYS = (
+    "baseline_half_life_s",
+    "scale_half_life_s",
+    "rebaseline_after_s",
+    "warmup_s",
+    "resync_quiet_s",
+    "min_dwell_s",
+)
+_TIME_LISTS = ("enter_s", "exit_s")
+
+
+def hkt(ns: int) -> str:
+    return (datetime.fromtimestamp(ns / 1e9, tz=UTC) + HKT).strftime("%H:%M:%S")
+
+
+def demo_config(symbols: dict[Any, list[str]], port: int, speed: float) -> str:
+    """The daemon's settings for the demo (see the module doc for the clock scaling)."""
+    tick_ms = max(50, round(1000.0 / speed))
+    extra = [f'[monitor]\ntick_ms = {tick_ms}\nlog_level = "warning"\n']
+    analytics = getattr(Settings, "__struct_fields__", ())
+    if "analytics" in analytics:
+        from monitor.settings import AnalyticsSettings  # noqa: PLC0415
+
+        base = AnalyticsSettings()
+        lines = ["[analytics]"]
+        for key in _TIME_KEYS:
+            if hasattr(base, key):
+                lines.append(f"{key} = {getattr(base, key) / speed!r}")
+        for key in _TIME_LISTS:
+            if hasattr(base, key):
+                values = ", ".join(repr(v / speed) for v in getattr(base, key))
+                lines.append(f"{key} = [{values}]")
+        if hasattr(base, "fx_source_stale_s"):  # a rate source is a live book: wall seconds
+            lines.append("fx_source_stale_s = 5.0")
+        extra.append("\n".join(lines) + "\n")
+    return settings_toml(symbols, port=port, extra="\n".join(extra))
+
+
+@dataclass
+class Row:
+    asset: str
+    venue: str
+    symbol: str
+    kind: str
+    calm_depth: list[float] = field(default_factory=list)
+    depth: float = math.nan
+    spread: float = math.nan
+    dislocation: float = math.nan
+    basis: float = math.nan
+    lvs: float = math.nan
+    state: int = 4
+    components: tuple[float, ...] = ()
+    valid: bool = False
+
+
+@dataclass
+class FirstTimes:
+    """First time a scope reached each state, and when it was last back to NORMAL."""
+
+    first: dict[int, int] = field(default_factory=dict)
+    normal_after: int | None = None
+    state: int = 0
+
+
+class DemoView:
+    """Receives every tick sample; shows the table (TTY) or state-change lines."""
+
+    def __init__(
+        self, out: IO[str], tty: bool, speed: float, scenario_start_ns: int, trough_ns: int
+    ) -> None:
+        self.out = out
+        self.tty = tty
+        self.speed = speed
+        self.scenario_start_ns = scenario_start_ns
+        self.trough_ns = trough_ns
+        self.wall_start: float | None = None
+        self.rows: dict[tuple[str, str], Row] = {}
+        self.events: list[str] = []
+        self.scopes: dict[str, FirstTimes] = {}
+        self.last_draw = 0.0
+        self.now_ns = scenario_start_ns
+        self.phase = ""
+        self.ticks = 0
+        self.has_score = False
+
+    def scenario_ns(self, wall_ns: int) -> int:
+        if self.wall_start is None:
+            return self.scenario_start_ns
+        return int(self.scenario_start_ns + (wall_ns / 1e9 - self.wall_start) * self.speed * 1e9)
+
+    def on_sample(self, sample: TickSample) -> None:
+        if self.wall_start is None:
+            return  # the scenario clock has not started yet
+        self.ticks += 1
+        now = self.scenario_ns(sample.ts_ns)
+        self.now_ns = now
+        self._phase(now)
+        analytics = getattr(sample, "analytics", None)
+        self.has_score = self.has_score or analytics is not None
+        band = _band_index(sample)
+        for i, ident in enumerate(sample.books):
+            key = (ident.venue, ident.symbol)
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = Row(ident.base, ident.venue, ident.symbol, ident.kind)
+            row.valid = bool(sample.valid[i]) and not bool(sample.stale[i])
+            depth = float(np.nansum(sample.depth_usd[i, band, :])) if band is not None else math.nan
+            row.depth = depth
+            if row.valid and now < spec.T0_NS and depth == depth:
+                row.calm_depth.append(depth)
+            row.spread = float(sample.spread_bps[i])
+            if analytics is not None:
+                row.dislocation = float(analytics.dislocation_bps[i])
+                row.basis = float(analytics.basis_bps[i])
+                row.lvs = float(analytics.lvs[i])
+                row.state = int(analytics.score_state[i])
+                row.components = tuple(float(x) for x in analytics.components[i])
+        for event in getattr(sample, "events", ()):
+            self._event(event, now)
+        if self.tty and time.monotonic() - self.last_draw > 0.5:
+            self.last_draw = time.monotonic()
+            self.draw()
+
+    def _phase(self, now: int) -> None:
+        minute = (now - spec.T0_NS) / spec.MINUTE_NS
+        name = ""
+        for phase, s, e in spec.PHASES:
+            if s <= minute < e:
+                name = phase
+        if name and name != self.phase:
+            self.phase = name
+            line = f"{hkt(now)} HKT  == phase: {name.replace('_', ' ')}"
+            self.events.append(line)
+            if not self.tty:
+                self.out.write(line + "\n")
+                self.out.flush()
+
+    def _event(self, event: Any, now: int) -> None:
+        state = int(event.state)
+        if event.venue is not None:
+            scope = f"{event.venue}:{event.symbol}"
+        elif event.asset is not None:
+            scope = f"asset:{event.asset}"
+        else:
+            scope = "market"
+        times = self.scopes.setdefault(scope, FirstTimes())
+        times.first.setdefault(state, now)
+        if state == 0 and now > self.trough_ns:
+            times.normal_after = times.normal_after or now
+        times.state = state
+        value = "" if event.value != event.value else f"LVS {event.value:5.1f}"
+        parts = sorted(zip(COMPONENT_NAMES, event.components, strict=False), key=lambda c: -c[1])
+        comps = ", ".join(f"{n} {p:.0f}" for n, p in parts if p >= 1.0)
+        minutes = (now - self.trough_ns) / spec.MINUTE_NS
+        line = (
+            f"{hkt(now)} HKT ({minutes:+6.1f} min)  {STATE_NAMES[state].upper():8s} "
+            f"{scope:28s} {value}  {comps}"
+        )
+        self.events.append(line)
+        if not self.tty:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def draw(self) -> None:
+        out = ["\x1b[H\x1b[2J"]
+        minutes = (self.now_ns - self.trough_ns) / spec.MINUTE_NS
+        out.append(
+            f"liqmon demo: the 10/11 collapse at {self.speed:g}x   scenario time "
+            f"{hkt(self.now_ns)} HKT ({minutes:+.1f} min from the trough)   "
+            f"phase: {self.phase.replace('_', ' ')}"
+        )
+        out.append("")
+        out.append(
+            f"{'asset':6s} {'venue':16s} {'symbol':10s} {'1% depth':>10s} {'vs calm':>8s} "
+            f"{'spread':>8s} {'disloc':>8s} {'basis':>8s} {'LVS':>5s} {'state':9s}"
+        )
+        worst: Row | None = None
+        for key in sorted(self.rows, key=lambda k: (self.rows[k].asset, k)):
+            r = self.rows[key]
+            calm = float(np.median(r.calm_depth)) if r.calm_depth else math.nan
+            ratio = r.depth / calm if calm and calm == calm else math.nan
+            state = STATE_NAMES[r.state] if r.valid else "data"
+            out.append(
+                f"{r.asset:6s} {r.venue:16s} {r.symbol:10s} {_usd(r.depth):>10s} "
+                f"{_pct(ratio):>8s} {_num(r.spread):>8s} {_num(r.dislocation):>8s} "
+                f"{_num(r.basis):>8s} {_num(r.lvs, 0):>5s} {state:9s}"
+            )
+            if r.lvs == r.lvs and (worst is None or not worst.lvs >= r.lvs):
+                worst = r
+        out.append("")
+        if worst is not None:
+            comps = ", ".join(
+                f"{n} {p:.0f}"
+                for n, p in sorted(
+                    zip(COMPONENT_NAMES, worst.components, strict=False), key=lambda c: -c[1]
+                )
+                if p >= 0.5
+            )
+            out.append(f"worst: {worst.venue} {worst.symbol} LVS {worst.lvs:.0f} = {comps}")
+        elif not self.has_score:
+            out.append("(no score in this build: depth and spread only)")
+        out.append("")
+        out.append("score changes:")
+        out.extend(self.events[-12:])
+        self.out.write("\n".join(out) + "\n")
+        self.out.flush()
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"summary: trough at {hkt(self.trough_ns)} HKT (scenario clock); "
+            f"{self.ticks} ticks seen"
+        ]
+        if not self.scopes:
+            lines.append("summary: no score state changes (no score in this build?)")
+            return lines
+        order = ["market", *sorted(s for s in self.scopes if s.startswith("asset:"))]
+        for scope in order:
+            if scope not in self.scopes:
+                continue
+            lines.append("summary: " + self._lead_line(scope, self.scopes[scope]))
+        books = [s for s in self.scopes if s not in order]
+        early = [s for s in books if self._before_trough(self.scopes[s], 2)]
+        lines.append(f"summary: books in WARNING before the trough: {len(early)}/{len(self.rows)}")
+        return lines
+
+    def _before_trough(self, times: FirstTimes, state: int) -> bool:
+        first = min((t for s, t in times.first.items() if state <= s <= 3), default=None)
+        return first is not None and first <= self.trough_ns
+
+    def _lead_line(self, scope: str, times: FirstTimes) -> str:
+        parts = [f"{scope:14s}"]
+        for state in (1, 2, 3):
+            first = min((t for s, t in times.first.items() if state <= s <= 3), default=None)
+            if first is None:
+                parts.append(f"{STATE_NAMES[state].upper()} never")
+            else:
+                lead = (self.trough_ns - first) / spec.MINUTE_NS
+                parts.append(f"{STATE_NAMES[state].upper()} {hkt(first)} (lead {lead:+.1f} min)")
+        if times.normal_after is not None:
+            after = (times.normal_after - self.trough_ns) / spec.MINUTE_NS
+            parts.append(f"NORMAL again {hkt(times.normal_after)} (+{after:.1f} min)")
+        return "  ".join(parts)
+
+
+def _band_index(sample: TickSample) -> int | None:
+    for k, pct in enumerate(sample.bands_pct):
+        if abs(pct - 1.0) < 1e-9:
+            return k
+    return None
+
+
+def _usd(x: float) -> str:
+    if x != x:
+        return "-"
+    if x >= 1e6:
+        return f"${x / 1e6:.2f}M"
+    return f"${x / 1e3:.0f}k"
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x * 100:.0f}%"
+
+
+def _num(x: float, digits: int = 1) -> str:
+    return "-" if x != x else f"{x:.{digits}f}"
+
+
+def market_trough_ns(seed: int, hours: float, step_ms: int) -> int:
+    """The scenario's market trough: median over assets of the fair value's low."""
+    books = spec.books_for()
+    paths = build_paths("collapse", seed, books, hours=hours, step_ms=step_ms)
+    t = paths.t_ns
+    lo = int(np.searchsorted(t, spec.T0_NS + 25 * spec.MINUTE_NS))
+    hi = int(np.searchsorted(t, spec.T0_NS + 60 * spec.MINUTE_NS))
+    lo = min(lo, len(t) - 1)
+    hi = max(hi, lo + 1)
+    troughs = [int(t[lo + int(np.argmin(f[lo:hi]))]) for f in paths.fair_usd.values()]
+    return int(np.median(troughs))
+
+
+async def _read_json_line(stream: asyncio.StreamReader, timeout_s: float) -> dict[str, Any]:
+    while True:
+        line = await asyncio.wait_for(stream.readline(), timeout_s)
+        if not line:
+            raise RuntimeError("the local exchange ended before it was ready")
+        with contextlib.suppress(ValueError):
+            message = json.loads(line)
+            if isinstance(message, dict):
+                return message
+
+
+async def run_demo(
+    *,
+    speed: float,
+    seed: int,
+    hours: float,
+    configs: Sequence[Path],
+    out: IO[str],
+    tty: bool,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Start the exchange process, the daemon and the view; returns the exit code."""
+    from monitor.daemon import run_daemon  # noqa: PLC0415
+
+    step_ms = 500
+    trough = market_trough_ns(seed, hours, step_ms)
+    env = dict(os.environ)
+    cmd = [
+        sys.executable,
+        "-m",
+        "feeds.sim.scenario.live",
+        "--port",
+        "0",
+        "--speed",
+        repr(speed),
+        "--seed",
+        str(seed),
+        "--hours",
+        repr(hours),
+        "--lead-s",
+        "4",
+        "--linger-s",
+        "30",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, env=env, cwd=os.getcwd()
+    )
+    assert proc.stdout is not None
+    stop = stop or asyncio.Event()
+    daemon_task: asyncio.Task[None] | None = None
+    try:
+        ready = await _read_json_line(proc.stdout, 120.0)
+        port = int(ready["port"])
+        symbols: dict[Any, list[str]] = {}
+        for b in spec.books_for():
+            symbols.setdefault(b.venue, []).append(b.symbol)
+        with tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
+            demo_path = Path(tmp) / "demo.toml"
+            demo_path.write_text(demo_config(symbols, port, speed))
+            settings = load_settings([demo_path, *configs])
+        view = DemoView(out, tty, speed, int(ready["scenario_start_ns"]), trough)
+        if not tty:
+            out.write(
+                f"liqmon demo: 10/11 collapse, seed {seed}, {hours:g} h of market at "
+                f"{speed:g}x on 127.0.0.1:{port}; trough {hkt(trough)} HKT\n"
+            )
+            out.flush()
+        sink = CallbackSink(view.on_sample, name="demo")
+        daemon_task = asyncio.ensure_future(run_daemon(settings, stop=stop, sinks=[sink]))
+        started = await _read_json_line(proc.stdout, 60.0)
+        view.wall_start = float(started.get("wall_start", time.time()))
+        done_wait = asyncio.ensure_future(_read_json_line(proc.stdout, 1e9))
+        stop_wait = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({done_wait, stop_wait, daemon_task}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (done_wait, stop_wait):
+            task.cancel()
+        stop.set()
+        await daemon_task
+    finally:
+        stop.set()
+        if proc.returncode is None:
+            proc.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 10.0)
+        if proc.returncode is None:
+            proc.kill()
+    if tty:
+        view.draw()
+    for line in view.summary():
+        out.write(line + "\n")
+    out.flush()
+    return 0
