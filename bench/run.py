@@ -26,6 +26,7 @@ BENCHES = [
     ("book", "bench_book.py", ["--repeat", "5"], ["--repeat", "1", "--no-breakdown"]),
     ("metrics", "bench_metrics.py", ["--calls", "300"], ["--calls", "50"]),
     ("memory", "bench_memory.py", [], []),
+    ("analytics", "bench_analytics.py", ["--ticks", "1200"], ["--ticks", "100", "--warmup", "100"]),
 ]
 
 
@@ -77,6 +78,10 @@ def main() -> int:
         _common.print_rows("book: liqmon time per message", book["breakdown"])
     _common.print_rows("metrics: compute_metrics", results["metrics"]["rows"])
     _common.print_rows("memory: RSS of 500 books (ratio vs dict peer)", results["memory"]["rows"])
+    _common.print_rows(
+        "analytics: cross-venue + score tick (ratio vs the metric kernel)",
+        results["analytics"]["rows"],
+    )
     total = time.perf_counter() - started
     walls = ", ".join(f"{k} {v['wall_s']:.0f}s" for k, v in results.items())
     machine_end = _common.machine()

@@ -83,6 +83,19 @@ def _median_sorted(v: np.ndarray, n: int) -> float:
 
 
 @njit(cache=True)
+def _median_in_place(v: np.ndarray, n: int) -> float:
+    """Median of ``v[:n]``, sorting it in place (insertion sort: n is a handful)."""
+    for j in range(1, n):
+        x = v[j]
+        k = j - 1
+        while k >= 0 and v[k] > x:
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = x
+    return _median_sorted(v, n)
+
+
+@njit(cache=True)
 def group_consensus(
     group: np.ndarray,
     n_groups: int,
@@ -332,7 +345,7 @@ def book_components(
     n, n_bands = raw.shape[0], band_weights.shape[0]
     n_feat = raw.shape[1]
     n_notional = log_notionals.shape[0]
-    smooth = ring.shape[1]
+    smooth = ring.shape[2]
     i_spread = n_bands
     i_obi = n_bands + 1
     i_disl = n_bands + 2
@@ -390,17 +403,17 @@ def book_components(
         # smoothed features: the median of the last `smooth` ticks
         pos = ring_n[i] % smooth
         for f in range(i_wnet):
-            ring[i, pos, f] = raw[i, f]
+            ring[i, f, pos] = raw[i, f]
         ring_n[i] += 1
         filled = ring_n[i] if ring_n[i] < smooth else smooth
         for f in range(i_wnet):
             m = 0
             for j in range(filled):
-                v = ring[i, j, f]
+                v = ring[i, f, j]
                 if v == v:
                     tmp[m] = v
                     m += 1
-            x[f] = _median_sorted(np.sort(tmp[:m]), m) if m else np.nan
+            x[f] = _median_in_place(tmp, m) if m else np.nan
         base_depth = math.exp(mu[i, band_1pct]) if nobs[i] > 0 else np.nan
         if base_depth == base_depth and base_depth > 0.0:
             x[i_wnet] = (flow[i, 1] - flow[i, 2]) * 60.0 / base_depth
@@ -741,7 +754,7 @@ def warm_up() -> None:
     book_components(
         1.0, 1.0, yes, np.zeros((1, n_feat)), val, np.zeros((1, 1), dtype=np.bool_),
         np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(12),
-        np.full((1, 2, n_feat), np.nan), np.zeros(1, dtype=np.int64),
+        np.full((1, n_feat, 2), np.nan), np.zeros(1, dtype=np.int64),
         np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
         np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,
     )  # fmt: skip

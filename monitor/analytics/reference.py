@@ -190,7 +190,7 @@ def book_components(
     i_spread, i_obi, i_disl, i_slip = n_bands, n_bands + 1, n_bands + 2, n_bands + 3
     i_wnet = i_slip + n_notional
     i_wcancel = i_wnet + 1
-    smooth = ring.shape[1]
+    smooth = ring.shape[2]
 
     def z(i: int, f: int, x: float) -> float:
         return float((x - mu[i, f]) / max(MAD_TO_SIGMA * mad[i, f], sigma_min[f]))
@@ -215,12 +215,12 @@ def book_components(
             flow[i, 1] += alpha * (max(-change, 0.0) / dt_s - flow[i, 1])
             flow[i, 2] += alpha * (max(change, 0.0) / dt_s - flow[i, 2])
         flow[i, 0] = d1
-        ring[i, int(ring_n[i]) % smooth, :i_wnet] = raw[i, :i_wnet]
+        ring[i, :i_wnet, int(ring_n[i]) % smooth] = raw[i, :i_wnet]
         ring_n[i] += 1
-        window = ring[i, : min(int(ring_n[i]), smooth)]
+        window = ring[i, :, : min(int(ring_n[i]), smooth)]
         x = []
         for f in range(i_wnet):
-            vals = [v for v in window[:, f].tolist() if not math.isnan(v)]
+            vals = [v for v in window[f].tolist() if not math.isnan(v)]
             x.append(statistics.median(vals) if vals else math.nan)
         if nobs[i] > 0 and math.exp(mu[i, band_1pct]) > 0.0:
             base = math.exp(mu[i, band_1pct])

@@ -152,7 +152,7 @@ class AnalyticsStage:
         self.venue_idx = np.zeros(n, dtype=np.int64)
         self.is_perp = np.zeros(n, dtype=np.bool_)
         self.periods_per_year = np.full(n, np.nan)
-        self.ring = np.full((n, smooth, self.n_feat), np.nan)
+        self.ring = np.full((n, self.n_feat, smooth), np.nan)
         self.ring_n = np.zeros(n, dtype=np.int64)
         self.mu = np.full((n, self.n_feat), np.nan)
         self.mad = np.zeros((n, self.n_feat))
@@ -210,6 +210,12 @@ class AnalyticsStage:
         )
         self.peg_rows = [(i, self.pegs[b.base]) for i, b in enumerate(books) if b.base in self.pegs]
         self.currencies = tuple(sorted({b.quote for b in books}))
+        # quote currencies that are assets too (BTC, ETH): priced by their consensus
+        self.quote_assets = tuple(
+            (c, self._asset_of[c])
+            for c in self.currencies
+            if c in self._asset_of and c not in self.fx.usd_stables and c != "USD"
+        )
         self.currency_row = np.array(
             [next(i for i, b in enumerate(books) if b.quote == c) for c in self.currencies],
             dtype=np.int64,
@@ -434,10 +440,7 @@ class AnalyticsStage:
             mid,
             sample.book_age_s,
             stressed,
-            {
-                asset: (float(consensus[k]), int(spot_n[k] + perp_n[k]))
-                for k, asset in enumerate(self.assets)
-            },
+            {c: (float(consensus[k]), int(spot_n[k] + perp_n[k])) for c, k in self.quote_assets},
         )
         changed = sample.changed | (before[:n] != state[:n])
         return dataclasses.replace(
@@ -477,8 +480,9 @@ class AnalyticsStage:
         price1 = index * (1.0 + f * left / hours)
         marks = []
         for w in range(2):
-            stack = np.stack((price1, index + self.mark_ma[:, w], mid))
-            marks.append(np.median(stack, axis=0))
+            a, b = price1, index + self.mark_ma[:, w]
+            # median of three, NaN-propagating like np.median, without sorting a stack
+            marks.append(np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), mid)))
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(live, (marks[0] / marks[1] - 1.0) * 1e4, np.nan)
         return out

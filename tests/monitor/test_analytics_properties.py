@@ -104,7 +104,7 @@ def test_asset_rollup_matches_twin(data: st.DataObject, n: int, n_assets: int) -
 
 def _component_state(n: int, n_feat: int, smooth: int) -> list[np.ndarray]:
     return [
-        np.full((n, smooth, n_feat), np.nan),  # ring
+        np.full((n, n_feat, smooth), np.nan),  # ring
         np.zeros(n, dtype=np.int64),  # ring_n
         np.full((n, n_feat), np.nan),  # mu
         np.zeros((n, n_feat)),  # mad
