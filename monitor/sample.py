@@ -119,6 +119,7 @@ class BookAnalytics:
     mark_sensitivity_bps: FloatArray  # perps: mark(1 min basis window) vs mark(2.5 min)
     peg_bps: FloatArray  # configured peg pairs: (price / fair - 1) x 1e4
     lvs: FloatArray  # 0-100, NaN for DATA
+    lvs_smoothed: FloatArray  # EWMA of lvs (half-life 15 s), for display
     score_state: npt.NDArray[np.int8]  # SCORE_* value
     components: FloatArray  # [row, component] in points (sum = lvs)
 
@@ -138,6 +139,7 @@ class BookAnalytics:
             mark_sensitivity_bps=nan,
             peg_bps=nan,
             lvs=nan,
+            lvs_smoothed=nan,
             score_state=np.full(n, SCORE_DATA, dtype=np.int8),
             components=np.full((n, N_COMPONENTS), np.nan),
         )
@@ -168,6 +170,7 @@ class AssetTable:
     depth_consolidated_usd: FloatArray  # depth within +-1% of the consensus
     breadth: FloatArray  # share of the asset's books (beta-weighted) under stress
     lvs: FloatArray
+    lvs_smoothed: FloatArray  # EWMA of lvs for display
     state: npt.NDArray[np.int8]
     components: FloatArray  # [asset, component] points
     market_lvs: float = math.nan

@@ -126,6 +126,10 @@ class AnalyticsSettings(Struct, frozen=True, forbid_unknown_fields=True):
     exit_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (30.0, 45.0, 65.0)
     exit_s: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (180.0, 300.0, 300.0)
     min_dwell_s: NonNegativeFloat = 120.0
+    scheduled_mask_points: NonNegativeFloat = 10.0
+    scheduled_mask_s: NonNegativeFloat = 300.0
+    scheduled_every_h: PositiveFloat = 8.0
+    display_half_life_s: NonNegativeFloat = 15.0
 
 
 class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):

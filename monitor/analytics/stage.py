@@ -161,6 +161,7 @@ class AnalyticsStage:
         self.flow = np.full((n, 3), np.nan)
         self.mark_ma = np.full((n, 2), np.nan)
         self.state = np.full(n + n_assets + 1, SCORE_DATA, dtype=np.int8)
+        self.display = np.full(n + n_assets + 1, np.nan)
         self.timers = np.full((n + n_assets + 1, 5), np.nan)
         self.scored = np.zeros(n + n_assets + 1, dtype=np.bool_)
 
@@ -178,12 +179,18 @@ class AnalyticsStage:
             name: getattr(self, name)
             for name in ("ring", "ring_n", "mu", "mad", "nobs", "clock", "flow", "mark_ma")
         }
-        state, timers, scored = self.state, self.timers, self.scored
+        state, timers, scored, display = self.state, self.timers, self.scored, self.display
         self._allocate(n, n_assets)
         for name, old in keep.items():
             getattr(self, name)[:old_n] = old[:old_n]
         # entity layout: books, then assets, then the market
-        for new, old in ((self.state, state), (self.timers, timers), (self.scored, scored)):
+        entities = (
+            (self.state, state),
+            (self.timers, timers),
+            (self.scored, scored),
+            (self.display, display),
+        )
+        for new, old in entities:
             new[:old_n] = old[:old_n]
             new[n : n + old_a] = old[old_n : old_n + old_a]
             new[-1] = old[-1]
@@ -348,13 +355,14 @@ class AnalyticsStage:
             market,
         )
         values = np.concatenate((book_lvs, asset_lvs, market[:1]))
+        smoothed = self._smooth(values, dt)
         before = self.state.copy()
         ak.step_states(
             now_s,
             values,
             self.state,
             self.timers,
-            self.enter,
+            self.enter_points_at(now_s),
             self.enter_s,
             self.exit,
             self.exit_s,
@@ -405,6 +413,7 @@ class AnalyticsStage:
             depth_consolidated_usd=out_float[:, 3].copy(),
             breadth=asset_breadth,
             lvs=asset_lvs,
+            lvs_smoothed=smoothed[n : n + n_assets],
             state=state[n : n + n_assets].copy(),
             components=asset_points,
             market_lvs=float(market[0]),
@@ -423,6 +432,7 @@ class AnalyticsStage:
             mark_sensitivity_bps=sensitivity,
             peg_bps=peg,
             lvs=book_lvs,
+            lvs_smoothed=smoothed[:n],
             score_state=state[:n].copy(),
             components=book_points,
         )
@@ -448,6 +458,25 @@ class AnalyticsStage:
         )
 
     # --- parts ------------------------------------------------------------------------------
+    def enter_points_at(self, now_s: float) -> FloatArray:
+        """The enter points at ``now_s``: raised near scheduled events (funding times)."""
+        s = self.settings
+        period = s.scheduled_every_h * 3600.0
+        into = now_s % period
+        if min(into, period - into) <= s.scheduled_mask_s:
+            return self.enter + s.scheduled_mask_points
+        return self.enter
+
+    def _smooth(self, values: FloatArray, dt: float) -> FloatArray:
+        """EWMA of every entity's score for display (NaN while DATA, restarts after it)."""
+        hl = self.settings.display_half_life_s
+        alpha = 1.0 if hl <= 0 or dt <= 0 else 1.0 - 2.0 ** (-dt / hl)
+        prev = self.display
+        fresh = ~np.isfinite(prev)
+        out = np.where(fresh, values, prev + alpha * (values - prev))
+        self.display = out
+        return out
+
     def _mark_sensitivity(
         self, sample: TickSample, healthy: np.ndarray, dt: float, now_s: float
     ) -> FloatArray:

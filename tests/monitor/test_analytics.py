@@ -542,3 +542,19 @@ def test_severity_order_is_the_state_order() -> None:
         "warning",
         "critical",
     ]
+
+
+def test_enter_points_are_raised_around_funding_times() -> None:
+    stage = AnalyticsStage()
+    midnight = 1_760_054_400.0  # 2025-10-10 00:00:00 UTC
+    assert list(stage.enter_points_at(midnight + 120)) == [50.0, 70.0, 90.0]  # 00:02
+    assert list(stage.enter_points_at(midnight + 8 * 3600 - 300)) == [50.0, 70.0, 90.0]  # 07:55
+    assert list(stage.enter_points_at(midnight + 600)) == [40.0, 60.0, 80.0]  # 00:10
+
+
+def test_the_display_score_is_an_ewma_of_the_score() -> None:
+    stage = AnalyticsStage()
+    books = [btc(v, 100.0) for v in ("binance", "okx")]
+    out = run(stage, T0, books)
+    assert out.analytics is not None
+    assert out.analytics.lvs_smoothed.tolist() == [0.0, 0.0]
