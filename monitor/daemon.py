@@ -348,10 +348,14 @@ class Daemon:
                 group.create_task(self._status_loop())
 
     async def _run_connection(self, connection: _Connection) -> None:
-        """Run one connection's session; rotate it before the venue's lifetime ends."""
+        """Run one connection's session; rotate it before the venue's lifetime ends, or
+        when the venue gives notice that it will close it."""
         assert connection.session is not None
         runtime = connection.venue_runtime
         after_s = rotation_after_s(runtime.adapter.limits.lifetime_s, self.rotate_after_s)
+        if not after_s and runtime.adapter.reconnect_notice is None:
+            await connection.session.run()  # nothing will ever replace it
+            return
         async with asyncio.TaskGroup() as group:  # after_s 0: only on a venue's notice
             group.create_task(connection.session.run())
             group.create_task(self._rotate(connection, after_s))
