@@ -42,20 +42,14 @@ BOOK_METRICS_COLUMNS: Final = (
     "ask",
     "mid",
     "spread_bps",
-    "bands_pct",
-    "depth_bid_usd",
-    "depth_ask_usd",
-    "depth_bid_quote",
-    "depth_ask_quote",
-    "covered_bid",
-    "covered_ask",
+    "layout",
+    "depth_usd",
+    "depth_quote",
+    "covered_mask",
+    "slippage_bps",
+    "exhausted_mask",
     "depth_1pct_bid_usd",
     "depth_1pct_ask_usd",
-    "notionals_usd",
-    "slippage_sell_bps",
-    "slippage_buy_bps",
-    "sell_exhausted",
-    "buy_exhausted",
     "levels_bid",
     "levels_ask",
     "truncated",
@@ -108,6 +102,26 @@ def _masked(values: np.ndarray, keep: np.ndarray) -> list[Any]:
     return rows
 
 
+def layout_text(bands_pct: Sequence[float], notionals_usd: Sequence[float]) -> str:
+    """``"0.1,0.5,1.0,2.0|10000.0,100000.0,1000000.0"``: a row's bands and notionals."""
+    return (
+        ",".join(map(repr, map(float, bands_pct)))
+        + "|"
+        + ",".join(map(repr, map(float, notionals_usd)))
+    )
+
+
+def parse_layout(text: str) -> tuple[list[float], list[float]]:
+    bands, notionals = text.split("|")
+    return [float(b) for b in bands.split(",")], [float(n) for n in notionals.split(",")]
+
+
+def _bits(flags: np.ndarray) -> np.ndarray:
+    """``[row, k, side]`` booleans as one integer per row: bit ``2k + side``."""
+    flat = flags.reshape(len(flags), -1).astype(np.int64)
+    return flat @ (np.int64(1) << np.arange(flat.shape[1], dtype=np.int64))
+
+
 def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[tuple[Any, ...]]:
     """``book_metrics`` rows (in :data:`BOOK_METRICS_COLUMNS` order) of a sample."""
     idx = np.flatnonzero(sample.changed) if changed_only else np.arange(len(sample))
@@ -116,8 +130,7 @@ def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[t
         return []
     books = [sample.books[i] for i in idx.tolist()]
     valid = sample.valid[idx]
-    bands = list(sample.bands_pct)
-    notionals = list(sample.notionals_usd)
+    layout = layout_text(sample.bands_pct, sample.notionals_usd)
     try:
         one = sample.band_index(1.0)
     except KeyError:
@@ -144,20 +157,14 @@ def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[t
         _nullable(sample.ask[idx], valid),
         _nullable(sample.mid[idx], valid),
         _nullable(sample.spread_bps[idx], valid),
-        [bands if v else None for v in valid.tolist()],
-        _masked(depth[:, :, 0], valid),
-        _masked(depth[:, :, 1], valid),
-        _masked(quote[:, :, 0], valid),
-        _masked(quote[:, :, 1], valid),
-        _masked(covered[:, :, 0], valid),
-        _masked(covered[:, :, 1], valid),
+        [layout if v else None for v in valid.tolist()],
+        _masked(depth, valid),
+        _masked(quote, valid),
+        _masked(_bits(covered), valid),
+        _masked(slip, valid),
+        _masked(_bits(exhausted), valid),
         _nullable(depth[:, one, 0], valid if one >= 0 else nothing),
         _nullable(depth[:, one, 1], valid if one >= 0 else nothing),
-        [notionals if v else None for v in valid.tolist()],
-        _masked(slip[:, :, 0], valid),
-        _masked(slip[:, :, 1], valid),
-        _masked(exhausted[:, :, 0], valid),
-        _masked(exhausted[:, :, 1], valid),
         levels[:, 0].tolist(),
         levels[:, 1].tolist(),
         sample.truncated[idx].tolist(),
@@ -232,25 +239,32 @@ def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "components": _components(row["components"]),
     }
     if row["valid"]:
+        bands, notionals = parse_layout(row["layout"])
+        depth_rows, quote_rows, slip_rows = (
+            row["depth_usd"],
+            row["depth_quote"],
+            row["slippage_bps"],
+        )
+        covered_bits, exhausted_bits = row["covered_mask"], row["exhausted_mask"]
         depth: dict[str, list[float | None]] = {}
         depth_quote: dict[str, list[float | None]] = {}
         covered: dict[str, list[bool]] = {}
         imbalance: dict[str, float | None] = {}
-        for k, pct in enumerate(row["bands_pct"]):
+        for k, pct in enumerate(bands):
             label = band_label(pct)
-            depth[label] = [_num(row["depth_bid_usd"][k]), _num(row["depth_ask_usd"][k])]
-            q0, q1 = row["depth_bid_quote"][k], row["depth_ask_quote"][k]
+            depth[label] = [_num(depth_rows[k][0]), _num(depth_rows[k][1])]
+            q0, q1 = quote_rows[k]
             depth_quote[label] = [_num(q0), _num(q1)]
-            covered[label] = [bool(row["covered_bid"][k]), bool(row["covered_ask"][k])]
+            covered[label] = [bool(covered_bits >> 2 * k & 1), bool(covered_bits >> 2 * k + 1 & 1)]
             total = q0 + q1
             imbalance[label] = _num((q0 - q1) / total) if total > 0 else None
         slippage = {}
-        for n, notional in enumerate(row["notionals_usd"]):
+        for n, notional in enumerate(notionals):
             slippage[notional_label(notional)] = {
-                "sell_bps": _num(row["slippage_sell_bps"][n]),
-                "sell_exhausted": bool(row["sell_exhausted"][n]),
-                "buy_bps": _num(row["slippage_buy_bps"][n]),
-                "buy_exhausted": bool(row["buy_exhausted"][n]),
+                "sell_bps": _num(slip_rows[n][0]),
+                "sell_exhausted": bool(exhausted_bits >> 2 * n & 1),
+                "buy_bps": _num(slip_rows[n][1]),
+                "buy_exhausted": bool(exhausted_bits >> 2 * n + 1 & 1),
             }
         record.update(
             bid=row["bid"],

@@ -2,9 +2,12 @@
 
 ``write(sample)`` turns the sample's changed rows into table rows (column-wise, see
 :mod:`monitor.store.rows`) and queues them; one background task sends them in batches by
-binary COPY into a per-connection staging table, then ``INSERT ... SELECT ... ON CONFLICT
-DO NOTHING`` into the table, in one transaction. Every table has a natural key, so a batch
-sent twice (the process died between the commit and its acknowledgement) adds nothing.
+binary COPY, each batch in one transaction. Every table has a natural key, so a batch sent
+twice (the process died between the commit and its acknowledgement) adds nothing: a batch
+that meets stored rows fails its COPY as a whole and is sent again through a per-connection
+staging table, ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (so are the next few
+batches: replays come in runs). The common case costs what a raw COPY costs; staging every
+batch measured about 2x slower (bench/bench_store.py).
 
 While the database is unreachable, rows stay in memory up to ``memory_rows``; past that
 they are appended to a spill file (``<spill_dir>/store.spill``, length-prefixed msgpack
@@ -68,6 +71,7 @@ TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "venue_health": ("ts", "venue", "event", "symbol", "detail"),
 }
 SPILL_NAME: Final = "store.spill"
+STAGING_AFTER_CONFLICT: Final = 8  # batches sent through staging after one met stored rows
 _FRAME: Final = struct.Struct("<I")
 # What a lost connection looks like (the server went away, or never answered).
 CONNECTION_ERRORS: Final = (
@@ -111,6 +115,7 @@ class WriterCounters:
 
     written: int = 0  # rows the database acknowledged (including duplicates it skipped)
     duplicates: int = 0  # acknowledged rows that were already stored (replayed batches)
+    conflicts: int = 0  # batches that met stored rows (then sent through the staging table)
     buffered: int = 0  # rows in memory now
     spilled: int = 0  # rows ever appended to the spill file
     spill_pending: int = 0  # rows in the spill file not yet written
@@ -262,6 +267,7 @@ class StoreWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
+        self._staging_batches = 0
 
     @classmethod
     def for_dsn(cls, dsn: str, spill_dir: Path, policy: WriterPolicy | None = None) -> StoreWriter:
@@ -468,7 +474,21 @@ class StoreWriter:
             log.error("store.batch_rejected", table=table, rows=len(rows), error=str(exc))
 
     async def _copy(self, conn: Any, staged: set[str], table: str, rows: list[Any]) -> None:
+        """COPY straight into the table; a batch that meets rows already stored (replayed
+        after a crash, or a recording stored twice) goes through a staging table and
+        ``ON CONFLICT DO NOTHING`` instead, and so do the next few batches."""
         columns = TABLE_COLUMNS[table]
+        if self._staging_batches == 0:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(table, records=rows, columns=columns)
+            except asyncpg.UniqueViolationError:
+                self.counters.conflicts += 1
+                self._staging_batches = STAGING_AFTER_CONFLICT
+            else:
+                self._acknowledged(len(rows), len(rows))
+                return
+        self._staging_batches -= 1
         stage = f"stage_{table}"
         async with conn.transaction():
             if table not in staged:
@@ -482,10 +502,12 @@ class StoreWriter:
             status = await conn.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT DO NOTHING"
             )
-        inserted = int(status.split()[-1])
+        self._acknowledged(len(rows), int(status.split()[-1]))
+
+    def _acknowledged(self, rows: int, inserted: int) -> None:
         c = self.counters
-        c.written += len(rows)
-        c.duplicates += len(rows) - inserted
+        c.written += rows
+        c.duplicates += rows - inserted
         c.batches += 1
         self.batch_done.set()
         self.batch_done.clear()

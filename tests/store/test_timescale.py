@@ -23,20 +23,18 @@ HOURS = 2
 # in 13 invalid; depth and mid move with time, so every bucket differs.
 FILL = f"""
 INSERT INTO book_metrics (ts, venue, symbol, instrument, base, quote, kind, valid, stale, state,
-    bid, ask, mid, spread_bps, bands_pct, depth_bid_usd, depth_ask_usd, depth_bid_quote,
-    depth_ask_quote, covered_bid, covered_ask, depth_1pct_bid_usd, depth_1pct_ask_usd,
-    notionals_usd, slippage_sell_bps, slippage_buy_bps, sell_exhausted, buy_exhausted,
+    bid, ask, mid, spread_bps, layout, depth_usd, depth_quote, covered_mask, slippage_bps,
+    exhausted_mask, depth_1pct_bid_usd, depth_1pct_ask_usd,
     levels_bid, levels_ask, truncated, fx_usd, fx_assumed, book_age_s, updates)
 SELECT to_timestamp({T0} + s), v.venue, 'XYZUSDT', 'XYZ-USDT-SPOT', 'XYZ', 'USDT', 'spot',
     s % 13 <> 0, false, CASE WHEN s % 13 <> 0 THEN 'live' ELSE 'syncing' END,
     100 + v.k + (s % 600) / 1000.0 - 0.01, 100 + v.k + (s % 600) / 1000.0 + 0.01,
     100 + v.k + (s % 600) / 1000.0, 2.0 + (s % 7) / 10.0,
-    ARRAY[0.1, 0.5, 1.0, 2.0], ARRAY[1e4, 5e4, 1e5 + s, 2e5], ARRAY[1e4, 5e4, 2e5 - s, 3e5],
-    ARRAY[1e4, 5e4, 1e5 + s, 2e5], ARRAY[1e4, 5e4, 2e5 - s, 3e5],
-    ARRAY[true, true, true, true], ARRAY[true, true, true, false],
+    '0.1,0.5,1.0,2.0|10000.0,100000.0,1000000.0',
+    ARRAY[[1e4, 1e4], [5e4, 5e4], [1e5 + s, 2e5 - s], [2e5, 3e5]],
+    ARRAY[[1e4, 1e4], [5e4, 5e4], [1e5 + s, 2e5 - s], [2e5, 3e5]], 127,
+    ARRAY[[1.0, 1.5], [5.0, 6.0], [50.0, 60.0]], 16,
     CASE WHEN s % 13 <> 0 THEN 1e5 + s * (1 + v.k) END, CASE WHEN s % 13 <> 0 THEN 2e5 - s END,
-    ARRAY[1e4, 1e5, 1e6], ARRAY[1.0, 5.0, 50.0], ARRAY[1.5, 6.0, 60.0],
-    ARRAY[false, false, true], ARRAY[false, false, false],
     100, 100, false, 1.0, true, 0.1, s
 FROM generate_series(0, {HOURS * 3600 - 1}) AS s,
      (VALUES ('binance', 0), ('okx', 1), ('kraken', 2)) AS v(venue, k)

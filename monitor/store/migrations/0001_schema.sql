@@ -3,8 +3,9 @@
 -- after a crash) adds nothing: the writer inserts with ON CONFLICT DO NOTHING.
 
 -- One row per changed book per tick: every field of metrics-out ("kind": "book").
--- Depth and slippage keep the configured bands and notionals next to their values, so a
--- row reads back exactly as it was measured, whatever the configuration was then.
+-- Each row names its own bands and notionals (layout), so it reads back exactly as it was
+-- measured, whatever the configuration was then. Few arrays on purpose: every array value
+-- costs a COPY more than twenty numbers do.
 CREATE TABLE IF NOT EXISTS book_metrics (
     ts                   timestamptz NOT NULL,
     venue                text        NOT NULL,
@@ -20,20 +21,18 @@ CREATE TABLE IF NOT EXISTS book_metrics (
     ask                  float8,
     mid                  float8,
     spread_bps           float8,
-    bands_pct            float8[],               -- NULL when the row is not valid
-    depth_bid_usd        float8[],
-    depth_ask_usd        float8[],
-    depth_bid_quote      float8[],
-    depth_ask_quote      float8[],
-    covered_bid          boolean[],
-    covered_ask          boolean[],
+    -- depth and slippage: one 2-D array each, [band or notional][side], side 1 = bid (sell),
+    -- 2 = ask (buy); "layout" names the bands (%) and notionals (USD) of this row, e.g.
+    -- "0.1,0.5,1,2|10000,100000,1000000"; the covered / exhausted flags are bit masks
+    -- (bit 2k + side-1, k counted from 0). NULL when the row is not valid.
+    layout               text,
+    depth_usd            float8[],
+    depth_quote          float8[],
+    covered_mask         integer,
+    slippage_bps         float8[],
+    exhausted_mask       integer,
     depth_1pct_bid_usd   float8,                 -- the 1% band, flat, for aggregates
     depth_1pct_ask_usd   float8,
-    notionals_usd        float8[],
-    slippage_sell_bps    float8[],
-    slippage_buy_bps     float8[],
-    sell_exhausted       boolean[],
-    buy_exhausted        boolean[],
     levels_bid           integer     NOT NULL,
     levels_ask           integer     NOT NULL,
     truncated            boolean     NOT NULL,
@@ -49,6 +48,8 @@ CREATE TABLE IF NOT EXISTS book_metrics (
     components           jsonb,
     UNIQUE (venue, symbol, ts)
 );
+-- `liqmon query depth --asset`: every book of an asset over a time range
+CREATE INDEX IF NOT EXISTS book_metrics_base_ts ON book_metrics (base, ts);
 
 -- One row per asset per tick (metrics-out "kind": "asset").
 CREATE TABLE IF NOT EXISTS asset_metrics (
