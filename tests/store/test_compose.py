@@ -53,7 +53,8 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
 
 def test_services_profiles_and_the_timescaledb_service(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"timescaledb", "liqmon", "exchange", "liqmon-demo"}
+    # grafana: the optional dashboards (tests/api/test_grafana.py)
+    assert set(services) == {"timescaledb", "liqmon", "exchange", "liqmon-demo", "grafana"}
     assert "profiles" not in services["timescaledb"]
     assert services["liqmon"]["profiles"] == ["live"]
     assert services["exchange"]["profiles"] == ["demo"] == services["liqmon-demo"]["profiles"]
