@@ -65,7 +65,9 @@ def test_api_against_its_document(tmp_path: Path, db_dsn: str) -> None:  # noqa:
     with threaded_stack(tmp_path, dsn=db_dsn) as (stack, _call):
         schema = schemathesis.openapi.from_url(f"{stack.url}/api/v1/openapi.json")
         # the WebSocket endpoint is not HTTP request/response (tested in test_live_push)
-        schema = schema.exclude(path="/api/v1/live/ws")
+        # /ready answers 503 by design while a venue has no valid book (a resync of the local
+        # exchange can cause one at any moment): tested in test_live_api instead
+        schema = schema.exclude(path="/api/v1/live/ws").exclude(path="/ready")
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) >= 9
         calls = 0
