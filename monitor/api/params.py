@@ -97,6 +97,8 @@ class Query:
             return default
         if not value:
             raise bad(name, "empty")
+        if "\x00" in value:
+            raise bad(name, "contains a NUL character")
         return value
 
     def required(self, name: str) -> str:

@@ -65,7 +65,9 @@ def p_time(name: str, description: str, required: bool = False) -> Param:
 
 
 def p_str(name: str, description: str, required: bool = False) -> Param:
-    return Param(name, {"type": "string", "minLength": 1}, description, required)
+    return Param(
+        name, {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$"}, description, required
+    )
 
 
 def p_limit(default: int, maximum: int) -> Param:
