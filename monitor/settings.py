@@ -119,6 +119,7 @@ class AnalyticsSettings(Struct, frozen=True, forbid_unknown_fields=True):
     scale_half_life_s: PositiveFloat = 86_400.0
     rebaseline_after_s: PositiveFloat = 21_600.0
     warmup_s: NonNegativeFloat = 60.0
+    baseline_fast_s: NonNegativeFloat = 600.0
     smooth_samples: Annotated[int, Meta(ge=1, le=64)] = 10
     resync_quiet_s: NonNegativeFloat = 30.0
     enter_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (40.0, 60.0, 80.0)

@@ -334,9 +334,18 @@ def book_components(
     ``d1_total`` (both sides' 1% depth, USD) and smooths the others over the ``ring``.
 
     ``params``: hl_mu_s, hl_sigma_s, rebaseline_after_s, warmup_s, resync_quiet_s,
-    withdrawal_tau_s. ``clock[i]``: first healthy time, healthy since, elevated since
-    (NaN: not elevated). ``flow[i]``: previous 1% depth, decrease rate, increase rate
-    (USD/s, EWMA over withdrawal_tau_s).
+    withdrawal_tau_s, the six weights, fast_s (a new book's baseline is a running mean for
+    its first fast_s seconds, then an EWMA of the half-lives). ``clock[i]``: first healthy
+    time, healthy since, elevated since (NaN: not elevated). ``flow[i]``: previous 1%
+    depth (USD), its gross decrease rate (USD/s, EWMA over withdrawal_tau_s), and the EWMA
+    (same tau) of the smoothed
+    ln 1% depth: the net withdrawal is how far the depth now sits below that average (a
+    log fall per ~minute), the cancel-rate proxy is the gross decrease per minute over
+    the baseline depth. Both are inferred from L2 depth changes (no add/cancel messages).
+
+    Baselines are robust EWMAs: a tick moves the level by at most 2 sigma and the scale
+    by deviations of at most 3 sigma (winsorised), so a slow slide that has not reached
+    WATCH yet (when they freeze) is not absorbed as the new normal within minutes.
 
     Outputs: ``s_out[i]``: the six components in [0, 1] (NaN for unhealthy books);
     ``aux_out[i]``: L (points), s of the 1% depth term, breadth flag, beta (sqrt of
@@ -360,6 +369,7 @@ def book_components(
         params[4],
         params[5],
     )
+    fast_s = params[12]
     w_depth, w_withdrawal, w_spread, w_impact, w_asym, w_disl = (
         params[6],
         params[7],
@@ -388,17 +398,15 @@ def book_components(
         if clock[i, 1] != clock[i, 1]:
             clock[i, 1] = now_s
             flow[i, 1] = 0.0
-            flow[i, 2] = 0.0
+            flow[i, 2] = np.nan
         # withdrawal flow from the 1% depth's tick-to-tick changes (L2-inferred)
         d1 = d1_total[i]
         prev = flow[i, 0]
+        alpha = 1.0 - math.exp(-dt_s / tau_w) if dt_s > 0.0 else 0.0
         if dt_s > 0.0 and prev == prev and d1 == d1:
-            alpha = 1.0 - math.exp(-dt_s / tau_w)
             delta = d1 - prev
             dec = -delta / dt_s if delta < 0.0 else 0.0
-            inc = delta / dt_s if delta > 0.0 else 0.0
             flow[i, 1] += alpha * (dec - flow[i, 1])
-            flow[i, 2] += alpha * (inc - flow[i, 2])
         flow[i, 0] = d1
         # smoothed features: the median of the last `smooth` ticks
         pos = ring_n[i] % smooth
@@ -414,12 +422,17 @@ def book_components(
                     tmp[m] = v
                     m += 1
             x[f] = _median_in_place(tmp, m) if m else np.nan
+        level = x[band_1pct]
+        if level == level:
+            if flow[i, 2] != flow[i, 2]:
+                flow[i, 2] = level
+            else:
+                flow[i, 2] += alpha * (level - flow[i, 2])
+        x[i_wnet] = flow[i, 2] - level
         base_depth = math.exp(mu[i, band_1pct]) if nobs[i] > 0 else np.nan
         if base_depth == base_depth and base_depth > 0.0:
-            x[i_wnet] = (flow[i, 1] - flow[i, 2]) * 60.0 / base_depth
             x[i_wcancel] = math.log(max(flow[i, 1] * 60.0 / base_depth, 1e-4))
         else:
-            x[i_wnet] = np.nan
             x[i_wcancel] = np.nan
         # components against the baseline as it stood before this tick
         warm = nobs[i] > 0 and now_s - clock[i, 0] >= warmup
@@ -495,7 +508,8 @@ def book_components(
             h_mu = hl_sigma if rebaseline else hl_mu
             a_mu = 1.0 - 2.0 ** (-dt_s / h_mu) if dt_s > 0.0 else 0.0
             a_sig = 1.0 - 2.0 ** (-dt_s / hl_sigma) if dt_s > 0.0 else 0.0
-            start = 1.0 / (nobs[i] + 1.0)
+            # the first fast_s seconds learn as a running mean, then the half-lives rule
+            start = 1.0 / (nobs[i] + 1.0) if now_s - clock[i, 0] < fast_s else 0.0
             a_mu = max(a_mu, start)
             a_sig = max(a_sig, start)
             for f in range(n_feat):
@@ -506,8 +520,10 @@ def book_components(
                     mu[i, f] = v
                     mad[i, f] = 0.0
                 else:
-                    mu[i, f] += a_mu * (v - mu[i, f])
-                    mad[i, f] += a_sig * (abs(v - mu[i, f]) - mad[i, f])
+                    sig = max(MAD_TO_SIGMA * mad[i, f], sigma_min[f])
+                    step = min(max(v - mu[i, f], -2.0 * sig), 2.0 * sig)
+                    mu[i, f] += a_mu * step
+                    mad[i, f] += a_sig * (min(abs(v - mu[i, f]), 3.0 * sig) - mad[i, f])
             nobs[i] += 1
         base = mu[i, band_1pct]
         aux_out[i, 3] = math.sqrt(math.exp(base)) if nobs[i] > 0 and base == base else 0.0
@@ -753,7 +769,7 @@ def warm_up() -> None:
     aux = np.zeros((1, 5))
     book_components(
         1.0, 1.0, yes, np.zeros((1, n_feat)), val, np.zeros((1, 1), dtype=np.bool_),
-        np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(12),
+        np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(13),
         np.full((1, n_feat, 2), np.nan), np.zeros(1, dtype=np.int64),
         np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
         np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,

@@ -207,13 +207,12 @@ def book_components(
             clock[i, 0] = now_s
         if math.isnan(clock[i, 1]):
             clock[i, 1] = now_s
-            flow[i, 1] = flow[i, 2] = 0.0
+            flow[i, 1], flow[i, 2] = 0.0, math.nan
         d1, prev = float(d1_total[i]), float(flow[i, 0])
+        alpha = 1.0 - math.exp(-dt_s / tau_w) if dt_s > 0.0 else 0.0
         if dt_s > 0.0 and not math.isnan(prev) and not math.isnan(d1):
-            alpha = 1.0 - math.exp(-dt_s / tau_w)
             change = d1 - prev
             flow[i, 1] += alpha * (max(-change, 0.0) / dt_s - flow[i, 1])
-            flow[i, 2] += alpha * (max(change, 0.0) / dt_s - flow[i, 2])
         flow[i, 0] = d1
         ring[i, :i_wnet, int(ring_n[i]) % smooth] = raw[i, :i_wnet]
         ring_n[i] += 1
@@ -222,12 +221,15 @@ def book_components(
         for f in range(i_wnet):
             vals = [v for v in window[f].tolist() if not math.isnan(v)]
             x.append(statistics.median(vals) if vals else math.nan)
+        level = x[band_1pct]
+        if not math.isnan(level):
+            m60 = flow[i, 2]
+            flow[i, 2] = level if math.isnan(m60) else m60 + alpha * (level - m60)
+        x.append(flow[i, 2] - level)
         if nobs[i] > 0 and math.exp(mu[i, band_1pct]) > 0.0:
-            base = math.exp(mu[i, band_1pct])
-            x.append((flow[i, 1] - flow[i, 2]) * 60.0 / base)
-            x.append(math.log(max(flow[i, 1] * 60.0 / base, 1e-4)))
+            x.append(math.log(max(flow[i, 1] * 60.0 / math.exp(mu[i, band_1pct]), 1e-4)))
         else:
-            x += [math.nan, math.nan]
+            x.append(math.nan)
         s = [0.0] * N_LOCAL
         s_d1 = 0.0
         pick = -1
@@ -269,7 +271,7 @@ def book_components(
         rebaseline = elevated and now_s - clock[i, 2] > rebaseline_after
         if not elevated or rebaseline:
             h_mu = hl_sigma if rebaseline else hl_mu
-            start = 1.0 / (nobs[i] + 1.0)
+            start = 1.0 / (nobs[i] + 1.0) if now_s - clock[i, 0] < params[12] else 0.0
             a_mu = max(1.0 - 2.0 ** (-dt_s / h_mu) if dt_s > 0.0 else 0.0, start)
             a_sig = max(1.0 - 2.0 ** (-dt_s / hl_sigma) if dt_s > 0.0 else 0.0, start)
             for f, v in enumerate(x):
@@ -278,8 +280,9 @@ def book_components(
                 if nobs[i] == 0 or math.isnan(mu[i, f]):
                     mu[i, f], mad[i, f] = v, 0.0
                 else:
-                    mu[i, f] += a_mu * (v - mu[i, f])
-                    mad[i, f] += a_sig * (abs(v - mu[i, f]) - mad[i, f])
+                    sig = max(MAD_TO_SIGMA * mad[i, f], sigma_min[f])
+                    mu[i, f] += a_mu * min(max(v - mu[i, f], -2.0 * sig), 2.0 * sig)
+                    mad[i, f] += a_sig * (min(abs(v - mu[i, f]), 3.0 * sig) - mad[i, f])
             nobs[i] += 1
         base = mu[i, band_1pct]
         aux_out[i, 3] = math.sqrt(math.exp(base)) if nobs[i] > 0 and not math.isnan(base) else 0.0

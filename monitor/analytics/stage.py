@@ -50,8 +50,9 @@ MIN_SCALE_BPS = 5.0  # consensus clipping never tighter than 5 bps of the median
 WITHDRAWAL_TAU_S = 60.0  # the withdrawal component's window ("inner-1% band over 60 s")
 MARK_WINDOWS_S = (60.0, 150.0)  # mark-price basis averaging windows compared
 # sigma floors: depth 0.2 and spread 0.25 (ln units) are the reference spec's; the others
-# are ours: imbalance, dislocation and slippage use no z-score; net withdrawal 5% of the
-# baseline 1% depth per minute; ln cancel rate as the spread's
+# are ours (they also bound how fast a baseline moves): imbalance, dislocation and
+# slippage use no z-score (1 unit); net withdrawal 0.05 (a 5% fall of the 1% depth per
+# minute); ln cancel rate 0.25, as the spread
 SIGMA_DEPTH = 0.2
 SIGMA_SPREAD = 0.25
 SIGMA_NET_WITHDRAWAL = 0.05
@@ -127,6 +128,7 @@ class AnalyticsStage:
                 s.resync_quiet_s,
                 WITHDRAWAL_TAU_S,
                 *self.weights,
+                s.baseline_fast_s,
             ]
         )
         self.enter = np.array(s.enter_points)

@@ -147,6 +147,7 @@ def test_book_components_match_twin_over_ticks(
             0.15,
             0.10,
             0.10,
+            data.draw(st.sampled_from([0.0, 3.0, 600.0])),
         ]
     )
     log_notionals = np.log(np.array([1e4, 1e5, 1e6]))
