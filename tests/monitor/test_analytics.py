@@ -558,3 +558,49 @@ def test_the_display_score_is_an_ewma_of_the_score() -> None:
     out = run(stage, T0, books)
     assert out.analytics is not None
     assert out.analytics.lvs_smoothed.tolist() == [0.0, 0.0]
+
+
+def test_breadth_multiplies_a_local_score_by_the_stress_of_the_other_books() -> None:
+    # four BTC books on four venues, equal weight (beta 1); three are stressed (depth and
+    # withdrawal full: 30 + 20 = 50 points), one calm but for its asymmetry (10 points)
+    n = 4
+    s = np.zeros((n, ak.N_LOCAL))
+    s[:3, ak.K_DEPTH] = 1.0
+    s[:3, ak.K_WITHDRAWAL] = 1.0
+    s[3, ak.K_ASYMMETRY] = 1.0
+    weights = np.array([0.30, 0.20, 0.15, 0.15, 0.10, 0.10])
+    aux = np.zeros((n, 5))
+    aux[:, 0] = [50.0, 50.0, 50.0, 10.0]
+    aux[:, 2] = [1.0, 1.0, 1.0, 0.0]  # stressed: s_D >= 0.5 or L >= 40
+    aux[:, 3] = 1.0
+    book_lvs, book_points = np.empty(n), np.empty((n, ak.N_POINTS))
+    asset_lvs, asset_points, breadth = np.empty(1), np.empty((1, ak.N_POINTS)), np.empty(1)
+    market = np.empty(ak.N_POINTS + 2)
+    ak.combine_scores(
+        np.ones(n, dtype=np.bool_), np.zeros(n, dtype=np.int64), 1, np.arange(n, dtype=np.int64),
+        n, s, aux, weights, 3, book_lvs, book_points, asset_lvs, asset_points, breadth, market,
+    )  # fmt: skip
+    # book 0: 2 of the 3 others stressed, B = 0.67 >= 0.5 -> x1.5: 75, breadth 25 points
+    # book 3: the 3 others stressed -> 10 x 1.5 = 15; a venue alone has no breadth
+    assert book_lvs.tolist() == pytest.approx([75.0, 75.0, 75.0, 15.0])
+    assert book_points[0].tolist() == pytest.approx([30, 20, 0, 0, 0, 0, 25])
+    # the asset: mean points 22.5 + 15 + 2.5 + 20 (breadth) = 60; its own breadth 3/4 ->
+    # x1.5 = 90, the extra 30 in breadth
+    assert asset_lvs[0] == pytest.approx(90.0) and breadth[0] == pytest.approx(0.75)
+    assert asset_points[0].tolist() == pytest.approx([22.5, 15, 0, 0, 2.5, 0, 50])
+    assert market[0] == pytest.approx(90.0)
+
+
+def test_the_depth_and_spread_override_lifts_a_score_to_80() -> None:
+    s = np.zeros((1, ak.N_LOCAL))
+    s[0, ak.K_DEPTH] = 0.9
+    s[0, ak.K_SPREAD] = 0.5
+    aux = np.array([[100 * (0.3 * 0.9 + 0.15 * 0.5), 0.9, 1.0, 1.0, -1.0]])  # L = 34.5
+    out = np.empty(1)
+    points = np.empty((1, ak.N_POINTS))
+    ak.combine_scores(
+        np.ones(1, dtype=np.bool_), np.zeros(1, dtype=np.int64), 1, np.zeros(1, dtype=np.int64),
+        1, s, aux, np.array([0.30, 0.20, 0.15, 0.15, 0.10, 0.10]), 3, out, points,
+        np.empty(1), np.empty((1, ak.N_POINTS)), np.empty(1), np.empty(ak.N_POINTS + 2),
+    )  # fmt: skip
+    assert out[0] == 80.0 and points[0, ak.K_BREADTH] == pytest.approx(80.0 - 34.5)
