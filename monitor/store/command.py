@@ -360,13 +360,3 @@ def replay_to_store(
         return result, writer.counters.spill_pending
 
     return asyncio.run(main())
-
-
-async def run_daemon_storing(
-    settings: Settings, data_dir_path: Path, *, stop: asyncio.Event, status_out: IO[str]
-) -> None:
-    """``liqmon run`` with the store writer among the daemon's sinks."""
-    from monitor.app import run_daemon  # noqa: PLC0415
-
-    async with opened_writer(settings, data_dir_path) as writer:
-        await run_daemon(settings, stop=stop, sinks=[writer], status_out=status_out)

@@ -304,3 +304,160 @@ def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
             funding_rate=row["funding_rate"],
         )
     return record
+
+
+ASSET_METRICS_COLUMNS: Final = (
+    "ts",
+    "asset",
+    "consensus_usd",
+    "venues",
+    "outlier",
+    "depth_1pct_venue_sum",
+    "depth_1pct_consolidated",
+    "lvs",
+    "state",
+    "components",
+    "lowest",
+    "index_deviation_bps",
+    "peg_bps",
+)
+FX_RATES_COLUMNS: Final = ("ts", "currency", "usd", "assumed", "age_s")
+SCORE_SAMPLES_COLUMNS: Final = (
+    "ts",
+    "scope",
+    "venue",
+    "symbol",
+    "asset",
+    "value",
+    "state",
+    "components",
+)
+ALERT_EVENTS_COLUMNS: Final = (
+    "ts",
+    "kind",
+    "rule",
+    "state",
+    "previous",
+    "severity",
+    "venue",
+    "symbol",
+    "asset",
+    "value",
+    "components",
+    "fingerprint",
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _encode_json(value).decode()
+
+
+def asset_metric_rows(sample: TickSample) -> list[tuple[Any, ...]]:
+    """``asset_metrics`` rows: the assets metrics-out writes this tick (a changed book or a
+    score event)."""
+    when = timestamp(sample.ts_ns)
+    rows = []
+    for r in sample.asset_records(changed_only=True):
+        depth = r["depth_1pct_usd"]
+        rows.append(
+            (
+                when,
+                r["asset"],
+                r["consensus_usd"],
+                _json(r["venues"]),
+                _json(r["outlier"]),
+                depth["venue_sum"],
+                depth["consolidated"],
+                r["lvs"],
+                r["state"],
+                _json(r["components"]),
+                _json(r.get("lowest")),
+                r.get("index_deviation_bps"),
+                r.get("peg_bps"),
+            )
+        )
+    return rows
+
+
+def fx_rate_rows(sample: TickSample) -> list[tuple[Any, ...]]:
+    """``fx_rates`` rows: every quote currency's rate this tick."""
+    when = timestamp(sample.ts_ns)
+    return [(when, r["currency"], r["usd"], r["assumed"], r["age_s"]) for r in sample.fx_records()]
+
+
+def score_sample_rows(sample: TickSample) -> list[tuple[Any, ...]]:
+    """``score_samples`` rows: the market's score every tick, and each asset metrics-out
+    writes (per-book scores are columns of ``book_metrics``)."""
+    assets = sample.assets
+    if assets is None:
+        return []
+    when = timestamp(sample.ts_ns)
+    rows: list[tuple[Any, ...]] = []
+    market = assets.market_lvs
+    rows.append(
+        (
+            when,
+            "market",
+            "",
+            "",
+            "",
+            None if market != market else round(float(market), 2),
+            SCORE_STATES[int(assets.market_state)],
+            None
+            if market != market or not assets.market_components
+            else _json(
+                {
+                    n: round(float(p), 2)
+                    for n, p in zip(COMPONENTS, assets.market_components, strict=True)
+                }
+            ),
+        )
+    )
+    for a in sample.asset_rows(changed_only=True):
+        lvs = float(assets.lvs[a])
+        rows.append(
+            (
+                when,
+                "asset",
+                "",
+                "",
+                assets.assets[a],
+                None if lvs != lvs else round(lvs, 2),
+                SCORE_STATES[int(assets.state[a])],
+                None
+                if lvs != lvs
+                else _json(
+                    {
+                        n: round(float(p), 2)
+                        for n, p in zip(COMPONENTS, assets.components[a], strict=True)
+                    }
+                ),
+            )
+        )
+    return rows
+
+
+def alert_event_rows(sample: TickSample) -> list[tuple[Any, ...]]:
+    """``alert_events`` rows: the score state changes of the tick (alerts-out's lines)."""
+    rows = []
+    for event in sample.events:
+        r = event.record()
+        scope = r["scope"]
+        venue, symbol, asset = scope["venue"] or "", scope["symbol"] or "", scope["asset"] or ""
+        rows.append(
+            (
+                timestamp(event.ts_ns),
+                r["kind"],
+                "",
+                r["state"],
+                r.get("previous"),
+                str(r["severity"]),
+                venue,
+                symbol,
+                asset,
+                r["value"],
+                _json(r["components"]),
+                f"score|{venue}|{symbol}|{asset}",
+            )
+        )
+    return rows

@@ -43,10 +43,18 @@ from monitor.log import get_logger
 from monitor.sample import TickSample
 from monitor.settings import DatabaseSettings
 from monitor.store.rows import (
+    ALERT_EVENTS_COLUMNS,
+    ASSET_METRICS_COLUMNS,
     BOOK_METRICS_COLUMNS,
     BOOK_SNAPSHOT_COLUMNS,
+    FX_RATES_COLUMNS,
+    SCORE_SAMPLES_COLUMNS,
+    alert_event_rows,
+    asset_metric_rows,
     book_metric_rows,
     book_snapshot_rows,
+    fx_rate_rows,
+    score_sample_rows,
 )
 
 log = get_logger("monitor.store.writer")
@@ -54,20 +62,10 @@ log = get_logger("monitor.store.writer")
 TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "book_metrics": BOOK_METRICS_COLUMNS,
     "book_snapshots": BOOK_SNAPSHOT_COLUMNS,
-    "asset_metrics": (
-        "ts",
-        "asset",
-        "consensus_usd",
-        "venues",
-        "outlier",
-        "depth_1pct_venue_sum",
-        "depth_1pct_consolidated",
-        "lvs",
-        "state",
-        "components",
-    ),
-    "fx_rates": ("ts", "currency", "usd", "assumed", "age_s"),
-    "score_samples": ("ts", "scope", "venue", "symbol", "asset", "value", "state", "components"),
+    "asset_metrics": ASSET_METRICS_COLUMNS,
+    "fx_rates": FX_RATES_COLUMNS,
+    "score_samples": SCORE_SAMPLES_COLUMNS,
+    "alert_events": ALERT_EVENTS_COLUMNS,
     "venue_health": ("ts", "venue", "event", "symbol", "detail"),
 }
 SPILL_NAME: Final = "store.spill"
@@ -268,6 +266,7 @@ class StoreWriter:
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
         self._staging_batches = 0
+        self._fx_written: dict[str, tuple[Any, Any]] = {}
 
     @classmethod
     def for_dsn(cls, dsn: str, spill_dir: Path, policy: WriterPolicy | None = None) -> StoreWriter:
@@ -281,10 +280,33 @@ class StoreWriter:
     # -- the sink ---------------------------------------------------------------------
 
     async def write(self, sample: TickSample) -> None:
-        """Queue the sample's changed books (never waits on the database)."""
+        """Queue what the sample adds to the history (never waits on the database): the
+        changed books, and once the analytics have run, the assets metrics-out writes, the
+        FX rates that moved, the market and asset scores, and the score state changes."""
         rows = book_metric_rows(sample)
         if rows:
             self.add("book_metrics", rows)
+        if sample.assets is not None:
+            for table, more in (
+                ("asset_metrics", asset_metric_rows(sample)),
+                ("score_samples", score_sample_rows(sample)),
+            ):
+                if more:
+                    self.add(table, more)
+        if sample.fx is not None:
+            moved = []
+            for row in fx_rate_rows(sample):
+                key = (row[2], row[3])  # (usd, assumed): as metrics-out, only when it moves
+                if self._fx_written.get(row[1]) != key:
+                    self._fx_written[row[1]] = key
+                    moved.append(row)
+            if moved:
+                self.add("fx_rates", moved)
+        events = alert_event_rows(sample)
+        if events:
+            self.add("alert_events", events)
+        if self.counters.buffered >= self.policy.batch_rows:
+            await asyncio.sleep(0)  # a replay never waits otherwise: let the writer send
 
     def add_snapshots(self, ts_ns: int, summaries: Sequence[Any], reason: str) -> None:
         """Queue top-N book snapshots (``BookPipeline.book_summaries(depth)``)."""
@@ -337,7 +359,12 @@ class StoreWriter:
         self._closed = True
         self.start()
         self._closing = True
-        written = await self.flush(timeout_s)
+        # wait while the database takes rows; stop after timeout_s without progress
+        while True:
+            before = self.counters.written
+            written = await self.flush(timeout_s)
+            if written or self.counters.written == before:
+                break
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -427,82 +454,91 @@ class StoreWriter:
             self._update_lag()
 
     async def _write_memory(self, conn: Any, staged: set[str]) -> None:
-        table = self._memory[0].table
-        rows: list[tuple[Any, ...]] = []
-        count = 0
+        # the oldest chunks, whatever their tables, up to a batch: one transaction
+        batch: dict[str, list[tuple[Any, ...]]] = {}
+        count = total = 0
         for chunk in self._memory:
-            if chunk.table != table or (
-                rows and len(rows) + len(chunk.rows) > self.policy.batch_rows
-            ):
+            if total and total + len(chunk.rows) > self.policy.batch_rows:
                 break
-            rows.extend(chunk.rows)
+            batch.setdefault(chunk.table, []).extend(chunk.rows)
+            total += len(chunk.rows)
             count += 1
-        await self._copy_or_reject(conn, staged, table, rows)
+        await self._copy_or_reject(conn, staged, batch)
         for _ in range(count):
             self._memory.popleft()
-        self.counters.buffered -= len(rows)
+        self.counters.buffered -= total
 
     async def _write_spill(self, conn: Any, staged: set[str]) -> None:
-        table: str | None = None
-        rows: list[Any] = []
+        batch: dict[str, list[tuple[Any, ...]]] = {}
+        total = 0
         end = self.spill.offset
-        for frame_table, frame_rows, after in self.spill.frames(self.policy.batch_rows):
-            if table is not None and frame_table != table:
-                break
-            table = frame_table
-            rows.extend(tuple(r) for r in frame_rows)
+        for table, rows, after in self.spill.frames(self.policy.batch_rows):
+            batch.setdefault(table, []).extend(tuple(r) for r in rows)
+            total += len(rows)
             end = after
-        if table is None:  # only a torn frame left: nothing to write
+        if not batch:  # only a torn frame left (a crash mid-append): nothing to write
             self.spill.acknowledge(self.spill.size, self.spill.rows_pending)
             self.counters.spill_pending = 0
             return
-        await self._copy_or_reject(conn, staged, table, rows)
-        self.spill.acknowledge(end, len(rows))
+        await self._copy_or_reject(conn, staged, batch)
+        self.spill.acknowledge(end, total)
         self.counters.spill_pending = self.spill.rows_pending
 
     async def _copy_or_reject(
-        self, conn: Any, staged: set[str], table: str, rows: list[Any]
+        self, conn: Any, staged: set[str], batch: dict[str, list[tuple[Any, ...]]]
     ) -> None:
         try:
-            await self._copy(conn, staged, table, rows)
+            await self._copy(conn, staged, batch)
         except CONNECTION_ERRORS:
             raise
         except (asyncpg.PostgresError, asyncpg.DataError) as exc:
             # the server refuses these rows themselves (not the connection): retrying would
             # stop every later row behind them; they are counted as dropped, loudly
-            self.counters.dropped += len(rows)
-            log.error("store.batch_rejected", table=table, rows=len(rows), error=str(exc))
+            rows = sum(len(r) for r in batch.values())
+            self.counters.dropped += rows
+            log.error("store.batch_rejected", tables=list(batch), rows=rows, error=str(exc))
 
-    async def _copy(self, conn: Any, staged: set[str], table: str, rows: list[Any]) -> None:
-        """COPY straight into the table; a batch that meets rows already stored (replayed
-        after a crash, or a recording stored twice) goes through a staging table and
-        ``ON CONFLICT DO NOTHING`` instead, and so do the next few batches."""
-        columns = TABLE_COLUMNS[table]
+    async def _copy(
+        self, conn: Any, staged: set[str], batch: dict[str, list[tuple[Any, ...]]]
+    ) -> None:
+        """One transaction per batch: COPY straight into each table; a batch that meets
+        rows already stored (replayed after a crash, or a recording stored twice) is sent
+        again through staging tables and ``ON CONFLICT DO NOTHING``, and so are the next
+        few batches."""
+        rows = sum(len(r) for r in batch.values())
         if self._staging_batches == 0:
             try:
                 async with conn.transaction():
-                    await conn.copy_records_to_table(table, records=rows, columns=columns)
+                    for table, table_rows in batch.items():
+                        await conn.copy_records_to_table(
+                            table, records=table_rows, columns=TABLE_COLUMNS[table]
+                        )
             except asyncpg.UniqueViolationError:
                 self.counters.conflicts += 1
                 self._staging_batches = STAGING_AFTER_CONFLICT
             else:
-                self._acknowledged(len(rows), len(rows))
+                self._acknowledged(rows, rows)
                 return
         self._staging_batches -= 1
-        stage = f"stage_{table}"
+        inserted = 0
         async with conn.transaction():
-            if table not in staged:
-                await conn.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
-                    f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            for table, table_rows in batch.items():
+                columns = TABLE_COLUMNS[table]
+                stage = f"stage_{table}"
+                if table not in staged:
+                    await conn.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+                        f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    staged.add(table)
+                await conn.copy_records_to_table(stage, records=table_rows, columns=columns)
+                names = ", ".join(columns)
+                status = await conn.execute(
+                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
+                    "ON CONFLICT DO NOTHING"
                 )
-                staged.add(table)
-            await conn.copy_records_to_table(stage, records=rows, columns=columns)
-            names = ", ".join(columns)
-            status = await conn.execute(
-                f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT DO NOTHING"
-            )
-        self._acknowledged(len(rows), int(status.split()[-1]))
+                inserted += int(status.split()[-1])
+        self._acknowledged(rows, inserted)
 
     def _acknowledged(self, rows: int, inserted: int) -> None:
         c = self.counters

@@ -240,3 +240,79 @@ def test_replay_store_with_its_own_data_dir_starts_the_embedded_server() -> None
     )
     # the server was stopped when each command ended
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+
+def test_a_scenario_replay_stores_its_assets_fx_scores_and_score_events(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    """The analytics' rows: as many as metrics-out's "asset"/"fx" lines and alerts-out's
+    lines, with the same values."""
+    env = _env(db_dsn)
+    made = liqmon("scenario", "--out", str(tmp_path), "--hours", "0.5", env=env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    metrics_out, alerts_out = tmp_path / "m.jsonl", tmp_path / "a.jsonl"
+    replay = liqmon(
+        "replay", str(tmp_path / "scenario.jsonl.gz"), "--config", str(tmp_path / "liqmon.toml"),
+        "--store", "--metrics-out", str(metrics_out), "--alerts-out", str(alerts_out), env=env,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    lines = [json.loads(line) for line in metrics_out.read_text().splitlines()]
+    assets = [r for r in lines if r["kind"] == "asset"]
+    fx = [r for r in lines if r["kind"] == "fx"]
+    events = [json.loads(line) for line in alerts_out.read_text().splitlines()]
+    assert assets and fx
+
+    async def stored() -> dict[str, Any]:
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            return {
+                "assets": await conn.fetch(
+                    "SELECT (extract(epoch FROM ts) * 1e6)::int8 AS ts_us, asset, consensus_usd,"
+                    " lvs, state, depth_1pct_consolidated FROM asset_metrics ORDER BY ts, asset"
+                ),
+                "fx": await conn.fetch(
+                    "SELECT (extract(epoch FROM ts) * 1e6)::int8 AS ts_us, currency, usd, assumed"
+                    " FROM fx_rates ORDER BY ts, currency"
+                ),
+                "events": await conn.fetchval(
+                    "SELECT count(*) FROM alert_events WHERE kind = 'score'"
+                ),
+                "asset_scores": await conn.fetchval(
+                    "SELECT count(*) FROM score_samples WHERE scope = 'asset'"
+                ),
+                "market_scores": await conn.fetchval(
+                    "SELECT count(DISTINCT ts) FROM score_samples WHERE scope = 'market'"
+                ),
+                "ticks": await conn.fetchval("SELECT count(DISTINCT ts) FROM book_metrics"),
+            }
+        finally:
+            await conn.close()
+
+    got = asyncio.run(stored())
+    assert [
+        (
+            r["ts_us"] / 1e6,
+            r["asset"],
+            r["consensus_usd"],
+            r["lvs"],
+            r["state"],
+            r["depth_1pct_consolidated"],
+        )
+        for r in got["assets"]
+    ] == sorted(
+        (
+            a["ts"],
+            a["asset"],
+            a["consensus_usd"],
+            a["lvs"],
+            a["state"],
+            a["depth_1pct_usd"]["consolidated"],
+        )
+        for a in assets
+    )
+    assert [(r["ts_us"] / 1e6, r["currency"], r["usd"], r["assumed"]) for r in got["fx"]] == sorted(
+        (f["ts"], f["currency"], f["usd"], f["assumed"]) for f in fx
+    )
+    assert got["asset_scores"] == len(assets)
+    assert got["market_scores"] >= got["ticks"] > 0
+    assert got["events"] == len(events)
