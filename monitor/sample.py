@@ -232,13 +232,13 @@ class ScoreEvent:
     symbol: str | None = None
 
     def record(self) -> dict[str, Any]:
-        """The ``--alerts-out`` JSON object."""
+        """The ``--alerts-out`` JSON object (issue 9's contract, exactly: the previous
+        state is not written; it is the state of the scope's event before)."""
         return {
             "ts": self.ts_ns / 1e9,
             "kind": "score",
             "state": SCORE_STATES[self.state],
             "severity": SCORE_SEVERITY[self.state],
-            "previous": SCORE_STATES[self.previous],
             "scope": {"venue": self.venue, "symbol": self.symbol, "asset": self.asset},
             "value": _num(round(self.value, 2)) if self.value == self.value else None,
             "components": (

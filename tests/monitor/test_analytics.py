@@ -519,7 +519,7 @@ def test_replay_alerts_out_and_metrics_out_kinds(tmp_path: Path) -> None:
     first_ts = min(float(line["ts"]) for line in lines)  # type: ignore[arg-type]
     for e in events:
         assert set(e) == {
-            "ts", "kind", "state", "severity", "previous", "scope", "value", "components",
+            "ts", "kind", "state", "severity", "scope", "value", "components",
         }  # fmt: skip
         assert e["kind"] == "score" and e["state"] in SCORE_STATES
         assert set(e["scope"]) == {"venue", "symbol", "asset"}
