@@ -340,7 +340,8 @@ def book_components(
     depth (USD), its gross decrease rate (USD/s, EWMA over withdrawal_tau_s), and the EWMA
     (same tau) of the smoothed ln 1% depth: the net withdrawal is how far the depth now
     sits below that average (a log fall per ~minute), the cancel-rate proxy is the gross
-    decrease per minute over the baseline depth. Both are inferred from L2 depth changes (no add/cancel messages).
+    decrease per minute over the baseline depth. Both are inferred from L2 depth changes
+    (no add/cancel messages).
 
     Baselines are robust EWMAs: a tick moves the level by at most 2 sigma and the scale
     by deviations of at most 3 sigma (winsorised), so a slow slide that has not reached
