@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,7 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
     port = free_port()
     text = SIM_CONFIG.read_text().replace(":8765/", f":{port}/")
     text = text.replace('log_format = "console"', 'log_format = "json"\ntick_ms = 250')
+    text += f'\n[api]\nlisten = "127.0.0.1:{free_port()}"\n'  # never a port in use
     config = tmp_path / "sim.toml"
     config.write_text(text)
     expected = {
@@ -78,29 +79,37 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
                 assert sim.poll() is None, sim.stderr.read() if sim.stderr else ""
                 assert time.monotonic() < deadline, "liqmon sim did not start"
                 time.sleep(0.2)
+        errors = (tmp_path / "run.err").open("w")
         run = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "--config", str(config), "--no-store"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
             text=True,
         )
-        valid: set[tuple[str, str]] = set()
-        assert run.stderr is not None
+        # the status liqmon run prints every few seconds: "<n> books: <n> live, ..." and a
+        # line per venue with its valid/total books
+        want = f"{len(expected)} books: {len(expected)} live"
+        per_venue = Counter(venue for venue, _ in expected)
+        assert run.stdout is not None
         deadline = time.monotonic() + 90
-        for line in run.stderr:
+        block: list[str] = []
+        seen_all = False
+        for line in run.stdout:
             if time.monotonic() > deadline:
                 break
-            try:
-                event = json.loads(line)
-            except ValueError:
+            if line.strip():
+                block.append(line.rstrip())
                 continue
-            if event.get("event") == "book.metrics" and event.get("valid"):
-                valid.add((event["venue"], event["symbol"]))
-                if valid == expected:
-                    break
-        assert valid == expected, sorted(expected - valid)
+            if block and want in block[0]:
+                rows = {r.split()[0]: r.split()[1] for r in block[2:] if not r.startswith(" ")}
+                assert all(rows.get(v) == f"{n}/{n}" for v, n in per_venue.items()), block
+                seen_all = True
+                break
+            block = []
+        errors.flush()
+        assert seen_all, (block, (tmp_path / "run.err").read_text()[-2000:])
     finally:
         for process in (run, sim):
             if process is not None:
