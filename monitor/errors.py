@@ -57,3 +57,25 @@ class FeedTimeout(FeedError, TimeoutError):
 
 class StorageError(MonitorError):
     """The database refused or lost a write."""
+
+
+class AlertDeliveryError(MonitorError):
+    """A channel could not deliver a notification.
+
+    ``retryable``: a later attempt may succeed (network error, 429, 5xx); ``retry_after_s``:
+    the wait the receiver asked for (Telegram's ``parameters.retry_after``); ``status``: the
+    HTTP status, if one came back.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.status = status

@@ -25,6 +25,8 @@ import msgspec.inspect as mi
 import msgspec.structs
 from msgspec import Meta, Struct
 
+from alerts.subscriptions import AlertsSettings, SubscriptionSpec
+from alerts.subscriptions import check_all as check_subscriptions
 from monitor.domain import Venue
 from monitor.errors import ConfigError
 from monitor.log import LogFormat, LogLevel
@@ -224,6 +226,8 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings = ApiSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    subscriptions: tuple[SubscriptionSpec, ...] = ()
 
     def enabled_venues(self) -> dict[Venue, VenueSettings]:
         """The venues with ``enabled = true``, in configuration order."""
@@ -587,6 +591,10 @@ def _check_semantics(settings: Settings, layers: _Layers) -> None:
     if not 0 < port < 65536:
         raise layers.error(("api", "listen"), f"expected a port from 1 to 65535, got {port}")
     _check_analytics(settings, layers)
+    for index, key, problem in check_subscriptions(
+        settings.subscriptions, settings.alerts.allow_private_urls
+    ):
+        raise layers.error(("subscriptions", index, key), problem)
 
 
 def _check_analytics(settings: Settings, layers: _Layers) -> None:
