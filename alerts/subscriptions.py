@@ -136,9 +136,9 @@ def url_problem(url: str, allow_private_urls: bool) -> str | None:
     except ValueError:
         if not _HOST_RE.match(host):
             return f"not a valid host name: {host!r}"
-        if host.lower() in _LOCAL_NAMES or host.lower().endswith((".localhost", ".local")):
-            if not allow_private_urls:
-                return f"{host} is a local address (set alerts.allow_private_urls = true)"
+        local = host.lower() in _LOCAL_NAMES or host.lower().endswith((".localhost", ".local"))
+        if local and not allow_private_urls:
+            return f"{host} is a local address (set alerts.allow_private_urls = true)"
         return None
     if not allow_private_urls and is_private_address(address):
         return f"{host} is a private or loopback address (set alerts.allow_private_urls = true)"

@@ -6,6 +6,7 @@ expected state changes and notifications. Times are the engine's clock, as in a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -47,7 +48,7 @@ class Run:
 
 def run(
     engine: Engine,
-    series: list[tuple[float, float | None]],
+    series: Sequence[tuple[float, float | None]],
     scope: Scope = BTC_BINANCE,
     metric: str = "spread_bps",
 ) -> Run:
