@@ -391,7 +391,9 @@ class WsSession:
         delay_s = self.backoff.next_delay_s()
         if close_code == CloseCode.POLICY_VIOLATION:
             delay_s = max(delay_s, self.policy.policy_violation_backoff_s)
-        self._log.warning(
+        # a planned rotation is routine; every other end of a connection is worth a look
+        emit = self._log.info if reason == DisconnectReason.ROTATED else self._log.warning
+        emit(
             "feed.disconnect",
             reason=str(reason),
             close_code=close_code,
