@@ -450,7 +450,7 @@ def alert_event_rows(sample: TickSample) -> list[tuple[Any, ...]]:
                 r["kind"],
                 "",
                 r["state"],
-                r.get("previous"),
+                SCORE_STATES[event.previous],  # not an alerts-out field: from the event
                 str(r["severity"]),
                 venue,
                 symbol,
