@@ -156,7 +156,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--books-out", metavar="B.jsonl", help="write the final books, top 50 levels"
     )
     replay.add_argument(
-        "--alerts-out", metavar="A.jsonl", help="write one JSON object per score state change"
+        "--alerts-out",
+        metavar="A.jsonl",
+        help="write one JSON object per score state change and alert rule event (no delivery)",
     )
     replay.add_argument(
         "--speed",
@@ -346,7 +348,13 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         interrupted = False
         sinks: list[Sink] = [JsonLinesSink(metrics_out)] if metrics_out is not None else []
         if alerts_out is not None:
-            sinks.append(AlertsSink(alerts_out))
+            from monitor.alerting import RuleRunner  # noqa: PLC0415
+
+            try:
+                rules = RuleRunner.from_settings(settings) if settings.alerts.enabled else None
+            except ConfigError as exc:
+                return _fail(EXIT_USAGE, f"invalid alert rules: {exc}")
+            sinks.append(AlertsSink(alerts_out, rules))
         tick_ms = args.tick_ms or settings.monitor.tick_ms
         unwritten = 0
         try:

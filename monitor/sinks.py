@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -142,22 +142,36 @@ class JsonLinesSink:
         self.out.flush()
 
 
+class RuleEvents(Protocol):
+    """What runs the alert rules on a sample (monitor.alerting.RuleRunner)."""
+
+    def step(self, sample: TickSample) -> Sequence[Any]: ...
+
+
 class AlertsSink:
-    """``--alerts-out``: one JSON object per score state change (``"kind": "score"``), in
-    the recording's clock; alert rule events will be written here too."""
+    """``--alerts-out``: one JSON object per score state change (``"kind": "score"``) and,
+    with ``rules``, per alert rule event (``"kind": "rule"``: pending, firing, resolved), in
+    the recording's clock. No delivery: a backtest of the rules."""
 
     name = "alerts-out"
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], rules: RuleEvents | None = None) -> None:
         self.out = out
+        self.rules = rules
         self.events = 0
+        self.rule_events = 0
         self._encode = msgspec.json.Encoder().encode
 
     async def write(self, sample: TickSample) -> None:
+        encode = self._encode
         if sample.events:
-            encode = self._encode
             self.out.write(b"".join(encode(e.record()) + b"\n" for e in sample.events))
             self.events += len(sample.events)
+        if self.rules is not None:
+            fired = self.rules.step(sample)
+            if fired:
+                self.out.write(b"".join(encode(e.record()) + b"\n" for e in fired))
+                self.rule_events += len(fired)
 
     async def close(self) -> None:
         self.out.flush()

@@ -41,6 +41,7 @@ class WebhookReceiver:
         self.received_ns: list[int] = []
         self._runner: web.AppRunner | None = None
         self._seen: set[str] = set()
+        self.delay_s = 0.0  # answer this late (after taking the notification)
 
     @property
     def url(self) -> str:
@@ -85,6 +86,8 @@ class WebhookReceiver:
         self.bodies.append(msgspec.json.decode(raw))
         self.received_ns.append(time.perf_counter_ns())
         self.arrived.set()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         return web.Response(status=204)
 
     async def wait_for(self, count: int, timeout_s: float = 10.0) -> None:

@@ -1,0 +1,324 @@
+"""The alert rules on the tick sample: what rules can watch, and the sink that runs them.
+
+:func:`observe` turns a :class:`~monitor.sample.TickSample` into the rule engine's
+:class:`~alerts.rules.Frame`. Metric names rules may use (scope in brackets):
+
+- books [venue, symbol, asset, instrument, kind], no data when the book is invalid or
+  stale: ``spread_bps``, ``mid``, ``depth_usd.<band>.bid|ask|min|total`` (band as in
+  metrics-out: ``0.1``, ``1``...), ``slippage_bps.<notional>.sell|buy``, ``mark_price``,
+  ``funding_rate``, and from the analytics ``dislocation_bps``, ``basis_bps``,
+  ``mark_basis_bps``, ``index_deviation_bps``, ``funding_annual``, ``peg_bps`` (and the
+  magnitudes ``dislocation_abs_bps``, ``basis_abs_bps``, ``peg_abs_bps``),
+  ``score.lvs``, ``score.level`` (0 normal, 1 watch, 2 warning, 3 critical; DATA is no
+  data);
+- book health, always data: ``book.valid`` (1/0), ``book_age_s``;
+- venues [venue]: ``venue.invalid_fraction``, ``venue.stale_fraction`` (share of its books);
+- assets [asset]: ``asset.lvs``, ``asset.level``, ``asset.outlier_bps`` (the outlier venue's
+  dislocation, signed; the venue is in the components), ``asset.outlier_abs_bps``,
+  ``asset.low_gap_bps``, ``asset.basis_bps``, ``asset.peg_bps``, ``asset.index_deviation_bps``,
+  ``asset.depth_venue_sum_usd``, ``asset.depth_consolidated_usd``, ``asset.breadth``;
+- quote currencies [asset = the currency]: ``fx.usd``, ``fx.deviation_bps`` (from 1 USD;
+  no data when the rate is assumed, not measured), ``fx.deviation_abs_bps``;
+- the market []: ``market.lvs``, ``market.level``.
+
+:class:`RuleRunner` owns the engine: ``step(sample)`` evaluates and returns the rule events
+(replay's ``--alerts-out``); :class:`AlertEngineSink` adds delivery in the daemon: it routes
+due notifications to subscriptions, stores events and deliveries in the outbox first
+(keeping them in order in memory while the database is away), then wakes the dispatcher.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from alerts.channels.base import Delivery
+from alerts.engine import AlertEvent, Engine, GroupingPolicy
+from alerts.outbox import Outbox, deliveries_for
+from alerts.rules import Frame, RuleSpec, Scope, load_rules
+from alerts.subscriptions import AlertsSettings, SubscriptionSpec
+from monitor.log import get_logger
+from monitor.sample import (
+    COMPONENTS,
+    SCORE_DATA,
+    BookIdentity,
+    TickSample,
+    band_label,
+    notional_label,
+)
+from monitor.settings import Settings, shipped_config_dir
+
+log = get_logger("monitor.alerting")
+
+_BOOK_ANALYTICS = (
+    "dislocation_bps",
+    "basis_bps",
+    "mark_basis_bps",
+    "index_deviation_bps",
+    "funding_annual",
+    "peg_bps",
+)
+# signed deviations also watched as magnitudes: <name>_abs_bps
+_SIGNED = frozenset({"dislocation_bps", "basis_bps", "peg_bps"})
+_ASSET_FIELDS = (
+    "low_gap_bps",
+    "basis_bps",
+    "peg_bps",
+    "index_deviation_bps",
+    "breadth",
+)
+
+
+def _value(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+class _Scopes:
+    """Scope objects per book identity, made once (a sample row's scope never changes)."""
+
+    def __init__(self) -> None:
+        self._books: dict[BookIdentity, Scope] = {}
+
+    def book(self, ident: BookIdentity) -> Scope:
+        scope = self._books.get(ident)
+        if scope is None:
+            scope = self._books[ident] = Scope(
+                ident.venue, ident.symbol, ident.base, ident.instrument, ident.kind
+            )
+        return scope
+
+
+def observe(sample: TickSample, scopes: _Scopes | None = None) -> Frame:
+    """Every metric rules may watch, for every book, venue, asset and currency."""
+    scopes = scopes or _Scopes()
+    frame = Frame(sample.ts_ns)
+    add = frame.add
+    analytics = sample.analytics
+    bands = [band_label(b) for b in sample.bands_pct]
+    notionals = [notional_label(n) for n in sample.notionals_usd]
+    venue_books: dict[str, list[int]] = {}
+    for i, ident in enumerate(sample.books):
+        scope = scopes.book(ident)
+        venue_books.setdefault(ident.venue, []).append(i)
+        valid = bool(sample.valid[i])
+        add("book.valid", scope, 1.0 if valid else 0.0)
+        age = sample.book_age_s[i]
+        add("book_age_s", scope, None if math.isnan(age) else float(age))
+        if not valid:
+            for name in ("spread_bps", "mid", "score.lvs", "score.level"):
+                add(name, scope, None)
+            for k, band in enumerate(bands):
+                del k
+                for side in ("bid", "ask", "min", "total"):
+                    add(f"depth_usd.{band}.{side}", scope, None)
+            continue
+        add("spread_bps", scope, _value(sample.spread_bps[i]))
+        add("mid", scope, _value(sample.mid[i]))
+        for k, band in enumerate(bands):
+            bid = float(sample.depth_usd[i, k, 0])
+            ask = float(sample.depth_usd[i, k, 1])
+            add(f"depth_usd.{band}.bid", scope, bid)
+            add(f"depth_usd.{band}.ask", scope, ask)
+            add(f"depth_usd.{band}.min", scope, min(bid, ask))
+            add(f"depth_usd.{band}.total", scope, bid + ask)
+        for n, notional in enumerate(notionals):
+            add(f"slippage_bps.{notional}.sell", scope, _value(sample.slippage_bps[i, n, 0]))
+            add(f"slippage_bps.{notional}.buy", scope, _value(sample.slippage_bps[i, n, 1]))
+        if not math.isnan(sample.mark_price[i]):
+            add("mark_price", scope, float(sample.mark_price[i]))
+        if not math.isnan(sample.funding_rate[i]):
+            add("funding_rate", scope, float(sample.funding_rate[i]))
+        if analytics is not None:
+            for name in _BOOK_ANALYTICS:
+                v = float(getattr(analytics, name)[i])
+                if not math.isnan(v):
+                    add(name, scope, v)
+                    if name in _SIGNED:
+                        add(f"{name[:-4]}_abs_bps", scope, abs(v))
+            state = int(analytics.score_state[i])
+            comps = {
+                c: round(float(p), 2)
+                for c, p in zip(COMPONENTS, analytics.components[i], strict=True)
+            }
+            add("score.lvs", scope, _value(analytics.lvs[i]))
+            add("score.level", scope, None if state == SCORE_DATA else float(state))
+            frame.components[("score.lvs", scope)] = comps
+            frame.components[("score.level", scope)] = comps
+    for venue, rows in venue_books.items():
+        scope = Scope(venue=venue)
+        idx = np.asarray(rows)
+        add("venue.invalid_fraction", scope, float(np.mean(~sample.valid[idx])))
+        add("venue.stale_fraction", scope, float(np.mean(sample.stale[idx])))
+    assets = sample.assets
+    if assets is not None:
+        for a, asset in enumerate(assets.assets):
+            scope = Scope(asset=asset)
+            state = int(assets.state[a])
+            comps = {
+                c: round(float(p), 2) for c, p in zip(COMPONENTS, assets.components[a], strict=True)
+            }
+            add("asset.lvs", scope, _value(assets.lvs[a]))
+            add("asset.level", scope, None if state == SCORE_DATA else float(state))
+            frame.components[("asset.lvs", scope)] = comps
+            frame.components[("asset.level", scope)] = comps
+            for name in _ASSET_FIELDS:
+                add(f"asset.{name}", scope, _value(getattr(assets, name)[a]))
+            add("asset.depth_venue_sum_usd", scope, _value(assets.depth_venue_sum_usd[a]))
+            add("asset.depth_consolidated_usd", scope, _value(assets.depth_consolidated_usd[a]))
+            row = int(assets.outlier_row[a])
+            if row >= 0:
+                outlier_bps = _value(assets.outlier_bps[a])
+                add("asset.outlier_bps", scope, outlier_bps)
+                add(
+                    "asset.outlier_abs_bps",
+                    scope,
+                    None if outlier_bps is None else abs(outlier_bps),
+                )
+                outlier = sample.books[row]
+                frame.components[("asset.outlier_bps", scope)] = {f"venue:{outlier.venue}": 1.0}
+            else:
+                none = 0.0 if assets.healthy_books[a] > 1 else None
+                add("asset.outlier_bps", scope, none)
+                add("asset.outlier_abs_bps", scope, none)
+        market = Scope()
+        add("market.lvs", market, _value(assets.market_lvs))
+        add(
+            "market.level",
+            market,
+            None if assets.market_state == SCORE_DATA else float(assets.market_state),
+        )
+    fx = sample.fx
+    if fx is not None:
+        for c, currency in enumerate(fx.currencies):
+            scope = Scope(asset=currency)
+            usd = float(fx.usd[c])
+            measured = not bool(fx.assumed[c]) and not math.isnan(usd)
+            add("fx.usd", scope, usd if measured else None)
+            add("fx.deviation_bps", scope, (usd - 1.0) * 1e4 if measured else None)
+            add("fx.deviation_abs_bps", scope, abs(usd - 1.0) * 1e4 if measured else None)
+    return frame
+
+
+def rule_files(alerts: AlertsSettings) -> list[Path]:
+    """The rule files of the settings: absolute, or relative to the shipped config/."""
+    base = shipped_config_dir()
+    return [Path(p) if Path(p).is_absolute() else base / p for p in alerts.rules_files]
+
+
+def grouping(alerts: AlertsSettings) -> GroupingPolicy:
+    return GroupingPolicy(
+        group_by=alerts.group_by,
+        group_wait_s=alerts.group_wait_s,
+        group_interval_s=alerts.group_interval_s,
+        repeat_interval_s=alerts.repeat_interval_s,
+    )
+
+
+class RuleRunner:
+    """The engine on tick samples: ``step(sample)`` returns the rule events of the tick."""
+
+    def __init__(self, rules: Sequence[RuleSpec], policy: GroupingPolicy | None = None) -> None:
+        self.engine = Engine(rules, policy)
+        self._scopes = _Scopes()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuleRunner:
+        return cls(load_rules(rule_files(settings.alerts)), grouping(settings.alerts))
+
+    def frame(self, sample: TickSample) -> Frame:
+        return observe(sample, self._scopes)
+
+    def step(self, sample: TickSample) -> list[AlertEvent]:
+        return self.engine.evaluate(self.frame(sample))
+
+
+class AlertEngineSink:
+    """The daemon's alert sink: evaluate, route, store first, wake the dispatcher.
+
+    ``outbox`` None: evaluation only (events still go to ``listeners``: the API's live
+    push, evidence capture). Store failures keep the batch in memory, in order, and the
+    next tick tries again: alerts that fire while the database is away are delivered
+    when it returns.
+    """
+
+    name = "alert-rules"
+
+    def __init__(
+        self,
+        runner: RuleRunner,
+        subscriptions: Sequence[SubscriptionSpec] = (),
+        outbox: Outbox | None = None,
+        *,
+        base_url: str = "",
+        wake: Callable[[], None] | None = None,
+        max_buffered: int = 100_000,
+    ) -> None:
+        self.runner = runner
+        self.subscriptions = list(subscriptions)
+        self.outbox = outbox
+        self.base_url = base_url
+        self.listeners: list[Callable[[list[AlertEvent]], None]] = []
+        self._wake = wake
+        self._buffer: list[tuple[list[AlertEvent], list[Delivery]]] = []
+        self.max_buffered = max_buffered
+        self.store_failures = 0
+        self.dropped = 0
+
+    @property
+    def engine(self) -> Engine:
+        return self.runner.engine
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def write(self, sample: TickSample) -> None:
+        await self.process(self.runner.frame(sample))
+
+    async def process(self, frame: Frame) -> list[AlertEvent]:
+        """One tick: evaluate, route what is due, store first (or keep), wake delivery."""
+        events = self.engine.evaluate(frame)
+        notes = self.engine.notifications(frame.ts_ns)
+        for listener in self.listeners:
+            if events:
+                listener(events)
+        if self.outbox is None:
+            return events
+        deliveries = deliveries_for(notes, self.subscriptions, base_url=self.base_url)
+        if events or deliveries:
+            if len(self._buffer) >= self.max_buffered:
+                self.dropped += 1
+                log.error("alerts.buffer_full", buffered=len(self._buffer))
+            else:
+                self._buffer.append((events, deliveries))
+        await self.flush()
+        return events
+
+    async def flush(self) -> bool:
+        """Store what is buffered, oldest first; False if the outbox is unreachable."""
+        if self.outbox is None:
+            return True
+        stored = False
+        while self._buffer:
+            events, deliveries = self._buffer[0]
+            try:
+                await self.outbox.store(events, deliveries)
+            except Exception as exc:  # the database is away: keep it, try next tick
+                self.store_failures += 1
+                if self.store_failures == 1 or self.store_failures % 100 == 0:
+                    log.warning(
+                        "alerts.store_failed", error=str(exc)[:200], buffered=len(self._buffer)
+                    )
+                break
+            self._buffer.pop(0)
+            stored = True
+        if stored and self._wake is not None:
+            self._wake()
+        return not self._buffer
+
+    async def close(self) -> None:
+        await self.flush()
