@@ -1,6 +1,7 @@
 """The analytics stage: one call per tick turns a :class:`TickSample` into the extended one.
 
-Per tick, over the *healthy* books (valid, i.e. synced and not stale, with a USD rate):
+Per tick, over the *healthy* books (valid, i.e. synced and not stale, with a USD rate;
+the score needs only a valid book):
 
 1. USD mids; per asset (the instrument registry's base currency) a robust consensus of
    the spot books (perps when an asset has no spot book) and one of the perps;
@@ -248,7 +249,10 @@ class AnalyticsStage:
         fx = sample.fx_usd
         mid = sample.mid
         with np.errstate(invalid="ignore", divide="ignore"):
-            healthy = sample.valid & (fx > 0) & np.isfinite(fx) & (mid > 0)
+            # scored: a valid book (its score is relative to its own baseline, in any
+            # currency); healthy: scored with a USD rate (consensus, FX, cross-venue rows)
+            scored = sample.valid & (mid > 0)
+            healthy = scored & (fx > 0) & np.isfinite(fx)
             mid_usd = np.where(healthy, mid * fx, np.nan)
             spot_use = healthy & ~self.is_perp
             perp_use = healthy & self.is_perp
@@ -313,7 +317,7 @@ class AnalyticsStage:
         ak.book_components(
             now_s,
             dt,
-            healthy,
+            scored,
             raw,
             d1_total,
             sample.slippage_exhausted[:, :, 0],
@@ -340,7 +344,7 @@ class AnalyticsStage:
         asset_breadth = np.empty(n_assets)
         market = np.empty(N_COMPONENTS + 2)
         ak.combine_scores(
-            healthy,
+            scored,
             self.asset_idx,
             n_assets,
             self.venue_idx,

@@ -605,3 +605,14 @@ def test_the_depth_and_spread_override_lifts_a_score_to_80() -> None:
         np.empty(1), np.empty((1, ak.N_POINTS)), np.empty(1), np.empty(ak.N_POINTS + 2),
     )  # fmt: skip
     assert out[0] == 80.0 and points[0, ak.K_BREADTH] == pytest.approx(80.0 - 34.5)
+
+
+def test_a_valid_book_without_a_usd_rate_is_scored_but_stays_out_of_the_consensus() -> None:
+    stage = AnalyticsStage()
+    books = [btc("binance", 100.0), btc("okx", 101.0), btc("bybit", 90.0, fx=math.nan)]
+    out = run(stage, T0, books)
+    assert out.assets is not None and out.analytics is not None
+    b = row(out, "bybit")
+    assert out.assets.consensus_usd[out.assets.row("BTC")] == pytest.approx(100.5)
+    assert not out.analytics.healthy[b] and math.isnan(out.analytics.mid_usd[b])
+    assert out.score_state[b] == SCORE_NORMAL and out.lvs[b] == 0.0
