@@ -184,6 +184,8 @@ class DatabaseSettings(Struct, frozen=True, forbid_unknown_fields=True):
     backoff_max_s: PositiveFloat = 10.0
     snapshot_every_s: PositiveFloat = 60.0
     snapshot_depth: PositiveInt = 20
+    evidence_window_s: Annotated[float, Meta(ge=0)] = 120.0  # 0: no evidence snapshots
+    evidence_every_s: PositiveFloat = 5.0
     compress_after_days: PositiveFloat = 2.0
     retention_days: Annotated[float, Meta(ge=0)] = 30.0  # 0 keeps everything
 

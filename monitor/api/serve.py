@@ -92,12 +92,7 @@ async def run_with_api(
                 snapshots.books = _books_of(daemon)
 
         if writer is not None:
-            snapshots = SnapshotSink(
-                _no_books,
-                writer,
-                settings.database.snapshot_every_s,
-                settings.database.snapshot_depth,
-            )
+            snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
             daemon_sinks.append(snapshots)
         async with ApiServer(build_app(ctx, routes), settings.api.host_port):
             await run_daemon(

@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import sys
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -278,9 +279,13 @@ def _print_book(found: dict[str, Any] | None, fmt: str, out: IO[str]) -> None:
 
 
 class SnapshotSink:
-    """Top-N snapshots of every book every ``every_s`` of sample time (aligned to the
-    interval, so a replay stores the same snapshots every time). ``books(depth)`` reads
-    the live books (``BookPipeline.book_summaries``)."""
+    """Top-N book snapshots: every book every ``every_s`` of sample time (``periodic``,
+    aligned to the interval, so a replay stores the same snapshots every time), and dense
+    around every score state change (``evidence``): the books of the event's scope (the
+    book, or every book of the asset) every ``evidence_every_s`` over the
+    ``evidence_window_s`` before it (kept in memory, written when the event comes) and at
+    every tick for ``evidence_window_s`` after it. ``books(depth)`` reads the live books
+    (``BookPipeline.book_summaries``)."""
 
     name = "store-snapshots"
 
@@ -290,19 +295,86 @@ class SnapshotSink:
         writer: StoreWriter,
         every_s: float,
         depth: int,
+        *,
+        evidence_window_s: float = 0.0,
+        evidence_every_s: float = 5.0,
     ) -> None:
         self.books = books
         self.writer = writer
         self.every_ns = int(every_s * 1e9)
         self.depth = depth
+        self.window_ns = int(evidence_window_s * 1e9)
+        self.ring_every_ns = max(1, int(evidence_every_s * 1e9))
         self._next_ns: int | None = None
+        self._next_ring_ns = 0
+        self._ring: deque[tuple[int, list[dict[str, Any]]]] = deque()
+        self._until: dict[tuple[str, str], int] = {}  # book -> end of its evidence window
+        self._written: set[tuple[str, str, int]] = set()  # (venue, symbol, ts) stored
+
+    @classmethod
+    def from_settings(
+        cls, books: Callable[[int], list[dict[str, Any]]], writer: StoreWriter, settings: Settings
+    ) -> SnapshotSink:
+        db = settings.database
+        return cls(
+            books,
+            writer,
+            db.snapshot_every_s,
+            db.snapshot_depth,
+            evidence_window_s=db.evidence_window_s,
+            evidence_every_s=db.evidence_every_s,
+        )
+
+    def _scope(self, sample: TickSample) -> set[tuple[str, str]]:
+        """Books named by this tick's score events (a market-wide event names none)."""
+        keys: set[tuple[str, str]] = set()
+        for event in sample.events:
+            if event.venue is not None and event.symbol is not None:
+                keys.add((event.venue, event.symbol))
+            elif event.asset is not None:
+                keys.update((b.venue, b.symbol) for b in sample.books if b.base == event.asset)
+        return keys
+
+    def _store(self, ts_ns: int, summaries: list[dict[str, Any]], reason: str) -> None:
+        fresh = [s for s in summaries if (s["venue"], s["symbol"], ts_ns) not in self._written]
+        if fresh:
+            self._written.update((s["venue"], s["symbol"], ts_ns) for s in fresh)
+            self.writer.add_snapshots(ts_ns, fresh, reason)
 
     async def write(self, sample: TickSample) -> None:
+        ts = sample.ts_ns
         if self._next_ns is None:
-            self._next_ns = (sample.ts_ns // self.every_ns) * self.every_ns
-        if sample.ts_ns >= self._next_ns:
-            self.writer.add_snapshots(sample.ts_ns, self.books(self.depth), "periodic")
-            self._next_ns = (sample.ts_ns // self.every_ns + 1) * self.every_ns
+            self._next_ns = (ts // self.every_ns) * self.every_ns
+        periodic = ts >= self._next_ns
+        started = self._scope(sample) if self.window_ns else set()
+        for key in started:
+            self._until[key] = ts + self.window_ns
+        active = {key for key, until in self._until.items() if until >= ts}
+        ring = self.window_ns > 0 and ts >= self._next_ring_ns
+        if not (periodic or active or ring):
+            return
+        summaries = self.books(self.depth)
+        if periodic:
+            self._store(ts, summaries, "periodic")
+            self._next_ns = (ts // self.every_ns + 1) * self.every_ns
+        if started:  # the window before the event, from memory
+            for at, kept in self._ring:
+                if at >= ts - self.window_ns:
+                    chosen = [s for s in kept if (s["venue"], s["symbol"]) in started]
+                    self._store(at, chosen, "evidence")
+        if active:
+            self._store(
+                ts, [s for s in summaries if (s["venue"], s["symbol"]) in active], "evidence"
+            )
+        if ring:
+            self._ring.append((ts, summaries))
+            self._next_ring_ns = (ts // self.ring_every_ns + 1) * self.ring_every_ns
+        horizon = ts - self.window_ns
+        while self._ring and self._ring[0][0] < horizon:
+            self._ring.popleft()
+        if len(self._written) > 100_000 or (periodic and self._written):
+            self._written = {w for w in self._written if w[2] >= horizon}
+        self._until = {key: until for key, until in self._until.items() if until >= ts}
 
     async def close(self) -> None:
         return None
@@ -316,7 +388,7 @@ async def opened_writer(settings: Settings, data_dir_path: Path) -> AsyncIterato
 
     store = await Store(settings.database, data_dir_path).open()
     try:
-        writer = store.writer()
+        writer = store.writer(retention=False)  # a replay: rows as old as the recording
         writer.start()
         try:
             yield writer
@@ -343,12 +415,7 @@ def replay_to_store(
 
     async def main() -> tuple[Any, int]:
         async with opened_writer(settings, data_dir_path) as writer:
-            snapshots = SnapshotSink(
-                pipeline.book_summaries,
-                writer,
-                settings.database.snapshot_every_s,
-                settings.database.snapshot_depth,
-            )
+            snapshots = SnapshotSink.from_settings(pipeline.book_summaries, writer, settings)
             result = await areplay(
                 paths,
                 pipeline,

@@ -74,9 +74,13 @@ class Store:
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise StorageError(f"cannot connect to the database: {exc}") from exc
 
-    def writer(self) -> StoreWriter:
-        """A writer to this database (the caller starts and closes it)."""
-        policy = WriterPolicy.from_settings(self.settings, retention=self.flavour is Flavour.PLAIN)
+    def writer(self, *, retention: bool = True) -> StoreWriter:
+        """A writer to this database (the caller starts and closes it). On plain
+        PostgreSQL it also deletes samples past ``retention_days`` (the daemon's job);
+        ``retention=False`` for a replay, whose rows are as old as the recording."""
+        policy = WriterPolicy.from_settings(
+            self.settings, retention=retention and self.flavour is Flavour.PLAIN
+        )
         return StoreWriter.for_dsn(self.dsn, spill_dir(self.settings, self.data_dir), policy)
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import random
 import struct
@@ -140,8 +141,23 @@ class SpillFile:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / SPILL_NAME
-        self.offset_path = directory / (SPILL_NAME + ".offset")
+        # one writer per file (a replay --store beside the daemon, tests in parallel): the
+        # first file whose lock is free, store.spill, store.1.spill, ...; a file left by a
+        # crash is drained by the next writer that takes it
+        for n in range(64):
+            name = SPILL_NAME if n == 0 else f"store.{n}.spill"
+            lock = open(directory / f"{name}.lock", "a")  # noqa: SIM115 (held while open)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                continue
+            break
+        else:
+            raise StorageError(f"every spill file in {directory} is in use by another writer")
+        self._lock = lock
+        self.path = directory / name
+        self.offset_path = directory / (name + ".offset")
         self._encode = msgspec.msgpack.Encoder().encode
         self._decoder = msgspec.msgpack.Decoder(tuple[str, list[tuple[Any, ...]]])
         self.offset = self._read_offset()
@@ -230,6 +246,7 @@ class SpillFile:
         self._out.flush()
         os.fsync(self._out.fileno())
         self._out.close()
+        self._lock.close()  # releases the lock
 
 
 Connect = Callable[[], Awaitable[Any]]

@@ -33,7 +33,12 @@ def liqmon(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def _env(dsn: str) -> dict[str, str]:
-    return os.environ | {"LIQMON_DATABASE__DSN": dsn, "LIQMON_MONITOR__LOG_FORMAT": "json"}
+    # a data directory of its own: the spill file stays out of ~/.liqmon
+    return os.environ | {
+        "LIQMON_DATABASE__DSN": dsn,
+        "LIQMON_MONITOR__LOG_FORMAT": "json",
+        "LIQMON_MONITOR__DATA_DIR": str(open_tmp_dir("liqmon-test-data-")),
+    }
 
 
 def test_replay_store_then_query_metrics_returns_exactly_the_metrics_out_rows(

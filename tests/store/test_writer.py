@@ -14,7 +14,8 @@ import pytest
 from monitor.store.embedded import EmbeddedPostgres
 from monitor.store.migrate import migrate
 from monitor.store.queries import metrics_raw
-from monitor.store.writer import StoreWriter, WriterPolicy
+from monitor.store.rows import timestamp
+from monitor.store.writer import SpillFile, StoreWriter, WriterPolicy
 from tests.store.conftest import open_tmp_dir
 from tests.store.samples import identities, synthetic_sample
 
@@ -169,3 +170,18 @@ async def test_unreachable_database_at_close_leaves_rows_in_the_spill_file_for_t
         assert up.counters.duplicates == 0
     finally:
         await conn.close()
+
+
+def test_writers_sharing_a_spill_directory_each_hold_their_own_file(tmp_path: Path) -> None:
+    """A replay --store beside the daemon (same data dir): one writer per spill file; a file
+    left with rows is taken, rows and all, by the next writer."""
+    first, second = SpillFile(tmp_path), SpillFile(tmp_path)
+    assert first.path != second.path
+    first.append("fx_rates", [(timestamp(0), "USDT", 1.0, True, 0.0)])
+    first.close()
+    second.close()
+    again = SpillFile(tmp_path)
+    try:
+        assert again.path == first.path and again.rows_pending == 1
+    finally:
+        again.close()
