@@ -261,6 +261,63 @@ async def query_latency(dsn: str, tick_s: float, repeat: int) -> dict[str, Any]:
     }
 
 
+def _literal(value: Any) -> str:
+    """A SQL literal of a row value (PGlite is fed statements, not COPY)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "'NaN'::float8" if value != value else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return f"'{value.isoformat()}'::timestamptz"
+    if isinstance(value, list):
+
+        def inner(v: Any) -> str:
+            if isinstance(v, list):
+                return "{" + ",".join(inner(x) for x in v) + "}"
+            return "NaN" if v != v else repr(v)
+
+        return f"'{inner(value)}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def timescale_footprint(books: int) -> dict[str, Any]:
+    """An hour of synthetic rows (``tests.store.samples``: random figures in every column)
+    in the TimescaleDB build of PGlite (tests/store/pglite.py, node + npm): hypertable size
+    before and after compress_chunk."""
+    from tests.store.pglite import PgliteDatabase, install  # noqa: PLC0415
+
+    db = await PgliteDatabase.start(install())
+    try:
+        await migrate(db)
+        names = ", ".join(BOOK_METRICS_COLUMNS)
+        pending: list[str] = []
+        for t in range(3600):
+            for row in book_metric_rows(synthetic_sample(t, books)):
+                pending.append("(" + ", ".join(_literal(v) for v in row) + ")")
+            if len(pending) >= 2000 or t == 3599:
+                await db.execute(f"INSERT INTO book_metrics ({names}) VALUES {', '.join(pending)}")
+                pending.clear()
+        rows = (await db.fetch("SELECT count(*)::int4 AS n FROM book_metrics"))[0]["n"]
+        size = "SELECT hypertable_size('book_metrics')::int8 AS b"
+        before = (await db.fetch(size))[0]["b"]
+        for chunk in await db.fetch("SELECT show_chunks('book_metrics') AS c"):
+            await db.execute(f"SELECT compress_chunk('{chunk['c']}')")
+        after = (await db.fetch(size))[0]["b"]
+    finally:
+        await db.close()
+    return {
+        "rows": rows,
+        "bytes_per_row_uncompressed": round(before / rows),
+        "bytes_per_row_compressed": round(after / rows),
+        "ratio": round(before / after, 1),
+        "mb_per_book_day_compressed": round(after / rows * 86_400 / 1e6, 2),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="liqmon-bench-store-", dir="/tmp"))
     root.chmod(0o755)  # root: the server's user must enter it
@@ -278,6 +335,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps(results["footprint"], indent=1), flush=True)
         results["query"] = await query_latency(dsn, args.query_tick_s, args.query_repeat)
         print(json.dumps(results["query"], indent=1), flush=True)
+        if args.timescale:
+            results["timescale"] = await timescale_footprint(args.footprint_books)
+            print(json.dumps(results["timescale"], indent=1), flush=True)
         return results
     finally:
         await asyncio.to_thread(server.stop)
@@ -293,6 +353,9 @@ def main() -> int:
     ap.add_argument("--query-tick-s", type=float, default=10.0)
     ap.add_argument("--query-repeat", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--timescale", action="store_true", help="also the compressed footprint (PGlite, node)"
+    )
     args = ap.parse_args()
     _common.quiet_logs()
     results = asyncio.run(main_async(args))
