@@ -17,6 +17,32 @@ the score needs only a valid book):
 
 Stale and unsynced books are DATA: they leave the consensus, the FX sources and the
 breadth, and their rows say so (``healthy`` false, no score).
+
+Where this departs from the reference spec (LVS section), and why:
+
+- **Withdrawal** needs add/cancel notional, which L2 snapshots do not carry. It is
+  inferred from the tick-to-tick 1% depth: the net withdrawal is how far the smoothed
+  ln 1% depth sits below its 1-minute EWMA, the cancel-rate proxy the gross decrease of
+  the 1% depth per minute over the baseline depth. Noise in L2 depth hides part of the
+  signal the spec's L3 rates would give (the component is weaker than specified).
+- **Baselines** are winsorised EWMAs (a tick moves the level by at most 2 sigma, the
+  scale by deviations of at most 3 sigma) and a new book's first 10 minutes are a running
+  mean. The spec's plain EWMA learns a slow slide as normal before the book reaches
+  WATCH (when it freezes): on the 10/11 scenario it never warned. 1-minute aggregates
+  are replaced by per-tick updates with dt-scaled weights (same half-lives).
+- **10-s rolling median** is the median of the last ``smooth_samples`` ticks (10 at
+  1 s ticks).
+- **Impact** uses the configured slippage notional nearest (in log) to 25% of the
+  baseline 1% depth of the weaker side: the tick sample has fixed notionals.
+- **Breadth** is leave-one-out (the share of the *other* books under stress) and needs
+  at least 3 books in a group: a book alone would otherwise multiply its own score.
+- **Consensus** "outliers clipped": the mean of the prices within 3 robust deviations of
+  the median (at least 5 bps); the others are dropped rather than clipped to the edge,
+  so a wick moves the consensus by nothing rather than by the clip width.
+- **Not implemented** (optional in the spec): the hour-of-week offset, the CUSUM, the
+  same-level 15-minute cooldown (an alert-delivery rule: every state change is an
+  event). A book that goes stale in WARNING or CRITICAL keeps that state (the spec's
+  "stale-while-critical"), its ``lvs`` null, rather than showing ``data``.
 """
 
 from __future__ import annotations
