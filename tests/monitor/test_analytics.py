@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -616,3 +617,13 @@ def test_a_valid_book_without_a_usd_rate_is_scored_but_stays_out_of_the_consensu
     assert out.assets.consensus_usd[out.assets.row("BTC")] == pytest.approx(100.5)
     assert not out.analytics.healthy[b] and math.isnan(out.analytics.mid_usd[b])
     assert out.score_state[b] == SCORE_NORMAL and out.lvs[b] == 0.0
+
+
+def test_the_extended_sample_is_a_plain_value_that_pickles() -> None:
+    stage = AnalyticsStage()
+    out = run(stage, T0, [btc("binance", 100.0), btc("okx", 100.0)])
+    again = pickle.loads(pickle.dumps(out))
+    assert again.assets is not None and again.assets.assets == ("BTC",)
+    assert again.lvs.tolist() == out.lvs.tolist()
+    assert again.book_record(0) == out.book_record(0)
+    assert again.asset_records() == out.asset_records()
