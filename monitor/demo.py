@@ -135,6 +135,7 @@ class DemoView:
         self.phase = ""
         self.ticks = 0
         self.has_score = False
+        self.note = ""  # where the page is served (the API), shown under the title
 
     def scenario_ns(self, wall_ns: int) -> int:
         if self.wall_start is None:
@@ -222,6 +223,8 @@ class DemoView:
             f"{hkt(self.now_ns)} HKT ({minutes:+.1f} min from the trough)   "
             f"phase: {self.phase.replace('_', ' ')}"
         )
+        if self.note:
+            out.append(self.note)
         out.append("")
         out.append(
             f"{'asset':6s} {'venue':16s} {'symbol':10s} {'1% depth':>10s} {'vs calm':>8s} "
@@ -353,7 +356,7 @@ async def run_demo(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Start the exchange process, the daemon and the view; returns the exit code."""
-    from monitor.daemon import run_daemon  # noqa: PLC0415
+    from monitor.api.serve import run_with_api  # noqa: PLC0415
 
     step_ms = 500
     trough = market_trough_ns(seed, hours, step_ms)
@@ -399,7 +402,18 @@ async def run_demo(
             )
             out.flush()
         sink = CallbackSink(view.on_sample, name="demo")
-        daemon_task = asyncio.ensure_future(run_daemon(settings, stop=stop, sinks=[sink]))
+
+        def announce(text: str) -> None:
+            # the API and the page at api.listen: watch the collapse in a browser
+            if not tty:
+                out.write(f"liqmon demo: {text}\n")
+                out.flush()
+            else:
+                view.note = text
+
+        daemon_task = asyncio.ensure_future(
+            run_with_api(settings, stop=stop, sinks=[sink], announce=announce, api_optional=True)
+        )
         started = await _read_json_line(proc.stdout, 60.0)
         view.wall_start = float(started.get("wall_start", time.time()))
         done_wait = asyncio.ensure_future(_read_json_line(proc.stdout, 1e9))

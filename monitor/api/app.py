@@ -394,7 +394,16 @@ async def live_metrics(request: web.Request) -> web.Response:
     ]
     page, following, _ = offset_page(rows, query, DEFAULT_LIMIT, ctx.api.max_limit)
     ts_ms = live.sample.ts_ns // 1_000_000
-    return _json({"ts": rfc3339(ts_ms), "ts_ms": ts_ms, "rows": page, "next_cursor": following})
+    assets = [a for a in live.assets if asset is None or a["asset"] == asset.upper()]
+    return _json(
+        {
+            "ts": rfc3339(ts_ms),
+            "ts_ms": ts_ms,
+            "rows": page,
+            "assets": assets,
+            "next_cursor": following,
+        }
+    )
 
 
 def _check_known(live: LiveState, venue: str | None, symbol: str | None, asset: str | None) -> None:

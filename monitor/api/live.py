@@ -10,8 +10,10 @@ through its own bounded :class:`~monitor.sinks.SinkQueue`, like any sink). Per t
 - hands the rows and events to the :class:`PushHub`, whose clients each have a bounded
   queue: publishing never awaits a client, and a client whose queue is full is dropped.
 
-The consensus here is the median of the valid spot books' USD mids per asset: the fallback
-the page shows until the analytics' own asset rows are in the sample.
+Dislocation, basis, the score, its state and components come from the analytics stage
+(``sample.analytics``/``sample.assets``); a sample without them (analytics off) falls back to
+the median of the valid spot books' USD mids per asset as the consensus, and no score.
+Score state changes (``sample.events``) are pushed as ``score`` events.
 
 The daemon itself (books for ``/books``, per-venue health, sink queue depths) is reached
 through :class:`DaemonView`, attached once the daemon exists; ``liqmon serve`` has none.
@@ -34,7 +36,7 @@ import numpy as np
 from aiohttp import web
 
 from monitor.log import get_logger
-from monitor.sample import STATE_NAMES, TickSample
+from monitor.sample import COMPONENTS, SCORE_STATES, STATE_NAMES, TickSample
 from monitor.sinks import SinkQueue
 
 log = get_logger("monitor.api.live")
@@ -66,8 +68,62 @@ def _round(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
 
+def _points(values: Any) -> dict[str, float] | None:
+    if values is None or not len(values) or values[0] != values[0]:
+        return None
+    return {n: round(float(p), 1) for n, p in zip(COMPONENTS, values, strict=False)}
+
+
 def asset_rows(sample: TickSample, band_pct: float = 1.0) -> list[dict[str, Any]]:
     """One row per book: what the live table shows (JSON-ready, ``None`` for unknown)."""
+    rows = _fallback_rows(sample, band_pct)
+    book = sample.analytics
+    if book is not None:
+        for i, row in enumerate(rows):
+            valid = row["valid"]
+            perp = row["kind"] != "spot"
+            lvs = float(book.lvs_smoothed[i])
+            row["mid_usd"] = _num(float(book.mid_usd[i])) if valid else None
+            row["dislocation_bps"] = _round(_num(float(book.dislocation_bps[i])), 3)
+            row["basis_bps"] = _round(_num(float(book.basis_bps[i])), 3) if perp else None
+            row["score"] = _round(_num(lvs), 1)
+            row["score_state"] = SCORE_STATES[int(book.score_state[i])]
+            row["components"] = _points(book.components[i])
+    return rows
+
+
+def asset_summaries(sample: TickSample) -> list[dict[str, Any]]:
+    """One row per asset (analytics on): consensus, depth, score, state, components."""
+    assets = sample.assets
+    if assets is None:
+        return []
+    out = []
+    for a, name in enumerate(assets.assets):
+        lvs = float(assets.lvs_smoothed[a])
+        lo, second = int(assets.lowest_row[a]), int(assets.second_row[a])
+        out.append(
+            {
+                "asset": name,
+                "consensus_usd": _num(float(assets.consensus_usd[a])),
+                "depth_venue_sum_usd": _round(_num(float(assets.depth_venue_sum_usd[a])), 2),
+                "depth_consolidated_usd": _round(_num(float(assets.depth_consolidated_usd[a])), 2),
+                "basis_bps": _round(_num(float(assets.basis_bps[a])), 3),
+                "score": _round(_num(lvs), 1),
+                "state": SCORE_STATES[int(assets.state[a])],
+                "components": _points(assets.components[a]),
+                "lowest": None
+                if lo < 0 or second < 0
+                else {
+                    "venue": sample.books[lo].venue,
+                    "second_venue": sample.books[second].venue,
+                    "gap_bps": _round(_num(float(assets.low_gap_bps[a])), 3),
+                },
+            }
+        )
+    return out
+
+
+def _fallback_rows(sample: TickSample, band_pct: float) -> list[dict[str, Any]]:
     try:
         band = sample.band_index(band_pct)
     except KeyError:
@@ -120,6 +176,7 @@ def asset_rows(sample: TickSample, band_pct: float = 1.0) -> list[dict[str, Any]
                 "basis_bps": _round(basis, 3),
                 "score": None,
                 "score_state": None,
+                "components": None,
                 "book_age_s": _round(_num(float(sample.book_age_s[i])), 3),
                 "updates": int(sample.updates[i]),
             }
@@ -253,8 +310,13 @@ class PushHub:
             client.transport.abort()  # type: ignore[attr-defined]
         client.done.set()
 
-    def publish_tick(self, ts_ms: int, rows: Sequence[dict[str, Any]]) -> None:
-        """The tick's rows, each client getting the rows its filters select."""
+    def publish_tick(
+        self,
+        ts_ms: int,
+        rows: Sequence[dict[str, Any]],
+        assets: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """The tick's rows, each client getting the rows (and assets) its filters select."""
         cache: dict[tuple[frozenset[str], frozenset[str]], bytes] = {}
         for client in list(self.clients):
             f = client.filters
@@ -264,7 +326,10 @@ class PushHub:
             message = cache.get(key)
             if message is None:
                 selected = [r for r in rows if f.row_ok(r)]
-                message = self._encode({"type": "tick", "ts": ts_ms, "rows": selected})
+                chosen = [a for a in assets if not f.assets or a["asset"] in f.assets]
+                message = self._encode(
+                    {"type": "tick", "ts": ts_ms, "rows": selected, "assets": chosen}
+                )
                 cache[key] = message
             self._offer(client, message)
 
@@ -303,6 +368,7 @@ class LiveState:
         self.band_pct = band_pct
         self.sample: TickSample | None = None
         self.rows: list[dict[str, Any]] = []
+        self.assets: list[dict[str, Any]] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_RING)
         self.event_seq = 0
         self.ticks = 0
@@ -323,8 +389,9 @@ class LiveState:
 
     def observe(self, sample: TickSample) -> None:
         rows = asset_rows(sample, self.band_pct)
+        assets = asset_summaries(sample)
         ts_ms = sample.ts_ns // 1_000_000
-        events = []
+        events: list[dict[str, Any]] = []
         for row in rows:
             key = (row["venue"], row["symbol"])
             before = self._states.get(key)
@@ -341,10 +408,29 @@ class LiveState:
                     }
                 )
             self._states[key] = row["state"]
+        for change in sample.events:
+            record = change.record()
+            scope = record["scope"]
+            events.append(
+                {
+                    "ts": change.ts_ns // 1_000_000,
+                    "kind": "score",
+                    "asset": scope["asset"],
+                    "venue": scope["venue"],
+                    "symbol": scope["symbol"],
+                    "from": record["previous"],
+                    "to": record["state"],
+                    "state": record["state"],
+                    "severity": record["severity"],
+                    "value": record["value"],
+                    "components": record["components"],
+                }
+            )
         self.sample = sample
         self.rows = rows
+        self.assets = assets
         self.ticks += 1
-        self.hub.publish_tick(ts_ms, rows)
+        self.hub.publish_tick(ts_ms, rows, assets)
         if events:
             self.add_events(events)
 

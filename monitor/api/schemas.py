@@ -91,14 +91,34 @@ class LiveRow(Struct):
     basis_bps: float | None
     score: float | None
     score_state: str | None
+    components: dict[str, float] | None
     book_age_s: float | None
     updates: int
+
+
+class LowestPrint(Struct):
+    venue: str
+    second_venue: str
+    gap_bps: float | None
+
+
+class LiveAsset(Struct):
+    asset: str
+    consensus_usd: float | None
+    depth_venue_sum_usd: float | None
+    depth_consolidated_usd: float | None
+    basis_bps: float | None
+    score: float | None
+    state: str
+    components: dict[str, float] | None
+    lowest: LowestPrint | None
 
 
 class LiveMetrics(Struct):
     ts: str
     ts_ms: int
     rows: list[LiveRow]
+    assets: list[LiveAsset]
     next_cursor: str | None
 
 
@@ -129,7 +149,9 @@ class Event(Struct):
     from_: str | None = field(default=None, name="from")
     to: str | None = None
     state: str | None = None
+    severity: int | None = None
     value: float | None = None
+    components: dict[str, float] | None = None
     text: str | None = None
 
 

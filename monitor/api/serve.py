@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -61,9 +61,13 @@ async def run_with_api(
     status_out: IO[str] | None = None,
     routes: Sequence[Route] = (),
     data_dir: Path | None = None,
+    announce: Callable[[str], None] | None = None,
+    api_optional: bool = False,
 ) -> None:
     """``liqmon run``: the daemon, storing when ``data_dir`` is given, with the API at
-    ``api.listen`` (unless ``api.enabled`` is false)."""
+    ``api.listen`` (unless ``api.enabled`` is false). ``announce(text)`` is told where the
+    page is; with ``api_optional`` (``liqmon demo``) a port that cannot be opened is said
+    in one line and the daemon runs without the API."""
     from monitor.app import run_daemon  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
 
@@ -94,7 +98,22 @@ async def run_with_api(
         if writer is not None:
             snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
             daemon_sinks.append(snapshots)
-        async with ApiServer(build_app(ctx, routes), settings.api.host_port):
+        server = ApiServer(build_app(ctx, routes), settings.api.host_port)
+        try:
+            await server.__aenter__()
+        except OSError as exc:
+            if not api_optional:
+                raise
+            if announce is not None:
+                announce(
+                    f"the page is not served: cannot listen on {settings.api.listen} "
+                    f"({exc.strerror or exc}); set api.listen or LIQMON_API__LISTEN"
+                )
+            await run_daemon(settings, stop=stop, sinks=daemon_sinks, status_out=status_out)
+            return
+        try:
+            if announce is not None:
+                announce(f"the page: {server.url}/")
             await run_daemon(
                 settings,
                 stop=stop,
@@ -102,6 +121,8 @@ async def run_with_api(
                 status_out=status_out,
                 on_daemon=attach,
             )
+        finally:
+            await server.__aexit__(None, None, None)
 
 
 def _no_books(depth: int) -> list[dict[str, Any]]:

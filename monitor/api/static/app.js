@@ -9,6 +9,7 @@ const COLORS = ["#58a6ff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#39c5cf"
 
 const state = {
   rows: [],            // latest tick rows
+  assets: new Map(),   // asset -> latest asset summary (score, state, components)
   ts: null,            // latest tick (ms)
   asset: null,         // selected asset
   series: new Map(),   // "venue|symbol" -> {t: [], v: []} live 1% depth
@@ -78,12 +79,22 @@ function renderTables() {
     const rows = assets.get(asset).slice().sort((a, b) => (b.depth_1pct_usd || 0) - (a.depth_1pct_usd || 0));
     const total = rows.reduce((s, r) => s + (r.valid && r.depth_1pct_usd ? r.depth_1pct_usd : 0), 0);
     const valid = rows.filter((r) => r.valid).length;
+    const sum = state.assets.get(asset);
+    let score = "";
+    if (sum && sum.score !== null && sum.score !== undefined) {
+      const parts = sum.components ? Object.entries(sum.components).filter(([, p]) => p >= 0.5)
+        .sort((a, b) => b[1] - a[1]).map(([n, p]) => `${n} ${p.toFixed(0)}`).join(", ") : "";
+      score = ` · score <b>${sum.score.toFixed(0)}</b> <span class="state state-${esc(sum.state)}">${esc(sum.state)}</span>` +
+        (parts ? ` <span class="muted">(${esc(parts)})</span>` : "");
+    } else if (sum) {
+      score = ` · <span class="state state-${esc(sum.state)}">${esc(sum.state)}</span>`;
+    }
     html.push(`<div class="card asset-table" data-asset="${esc(asset)}"><table><caption>${esc(asset)}
-      <span class="muted">${fmtUsd(total)} within ±1% · ${valid}/${rows.length} books valid</span></caption>
+      <span class="muted">${fmtUsd(total)} within ±1% · ${valid}/${rows.length} books valid</span>${score}</caption>
       <thead><tr><th>venue</th><th>symbol</th><th>±1% depth</th><th>spread bp</th><th>disloc. bp</th>
       <th>basis bp</th><th>score</th><th>state</th></tr></thead><tbody>`);
     for (const r of rows) {
-      const st = r.score_state || r.state;
+      const st = !r.valid ? r.state : r.score_state || r.state;
       html.push(`<tr class="${r.valid ? "" : "invalid"}"><td>${esc(r.venue)}</td><td>${esc(r.symbol)}</td>
         <td>${fmtUsd(r.depth_1pct_usd)}</td><td>${fmtNum(r.spread_bps, 2)}</td><td>${fmtBps(r.dislocation_bps)}</td>
         <td>${fmtBps(r.basis_bps)}</td><td>${fmtNum(r.score, 0)}</td>
@@ -112,10 +123,19 @@ function onTick(msg) {
   const byKey = new Map(state.rows.map((r) => [r.venue + "|" + r.symbol, r]));
   for (const r of msg.rows) byKey.set(r.venue + "|" + r.symbol, r);
   state.rows = [...byKey.values()];
-  const scores = new Map();
   for (const r of msg.rows) {
     push(state.series, r.asset + "|" + r.venue + "|" + r.symbol, msg.ts / 1000, r.valid ? r.depth_1pct_usd : null);
-    if (r.score !== null && r.score !== undefined) scores.set(r.asset, Math.max(scores.get(r.asset) || 0, r.score));
+  }
+  // the asset's own score (analytics); without it, the worst book's
+  const scores = new Map();
+  for (const a of msg.assets || []) {
+    state.assets.set(a.asset, a);
+    if (a.score !== null && a.score !== undefined) scores.set(a.asset, a.score);
+  }
+  for (const r of msg.rows) {
+    if (!scores.has(r.asset) && r.score !== null && r.score !== undefined && !(msg.assets || []).length) {
+      scores.set(r.asset, Math.max(scores.get(r.asset) || 0, r.score));
+    }
   }
   for (const [a, v] of scores) push(state.score, a, msg.ts / 1000, v);
   renderTables();
@@ -323,9 +343,13 @@ async function loadBook() {
 function eventText(e) {
   if (e.kind === "book_state") return `${e.venue} ${e.symbol}: ${e.from} → ${e.to}`;
   if (e.kind === "score") {
-    const scope = [e.venue, e.symbol, e.asset].filter(Boolean).join(" ");
-    return `${scope}: ${e.state}${e.value !== undefined && e.value !== null ? " (" + Number(e.value).toFixed(0) + ")" : ""}`;
+    const scope = e.venue ? `${e.venue} ${e.symbol}` : e.asset || "market";
+    const value = e.value !== undefined && e.value !== null ? ` (${Number(e.value).toFixed(0)})` : "";
+    const parts = e.components ? Object.entries(e.components).filter(([, p]) => p >= 0.5)
+      .sort((a, b) => b[1] - a[1]).slice(0, 3).map(([n, p]) => `${n} ${p.toFixed(0)}`).join(", ") : "";
+    return `${scope}: ${e.from || "?"} → ${e.to || e.state}${value}${parts ? " — " + parts : ""}`;
   }
+  if (e.kind === "note") return `${e.venue || e.asset || "note"}: ${e.text}`;
   const scope = [e.venue, e.symbol, e.asset].filter(Boolean).join(" ");
   return `${scope}: ${e.state || ""} ${e.rule || e.message || ""}`;
 }
