@@ -325,9 +325,18 @@ async def health_events(
 
 
 async def books_known(db: Database) -> list[dict[str, Any]]:
-    """Every (venue, symbol) ever stored, with its instrument, currencies and kind."""
+    """Every (venue, symbol) ever stored, with its latest instrument, currencies and kind:
+    a skip scan of the (venue, symbol, ts) key, one index probe per book (a DISTINCT over
+    the table reads every row: seconds for a day of 100 books)."""
     rows = await db.fetch(
-        "SELECT DISTINCT ON (venue, symbol) venue, symbol, instrument, base, quote, kind"
-        " FROM book_metrics ORDER BY venue, symbol, ts DESC"
+        "WITH RECURSIVE books AS ("
+        " (SELECT venue, symbol FROM book_metrics ORDER BY venue, symbol LIMIT 1)"
+        " UNION ALL"
+        " SELECT n.venue, n.symbol FROM books b, LATERAL (SELECT venue, symbol"
+        " FROM book_metrics WHERE (venue, symbol) > (b.venue, b.symbol)"
+        " ORDER BY venue, symbol LIMIT 1) n)"
+        " SELECT b.venue, b.symbol, l.instrument, l.base, l.quote, l.kind FROM books b,"
+        " LATERAL (SELECT instrument, base, quote, kind FROM book_metrics m"
+        " WHERE m.venue = b.venue AND m.symbol = b.symbol ORDER BY ts DESC LIMIT 1) l"
     )
     return [dict(row) for row in rows]
