@@ -36,7 +36,7 @@ import numpy as np
 from aiohttp import web
 
 from monitor.log import get_logger
-from monitor.sample import COMPONENTS, SCORE_STATES, STATE_NAMES, TickSample
+from monitor.sample import COMPONENTS, SCORE_SEVERITY, SCORE_STATES, STATE_NAMES, TickSample
 from monitor.sinks import SinkQueue
 
 log = get_logger("monitor.api.live")
@@ -409,21 +409,20 @@ class LiveState:
                 )
             self._states[key] = row["state"]
         for change in sample.events:
-            record = change.record()
-            scope = record["scope"]
+            value = change.value
             events.append(
                 {
                     "ts": change.ts_ns // 1_000_000,
                     "kind": "score",
-                    "asset": scope["asset"],
-                    "venue": scope["venue"],
-                    "symbol": scope["symbol"],
-                    "from": record["previous"],
-                    "to": record["state"],
-                    "state": record["state"],
-                    "severity": record["severity"],
-                    "value": record["value"],
-                    "components": record["components"],
+                    "asset": change.asset,
+                    "venue": change.venue,
+                    "symbol": change.symbol,
+                    "from": SCORE_STATES[change.previous],
+                    "to": SCORE_STATES[change.state],
+                    "state": SCORE_STATES[change.state],
+                    "severity": SCORE_SEVERITY[change.state],
+                    "value": None if value != value else round(value, 2),
+                    "components": None if value != value else _points(change.components),
                 }
             )
         self.sample = sample

@@ -58,6 +58,11 @@ async def api_stack(
     With ``dsn``: the store writer among the daemon's sinks and history served from it."""
     async with exchange(books) as sim, contextlib.AsyncExitStack() as stores:
         settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
+        # a venue that goes quiet is stale after a second (the tests' state change)
+        venues = {
+            v: msgspec.structs.replace(t, stale_after_s=1.0) for v, t in settings.venues.items()
+        }
+        settings = msgspec.structs.replace(settings, venues=venues)
         settings = _api(
             settings, ws_queue=ws_queue, open_reads=open_reads, cors_origins=cors_origins
         )

@@ -50,13 +50,26 @@ async def test_state_change_is_pushed_as_an_event(stack: Stack) -> None:
     url = stack.url.replace("http://", "ws://") + "/api/v1/live/ws"
     async with stack.http.ws_connect(url, params={"kinds": "event", "venues": "coinbase"}) as ws:
         await _next(ws, "hello")
-        await stack.sim.drop(Venue.COINBASE)
+        # the venue goes quiet: its books are stale after stale_after_s
+        stack.sim.set_silent(Venue.COINBASE)
         event = (await _next(ws, "event"))["event"]
+        while event["kind"] != "book_state" or event["from"] != "live":
+            event = (await _next(ws, "event"))["event"]  # score changes come too
+        stack.sim.set_silent(Venue.COINBASE, False)
     assert event["kind"] == "book_state" and event["venue"] == "coinbase"
-    assert event["from"] == "live" and event["to"] != "live"
+    assert event["to"] == "stale"
     async with stack.http.get(f"{stack.url}/api/v1/events", params={"venue": "coinbase"}) as r:
         events = (await r.json())["events"]
     assert any(e["id"] == event["id"] for e in events)
+    # the analytics' score of a stale book is DATA: that state change is an event too
+    live = stack.ctx.live
+    assert live is not None
+    await until(
+        lambda: any(
+            e["kind"] == "score" and e["venue"] == "coinbase" and e["to"] == "data"
+            for e in live.events
+        )
+    )
 
 
 async def _stuck_client(url: str) -> socket.socket:

@@ -66,7 +66,8 @@ def test_page_in_a_browser(tmp_path: Path, db_dsn: str, capsys: pytest.CaptureFi
                 "state.bookPlot && state.bookPlot.data[0].length >= 10", timeout=20_000
             )
             # a state change: the exchange drops a venue's connection; its books resync
-            call(stack.sim.drop, Venue.COINBASE)
+            # the venue goes quiet: its books go stale, then come back when it speaks again
+            call(stack.sim.set_silent, Venue.COINBASE)
             page.wait_for_selector('#events li[data-kind="book_state"]', timeout=20_000)
             assert "coinbase" in page.inner_text("#events")
             page.wait_for_function(
