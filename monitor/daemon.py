@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -211,10 +211,10 @@ class Daemon:
         return registry
 
     @staticmethod
-    def _metadata_getter(
-        runtime: _VenueRuntime,
-    ) -> Callable[[HttpRequest], Any]:
-        async def get(request: HttpRequest) -> str | None:
+    def _metadata_getter(runtime: _VenueRuntime) -> Callable[[HttpRequest], Awaitable[str]]:
+        """Fetches one metadata request (a failure raises: the cached copy is used)."""
+
+        async def get(request: HttpRequest) -> str:
             return await fetch(runtime.rest, request, INSTRUMENTS_RETRIES)
 
         return get
