@@ -2,7 +2,7 @@
 
 Two processes: the local exchange plays the collapse scenario at ``speed`` x scenario time
 (``python -m feeds.sim.scenario.live``: four venues speaking their real protocols), and this
-process runs the daemon (:func:`~monitor.daemon.run_daemon`) against it with a config
+process runs the daemon (:func:`~monitor.app.run_daemon`) against it with a config
 pointing at 127.0.0.1, plus a view of every tick.
 
 Clocks: the exchange runs scenario time compressed; the daemon ticks on wall time. The demo
