@@ -3,8 +3,11 @@ healthchecks, and every setting it gives the daemon against the settings schema.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,12 +37,40 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
     return {k: _interpolate(str(v)) for k, v in service.get("environment", {}).items()}
 
 
-def _liqmon_args(service: dict[str, Any]) -> list[str]:
+def _script(service: dict[str, Any]) -> str:
     command = service["command"]
     assert command[:2] == ["sh", "-c"]
-    script = command[2]
-    assert script.startswith("pip install --quiet /src && exec liqmon ")
-    return shlex.split(script.split("exec liqmon ", 1)[1])
+    script: str = command[2]
+    assert script.startswith("pip install --quiet /src && ")  # liqmon from the checkout
+    return script
+
+
+def _exec_args(service: dict[str, Any]) -> list[str]:
+    """The arguments of the command the service ends with (``exec ...``)."""
+    return shlex.split(_script(service).split(" && exec ", 1)[1])
+
+
+def _liqmon_args(service: dict[str, Any]) -> list[str]:
+    args = _exec_args(service)
+    assert args[0] == "liqmon"
+    return args[1:]
+
+
+def _generated_configs(service: dict[str, Any], tmp_path: Path) -> dict[str, Path]:
+    """Config files the service writes before it starts (``python -c "..."``), written
+    here by running the same code with the path moved under ``tmp_path``."""
+    out: dict[str, Path] = {}
+    for code in re.findall(r'python -c "([^"]*)"', _script(service)):
+        for target in re.findall(r"open\('([^']+)', 'w'\)", code):
+            local = tmp_path / Path(target).name
+            done = subprocess.run(
+                [sys.executable, "-c", code.replace(target, str(local))],
+                cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+                env=os.environ | {"PYTHONPATH": str(ROOT)},
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            out[target] = local
+    return out
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -73,7 +104,7 @@ def test_services_profiles_and_the_timescaledb_service(compose: dict[str, Any]) 
 
 @pytest.mark.parametrize("name", ["liqmon", "liqmon-demo"])
 def test_each_daemon_reaches_the_database_with_settings_the_schema_accepts(
-    compose: dict[str, Any], name: str
+    compose: dict[str, Any], name: str, tmp_path: Path
 ) -> None:
     services = compose["services"]
     daemon, db = services[name], services["timescaledb"]
@@ -91,8 +122,11 @@ def test_each_daemon_reaches_the_database_with_settings_the_schema_accepts(
     configs = [args[i + 1] for i, a in enumerate(args) if a == "--config"]
     assert configs and configs[-1] == "/etc/liqmon/liqmon.toml"
     host_files = []
+    generated = _generated_configs(daemon, tmp_path)
     for path in configs:
-        if path in mounts:  # a file mounted from the checkout
+        if path in generated:  # written by the service before it starts
+            host_files.append(generated[path])
+        elif path in mounts:  # a file mounted from the checkout
             host_files.append(ROOT / mounts[path])
         else:  # relative to /src, the checkout
             assert mounts["/src"] == "./"
@@ -116,9 +150,16 @@ def test_each_daemon_reaches_the_database_with_settings_the_schema_accepts(
 def test_the_demo_daemon_runs_on_the_local_exchange(compose: dict[str, Any]) -> None:
     services = compose["services"]
     exchange, demo = services["exchange"], services["liqmon-demo"]
-    args = _liqmon_args(exchange)
-    assert args[0] == "sim" and args[args.index("--port") + 1] == "8765"
+    args = _exec_args(exchange)
+    # the collapse scenario on the local exchange, on the port the demo config names
+    assert args[:3] == ["python", "-m", "feeds.sim.scenario.live"]
+    assert args[args.index("--kind") + 1] == "collapse"
+    assert args[args.index("--port") + 1] == "8765"
     assert "8765" in " ".join(exchange["healthcheck"]["test"])
+    usage = subprocess.run(
+        [sys.executable, "-m", "feeds.sim.scenario.live", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert all(flag in usage for flag in args[3:] if flag.startswith("--"))
     assert demo["network_mode"] == "service:exchange"  # the exchange listens on 127.0.0.1
     assert demo["depends_on"]["exchange"] == {"condition": "service_healthy"}
-    load_settings([ROOT / args[args.index("--config") + 1]], env=_env(exchange))
