@@ -46,7 +46,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	PYTHONPATH=. $(BIN)/lint-imports  # the checkout itself, whatever is installed
 
 ## replay the real Binance recordings shipped with the tests
 replay-sample: $(VENV)/.installed-run
