@@ -76,6 +76,7 @@ class ApiContext:
     ready_checks: dict[str, Callable[[], Awaitable[tuple[bool, str]]]] = field(default_factory=dict)
     extra_routes: list[Route] = field(default_factory=list)
     history: Any = None  # the stored-data source (monitor.store), None: no database
+    alerts: Any = None  # the daemon's AlertEngineSink (monitor.alerting), None: no alerting
     started: float = field(default_factory=time.monotonic)
     prom: PromMetrics = field(init=False)
 
@@ -618,11 +619,13 @@ def build_app(ctx: ApiContext, routes: Sequence[Route] = ()) -> web.Application:
     )
     app[CTX] = ctx
     app[HUB_TASKS] = set()
+    from monitor.api.alerting import alert_routes  # noqa: PLC0415
     from monitor.api.history import history_routes  # noqa: PLC0415
 
     declared = [
         *live_routes(ctx.api),
         *history_routes(ctx.api.max_limit),
+        *alert_routes(ctx.api.max_limit),
         *routes,
         *ctx.extra_routes,
     ]

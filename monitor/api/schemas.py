@@ -149,7 +149,7 @@ class Event(Struct):
     from_: str | None = field(default=None, name="from")
     to: str | None = None
     state: str | None = None
-    severity: int | None = None
+    severity: int | str | None = None  # score: 0-3; alert: info|warning|critical
     value: float | None = None
     components: dict[str, float] | None = None
     text: str | None = None
@@ -294,3 +294,42 @@ class Info(Struct):
     live: bool
     history: bool
     openapi: str
+
+
+class AlertOut(Struct):
+    id: str
+    rule: str
+    state: str
+    severity: str
+    venue: str | None
+    symbol: str | None
+    asset: str | None
+    value: float | None
+    pending_since: str | None
+    firing_since: str | None
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+
+
+class AlertList(Struct):
+    alerts: list[AlertOut]
+    next_cursor: str | None
+
+
+class SilenceOut(Struct):
+    id: str
+    matchers: dict[str, str]
+    starts_at: str
+    ends_at: str
+    created_by: str
+    comment: str
+    active: bool
+
+
+class SilenceList(Struct):
+    silences: list[SilenceOut]
+    next_cursor: str | None
+
+
+class Deleted(Struct):
+    deleted: str

@@ -63,11 +63,13 @@ async def run_with_api(
     data_dir: Path | None = None,
     announce: Callable[[str], None] | None = None,
     api_optional: bool = False,
+    alerts: Any = None,
 ) -> None:
     """``liqmon run``: the daemon, storing when ``data_dir`` is given, with the API at
     ``api.listen`` (unless ``api.enabled`` is false). ``announce(text)`` is told where the
     page is; with ``api_optional`` (``liqmon demo``) a port that cannot be opened is said
-    in one line and the daemon runs without the API."""
+    in one line and the daemon runs without the API. ``alerts``: the alert sink (with its
+    delivery); without it, an evaluating one, so the API and the push still see alerts."""
     from monitor.app import run_daemon  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
 
@@ -84,6 +86,15 @@ async def run_with_api(
         ctx = live_context(settings)
         live = ctx.live
         assert live is not None
+        # the rule engine (evaluation; delivery is the alerting's own wiring): its events
+        # go onto the timeline and the live push, its alerts and silences to /api/v1
+        from monitor.alerting import AlertEngineSink, RuleRunner  # noqa: PLC0415
+        from monitor.api.alerting import alert_listener  # noqa: PLC0415
+
+        alert_sink = alerts or AlertEngineSink(RuleRunner.from_settings(settings))
+        alert_sink.listeners.append(alert_listener(live))
+        ctx.alerts = alert_sink
+        daemon_sinks.append(alert_sink)
         if history is not None:
             ctx.history = history
             ctx.ready_checks["database"] = history.ping

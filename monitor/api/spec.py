@@ -100,7 +100,8 @@ P_INTERVAL = Param(
 _STATUS_TEXT = {
     400: "bad request: the error names the parameter",
     401: "missing or unknown bearer token",
-    404: "unknown venue, instrument or asset",
+    404: "unknown venue, instrument, asset, alert or silence",
+    409: "the alert is not in a state that allows this",
     503: "not available in this process (no live daemon, or no database)",
 }
 

@@ -15,6 +15,8 @@ import pytest
 from aiohttp import web
 
 from feeds.sim.base import ExchangeSim
+from monitor.alerting import AlertEngineSink, RuleRunner
+from monitor.api.alerting import alert_listener
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
 from monitor.api.serve import opened_store
 from monitor.app import run_daemon
@@ -63,6 +65,18 @@ async def api_stack(
             v: msgspec.structs.replace(t, stale_after_s=1.0) for v, t in settings.venues.items()
         }
         settings = msgspec.structs.replace(settings, venues=venues)
+        # one rule that fires on every book of the exchange (spreads are always > 0), so
+        # that alerts, acknowledgement and the push of alert events have something to show
+        rules = tmp_path / "rules.toml"
+        rules.write_text(
+            '[[rules]]\nname = "wide_spread_test"\nmetric = "spread_bps"\n'
+            'condition = "above"\nthreshold = 0.0\nseverity = "warning"\n'
+            'scope = { venue = "coinbase" }\nsummary = "{venue} {symbol}: spread {value} bp"\n'
+        )
+        settings = msgspec.structs.replace(
+            settings,
+            alerts=msgspec.structs.replace(settings.alerts, rules_files=(str(rules),)),
+        )
         settings = _api(
             settings, ws_queue=ws_queue, open_reads=open_reads, cors_origins=cors_origins
         )
@@ -73,6 +87,10 @@ async def api_stack(
             )
         ctx = live_context(settings)
         assert ctx.live is not None
+        alert_sink = AlertEngineSink(RuleRunner.from_settings(settings))
+        alert_sink.listeners.append(alert_listener(ctx.live))
+        ctx.alerts = alert_sink
+        sinks.append(alert_sink)
         if dsn is not None:
             writer, history = await stores.enter_async_context(
                 opened_store(settings, tmp_path, writer=True)

@@ -1,0 +1,219 @@
+"""Alerts over HTTP: the rule engine's alerts, acknowledgement and silences, and alert
+events on the live push.
+
+The engine is the daemon's :class:`monitor.alerting.AlertEngineSink`; its ``listeners`` get
+every tick's alert events, which :func:`alert_listener` turns into timeline events
+(``kind: "alert"``) on the live state. Every write here needs a bearer token (the
+application's auth middleware).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from alerts.engine import Alert, AlertEvent, Silence
+from monitor.api import schemas
+from monitor.api.params import ApiError, Query, bad, rfc3339
+from monitor.api.spec import P_CURSOR, Param, Route, p_limit
+
+if TYPE_CHECKING:
+    from monitor.alerting import AlertEngineSink
+    from monitor.api.live import LiveState
+
+API = "/api/v1"
+MATCHER_FIELDS = ("rule", "severity", "category", "venue", "symbol", "asset", "instrument")
+
+
+def alert_listener(live: LiveState) -> Callable[[list[AlertEvent]], None]:
+    """An ``AlertEngineSink`` listener: each alert event onto the timeline and the push."""
+
+    def listen(events: list[AlertEvent]) -> None:
+        live.add_events(
+            [
+                {
+                    "ts": e.ts_ns // 1_000_000,
+                    "kind": "alert",
+                    "asset": e.scope.asset or None,
+                    "venue": e.scope.venue or None,
+                    "symbol": e.scope.symbol or None,
+                    "state": e.state.value,
+                    "to": e.state.value,
+                    "rule": e.rule,
+                    "alert_id": e.alert_id,
+                    "severity": e.severity,
+                    "value": e.value,
+                    "text": e.summary,
+                }
+                for e in events
+            ]
+        )
+
+    return listen
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json"
+    )
+
+
+def _sink(request: web.Request) -> AlertEngineSink:
+    from monitor.api.app import CTX  # noqa: PLC0415 (app imports this module)
+
+    sink = request.app[CTX].alerts
+    if sink is None:
+        raise ApiError(503, "alerting is not running in this process (it runs with `liqmon run`)")
+    return sink  # type: ignore[no-any-return]
+
+
+def _alert(a: Alert) -> dict[str, Any]:
+    def t(ns: int | None) -> str | None:
+        return None if ns is None else rfc3339(ns // 1_000_000)
+
+    return {
+        "id": a.id,
+        "rule": a.rule.name,
+        "state": a.state.value,
+        "severity": str(a.severity),
+        "venue": a.scope.venue or None,
+        "symbol": a.scope.symbol or None,
+        "asset": a.scope.asset or None,
+        "value": a.value,
+        "pending_since": t(a.pending_since_ns),
+        "firing_since": t(a.firing_since_ns),
+        "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": t(a.acknowledged_at_ns),
+    }
+
+
+def _silence(s: Silence) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "matchers": s.matchers,
+        "starts_at": rfc3339(s.starts_at_ns // 1_000_000),
+        "ends_at": rfc3339(s.ends_at_ns // 1_000_000),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "active": s.active(time.time_ns()),
+    }
+
+
+def _page(items: list[Any], query: Query) -> tuple[list[Any], str | None]:
+    from monitor.api.params import offset_page  # noqa: PLC0415
+
+    page, following, _ = offset_page(items, query, 500, 10_000)
+    return page, following
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    query = Query(request, {"state", "limit", "cursor"})
+    state = query.choice("state", ("active", "firing", "pending"), "active")
+    engine = _sink(request).engine
+    alerts = {"firing": engine.firing, "pending": engine.pending}.get(state)
+    chosen = alerts() if alerts is not None else [*engine.firing(), *engine.pending()]
+    chosen.sort(key=lambda a: (a.pending_since_ns, a.id))
+    page, following = _page([_alert(a) for a in chosen], query)
+    return _json({"alerts": page, "next_cursor": following})
+
+
+class AckIn(msgspec.Struct, forbid_unknown_fields=True):
+    by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class SilenceIn(msgspec.Struct, forbid_unknown_fields=True):
+    matchers: dict[str, Annotated[str, msgspec.Meta(min_length=1, max_length=200)]]
+    duration_s: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)]
+    created_by: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    comment: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+async def _body(request: web.Request, kind: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(await request.read(), type=kind)
+    except msgspec.ValidationError as exc:
+        raise bad("body", str(exc)) from None
+    except msgspec.DecodeError:
+        raise bad("body", "expected a JSON object") from None
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    """Acknowledge a firing alert: no more repeats (its resolution is still sent)."""
+    Query(request, set())
+    body: AckIn = await _body(request, AckIn)
+    engine = _sink(request).engine
+    alert_id = request.match_info["alert_id"]
+    found = engine.find(alert_id)
+    if found is None:
+        raise ApiError(404, f"no active alert {alert_id!r}", "alert_id")
+    acked = engine.acknowledge(alert_id, body.by, time.time_ns())
+    if acked is None:
+        raise ApiError(409, f"alert {alert_id!r} is {found.state.value}, not firing", "alert_id")
+    return _json(_alert(acked))
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    query = Query(request, {"limit", "cursor"})
+    engine = _sink(request).engine
+    items = sorted(engine.silences.values(), key=lambda s: (s.starts_at_ns, s.id))
+    page, following = _page([_silence(s) for s in items], query)
+    return _json({"silences": page, "next_cursor": following})
+
+
+async def add_silence(request: web.Request) -> web.Response:
+    """Mute every alert matching all ``matchers`` (globs on rule, severity, venue, ...)."""
+    Query(request, set())
+    body: SilenceIn = await _body(request, SilenceIn)
+    if not body.matchers:
+        raise bad("body", 'matchers: at least one (e.g. {"venue": "binance"})')
+    unknown = sorted(set(body.matchers) - set(MATCHER_FIELDS))
+    if unknown:
+        raise bad("body", f"matchers: unknown field {unknown[0]!r} (one of {MATCHER_FIELDS})")
+    now = time.time_ns()
+    silence = Silence(
+        id=secrets.token_hex(8),
+        matchers=dict(body.matchers),
+        starts_at_ns=now,
+        ends_at_ns=now + int(body.duration_s * 1e9),
+        created_by=body.created_by,
+        comment=body.comment,
+    )
+    _sink(request).engine.add_silence(silence)
+    return _json(_silence(silence), 201)
+
+
+async def delete_silence(request: web.Request) -> web.Response:
+    Query(request, set())
+    silence_id = request.match_info["silence_id"]
+    if not _sink(request).engine.remove_silence(silence_id):
+        raise ApiError(404, f"no silence {silence_id!r}", "silence_id")
+    return _json({"deleted": silence_id})
+
+
+def alert_routes(max_limit: int) -> Sequence[Route]:
+    limit = p_limit(500, max_limit)
+    alert_id = Param("alert_id", {"type": "string", "minLength": 1}, "alert id", where="path")
+    silence_id = Param("silence_id", {"type": "string", "minLength": 1}, "silence id", where="path")
+    errors = (400, 401, 404, 503)
+    return [
+        Route("GET", f"{API}/alerts", list_alerts, "Active alerts (firing, pending)",
+              schemas.AlertList,
+              (Param("state", {"type": "string", "enum": ["active", "firing", "pending"]},
+                     "which alerts (default active: both)"), limit, P_CURSOR),
+              tag="alerts", errors=(400, 503)),
+        Route("POST", f"{API}/alerts/{{alert_id}}/ack", ack_alert,
+              "Acknowledge a firing alert (no more repeats)", schemas.AlertOut, (alert_id,),
+              tag="alerts", write=True, errors=(*errors, 409), request=AckIn),
+        Route("GET", f"{API}/silences", list_silences, "Silences", schemas.SilenceList,
+              (limit, P_CURSOR), tag="alerts", errors=(400, 503)),
+        Route("POST", f"{API}/silences", add_silence,
+              "Mute alerts matching all matchers for a duration", schemas.SilenceOut,
+              tag="alerts", write=True, errors=errors, request=SilenceIn, status=201),
+        Route("DELETE", f"{API}/silences/{{silence_id}}", delete_silence, "End a silence",
+              schemas.Deleted, (silence_id,), tag="alerts", write=True, errors=errors),
+    ]  # fmt: skip
