@@ -21,7 +21,7 @@ Python's allocated blocks). gc-tracked objects are counted by type at the start 
 end of the window, so a Python-level leak shows by name.
 
 Latency, measured without changing library code (the bench replaces two attributes of the
-daemon's instances: ``Daemon._flush``, which the event loop calls once per turn after the
+daemon's instances: ``Daemon._flush_pending``, which runs once per event-loop turn (or per full burst) after the
 frames of that turn were queued, and ``BookPipeline.tick``):
 
 - *frame → book*: ``recv_ns`` (``time.time_ns()`` taken by ``WsSession`` right after
@@ -371,7 +371,7 @@ class Probe:
         self.transport = Histogram()
         self.tick = Histogram()
         self.flushes = 0
-        self.flush_ns = 0  # inside Daemon._flush: decode + sync + apply
+        self.flush_ns = 0  # inside Daemon._flush_pending: decode + sync + apply
         self.ticks = 0
         self.tick_ns = 0  # inside BookPipeline.tick
         self.bench_ns = 0  # the hooks' own bookkeeping and the drains
@@ -390,7 +390,7 @@ class Probe:
         self._metric_done: list[tuple[int, int]] = []
         self._last_messages: np.ndarray | None = None
         self._book_ids: np.ndarray | None = None
-        original = daemon._flush
+        original = daemon._flush_pending  # the end of a turn, or a full burst
         pending = daemon._pending  # frames of this turn, with their recv_ns
         clock = time.perf_counter_ns
         wall = time.time_ns
@@ -412,7 +412,7 @@ class Probe:
             self.flush_ns += t2 - t1
             self.bench_ns += (t1 - t0) + (clock() - t2)
 
-        daemon._flush = flush
+        daemon._flush_pending = flush
 
     def hook_pipeline(self, pipeline: Any) -> None:
         original = pipeline.tick

@@ -52,6 +52,8 @@ def describe_error(
         return f"{_where(host, port)} closed the connection before answering"
     if isinstance(error, aiohttp.ClientPayloadError):
         return f"incomplete response from {_where(host, port)}"
+    if isinstance(error, aiohttp.WSServerHandshakeError):  # a websocket upgrade refused
+        return f"websocket handshake refused by {_where(host, port)}: HTTP {error.status}"
     if isinstance(error, aiohttp.ClientResponseError):
         return f"HTTP {error.status} {error.message}".rstrip()
     if isinstance(error, InvalidStatus):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -76,6 +77,10 @@ HEALTH_LOG_INTERVAL_S = 30.0
 INSTRUMENTS_RETRIES = 1  # metadata at start-up: the cached copy is the fallback
 
 STATUS_INTERVAL_S = 5.0
+FLUSH_MAX_FRAMES = 256
+"""A burst (one socket read can carry a thousand frames) is applied every this many frames,
+not only at the end of the event-loop turn: bounded latency, and batches still large
+enough for the batch scanner (bench/blast.py)."""
 TickObserver = Callable[[TickSample], None]
 
 
@@ -256,17 +261,22 @@ class Daemon:
         symbols = connection.symbols
         carries_books = connection.plan.carries_books
 
+        # frames wait in the venue's lists until the flush at the end of this event-loop
+        # turn decodes and applies them together (batching without added latency); a burst
+        # is flushed every FLUSH_MAX_FRAMES frames rather than waiting for the whole turn
+        frames, stamps = self._pending.setdefault(venue, ([], []))
+        add_frame = frames.append
+        add_stamp = stamps.append
+
         def on_frame(data: str | bytes, recv_ns: int) -> None:
             if connection.muted:
                 return
             connection.live = True
-            assert self.pipeline is not None
-            # queue the frame; every frame that arrives in this turn of the event loop is
-            # decoded and applied together right after it (batching without added latency)
-            frames, stamps = self._pending.setdefault(venue, ([], []))
-            frames.append(data)
-            stamps.append(recv_ns)
-            if not self._flush_scheduled:
+            add_frame(data)
+            add_stamp(recv_ns)
+            if len(frames) >= FLUSH_MAX_FRAMES:
+                self._flush_pending()
+            elif not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
 
@@ -301,6 +311,7 @@ class Daemon:
             health=runtime.health,
             connect_gate=runtime.connect_gate,
             rng=self.rng,
+            text_as_bytes=True,  # the pipeline and its scanners read bytes
         )
 
     def _expect(self, runtime: _VenueRuntime, symbols: Sequence[str]) -> None:
@@ -310,6 +321,10 @@ class Daemon:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        """Decode and apply every queued frame (the end of a turn, or a full burst)."""
         if self.pipeline is None:
             return
         for venue, (frames, stamps) in self._pending.items():
@@ -335,6 +350,10 @@ class Daemon:
             books=sum(len(r.settings.symbols) for r in self.venues.values()),
             connections=len(connections),
         )
+        # everything built so far lives as long as the daemon: out of the collector's sight,
+        # so that no full collection walks the instruments, books and adapters again
+        gc.collect()
+        gc.freeze()
         async with asyncio.TaskGroup() as group:
             self._group = group
             for connection in connections:

@@ -82,6 +82,7 @@ def open_session(
     health: FeedHealth,
     connect_gate: Callable[[], Awaitable[None]] | None = None,
     rng: random.Random | None = None,
+    text_as_bytes: bool = False,
 ) -> WsSession:
     """The session of one planned connection, as the venue's adapter says to run it."""
     limits = adapter.limits
@@ -111,6 +112,7 @@ def open_session(
         health=health,
         rng=rng,
         max_frame_bytes=limits.max_frame_bytes,
+        text_as_bytes=text_as_bytes,
     )
 
 

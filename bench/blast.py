@@ -1,0 +1,520 @@
+"""Blast: the live path (socket -> parse -> book, with the tick running) on one core, against
+bare websocket receive loops in the same run.
+
+Two OS processes, so that neither is charged the other's CPU:
+
+- the *server* (``multiprocessing``, spawn): a bare asyncio websocket server (RFC 6455
+  handshake, no extension) that serves the frames of bench/corpus.py (real Binance spot and
+  USD-M depth diffs from tests/recordings, 54 replicas of each recorded book, ids
+  re-chained) per venue protocol: a connection to ``/binance/...`` gets the spot diffs,
+  ``/binance_futures/...`` the USD-M diffs. Every frame is encoded once, up front; the
+  server writes the encoded stream in 256 KiB chunks (``--rate 0``: as fast as the socket
+  takes them) or paced every millisecond at a given frames/s. Its CPU per run is reported,
+  so that "the server was not the limit" is a figure: a bare client must go faster than
+  liqmon.
+- the *clients*, in this process, one at a time, each in *rounds* (every client once per
+  round, so a burst of load from another process hits them alike):
+  - ``websockets``: ``async for`` over a websockets 17 connection, counting frames;
+  - ``aiohttp``: ``ws_connect`` + ``receive()`` loop, counting frames;
+  - ``picows`` (if importable, ``--peers DIR`` adds a directory to sys.path): a listener
+    counting ``on_ws_frame`` calls;
+  - ``liqmon``: a :class:`monitor.daemon.Daemon` built as ``liqmon run`` builds it (settings
+    file, adapters, pipeline from the settings, its session, its batching, its tick loop
+    every ``tick_ms``), its books loaded first from the corpus's REST snapshots (as the
+    snapshot loop would), then the connection run through the daemon's own
+    ``_run_connection``. At the end every book must be valid with 0 gaps and 0 resyncs, or
+    the run fails.
+
+Per client: frames/s from connect to the last frame, CPU per frame (``getrusage`` of this
+process, user + system), and for liqmon: GC pauses (``gc.callbacks``) and, at a paced rate,
+frame -> book latency: the server starts the stream at ``t0`` and sends frame ``i`` at
+``t0 + i / rate`` (clock ``time.time_ns``, same machine), and the bench wraps
+``Daemon._flush`` to note when each frame is applied. The latency includes the socket
+buffers and every queue on the client, not just the time after ``recv``.
+
+Run: ``python bench/blast.py`` (``--rounds 3 --venues binance_futures,binance``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import hashlib
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+CHUNK = 256 * 1024
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+# --- server ---------------------------------------------------------------------------------
+def _encode(frames: list[bytes]) -> tuple[bytes, list[int]]:
+    """Server-to-client text frames (unmasked), concatenated; offsets[i] = start of frame i."""
+    parts: list[bytes] = []
+    offsets = [0]
+    pos = 0
+    for data in frames:
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, n))
+        elif n < 65536:
+            head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+        parts.append(head)
+        parts.append(data)
+        pos += len(head) + n
+        offsets.append(pos)
+    return b"".join(parts), offsets
+
+
+class _Server:
+    def __init__(self, streams: dict[str, tuple[bytes, list[int]]]) -> None:
+        self.streams = streams
+        self.rate = 0.0
+        self.t0_ns: list[int] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        key = next(
+            line.split(":", 1)[1].strip()
+            for line in lines
+            if line.lower().startswith("sec-websocket-key")
+        )
+        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
+        venue = path.strip("/").split("/")[0]
+        blob, offsets = self.streams[venue]
+        drain = asyncio.ensure_future(self._discard(reader, writer))
+        view = memoryview(blob)
+        rate = self.rate
+        t0 = time.time_ns()
+        self.t0_ns.append(t0)
+        try:
+            if rate <= 0:
+                for i in range(0, len(blob), CHUNK):
+                    writer.write(view[i : i + CHUNK])
+                    await writer.drain()
+            else:
+                sent = 0
+                n = len(offsets) - 1
+                while sent < n:
+                    due = min(n, int((time.time_ns() - t0) * rate / 1e9) + 1)
+                    if due > sent:
+                        writer.write(view[offsets[sent] : offsets[due]])
+                        sent = due
+                        await writer.drain()
+                    await asyncio.sleep(0.001)
+            await drain  # until the client closes
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            drain.cancel()
+            writer.close()
+
+    @staticmethod
+    async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read the client's frames (subscribes, pongs); answer its close frame."""
+        buf = b""
+        while data := await reader.read(65536):
+            buf += data
+            while len(buf) >= 2:
+                n = buf[1] & 0x7F
+                at = 2
+                if n == 126:
+                    n, at = int.from_bytes(buf[2:4], "big"), 4
+                elif n == 127:
+                    n, at = int.from_bytes(buf[2:10], "big"), 10
+                end = at + (4 if buf[1] & 0x80 else 0) + n
+                if len(buf) < end:
+                    break
+                if buf[0] & 0x0F == 8:
+                    writer.write(b"\x88\x02\x03\xe8")
+                    return
+                buf = buf[end:]
+
+
+def server_main(conn: Connection, venues: list[str], replicas: int, repeats: int) -> None:
+    from corpus import build_corpus  # noqa: PLC0415
+
+    corpus = build_corpus(replicas=replicas, repeats=repeats)
+    streams = {
+        v: _encode([f[3] for f in corpus.frames if f[0].value == v and f[1] == "ws"])
+        for v in venues
+    }
+
+    async def main() -> None:
+        server = _Server(streams)
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, backlog=64)
+        port = listener.sockets[0].getsockname()[1]
+        conn.send(("port", port, {v: len(o) - 1 for v, (_, o) in streams.items()}))
+        loop = asyncio.get_running_loop()
+        commands: asyncio.Queue[Any] = asyncio.Queue()
+        loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+        while True:
+            cmd, arg = await commands.get()
+            if cmd == "rate":
+                server.rate = float(arg)
+                conn.send(("ok", None))
+            elif cmd == "cpu":
+                r = resource.getrusage(resource.RUSAGE_SELF)
+                conn.send(("cpu", (r.ru_utime + r.ru_stime, list(server.t0_ns))))
+            elif cmd == "stop":
+                listener.close()
+                conn.send(("ok", None))
+                return
+
+    asyncio.run(main())
+
+
+# --- clients --------------------------------------------------------------------------------
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def bare_websockets(url: str, n: int) -> float:
+    from websockets.asyncio.client import connect  # noqa: PLC0415
+
+    async with connect(url, compression=None, max_size=2**24, ping_interval=None) as ws:
+        count = 0
+        async for _ in ws:
+            count += 1
+            if count >= n:
+                return time.perf_counter()
+    raise RuntimeError("websockets: closed early")
+
+
+async def bare_aiohttp(url: str, n: int) -> float:
+    import aiohttp  # noqa: PLC0415
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, compress=0, max_msg_size=2**24) as ws,
+    ):
+        count = 0
+        while count < n:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                count += 1
+            else:
+                raise RuntimeError(f"aiohttp: {msg.type}")
+        return time.perf_counter()
+
+
+async def bare_picows(url: str, n: int) -> float:
+    import picows  # noqa: PLC0415
+
+    done = asyncio.get_running_loop().create_future()
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        count = 0
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == picows.WSMsgType.TEXT:
+                frame.get_payload_as_bytes()  # what a consumer needs at least
+                self.count += 1
+                if self.count >= n and not done.done():
+                    done.set_result(time.perf_counter())
+
+    transport, _listener = await picows.ws_connect(Listener, url, max_frame_size=2**24)
+    try:
+        return float(await done)
+    finally:
+        transport.disconnect()
+
+
+class LiqmonRun:
+    """A Daemon wired as ``liqmon run`` wires it, with its books loaded from the snapshots."""
+
+    def __init__(self, corpus: Any, venue: str, port: int) -> None:
+        from feeds.sim.exchange import settings_toml  # noqa: PLC0415
+        from monitor.domain import Venue  # noqa: PLC0415
+        from monitor.settings import load_settings  # noqa: PLC0415
+
+        self.corpus = corpus
+        self.venue = Venue(venue)
+        symbols = {self.venue: [s for v, s in corpus.books if v is self.venue]}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "blast.toml"
+            path.write_text(settings_toml(symbols, port=port))
+            self.settings = load_settings([path], env={})
+        self.latencies_ns: list[int] = []
+        self.gc_pauses_ms: list[float] = []
+        self.flushes = 0
+
+    async def run(self, n: int, rate: float, t0_ns: Any) -> dict[str, Any]:
+        import aiohttp  # noqa: PLC0415
+
+        from feeds.venues import ADAPTERS  # noqa: PLC0415
+        from monitor.daemon import Daemon  # noqa: PLC0415
+
+        async with aiohttp.ClientSession() as http:
+            daemon = Daemon(self.settings, http, ADAPTERS, health_interval_s=3600.0)
+            pipeline = daemon.build_pipeline(self.corpus.registry)
+            for venue, kind, url, data, recv_ns in self.corpus.frames:
+                if venue is self.venue and kind == "http":
+                    pipeline.feed(venue, kind, url, data, recv_ns)
+            pipeline.flush()
+            connections = daemon.connections()
+            # the book connection; the mark-price one (wss on the venue) is not run here
+            connections = [c for c in connections if c.plan.carries_books]
+            assert len(connections) == 1, "one connection carries every frame of the stream"
+            health = daemon.venues[self.venue].health
+            done = asyncio.Event()
+            flush = daemon._flush_pending  # the end of a turn, or a full burst
+            lat = self.latencies_ns
+
+            def pending() -> int:
+                return sum(len(f) for f, _ in daemon._pending.values())
+
+            def timed_flush() -> None:
+                before = pending()
+                flush()
+                k = before - pending()
+                if k:
+                    self.flushes += 1
+                    if rate > 0:
+                        now = time.time_ns()
+                        lat.append((now, health.frames - pending() - k, k))
+                if health.frames >= n:
+                    done.set()
+
+            daemon._flush_pending = timed_flush  # type: ignore[method-assign]
+            gc_start = [0]
+
+            def on_gc(phase: str, _info: dict[str, Any]) -> None:
+                if phase == "start":
+                    gc_start[0] = time.perf_counter_ns()
+                else:
+                    self.gc_pauses_ms.append((time.perf_counter_ns() - gc_start[0]) / 1e6)
+
+            gc.collect()
+            gc.callbacks.append(on_gc)
+            c0 = cpu_s()
+            w0 = time.perf_counter()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [
+                        group.create_task(daemon._run_connection(connections[0])),
+                        group.create_task(daemon._tick_loop()),
+                    ]
+                    await asyncio.wait_for(done.wait(), 120.0)
+                    wall = time.perf_counter() - w0
+                    cpu = cpu_s() - c0
+                    for task in tasks:
+                        task.cancel()
+            finally:
+                gc.callbacks.remove(on_gc)
+            summaries = pipeline.book_summaries(depth=1)
+            bad = [s for s in summaries if not s["valid"] or s["gaps"] or s["resyncs"]]
+            if bad:
+                raise SystemExit(f"liqmon: {len(bad)} books invalid or resynced after the run")
+        out = {"wall_s": wall, "cpu_s": cpu, "frames": health.frames, "flushes": self.flushes}
+        if rate > 0 and t0_ns:
+            t0 = t0_ns[0]
+            samples: list[float] = []
+            for now, first, k in lat:
+                for j in range(first, first + k):
+                    samples.append((now - (t0 + j * 1e9 / rate)) / 1e6)
+            samples.sort()
+            out["lat_p50_ms"] = samples[len(samples) // 2]
+            out["lat_p99_ms"] = samples[int(len(samples) * 0.99)]
+            out["lat_max_ms"] = samples[-1]
+        return out
+
+
+# --- driver ---------------------------------------------------------------------------------
+class ServerHandle:
+    def __init__(self, venues: list[str], replicas: int, repeats: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=server_main, args=(child, venues, replicas, repeats))
+        self.proc.start()
+        _, self.port, self.counts = self.conn.recv()
+
+    def ask(self, cmd: str, arg: Any = None) -> Any:
+        self.conn.send((cmd, arg))
+        return self.conn.recv()[1]
+
+
+async def one_run(
+    server: ServerHandle, client: str, venue: str, corpus: Any, rate: float = 0.0
+) -> dict[str, Any]:
+    n = server.counts[venue]
+    url = f"ws://127.0.0.1:{server.port}/{venue}/stream"
+    server.ask("rate", rate)
+    s_cpu0, _ = server.ask("cpu")
+    gc.collect()
+    if client == "liqmon":
+        out = await LiqmonRun(corpus, venue, server.port).run(n, rate, None)
+    else:
+        fn = {"websockets": bare_websockets, "aiohttp": bare_aiohttp, "picows": bare_picows}[client]
+        c0, w0 = cpu_s(), time.perf_counter()
+        last = await asyncio.wait_for(fn(url, n), 120.0)
+        out = {"wall_s": last - w0, "cpu_s": cpu_s() - c0, "frames": n}
+    s_cpu1, t0 = server.ask("cpu")
+    out["server_cpu_s"] = s_cpu1 - s_cpu0
+    out["fps"] = out["frames"] / out["wall_s"]
+    out["us_per_frame"] = out["cpu_s"] / out["frames"] * 1e6
+    out["t0"] = t0
+    return out
+
+
+async def paced_liqmon(
+    server: ServerHandle, venue: str, corpus: Any, rate: float
+) -> dict[str, Any]:
+    n = server.counts[venue]
+    server.ask("rate", rate)
+    run = LiqmonRun(corpus, venue, server.port)
+    gc.collect()
+    s_cpu0, _ = server.ask("cpu")
+    # the server's t0 of this connection is known once it is open: the run reads it at the end
+    _, known = server.ask("cpu")
+    holder: list[int] = []
+    task = asyncio.ensure_future(run.run(n, rate, holder))
+    while not holder and not task.done():
+        await asyncio.sleep(0.02)
+        _, t0s = server.ask("cpu")
+        if len(t0s) > len(known):
+            holder.append(t0s[len(known)])
+    out = await task
+    s_cpu1, _ = server.ask("cpu")
+    out["server_cpu_s"] = s_cpu1 - s_cpu0
+    out["us_per_frame"] = out["cpu_s"] / out["frames"] * 1e6
+    out["fps"] = out["frames"] / out["wall_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--venues", default="binance_futures,binance")
+    parser.add_argument("--replicas", type=int, default=25)
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--peers", default=os.environ.get("BLAST_PEERS", ""))
+    parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
+    parser.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args(argv)
+    if args.peers:
+        sys.path.append(args.peers)
+    from _common import quiet_logs  # noqa: PLC0415
+    from corpus import build_corpus  # noqa: PLC0415
+
+    quiet_logs()
+    from monitor.warmup import warm_up  # noqa: PLC0415
+
+    venues = args.venues.split(",")
+    corpus = build_corpus(replicas=args.replicas, repeats=args.repeats)
+    server = ServerHandle(venues, args.replicas, args.repeats)
+    from feeds.venues import ADAPTERS  # noqa: PLC0415
+
+    warm_up(list(ADAPTERS.values()))
+    clients = ["websockets", "aiohttp"]
+    try:
+        import picows  # noqa: F401, PLC0415
+
+        clients.append("picows")
+    except ImportError:
+        print("picows not importable: left out (pip install picows, or --peers DIR)")
+    clients.append("liqmon")
+    if args.uvloop:
+        import uvloop  # noqa: PLC0415
+
+        runner: Any = uvloop.run
+    else:
+        runner = asyncio.run
+
+    async def bench() -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for venue in venues:
+            n = server.counts[venue]
+            print(f"\n== {venue}: {n:,} frames per run, {args.rounds} rounds", flush=True)
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+            for _ in range(args.rounds):
+                for client in clients:
+                    runs[client].append(await one_run(server, client, venue, corpus))
+            best = {c: max(r, key=lambda x: x["fps"]) for c, r in runs.items()}
+            for c in clients:
+                b = best[c]
+                ratio = statistics.median(
+                    r["fps"] / runs["liqmon"][i]["fps"] for i, r in enumerate(runs[c])
+                )
+                print(
+                    f"{c:11s} {b['fps']:>10,.0f} frames/s  "
+                    f"{min(r['us_per_frame'] for r in runs[c]):6.2f} us CPU/frame  "
+                    f"server CPU {b['server_cpu_s'] / b['wall_s'] * 100:4.0f}%  "
+                    f"x{ratio:.2f} of liqmon (median of rounds)"
+                    + (f"  flushes {b['flushes']}" if "flushes" in b else ""),
+                    flush=True,
+                )
+            max_fps = best["liqmon"]["fps"]
+            half = await paced_liqmon(server, venue, corpus, max_fps / 2)
+            moderate = await paced_liqmon(server, venue, corpus, args.moderate)
+            print(
+                f"liqmon at {max_fps / 2:,.0f} frames/s (50%): frame->book p50 "
+                f"{half['lat_p50_ms']:.2f} ms p99 {half['lat_p99_ms']:.2f} ms max "
+                f"{half['lat_max_ms']:.1f} ms, {half['us_per_frame']:.2f} us CPU/frame, "
+                f"{half['frames'] / max(1, half['flushes']):.1f} frames per flush",
+                flush=True,
+            )
+            print(
+                f"liqmon at {args.moderate:,.0f} frames/s: {moderate['us_per_frame']:.2f} us "
+                f"CPU/frame, p99 {moderate['lat_p99_ms']:.2f} ms, "
+                f"{moderate['frames'] / max(1, moderate['flushes']):.1f} frames per flush",
+                flush=True,
+            )
+            results[venue] = {"runs": runs, "half": half, "moderate": moderate}
+        return results
+
+    gc_pauses: list[float] = []
+
+    def on_gc(phase: str, _info: dict[str, Any], start: list[int] = [0]) -> None:  # noqa: B006
+        if phase == "start":
+            start[0] = time.perf_counter_ns()
+        else:
+            gc_pauses.append((time.perf_counter_ns() - start[0]) / 1e6)
+
+    gc.callbacks.append(on_gc)
+    try:
+        runner(bench())
+    finally:
+        gc.callbacks.remove(on_gc)
+        server.ask("stop")
+        server.proc.join(5)
+    gc_pauses.sort()
+    if gc_pauses:
+        print(
+            f"\nGC pauses over the whole run: {len(gc_pauses)}, p99 "
+            f"{gc_pauses[int(len(gc_pauses) * 0.99)]:.2f} ms, max {gc_pauses[-1]:.2f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
