@@ -282,6 +282,8 @@ class LiqmonRun:
                     pipeline.feed(venue, kind, url, data, recv_ns)
             pipeline.flush()
             connections = daemon.connections()
+            gc.collect()
+            gc.freeze()  # as Daemon.run does after start-up
             # the book connection; the mark-price one (wss on the venue) is not run here
             connections = [c for c in connections if c.plan.carries_books]
             assert len(connections) == 1, "one connection carries every frame of the stream"
@@ -335,7 +337,14 @@ class LiqmonRun:
             bad = [s for s in summaries if not s["valid"] or s["gaps"] or s["resyncs"]]
             if bad:
                 raise SystemExit(f"liqmon: {len(bad)} books invalid or resynced after the run")
-        out = {"wall_s": wall, "cpu_s": cpu, "frames": health.frames, "flushes": self.flushes}
+        gc.unfreeze()
+        out = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "frames": health.frames,
+            "flushes": self.flushes,
+            "gc": sorted(self.gc_pauses_ms),
+        }
         if rate > 0 and t0_ns:
             t0 = t0_ns[0]
             samples: list[float] = []
@@ -470,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{min(r['us_per_frame'] for r in runs[c]):6.2f} us CPU/frame  "
                     f"server CPU {b['server_cpu_s'] / b['wall_s'] * 100:4.0f}%  "
                     f"x{ratio:.2f} of liqmon (median of rounds)"
-                    + (f"  flushes {b['flushes']}" if "flushes" in b else ""),
+                    + (
+                        f"  {b['frames'] / b['flushes']:.0f} frames per flush, GC "
+                        f"{len(b['gc'])} pauses max {max(b['gc'], default=0):.2f} ms"
+                        if "flushes" in b
+                        else ""
+                    ),
                     flush=True,
                 )
             max_fps = best["liqmon"]["fps"]
@@ -480,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"liqmon at {max_fps / 2:,.0f} frames/s (50%): frame->book p50 "
                 f"{half['lat_p50_ms']:.2f} ms p99 {half['lat_p99_ms']:.2f} ms max "
                 f"{half['lat_max_ms']:.1f} ms, {half['us_per_frame']:.2f} us CPU/frame, "
-                f"{half['frames'] / max(1, half['flushes']):.1f} frames per flush",
+                f"{half['frames'] / max(1, half['flushes']):.1f} frames per flush, GC max "
+                f"{max(half['gc'], default=0):.2f} ms",
                 flush=True,
             )
             print(
