@@ -177,14 +177,24 @@ def book_metric_rows(sample: TickSample, *, changed_only: bool = True) -> list[t
         _nullable(sample.funding_rate[idx]),
         [SCORE_STATES[s] for s in sample.score_state[idx].tolist()],
         [None if x is None else round(x, 2) for x in _nullable(sample.lvs[idx])],
-        [_components_json(sample, i) for i in idx.tolist()],
+        _components_column(sample, idx),
     ]
     return list(zip(*columns, strict=True))
 
 
-def _components_json(sample: TickSample, i: int) -> str | None:
-    record = sample.book_record(i)["components"] if sample.lvs[i] == sample.lvs[i] else None
-    return None if record is None else _encode_json(record).decode()
+def _components_column(sample: TickSample, idx: np.ndarray) -> list[str | None]:
+    """The score's components as metrics-out writes them (points rounded to 0.01), JSON."""
+    if sample.analytics is None:
+        return [None] * len(idx)
+    lvs = sample.lvs[idx].tolist()
+    points = sample.components[idx].tolist()
+    # Python's round, as metrics-out (numpy's differs in the last place now and then)
+    return [
+        None
+        if v != v
+        else _encode_json({n: round(x, 2) for n, x in zip(COMPONENTS, p, strict=True)}).decode()
+        for v, p in zip(lvs, points, strict=True)
+    ]
 
 
 def book_snapshot_rows(

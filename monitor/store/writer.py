@@ -120,6 +120,7 @@ class WriterCounters:
     spill_pending: int = 0  # rows in the spill file not yet written
     dropped: int = 0  # rows lost (only if the spill file cannot be written)
     batches: int = 0
+    failures: int = 0  # unexpected errors the loop survived (logged with their traceback)
     connects: int = 0
     connect_failures: int = 0
     lag_s: float = 0.0  # age of the oldest row not yet written (0 when none)
@@ -438,6 +439,10 @@ class StoreWriter:
                 await self._drain(conn)
             except CONNECTION_ERRORS as exc:
                 log.warning("store.connection_lost", error=str(exc))
+            except Exception:  # task boundary: the writer must outlive a surprise
+                self.counters.failures += 1
+                log.exception("store.writer_failed", pending=self.counters.buffered)
+                await self._sleep(policy.backoff_max_s)
             finally:
                 self.connected.clear()
                 with contextlib.suppress(Exception):
