@@ -45,7 +45,8 @@ class DispatchPolicy:
     retry_max_s: float = 300.0
     give_up_after_s: float = 24 * 3600.0
     rate_per_s: float = 25.0
-    target_rate_per_s: float = 1.0
+    target_rate_per_s: float = 1.0  # per Telegram chat
+    webhook_rate_per_s: float = 50.0  # per webhook URL
     poll_s: float = 1.0  # re-read the outbox at least this often (other writers)
     outbox_retry_max_s: float = 10.0
 
@@ -57,6 +58,7 @@ class DispatchPolicy:
             give_up_after_s=alerts.give_up_after_s,
             rate_per_s=alerts.rate_per_s,
             target_rate_per_s=alerts.chat_rate_per_s,
+            webhook_rate_per_s=alerts.webhook_rate_per_s,
         )
 
 
@@ -155,17 +157,23 @@ class Dispatcher:
             self._lanes.pop(subscription, None)
             self._wake.set()
 
-    def _budget(self, target: str) -> ControlBudget:
-        budget = self._per_target.get(target)
+    def _budget(self, channel: Channel, target: str) -> ControlBudget:
+        key = f"{channel}:{target}"
+        budget = self._per_target.get(key)
         if budget is None:
-            budget = self._per_target[target] = ControlBudget(self.policy.target_rate_per_s)
+            rate = (
+                self.policy.webhook_rate_per_s
+                if channel is Channel.WEBHOOK
+                else self.policy.target_rate_per_s
+            )
+            budget = self._per_target[key] = ControlBudget(rate)
         return budget
 
     async def _deliver(self, delivery: Delivery) -> bool:
         """One attempt; False if it could not be recorded."""
         sender = self.senders.get(delivery.channel)
         await self._global.take()
-        await self._budget(f"{delivery.channel}:{delivery.target}").take()
+        await self._budget(delivery.channel, delivery.target).take()
         now = self._clock_ns()
         number = delivery.attempts + 1
         next_ns: int | None = None

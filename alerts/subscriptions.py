@@ -176,8 +176,12 @@ class AlertsSettings(Struct, frozen=True, forbid_unknown_fields=True):
     retry_max_s: PositiveFloat = 300.0
     give_up_after_s: PositiveFloat = 24 * 3600.0
     rate_per_s: PositiveFloat = 25.0  # all channels together (Telegram: 30/s per bot)
-    chat_rate_per_s: PositiveFloat = 1.0  # per Telegram chat or webhook URL
+    chat_rate_per_s: PositiveFloat = 1.0  # per Telegram chat (the Bot API's limit)
+    webhook_rate_per_s: PositiveFloat = 50.0  # per webhook URL
     base_url: str = ""  # the API's public base URL, for the links in notifications
+    # market seconds per engine second: rule durations, baselines and grouping intervals are
+    # divided by it (the demo plays a compressed market against the wall clock)
+    time_scale: PositiveFloat = 1.0
 
 
 def select(

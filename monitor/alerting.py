@@ -29,17 +29,24 @@ due notifications to subscriptions, stores events and deliveries in the outbox f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
-from alerts.channels.base import Delivery
+from alerts.channels.base import Delivery, Sender
+from alerts.channels.telegram import TelegramSender
+from alerts.channels.webhook import WebhookSender
+from alerts.dispatcher import Dispatcher, DispatchPolicy
 from alerts.engine import AlertEvent, Engine, GroupingPolicy
-from alerts.outbox import Outbox, deliveries_for
+from alerts.outbox import MemoryOutbox, Outbox, deliveries_for
 from alerts.rules import Frame, RuleSpec, Scope, load_rules
-from alerts.subscriptions import AlertsSettings, SubscriptionSpec
+from alerts.subscriptions import AlertsSettings, Channel, SubscriptionSpec
 from monitor.log import get_logger
 from monitor.sample import (
     COMPONENTS,
@@ -210,12 +217,75 @@ def rule_files(alerts: AlertsSettings) -> list[Path]:
 
 
 def grouping(alerts: AlertsSettings) -> GroupingPolicy:
+    k = alerts.time_scale
     return GroupingPolicy(
         group_by=alerts.group_by,
-        group_wait_s=alerts.group_wait_s,
-        group_interval_s=alerts.group_interval_s,
-        repeat_interval_s=alerts.repeat_interval_s,
+        group_wait_s=alerts.group_wait_s / k,
+        group_interval_s=alerts.group_interval_s / k,
+        repeat_interval_s=alerts.repeat_interval_s / k,
     )
+
+
+def scaled(rules: Sequence[RuleSpec], time_scale: float) -> list[RuleSpec]:
+    """Rules with their durations divided by ``time_scale`` (market s per engine s)."""
+    if time_scale == 1.0:
+        return list(rules)
+    return [
+        msgspec.structs.replace(
+            r,
+            for_s=r.for_s / time_scale,
+            keep_firing_for_s=r.keep_firing_for_s / time_scale,
+            baseline_window_s=r.baseline_window_s / time_scale,
+            baseline_min_s=r.baseline_min_s / time_scale,
+        )
+        for r in rules
+    ]
+
+
+@contextlib.asynccontextmanager
+async def alert_delivery(
+    settings: Settings, outbox: Outbox | None = None, *, drain_s: float = 5.0
+) -> AsyncIterator[AlertEngineSink]:
+    """The alert sink with its dispatcher running (webhook and Telegram channels) for the
+    settings' subscriptions; ``outbox`` None keeps it in memory (no database). On exit,
+    deliveries already due get up to ``drain_s`` to go out, then the dispatcher stops."""
+    alerts = settings.alerts
+    box: Outbox = outbox if outbox is not None else MemoryOutbox()
+    senders: dict[Channel, Sender] = {
+        Channel.WEBHOOK: WebhookSender(timeout_s=alerts.request_timeout_s),
+        Channel.TELEGRAM: TelegramSender(
+            api_url=alerts.telegram_api_url,
+            token_env=alerts.telegram_token_env,
+            timeout_s=alerts.request_timeout_s,
+        ),
+    }
+    dispatcher = Dispatcher(box, senders, DispatchPolicy.from_settings(alerts))
+    sink = AlertEngineSink(
+        RuleRunner.from_settings(settings),
+        settings.subscriptions,
+        box,
+        base_url=alerts.base_url,
+        wake=dispatcher.wake,
+    )
+    sink.dispatcher = dispatcher
+    task = asyncio.create_task(dispatcher.run(), name="alerts:dispatcher")
+    try:
+        yield sink
+    finally:
+        await sink.flush()
+        dispatcher.wake()
+        deadline = time.monotonic() + drain_s
+        with contextlib.suppress(Exception):
+            while time.monotonic() < deadline:
+                due, _ = await box.due_subscriptions(time.time_ns())
+                if not due and dispatcher.idle.is_set():
+                    break
+                await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for sender in senders.values():
+            await sender.close()
 
 
 class RuleRunner:
@@ -227,7 +297,8 @@ class RuleRunner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleRunner:
-        return cls(load_rules(rule_files(settings.alerts)), grouping(settings.alerts))
+        rules = load_rules(rule_files(settings.alerts))
+        return cls(scaled(rules, settings.alerts.time_scale), grouping(settings.alerts))
 
     def frame(self, sample: TickSample) -> Frame:
         return observe(sample, self._scopes)
@@ -267,6 +338,7 @@ class AlertEngineSink:
         self.max_buffered = max_buffered
         self.store_failures = 0
         self.dropped = 0
+        self.dispatcher: Dispatcher | None = None
 
     @property
     def engine(self) -> Engine:

@@ -40,6 +40,7 @@ import numpy as np
 from feeds.sim.exchange import settings_toml
 from feeds.sim.scenario import spec
 from feeds.sim.scenario.model import build_paths
+from monitor.alerting import alert_delivery
 from monitor.log import get_logger
 from monitor.sample import TickSample
 from monitor.settings import Settings, load_settings
@@ -69,7 +70,10 @@ def hkt(ns: int) -> str:
 def demo_config(symbols: dict[Any, list[str]], port: int, speed: float) -> str:
     """The daemon's settings for the demo (see the module doc for the clock scaling)."""
     tick_ms = max(50, round(1000.0 / speed))
-    extra = [f'[monitor]\ntick_ms = {tick_ms}\nlog_level = "warning"\n']
+    extra = [
+        f'[monitor]\ntick_ms = {tick_ms}\nlog_level = "warning"\n',
+        f"[alerts]\ntime_scale = {float(speed)!r}\n",
+    ]
     analytics = getattr(Settings, "__struct_fields__", ())
     if "analytics" in analytics:
         from monitor.settings import AnalyticsSettings  # noqa: PLC0415
@@ -384,6 +388,7 @@ async def run_demo(
     assert proc.stdout is not None
     stop = stop or asyncio.Event()
     daemon_task: asyncio.Task[None] | None = None
+    outputs = contextlib.AsyncExitStack()
     try:
         ready = await _read_json_line(proc.stdout, 120.0)
         port = int(ready["port"])
@@ -411,8 +416,12 @@ async def run_demo(
             else:
                 view.note = text
 
+        # alert rules and the configured subscriptions (webhooks, Telegram), in memory
+        alerting = await outputs.enter_async_context(alert_delivery(settings))
         daemon_task = asyncio.ensure_future(
-            run_with_api(settings, stop=stop, sinks=[sink], announce=announce, api_optional=True)
+            run_with_api(
+                settings, stop=stop, sinks=[sink, alerting], announce=announce, api_optional=True
+            )
         )
         started = await _read_json_line(proc.stdout, 60.0)
         view.wall_start = float(started.get("wall_start", time.time()))
@@ -425,6 +434,7 @@ async def run_demo(
         await daemon_task
     finally:
         stop.set()
+        await outputs.aclose()  # the alerts still due go out (bounded), then delivery stops
         if proc.returncode is None:
             proc.terminate()
             with contextlib.suppress(Exception):

@@ -34,7 +34,12 @@ SECRET = "s3cret-hook-key"
 TOKEN = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ENV = {"HOOK_SECRET": SECRET, "LIQMON_TELEGRAM_BOT_TOKEN": TOKEN}
 FAST = DispatchPolicy(
-    retry_initial_s=0.02, retry_max_s=0.1, rate_per_s=10_000, target_rate_per_s=10_000, poll_s=0.05
+    retry_initial_s=0.02,
+    retry_max_s=0.1,
+    rate_per_s=10_000,
+    target_rate_per_s=10_000,
+    webhook_rate_per_s=10_000,
+    poll_s=0.05,
 )
 RULE = RuleSpec(
     name="depth_low",
