@@ -29,12 +29,15 @@ due notifications to subscriptions, stores events and deliveries in the outbox f
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -47,6 +50,7 @@ from alerts.engine import AlertEvent, Engine, GroupingPolicy
 from alerts.outbox import MemoryOutbox, Outbox, deliveries_for
 from alerts.rules import Frame, RuleSpec, Scope, load_rules
 from alerts.subscriptions import AlertsSettings, Channel, SubscriptionSpec
+from monitor.errors import StorageError
 from monitor.log import get_logger
 from monitor.sample import (
     COMPONENTS,
@@ -339,6 +343,7 @@ class AlertEngineSink:
         self.store_failures = 0
         self.dropped = 0
         self.dispatcher: Dispatcher | None = None
+        self.last_deliveries: list[Delivery] = []  # routed by the last tick
 
     @property
     def engine(self) -> Engine:
@@ -361,6 +366,7 @@ class AlertEngineSink:
         if self.outbox is None:
             return events
         deliveries = deliveries_for(notes, self.subscriptions, base_url=self.base_url)
+        self.last_deliveries = deliveries
         if events or deliveries:
             if len(self._buffer) >= self.max_buffered:
                 self.dropped += 1
@@ -394,3 +400,115 @@ class AlertEngineSink:
 
     async def close(self) -> None:
         await self.flush()
+
+
+# -- liqmon subscriptions list|add|remove -------------------------------------------------
+
+
+def add_subscriptions_parser(
+    sub: Any,
+    add_config: Callable[[argparse.ArgumentParser], None],
+    add_data_dir: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``liqmon subscriptions list|add|remove`` (stored ones live in the database)."""
+    parser = sub.add_parser("subscriptions", help="list, add or remove alert subscriptions")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb, text in (
+        ("list", "configured ([[subscriptions]]) and stored subscriptions"),
+        ("add", "store a subscription (webhook URL or Telegram chat)"),
+        ("remove", "remove a stored subscription"),
+    ):
+        p = verbs.add_parser(verb, help=text)
+        add_config(p)
+        add_data_dir(p)
+        if verb == "add":
+            p.add_argument("name")
+            target = p.add_mutually_exclusive_group(required=True)
+            target.add_argument("--webhook", metavar="URL", help="http(s) URL to POST to")
+            target.add_argument("--telegram-chat", metavar="CHAT_ID", help="Telegram chat id")
+            p.add_argument("--secret-env", help="environment variable holding the HMAC key")
+            p.add_argument(
+                "--min-severity", default="warning", choices=["info", "warning", "critical"]
+            )
+            p.add_argument("--rules", default="*", help="comma-separated rule name patterns")
+            p.add_argument("--asset", default="*", help="asset pattern, e.g. BTC or SOL*")
+            p.add_argument("--venue", default="*", help="venue pattern, e.g. binance*")
+        elif verb == "remove":
+            p.add_argument("name")
+
+
+def run_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
+    def fail(message: str) -> int:
+        sys.stderr.write(f"liqmon: {message}\n")
+        return 2
+
+    spec: SubscriptionSpec | None = None
+    if args.verb == "add":
+        try:
+            spec = msgspec.convert(
+                {
+                    "name": args.name,
+                    "channel": "webhook" if args.webhook else "telegram",
+                    "url": args.webhook,
+                    "chat_id": args.telegram_chat,
+                    "secret_env": args.secret_env,
+                    "min_severity": args.min_severity,
+                    "rules": [r.strip() for r in args.rules.split(",") if r.strip()] or ["*"],
+                    "scope": {"asset": args.asset, "venue": args.venue},
+                },
+                SubscriptionSpec,
+            )
+        except msgspec.ValidationError as exc:
+            return fail(f"invalid subscription: {exc}")
+        problem = spec.problem(settings.alerts.allow_private_urls)
+        if problem:
+            return fail(f"invalid subscription: {problem[0]}: {problem[1]}")
+        if any(s.name == spec.name for s in settings.subscriptions):
+            return fail(f"{spec.name!r} is a configured subscription ([[subscriptions]])")
+    try:
+        return asyncio.run(_subscriptions(args, settings, spec))
+    except (StorageError, OSError) as exc:
+        return fail(f"database unavailable: {exc}")
+
+
+async def _subscriptions(
+    args: argparse.Namespace, settings: Settings, spec: SubscriptionSpec | None
+) -> int:
+    from alerts import pg_subscriptions  # noqa: PLC0415
+    from monitor.store.command import data_dir  # noqa: PLC0415
+    from monitor.store.service import Store  # noqa: PLC0415
+
+    store = await Store(settings.database, data_dir(settings, args.data_dir)).open()
+    try:
+        conn = await store.connect()
+        try:
+            if args.verb == "list":
+                stored = await pg_subscriptions.load(conn)
+                rows = [(s, "config") for s in settings.subscriptions]
+                rows += [(s, "stored") for s in stored]
+                sys.stdout.write(
+                    f"{'name':16} {'channel':9} {'target':40} {'min':9} {'rules':16} source\n"
+                )
+                for s, source in rows:
+                    target = s.url or s.chat_id or ""
+                    sys.stdout.write(
+                        f"{s.name:16} {s.channel.value:9} {target:40} {s.min_severity:9} "
+                        f"{','.join(s.rules):16} {source}\n"
+                    )
+                return 0
+            if args.verb == "add":
+                assert spec is not None
+                if not await pg_subscriptions.add(conn, spec):
+                    sys.stderr.write(f"liqmon: a subscription named {spec.name!r} exists\n")
+                    return 2
+                sys.stdout.write(f"added {spec.name} ({spec.channel.value})\n")
+                return 0
+            if not await pg_subscriptions.remove(conn, args.name):
+                sys.stderr.write(f"liqmon: no stored subscription named {args.name!r}\n")
+                return 2
+            sys.stdout.write(f"removed {args.name}\n")
+            return 0
+        finally:
+            await conn.close()
+    finally:
+        await store.close()

@@ -197,6 +197,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=50.0, help="book updates per second over all books"
     )
     add_query_parser(sub, _add_config)
+    # -- alerts (monitor.alerting): liqmon subscriptions list|add|remove --
+    from monitor.alerting import add_subscriptions_parser  # noqa: PLC0415
+
+    add_subscriptions_parser(sub, _add_config, add_data_dir)
     scenario = sub.add_parser(
         "scenario",
         help="write a deterministic scenario (the 10/11 collapse, or a calm day) as a "
@@ -536,6 +540,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop
             )
         )
+    if args.command == "subscriptions":
+        from monitor.alerting import run_subscriptions  # noqa: PLC0415
+
+        return run_subscriptions(args, settings)
     if args.command == "query":
         from monitor.store.command import run_query  # noqa: PLC0415
 

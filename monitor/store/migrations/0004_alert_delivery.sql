@@ -28,3 +28,7 @@ CREATE TABLE IF NOT EXISTS alert_acks (
     acked_by   text        NOT NULL,
     acked_at   timestamptz NOT NULL
 );
+
+-- Subscriptions added through the API or `liqmon subscriptions add`: the whole
+-- subscription as the config writes it (secrets stay in the environment: secret_env).
+ALTER TABLE alert_subscriptions ADD COLUMN IF NOT EXISTS spec jsonb;
