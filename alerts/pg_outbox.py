@@ -78,6 +78,19 @@ class PgOutbox:
         self.dsn = dsn
         self._pool: asyncpg.Pool | None = None
         self._sizes = (min_size, max_size)
+        self._own_pool = True
+
+    @classmethod
+    def from_pool(cls, pool: asyncpg.Pool) -> PgOutbox:
+        """On a pool owned by someone else (the API's history pool): not closed here."""
+        box = cls("")
+        box._pool = pool
+        box._own_pool = False
+        return box
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        return self._pool
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -220,4 +233,5 @@ class PgOutbox:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            if self._own_pool:
+                await pool.close()

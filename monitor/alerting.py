@@ -48,6 +48,7 @@ from alerts.channels.webhook import WebhookSender
 from alerts.dispatcher import Dispatcher, DispatchPolicy
 from alerts.engine import AlertEvent, Engine, GroupingPolicy
 from alerts.outbox import MemoryOutbox, Outbox, deliveries_for
+from alerts.pg_outbox import PgOutbox
 from alerts.rules import Frame, RuleSpec, Scope, load_rules
 from alerts.subscriptions import AlertsSettings, Channel, SubscriptionSpec
 from monitor.errors import StorageError
@@ -255,6 +256,26 @@ async def alert_delivery(
     deliveries already due get up to ``drain_s`` to go out, then the dispatcher stops."""
     alerts = settings.alerts
     box: Outbox = outbox if outbox is not None else MemoryOutbox()
+    subscriptions = list(settings.subscriptions)
+    if isinstance(box, PgOutbox) and box.pool is not None:
+        # subscriptions added through the API or the CLI (a configured name wins)
+        from alerts import pg_subscriptions  # noqa: PLC0415
+
+        try:
+            async with box.pool.acquire() as conn:
+                stored = await pg_subscriptions.load(conn)
+        except Exception as exc:  # the database is away: the configured ones still work
+            log.warning("alerts.subscriptions_unavailable", error=str(exc)[:200])
+            stored = []
+        names = {s.name for s in subscriptions}
+        for sub in stored:
+            if sub.name in names:
+                continue
+            problem = sub.problem(alerts.allow_private_urls)
+            if problem:
+                log.warning("alerts.subscription_refused", name=sub.name, problem=problem[1])
+                continue
+            subscriptions.append(sub)
     senders: dict[Channel, Sender] = {
         Channel.WEBHOOK: WebhookSender(timeout_s=alerts.request_timeout_s),
         Channel.TELEGRAM: TelegramSender(
@@ -266,7 +287,7 @@ async def alert_delivery(
     dispatcher = Dispatcher(box, senders, DispatchPolicy.from_settings(alerts))
     sink = AlertEngineSink(
         RuleRunner.from_settings(settings),
-        settings.subscriptions,
+        subscriptions,
         box,
         base_url=alerts.base_url,
         wake=dispatcher.wake,

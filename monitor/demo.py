@@ -420,7 +420,12 @@ async def run_demo(
         alerting = await outputs.enter_async_context(alert_delivery(settings))
         daemon_task = asyncio.ensure_future(
             run_with_api(
-                settings, stop=stop, sinks=[sink, alerting], announce=announce, api_optional=True
+                settings,
+                stop=stop,
+                sinks=[sink],
+                alerts=alerting,
+                announce=announce,
+                api_optional=True,
             )
         )
         started = await _read_json_line(proc.stdout, 60.0)

@@ -73,14 +73,27 @@ async def run_with_api(
     from monitor.app import run_daemon  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
 
-    async with opened_store(settings, data_dir, writer=True) as (writer, history):
+    async with (
+        opened_store(settings, data_dir, writer=True) as (writer, history),
+        contextlib.AsyncExitStack() as delivery,
+    ):
         daemon_sinks: list[Sink] = list(sinks)
         snapshots: Any = None
         if writer is not None:
             from monitor.store.command import SnapshotSink  # noqa: PLC0415
 
             daemon_sinks.append(writer)
+        if alerts is None and settings.alerts.enabled:
+            # the rules with delivery to the subscriptions: the outbox in the database
+            # (store first) when there is one, else in memory
+            from alerts.pg_outbox import PgOutbox  # noqa: PLC0415
+            from monitor.alerting import alert_delivery  # noqa: PLC0415
+
+            outbox = PgOutbox.from_pool(history.pool) if history is not None else None
+            alerts = await delivery.enter_async_context(alert_delivery(settings, outbox))
         if not settings.api.enabled:
+            if alerts is not None:
+                daemon_sinks.append(alerts)
             await run_daemon(settings, stop=stop, sinks=daemon_sinks, status_out=status_out)
             return
         ctx = live_context(settings)
