@@ -234,6 +234,12 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--hours", type=float, default=2.0, help="market hours played, ending T0 + 100 min"
     )
+    demo.add_argument(
+        "--assets",
+        default="",
+        help="a lighter demo: these assets only, e.g. BTC,ALT1 (default: BTC, ETH, SOL, XRP, "
+        "ALT1 and the pegged books)",
+    )
     return parser
 
 
@@ -308,6 +314,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             out=sys.stdout,
             tty=sys.stdout.isatty(),
             stop=stop,
+            assets=[a.strip().upper() for a in args.assets.split(",") if a.strip()],
         )
 
     rc = _run_async(main)

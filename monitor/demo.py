@@ -22,6 +22,7 @@ and CRITICAL before the trough, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import math
@@ -58,6 +59,7 @@ _TIME_KEYS = (
     "rebaseline_after_s",
     "warmup_s",
     "resync_quiet_s",
+    "baseline_fast_s",
     "min_dwell_s",
 )
 _TIME_LISTS = ("enter_s", "exit_s")
@@ -140,11 +142,33 @@ class DemoView:
         self.ticks = 0
         self.has_score = False
         self.note = ""  # where the page is served (the API), shown under the title
+        self.marks_t: list[int] = []
+        self.clock_ns = scenario_start_ns
+        self.marks_w: list[float] = []
+
+    def progress(self, scenario_ns: int, wall: float) -> None:
+        """The exchange reached ``scenario_ns`` at wall time ``wall`` (epoch seconds)."""
+        self.marks_t.append(scenario_ns)
+        self.marks_w.append(wall)
 
     def scenario_ns(self, wall_ns: int) -> int:
+        """A sample's wall time on the scenario clock: the exchange's last reported
+        position before it, plus the nominal speed for the time since (never past the next
+        report)."""
         if self.wall_start is None:
             return self.scenario_start_ns
-        return int(self.scenario_start_ns + (wall_ns / 1e9 - self.wall_start) * self.speed * 1e9)
+        wall = wall_ns / 1e9
+        k = bisect.bisect_right(self.marks_w, wall) - 1
+        if k < 0:
+            return int(self.scenario_start_ns + (wall - self.wall_start) * self.speed * 1e9)
+        # at most 0.25 s of extrapolation, and never backwards (the reports may be read
+        # after the samples they precede)
+        ahead = min(wall - self.marks_w[k], 0.25)
+        guess = int(self.marks_t[k] + ahead * self.speed * 1e9)
+        if k + 1 < len(self.marks_t):
+            guess = min(guess, self.marks_t[k + 1])
+        self.clock_ns = max(self.clock_ns, guess)
+        return self.clock_ns
 
     def on_sample(self, sample: TickSample) -> None:
         if self.wall_start is None:
@@ -349,6 +373,16 @@ async def _read_json_line(stream: asyncio.StreamReader, timeout_s: float) -> dic
                 return message
 
 
+async def _follow(stream: asyncio.StreamReader, view: DemoView) -> None:
+    """Read the exchange's progress lines until it says it is done."""
+    while True:
+        message = await _read_json_line(stream, 1e9)
+        if message.get("done"):
+            return
+        if "t" in message and "w" in message:
+            view.progress(int(message["t"]), float(message["w"]))
+
+
 async def run_demo(
     *,
     speed: float,
@@ -358,11 +392,20 @@ async def run_demo(
     out: IO[str],
     tty: bool,
     stop: asyncio.Event | None = None,
+    assets: Sequence[str] = (),
 ) -> int:
     """Start the exchange process, the daemon and the view; returns the exit code."""
     from monitor.api.serve import run_with_api  # noqa: PLC0415
 
-    step_ms = 500
+    unknown = [a for a in assets if a not in spec.ASSETS]
+    if unknown:
+        known = ", ".join(spec.ASSETS)
+        sys.stderr.write(f"liqmon: unknown demo asset {unknown[0]!r} (one of {known})\n")
+        return 2
+
+    # the exchange merges steps into at most 4 updates a second per book: at high speed
+    # a coarser scenario step gives the same updates for less work
+    step_ms = 500 if speed < 40 else (1000 if speed < 120 else 2000)
     trough = market_trough_ns(seed, hours, step_ms)
     env = dict(os.environ)
     cmd = [
@@ -377,6 +420,10 @@ async def run_demo(
         str(seed),
         "--hours",
         repr(hours),
+        "--step-ms",
+        str(step_ms),
+        "--assets",
+        ",".join(assets),
         "--lead-s",
         "4",
         "--linger-s",
@@ -390,10 +437,15 @@ async def run_demo(
     daemon_task: asyncio.Task[None] | None = None
     outputs = contextlib.AsyncExitStack()
     try:
-        ready = await _read_json_line(proc.stdout, 120.0)
+        try:
+            ready = await _read_json_line(proc.stdout, 120.0)
+        except (RuntimeError, TimeoutError) as exc:
+            sys.stderr.write(f"liqmon: the local exchange did not start: {exc}\n")
+            return 1
         port = int(ready["port"])
         symbols: dict[Any, list[str]] = {}
-        for b in spec.books_for():
+        chosen = spec.books_for(tuple(assets), pegged=False) if assets else spec.books_for()
+        for b in chosen:
             symbols.setdefault(b.venue, []).append(b.symbol)
         with tempfile.TemporaryDirectory(prefix="liqmon-demo-") as tmp:
             demo_path = Path(tmp) / "demo.toml"
@@ -430,7 +482,7 @@ async def run_demo(
         )
         started = await _read_json_line(proc.stdout, 60.0)
         view.wall_start = float(started.get("wall_start", time.time()))
-        done_wait = asyncio.ensure_future(_read_json_line(proc.stdout, 1e9))
+        done_wait = asyncio.ensure_future(_follow(proc.stdout, view))
         stop_wait = asyncio.ensure_future(stop.wait())
         await asyncio.wait({done_wait, stop_wait, daemon_task}, return_when=asyncio.FIRST_COMPLETED)
         for task in (done_wait, stop_wait):

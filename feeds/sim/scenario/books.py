@@ -82,7 +82,7 @@ class BookGenerator:
         d = np.minimum(d, 1000.0)
         inner = self.c1 * (np.minimum(d, 200.0) / 100.0) ** self.gamma
         outer = self.c1 * 2.0**self.gamma * (np.maximum(d, 200.0) / 200.0) ** 0.4
-        return np.where(d <= 200.0, inner, outer)
+        return np.asarray(np.where(d <= 200.0, inner, outer), dtype=np.float64)
 
     def _columns(self, k0: int, k1: int) -> tuple[np.ndarray, ...]:
         p = self.path
@@ -173,9 +173,9 @@ class BookGenerator:
         last_b, last_a = pub_b[-1], qa[-1]
         keep = (last_b > 0) | (last_a > 0)
         self.prev_price = prices[keep]
-        self.prev_bid = np.stack([prices[keep], last_b[keep]])  # type: ignore[assignment]
-        self.prev_ask = np.stack([prices[keep], last_a[keep]])  # type: ignore[assignment]
-        self.base_bid = np.stack([prices[keep], qb[-1][keep]])  # type: ignore[assignment]
+        self.prev_bid = np.stack([prices[keep], last_b[keep]])
+        self.prev_ask = np.stack([prices[keep], last_a[keep]])
+        self.base_bid = np.stack([prices[keep], qb[-1][keep]])
         self.base_ask = self.prev_ask
         # diffs per side
         steps, sides, pxs, qtys = [], [], [], []
@@ -251,7 +251,7 @@ class BookGenerator:
         noise = np.exp(0.5 * self.rng.standard_normal(rows.size) - 0.125)
         mult = np.exp(eta * np.log(np.maximum(m[rows], 1e-6)))
         per_unit = px / self.scale * quote_usd[rows] / self.qty_scale
-        return np.rint(usd * noise * mult / per_unit).astype(np.int64)
+        return np.asarray(np.rint(usd * noise * mult / per_unit), dtype=np.int64)
 
     def _hold(
         self,
@@ -279,4 +279,4 @@ class BookGenerator:
         idx = np.where(touch, np.arange(t + 1)[:, None], 0)
         last = np.maximum.accumulate(idx, axis=0)[1:]
         held = np.take_along_axis(vals, last, axis=0)
-        return np.where(active, held, 0)
+        return np.asarray(np.where(active, held, 0), dtype=np.int64)

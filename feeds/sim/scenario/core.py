@@ -98,6 +98,8 @@ class Scenario:
         step_ms: int = 500,
         day: int = 0,
         books: list[BookSpec] | None = None,
+        timeline: float = 1.0,
+        swap_v1_v4: bool = False,
     ) -> None:
         if kind not in ("collapse", "calm"):
             raise ValueError(f"unknown scenario kind {kind!r} (collapse or calm)")
@@ -108,7 +110,14 @@ class Scenario:
         self.day = day
         self.books = books if books is not None else spec.books_for()
         self.paths: Paths = build_paths(
-            kind, seed, self.books, hours=hours, step_ms=step_ms, day=day
+            kind,
+            seed,
+            self.books,
+            hours=hours,
+            step_ms=step_ms,
+            day=day,
+            timeline=timeline,
+            swap_v1_v4=swap_v1_v4,
         )
         mids = [float(p.mid[0]) for p in self.paths.books]
         self.metadata = metadata_answers(self.books, mids)

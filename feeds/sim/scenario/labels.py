@@ -36,13 +36,14 @@ def _rolling_max(x: np.ndarray, window: int) -> np.ndarray:
     from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
 
     padded = np.concatenate([np.full(window - 1, x[0]), x])
-    return sliding_window_view(padded, window).max(axis=1)
+    return np.asarray(sliding_window_view(padded, window).max(axis=1), dtype=np.float64)
 
 
 def build_labels(
     sc: Scenario, depth_bid: np.ndarray, depth_ask: np.ndarray, windows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     p = sc.paths
+    minute = MINUTE_NS * sc.paths.timeline  # the collapse clock (stretched timelines)
     step_s = p.step_ns / 1e9
     t = p.t_ns
     calm_end = spec.T0_NS if sc.kind == "collapse" else int(t[-1]) + 1
@@ -72,8 +73,10 @@ def build_labels(
         kv = _first_run(total < 0.2 * base, int(30 / step_s))
         entry["t_v_ns"] = int(t[kv]) if kv is not None else None
         if sc.kind == "collapse":
-            lo = np.searchsorted(t, spec.T0_NS + 25 * MINUTE_NS)
-            hi = np.searchsorted(t, spec.T0_NS + (100 if b.peg is not None else 60) * MINUTE_NS)
+            lo = int(np.searchsorted(t, spec.T0_NS + int(25 * minute)))
+            hi = int(
+                np.searchsorted(t, spec.T0_NS + int((100 if b.peg is not None else 60) * minute))
+            )
         else:
             lo, hi = 0, len(t)
         lo = min(lo, len(t) - 1)
@@ -111,15 +114,15 @@ def build_labels(
         labels["phases"] = [
             {
                 "name": name,
-                "start_ns": max(int(t[0]), spec.T0_NS + int(s * MINUTE_NS)),
-                "end_ns": spec.T0_NS + int(e * MINUTE_NS),
+                "start_ns": max(int(t[0]), spec.T0_NS + int(s * minute)),
+                "end_ns": spec.T0_NS + int(e * minute),
             }
             for name, s, e in spec.PHASES
         ]
         troughs = {}
         for name, f in p.fair_usd.items():
-            lo = np.searchsorted(t, spec.T0_NS + 25 * MINUTE_NS)
-            hi = max(int(np.searchsorted(t, spec.T0_NS + 60 * MINUTE_NS)), lo + 1)
+            lo = int(np.searchsorted(t, spec.T0_NS + int(25 * minute)))
+            hi = max(int(np.searchsorted(t, spec.T0_NS + int(60 * minute))), lo + 1)
             lo = min(lo, len(t) - 1)
             troughs[name] = int(t[lo + int(np.argmin(f[lo:hi]))])
         labels["fair_trough_ns"] = troughs
@@ -129,14 +132,14 @@ def build_labels(
                 "venue": v.value,
                 "asset": a,
                 "trough": tr,
-                "trough_ns": spec.T0_NS + int(spec.DEPEG_TROUGH_MIN[a] * MINUTE_NS),
-                "start_ns": spec.T0_NS + 56 * MINUTE_NS,
-                "end_ns": spec.T0_NS + 96 * MINUTE_NS,
+                "trough_ns": spec.T0_NS + int(spec.DEPEG_TROUGH_MIN[a] * minute),
+                "start_ns": spec.T0_NS + int(56 * minute),
+                "end_ns": spec.T0_NS + int(96 * minute),
             }
             for (v, a), tr in spec.DEPEG_TROUGH.items()
         ]
         labels["expected_states"] = {
-            k: spec.T0_NS + int(v * MINUTE_NS) for k, v in spec.EXPECTED_STATES.items()
+            k: spec.T0_NS + int(v * minute) for k, v in spec.EXPECTED_STATES.items()
         }
     labels["second_ns"] = SECOND_NS
     return labels

@@ -15,7 +15,9 @@ book's mid here (the exchange's own rule), not the scenario's median formula.
 
 Run as a process: ``python -m feeds.sim.scenario.live --port P --speed S`` prints one JSON
 line ``{"ready": ..., "port": ..., "wall_start": ..., "scenario_start_ns": ..., "speed":
-...}`` once the books are ready and pacing starts, and ``{"done": true}`` at the end.
+...}`` once the books are ready, ``{"started": true, "wall_start": ...}`` when pacing starts,
+``{"t": <scenario ns>, "w": <wall s>}`` about every 0.1 s (where the exchange really is: it
+may lag the nominal speed on a busy machine), and ``{"done": true}`` at the end.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from feeds.sim.base import Change, ExchangeSim
 from feeds.sim.scenario import spec
+from feeds.sim.scenario.books import Chunk
 from feeds.sim.scenario.core import Scenario, _protocol, sim_book
 from feeds.sim.scenario.spec import MINUTE_NS
 from feeds.sim.scenario.writer import plan_faults
@@ -133,7 +136,7 @@ class LivePlayer:
                 if progress is not None:
                     progress(int(t_ns[k]))
 
-    def _chunk_stream(self):  # type: ignore[no-untyped-def]
+    def _chunk_stream(self) -> Iterator[tuple[int, int, list[list[Chunk]]]]:
         yield self._pending
         yield from self._chunks
 
@@ -171,8 +174,20 @@ class LivePlayer:
                 await self.sim.drop(venue)
 
 
+def _quiet_resets(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """A frame written to a client the exchange just dropped (the V4 disconnect) fails in
+    a task nobody awaits: that is the fault working, not an error worth a traceback."""
+    if isinstance(context.get("exception"), ConnectionResetError):
+        return
+    loop.default_exception_handler(context)
+
+
 async def _main(args: argparse.Namespace) -> None:
-    sc = Scenario(args.kind, args.seed, hours=args.hours, step_ms=args.step_ms)
+    asyncio.get_running_loop().set_exception_handler(_quiet_resets)
+    books = None
+    if args.assets:
+        books = spec.books_for(tuple(args.assets.split(",")), pegged="USDE" in args.assets)
+    sc = Scenario(args.kind, args.seed, hours=args.hours, step_ms=args.step_ms, books=books)
     player = LivePlayer(sc, args.speed, port=args.port)
     async with player.sim:
         player.wall_start = time.time()
@@ -188,7 +203,18 @@ async def _main(args: argparse.Namespace) -> None:
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
         await asyncio.sleep(args.lead_s)
-        play = asyncio.ensure_future(player.play())
+        last = [0.0]
+
+        def progress(now_ns: int) -> None:
+            # where the exchange is on the scenario clock (it may lag behind the nominal
+            # speed on a busy machine): the monitor's view maps its samples with these
+            wall = time.time()
+            if wall - last[0] >= 0.1:
+                last[0] = wall
+                sys.stdout.write(json.dumps({"t": now_ns, "w": wall}) + "\n")
+                sys.stdout.flush()
+
+        play = asyncio.ensure_future(player.play(progress))
         sys.stdout.write(json.dumps({"started": True, "wall_start": time.time()}) + "\n")
         sys.stdout.flush()
         await play
@@ -205,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="collapse", choices=["collapse", "calm"])
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--step-ms", type=int, default=500)
+    parser.add_argument("--assets", default="", help="comma-separated subset, e.g. BTC,ALT1")
     parser.add_argument("--lead-s", type=float, default=3.0)
     parser.add_argument("--linger-s", type=float, default=5.0)
     args = parser.parse_args(argv)

@@ -28,17 +28,17 @@ def rng_for(seed: int, *parts: str) -> np.random.Generator:
 
 
 def _lin(t: np.ndarray, t0: float, t1: float, v0: float, v1: float) -> np.ndarray:
-    return v0 + (v1 - v0) * np.clip((t - t0) / (t1 - t0), 0.0, 1.0)
+    return np.asarray(v0 + (v1 - v0) * np.clip((t - t0) / (t1 - t0), 0.0, 1.0), dtype=np.float64)
 
 
 def _smooth(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+    return np.asarray(x * x * (3.0 - 2.0 * x), dtype=np.float64)
 
 
 def _window(t: np.ndarray, start: float, end: float, ramp: float) -> np.ndarray:
     """1 inside [start, end], 0 outside, with smooth ramps of ``ramp`` (same units as t)."""
-    return _smooth((t - start + ramp) / ramp) * _smooth((end + ramp - t) / ramp)
+    return np.asarray(_smooth((t - start + ramp) / ramp) * _smooth((end + ramp - t) / ramp))
 
 
 def _ar1(
@@ -89,6 +89,7 @@ class Paths:
     usdt_usd: np.ndarray
     books: list[BookPath]
     events: list[dict[str, Any]]  # nuisance events (calm) / phases (collapse)
+    timeline: float = 1.0  # collapse phases stretched by this factor
 
 
 def _fair_paths(
@@ -149,7 +150,7 @@ def _stress(minutes: np.ndarray, venue: Venue, major: bool) -> tuple[np.ndarray,
 def _wick_shape(minutes: np.ndarray, centre: float, hold_min: float) -> np.ndarray:
     down = _smooth((minutes - (centre - 0.5)) / 0.5)
     up = 1.0 - _smooth((minutes - (centre + hold_min)) / 1.5)
-    return np.minimum(down, up)
+    return np.asarray(np.minimum(down, up), dtype=np.float64)
 
 
 def build_paths(
@@ -160,17 +161,24 @@ def build_paths(
     hours: float,
     step_ms: int = 500,
     day: int = 0,
+    timeline: float = 1.0,
+    swap_v1_v4: bool = False,
 ) -> Paths:
-    """The paths of a ``collapse`` scenario (ending at T0 + 100 min) or a ``calm`` day."""
+    """The paths of a ``collapse`` scenario (ending at T0 + 100 min) or a ``calm`` day.
+
+    Generalisation knobs (collapse): ``timeline`` stretches every phase, the crash, wicks
+    and depegs by that factor (the scenario then ends at T0 + 100 min x timeline);
+    ``swap_v1_v4`` makes V4 the venue hit hardest (V1's severity, wicks and slow
+    arbitrage) and V1 get V4's."""
     step_ns = step_ms * 1_000_000
     step_s = step_ms / 1000.0
     n = round(hours * 3600.0 / step_s) + 1
     collapse = kind == "collapse"
     if collapse:
-        end_ns = spec.T0_NS + 100 * MINUTE_NS
+        end_ns = spec.T0_NS + int(100 * timeline) * MINUTE_NS
         start_ns = end_ns - (n - 1) * step_ns
         t_ns = start_ns + np.arange(n, dtype=np.int64) * step_ns
-        minutes = (t_ns - spec.T0_NS) / MINUTE_NS
+        minutes = (t_ns - spec.T0_NS) / MINUTE_NS / timeline
     else:
         # calm days: 4 to 10 Oct 2025 (a Saturday and Sunday among them), day by day
         start_ns = spec.T0_NS - (20 * 60 + 40) * MINUTE_NS - (6 - day) * 1440 * MINUTE_NS
@@ -191,9 +199,12 @@ def build_paths(
     if nuisance is not None:
         events = nuisance["events"]
     out: list[BookPath] = []
+    swap = {spec.V1: spec.V4, spec.V4: spec.V1} if swap_v1_v4 else {}
     for b in books:
-        out.append(_book_path(b, seed, minutes, step_s, fair, usdt, collapse, nuisance))
-    return Paths(kind, seed, start_ns, step_ns, n, t_ns, minutes, fair, usdt, out, events)
+        out.append(_book_path(b, seed, minutes, step_s, fair, usdt, collapse, nuisance, swap))
+    paths = Paths(kind, seed, start_ns, step_ns, n, t_ns, minutes, fair, usdt, out, events)
+    paths.timeline = timeline
+    return paths
 
 
 def _book_path(
@@ -205,8 +216,10 @@ def _book_path(
     usdt: np.ndarray,
     collapse: bool,
     nuisance: dict[str, Any] | None,
+    swap: dict[Venue, Venue] | None = None,
 ) -> BookPath:
     n = len(minutes)
+    role = (swap or {}).get(b.venue, b.venue)  # whose part this venue plays in the collapse
     rng = rng_for(seed, b.venue.value, b.symbol, "mid")
     quote_usd = np.ones(n) if b.quote == "USD" else (usdt if b.quote == "USDT" else fair[b.quote])
     ones = np.ones(n)
@@ -221,7 +234,7 @@ def _book_path(
             dip = np.zeros(n)
             m, w, c = ones.copy(), ones.copy(), ones.copy()
             if collapse:
-                trough = spec.DEPEG_TROUGH.get((b.venue, b.base))
+                trough = spec.DEPEG_TROUGH.get((role, b.base))
                 if trough is not None:
                     centre = spec.DEPEG_TROUGH_MIN[b.base]
                     depth = 1.0 - trough
@@ -244,7 +257,7 @@ def _book_path(
         f = fair[b.base]
         sd = (0.3e-4 if a.major else 1e-4) * np.ones(n)
         phi = np.full(n, 0.5 ** (step_s / 0.5))
-        if collapse and b.venue == spec.V1:
+        if collapse and role == spec.V1:
             slow = (minutes >= 33.0) & (minutes < 38.0)  # arbitrage half-life 0.5 s -> 60 s
             phi = np.where(slow, 0.5 ** (step_s / 60.0), phi)
             sd = np.where(slow, sd * 5.0, sd)
@@ -256,20 +269,20 @@ def _book_path(
             )
         log_mid = np.log(f) - np.log(quote_usd) + basis + dev
         if collapse:
-            target = spec.WICK_TARGET.get((b.venue, b.base))
+            target = spec.WICK_TARGET.get((role, b.base))
             if target is not None:
                 if target < 1.0 and b.base == "ALT1":
                     target *= a.price_usd
                 k = int(np.argmin(np.abs(minutes - spec.CRASH_TROUGH_MIN)))
                 offset = np.log(target) - log_mid[k]
-                hold = 1.25 if (b.venue == spec.V2 and b.base == "SOL") else 0.75
+                hold = 1.25 if (role == spec.V2 and b.base == "SOL") else 0.75
                 log_mid = log_mid + min(offset, 0.0) * _wick_shape(
                     minutes, spec.CRASH_TROUGH_MIN, hold
                 )
         mid = np.exp(log_mid)
         mid_usd_true = f
         if collapse:
-            m, spread_mult, cancel = _stress(minutes, b.venue, a.major)
+            m, spread_mult, cancel = _stress(minutes, role, a.major)
             if b.venue in (spec.V3, spec.V4):
                 pass
         else:
@@ -405,7 +418,7 @@ def _apply_nuisance(path: BookPath, nuisance: dict[str, Any], minutes: np.ndarra
     b = path.spec
 
     def mins(ns: int) -> float:
-        return (ns - start_ns) / MINUTE_NS
+        return float((ns - start_ns) / MINUTE_NS)
 
     for ev in nuisance["events"]:
         s, e = mins(ev["start_ns"]), mins(ev["end_ns"])

@@ -256,6 +256,7 @@ class FaultPlan:
 def plan_faults(sc: Scenario) -> FaultPlan:
     n = sc.n_steps
     step_ns = sc.paths.step_ns
+    minute = MINUTE_NS * sc.paths.timeline  # the collapse clock (stretched timelines)
     t = sc.step_ns(np.arange(n))
     silent: dict[Venue, list[tuple[int, int]]] = {}
     dropped: set[tuple[int, int]] = set()
@@ -282,8 +283,8 @@ def plan_faults(sc: Scenario) -> FaultPlan:
     if sc.kind == "collapse":
         v1 = spec.V1
         lo, hi = spec.V1_LATENCY
-        a = step_at(spec.T0_NS + int(lo * MINUTE_NS))
-        b_ = step_at(spec.T0_NS + int(hi * MINUTE_NS))
+        a = step_at(spec.T0_NS + int(lo * minute))
+        b_ = step_at(spec.T0_NS + int(hi * minute))
         rng = rng_for(sc.seed, v1.value, "connection", "latency")
         lat = np.zeros(n)
         sigma = np.log(8.0 / 1.5) / 2.326
@@ -322,8 +323,8 @@ def plan_faults(sc: Scenario) -> FaultPlan:
             ("disconnect", spec.V4, spec.V4_DISCONNECT),
         ):
             ks, ke = (
-                step_at(spec.T0_NS + int(s * MINUTE_NS)),
-                step_at(spec.T0_NS + int(e * MINUTE_NS)),
+                step_at(spec.T0_NS + int(s * minute)),
+                step_at(spec.T0_NS + int(e * minute)),
             )
             silent.setdefault(venue, []).append((ks, ke))
             resync(venue, ke, 300_000_000)
