@@ -471,3 +471,30 @@ def alert_event_rows(sample: TickSample) -> list[tuple[Any, ...]]:
             )
         )
     return rows
+
+
+VENUE_HEALTH_COLUMNS: Final = ("ts", "venue", "event", "symbol", "detail")
+
+
+def book_state_events(
+    sample: TickSample, previous: dict[tuple[str, str], str]
+) -> list[tuple[Any, ...]]:
+    """``venue_health`` rows for books whose state changed since ``previous`` (updated in
+    place): ``book_stale``, ``book_syncing``, ``book_empty`` (thrown away after a gap),
+    ``book_live`` (back), with ``{"from", "to"}``. A book's first state is recorded, not
+    reported."""
+    rows: list[tuple[Any, ...]] = []
+    when: dt.datetime | None = None
+    states = sample.book_state
+    for i in np.flatnonzero(sample.changed).tolist():
+        ident = sample.books[i]
+        key = (ident.venue, ident.symbol)
+        state = STATE_NAMES[int(states[i])]
+        before = previous.get(key)
+        previous[key] = state
+        if before is None or before == state:
+            continue
+        when = when or timestamp(sample.ts_ns)
+        detail = _encode_json({"from": before, "to": state}).decode()
+        rows.append((when, ident.venue, f"book_{state}", ident.symbol, detail))
+    return rows

@@ -50,10 +50,12 @@ from monitor.store.rows import (
     BOOK_SNAPSHOT_COLUMNS,
     FX_RATES_COLUMNS,
     SCORE_SAMPLES_COLUMNS,
+    VENUE_HEALTH_COLUMNS,
     alert_event_rows,
     asset_metric_rows,
     book_metric_rows,
     book_snapshot_rows,
+    book_state_events,
     fx_rate_rows,
     score_sample_rows,
 )
@@ -67,7 +69,7 @@ TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "fx_rates": FX_RATES_COLUMNS,
     "score_samples": SCORE_SAMPLES_COLUMNS,
     "alert_events": ALERT_EVENTS_COLUMNS,
-    "venue_health": ("ts", "venue", "event", "symbol", "detail"),
+    "venue_health": VENUE_HEALTH_COLUMNS,
 }
 SPILL_NAME: Final = "store.spill"
 STAGING_AFTER_CONFLICT: Final = 8  # batches sent through staging after one met stored rows
@@ -285,6 +287,7 @@ class StoreWriter:
         self._last_retention = 0.0
         self._staging_batches = 0
         self._fx_written: dict[str, tuple[Any, Any]] = {}
+        self._book_states: dict[tuple[str, str], str] = {}
 
     @classmethod
     def for_dsn(cls, dsn: str, spill_dir: Path, policy: WriterPolicy | None = None) -> StoreWriter:
@@ -299,8 +302,9 @@ class StoreWriter:
 
     async def write(self, sample: TickSample) -> None:
         """Queue what the sample adds to the history (never waits on the database): the
-        changed books, and once the analytics have run, the assets metrics-out writes, the
-        FX rates that moved, the market and asset scores, and the score state changes."""
+        changed books, their state changes (venue health), and once the analytics have
+        run, the assets metrics-out writes, the FX rates that moved, the market and asset
+        scores, and the score state changes."""
         rows = book_metric_rows(sample)
         if rows:
             self.add("book_metrics", rows)
@@ -323,6 +327,9 @@ class StoreWriter:
         events = alert_event_rows(sample)
         if events:
             self.add("alert_events", events)
+        health = book_state_events(sample, self._book_states)
+        if health:
+            self.add("venue_health", health)
         if self.counters.buffered >= self.policy.batch_rows:
             await asyncio.sleep(0)  # a replay never waits otherwise: let the writer send
 
@@ -495,6 +502,8 @@ class StoreWriter:
         total = 0
         end = self.spill.offset
         for table, rows, after in self.spill.frames(self.policy.batch_rows):
+            if total and total + len(rows) > self.policy.batch_rows:
+                break  # a batch never exceeds batch_rows (one frame alone may)
             batch.setdefault(table, []).extend(tuple(r) for r in rows)
             total += len(rows)
             end = after
