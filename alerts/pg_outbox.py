@@ -164,6 +164,10 @@ class PgOutbox:
         next_ns = next_attempt_ns or delivery.next_attempt_ns
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
+            # an attempt's record need not wait for the disk: lost in a crash, the delivery
+            # is pending again and re-sent with the same Idempotency-Key (receivers dedupe);
+            # the events and deliveries themselves (store) are committed durably
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
             await conn.execute(
                 "INSERT INTO alert_delivery_attempts (outbox_id, attempted_at, status_code, error,"
                 " retry_after_s, number, outcome, elapsed_s) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",

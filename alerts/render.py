@@ -40,10 +40,10 @@ def iso(ts_ns: int | None) -> str | None:
 def links(alert_id: str, base_url: str) -> dict[str, str]:
     base = base_url.rstrip("/")
     return {
-        "alert": f"{base}/api/alerts/{alert_id}",
-        "history": f"{base}/api/alerts?alert_id={alert_id}",
-        "evidence": f"{base}/api/alerts/{alert_id}/evidence",
-        "deliveries": f"{base}/api/alerts/{alert_id}/deliveries",
+        "alert": f"{base}/api/v1/alerts/{alert_id}",
+        "history": f"{base}/api/v1/alerts?alert_id={alert_id}",
+        "evidence": f"{base}/api/v1/alerts/{alert_id}/evidence",
+        "deliveries": f"{base}/api/v1/alerts/{alert_id}/deliveries",
     }
 
 

@@ -122,6 +122,41 @@ async def list_alerts(request: web.Request) -> web.Response:
     return _json({"alerts": page, "next_cursor": following})
 
 
+async def alert_deliveries(request: web.Request) -> web.Response:
+    """The delivery log of an alert: each delivery (subscription), its status, its attempts."""
+    from alerts.render import iso  # noqa: PLC0415
+
+    outbox = _sink(request).outbox
+    alert_id = request.match_info["alert_id"]
+    # evaluation without delivery (no outbox): nothing was sent, the log is empty
+    log = [] if outbox is None else await outbox.attempts(alert_id)
+    return _json(
+        {
+            "alert_id": alert_id,
+            "deliveries": [
+                {
+                    "subscription": d.subscription,
+                    "channel": d.channel.value,
+                    "notification_id": d.notification_id,
+                    "status": status.value,
+                    "attempts": [
+                        {
+                            "number": a.number,
+                            "at": iso(a.ts_ns),
+                            "outcome": a.outcome.value,
+                            "status_code": a.status_code,
+                            "error": a.error,
+                            "retry_after_s": a.retry_after_s,
+                        }
+                        for a in attempts
+                    ],
+                }
+                for d, status, attempts in log
+            ],
+        }
+    )
+
+
 class AckIn(msgspec.Struct, forbid_unknown_fields=True):
     by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
@@ -209,6 +244,9 @@ def alert_routes(max_limit: int) -> Sequence[Route]:
         Route("POST", f"{API}/alerts/{{alert_id}}/ack", ack_alert,
               "Acknowledge a firing alert (no more repeats)", schemas.AlertOut, (alert_id,),
               tag="alerts", write=True, errors=(*errors, 409), request=AckIn),
+        Route("GET", f"{API}/alerts/{{alert_id}}/deliveries", alert_deliveries,
+              "The delivery log of an alert (every delivery and attempt)", schemas.DeliveryLog,
+              (alert_id,), tag="alerts", errors=(400, 401, 503)),
         Route("GET", f"{API}/silences", list_silences, "Silences", schemas.SilenceList,
               (limit, P_CURSOR), tag="alerts", errors=(400, 503)),
         Route("POST", f"{API}/silences", add_silence,

@@ -316,6 +316,28 @@ class AlertList(Struct):
     next_cursor: str | None
 
 
+class DeliveryAttemptOut(Struct):
+    number: int
+    at: str | None
+    outcome: str  # sent | retry | failed
+    status_code: int | None
+    error: str | None
+    retry_after_s: float | None
+
+
+class DeliveryOut(Struct):
+    subscription: str
+    channel: str  # webhook | telegram
+    notification_id: str
+    status: str  # pending | sent | failed
+    attempts: list[DeliveryAttemptOut]
+
+
+class DeliveryLog(Struct):
+    alert_id: str
+    deliveries: list[DeliveryOut]
+
+
 class SilenceOut(Struct):
     id: str
     matchers: dict[str, str]

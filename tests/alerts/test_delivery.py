@@ -149,7 +149,7 @@ async def test_webhook_is_signed_keyed_and_carries_the_documented_body(
     assert body["severity"] == "warning" and body["value"] == 5000.0
     assert body["scope"] == {"venue": "binance", "symbol": "C0USDT", "asset": "C0"}
     assert body["starts_at"].endswith("Z") and body["ends_at"] is None
-    assert body["links"]["evidence"].endswith(f"/api/alerts/{body['id']}/evidence")
+    assert body["links"]["evidence"].endswith(f"/api/v1/alerts/{body['id']}/evidence")
     (delivery, status, attempts) = (await outbox.attempts(body["id"]))[0]
     assert status is DeliveryStatus.SENT and [a.outcome for a in attempts] == [Outcome.SENT]
     assert receiver.keys == [delivery.idempotency_key]

@@ -42,6 +42,10 @@ async def test_alerts_ack_silences_and_push(stack: Stack) -> None:
     async with http.post(ack, json={"by": "ops"}, headers=GOOD) as r:
         body = await r.json()
         assert r.status == 200 and body["acknowledged_by"] == "ops", body
+    # the delivery log (this stack has no subscription: nothing was routed)
+    async with http.get(f"{url}/api/v1/alerts/{target}/deliveries") as r:
+        log = await r.json()
+        assert r.status == 200 and log == {"alert_id": target, "deliveries": []}, log
     async with http.post(f"{url}/api/v1/alerts/nope/ack", json={"by": "ops"}, headers=GOOD) as r:
         assert r.status == 404 and (await r.json())["error"]["parameter"] == "alert_id"
     async with http.post(ack, json={"who": "ops"}, headers=GOOD) as r:
