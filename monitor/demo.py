@@ -61,6 +61,7 @@ _TIME_KEYS = (
     "resync_quiet_s",
     "baseline_fast_s",
     "min_dwell_s",
+    "display_half_life_s",
 )
 _TIME_LISTS = ("enter_s", "exit_s")
 
