@@ -244,10 +244,51 @@ def main() -> None:
         sub = real_dir / rec.name.split(".")[0]
         sub.mkdir(exist_ok=True)
         results["real"].append(real_result(rec, sub))
+    print(markdown(results))
     out = HERE / "results" / "eval_score.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+
+
+def _m(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README tables: leads (minutes before the trough; negative = after), false alarms."""
+    lines = ["| run | variant | market WATCH / WARNING / CRITICAL | ALT1 WARNING | books WARNING >= 2 min "
+             "before their trough | median / p10 lead | market NORMAL after 90 % depth |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results["collapse"] + results["general"]:
+        m = r.get("market", {})
+        alt = r.get("asset:ALT1", r.get("asset:XRP", {}))
+        b = r["books"]
+        lines.append(
+            f"| seed {r['seed']} | {r['variant']} | {_m(m.get('WATCH'))} / {_m(m.get('WARNING'))} / "
+            f"{_m(m.get('CRITICAL'))} | {_m(alt.get('WARNING'))} | {b['warning_recall_2min']} of "
+            f"{b['n']} | {_m(b['warning_lead_median_min'])} / {_m(b['warning_lead_p10_min'])} | "
+            f"{_m(m.get('normal_after_recovery_min'))} |"
+        )
+    lines += ["", "| calm day | variant | book-days | false WATCH / WARNING / CRITICAL | "
+              "alarms in the vacuum-without-crash window | market WARNINGs |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results["calm"]:
+        f, v = r["false"], r["vacuum_window_alarms"]
+        lines.append(
+            f"| {r['day']} | {r['variant']} | {r['book_days']} | {f['WATCH']} / {f['WARNING']} / "
+            f"{f['CRITICAL']} | {v['WATCH']} / {v['WARNING']} / {v['CRITICAL']} | "
+            f"{r['market_warnings']} |"
+        )
+    lines += [
+        "",
+        "| real recording | books | WATCH / WARNING / CRITICAL entries |",
+        "|---|---|---|",
+    ]
+    for r in results["real"]:
+        e = r["entries"]
+        lines.append(
+            f"| {r['recording']} | {r['books']} | {e['WATCH']} / {e['WARNING']} / {e['CRITICAL']} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
