@@ -122,6 +122,7 @@ async def run_with_api(
         if writer is not None:
             snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
             daemon_sinks.append(snapshots)
+            alert_sink.listeners.append(_evidence_on_fire(snapshots))
         server = ApiServer(build_app(ctx, routes), settings.api.host_port)
         try:
             await server.__aenter__()
@@ -147,6 +148,17 @@ async def run_with_api(
             )
         finally:
             await server.__aexit__(None, None, None)
+
+
+def _evidence_on_fire(snapshots: Any) -> Callable[[list[Any]], None]:
+    """An alert sink listener: every firing alert takes book snapshots around it."""
+
+    def listen(events: list[Any]) -> None:
+        for e in events:
+            if e.state.value == "firing":
+                snapshots.request_evidence(e.scope.venue, e.scope.symbol, e.scope.asset)
+
+    return listen
 
 
 def _no_books(depth: int) -> list[dict[str, Any]]:

@@ -309,6 +309,8 @@ class SnapshotSink:
         self._next_ring_ns = 0
         self._ring: deque[tuple[int, list[dict[str, Any]]]] = deque()
         self._until: dict[tuple[str, str], int] = {}  # book -> end of its evidence window
+        # alert rules that fired since the last tick: (venue, symbol, asset), "" = any
+        self._requested: list[tuple[str, str, str]] = []
         self._written: set[tuple[str, str, int]] = set()  # (venue, symbol, ts) stored
 
     @classmethod
@@ -325,9 +327,23 @@ class SnapshotSink:
             evidence_every_s=db.evidence_every_s,
         )
 
+    def request_evidence(self, venue: str, symbol: str, asset: str) -> None:
+        """An alert fired on this scope (the alert sink's listener): the next tick takes
+        evidence as for a score state change (the window before it from memory)."""
+        self._requested.append((venue, symbol, asset))
+
     def _scope(self, sample: TickSample) -> set[tuple[str, str]]:
-        """Books named by this tick's score events (a market-wide event names none)."""
+        """Books named by this tick's score events (a market-wide event names none) and
+        by the alerts that fired since the last tick."""
         keys: set[tuple[str, str]] = set()
+        requested, self._requested = self._requested, []
+        for venue, symbol, asset in requested:
+            if venue and symbol:
+                keys.add((venue, symbol))
+            elif asset:
+                keys.update((b.venue, b.symbol) for b in sample.books if b.base == asset)
+            elif venue:
+                keys.update((b.venue, b.symbol) for b in sample.books if b.venue == venue)
         for event in sample.events:
             if event.venue is not None and event.symbol is not None:
                 keys.add((event.venue, event.symbol))
