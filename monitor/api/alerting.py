@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from monitor.api.live import LiveState
 
 API = "/api/v1"
+ALERT_STATES = ("active", "firing", "pending", "resolved")
 MATCHER_FIELDS = ("rule", "severity", "category", "venue", "symbol", "asset", "instrument")
 
 
@@ -80,7 +81,7 @@ def _alert(a: Alert) -> dict[str, Any]:
         "id": a.id,
         "rule": a.rule.name,
         "state": a.state.value,
-        "severity": str(a.severity),
+        "severity": a.rule.severity,  # the name (a.severity is the ordered level)
         "venue": a.scope.venue or None,
         "symbol": a.scope.symbol or None,
         "asset": a.scope.asset or None,
@@ -89,6 +90,8 @@ def _alert(a: Alert) -> dict[str, Any]:
         "firing_since": t(a.firing_since_ns),
         "acknowledged_by": a.acknowledged_by,
         "acknowledged_at": t(a.acknowledged_at_ns),
+        "resolved_at": t(a.resolved_at_ns),
+        "stale": a.stale,
     }
 
 
@@ -113,10 +116,17 @@ def _page(items: list[Any], query: Query) -> tuple[list[Any], str | None]:
 
 async def list_alerts(request: web.Request) -> web.Response:
     query = Query(request, {"state", "limit", "cursor"})
-    state = query.choice("state", ("active", "firing", "pending"), "active")
+    state = query.choice("state", ALERT_STATES, "active")
     engine = _sink(request).engine
-    alerts = {"firing": engine.firing, "pending": engine.pending}.get(state)
-    chosen = alerts() if alerts is not None else [*engine.firing(), *engine.pending()]
+    chosen: list[Alert]
+    if state == "firing":
+        chosen = engine.firing()
+    elif state == "pending":
+        chosen = engine.pending()
+    elif state == "resolved":
+        chosen = list(engine.resolved)  # the most recent, kept in memory
+    else:
+        chosen = [*engine.firing(), *engine.pending()]
     chosen.sort(key=lambda a: (a.pending_since_ns, a.id))
     page, following = _page([_alert(a) for a in chosen], query)
     return _json({"alerts": page, "next_cursor": following})
@@ -236,10 +246,11 @@ def alert_routes(max_limit: int) -> Sequence[Route]:
     silence_id = Param("silence_id", {"type": "string", "minLength": 1}, "silence id", where="path")
     errors = (400, 401, 404, 503)
     return [
-        Route("GET", f"{API}/alerts", list_alerts, "Active alerts (firing, pending)",
+        Route("GET", f"{API}/alerts", list_alerts, "Alerts: active, or recently resolved",
               schemas.AlertList,
-              (Param("state", {"type": "string", "enum": ["active", "firing", "pending"]},
-                     "which alerts (default active: both)"), limit, P_CURSOR),
+              (Param("state", {"type": "string", "enum": [*ALERT_STATES]},
+                     "which alerts (default active: firing and pending; resolved: the "
+                     "latest)"), limit, P_CURSOR),
               tag="alerts", errors=(400, 503)),
         Route("POST", f"{API}/alerts/{{alert_id}}/ack", ack_alert,
               "Acknowledge a firing alert (no more repeats)", schemas.AlertOut, (alert_id,),

@@ -309,6 +309,8 @@ class AlertOut(Struct):
     firing_since: str | None
     acknowledged_by: str | None
     acknowledged_at: str | None
+    resolved_at: str | None = None
+    stale: bool = False  # no fresh data: the alert is held as it was
 
 
 class AlertList(Struct):

@@ -42,6 +42,12 @@ async def test_alerts_ack_silences_and_push(stack: Stack) -> None:
     async with http.post(ack, json={"by": "ops"}, headers=GOOD) as r:
         body = await r.json()
         assert r.status == 200 and body["acknowledged_by"] == "ops", body
+    async with http.get(f"{url}/api/v1/alerts", params={"state": "resolved"}) as r:
+        resolved = (await r.json())["alerts"]
+        assert r.status == 200 and all(
+            a["state"] == "resolved" and a["resolved_at"] for a in resolved
+        )
+    assert all(a["severity"] in ("info", "warning", "critical") for a in alerts)
     # the delivery log (this stack has no subscription: nothing was routed)
     async with http.get(f"{url}/api/v1/alerts/{target}/deliveries") as r:
         log = await r.json()
