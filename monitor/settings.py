@@ -53,6 +53,10 @@ _PATTERN_MEANINGS: Final = {
 }
 
 
+DEFAULT_DATA_DIR: Final = "~/.liqmon"
+ROOT_DATA_DIR: Final = "/var/lib/liqmon"
+
+
 class MonitorSettings(Struct, frozen=True, forbid_unknown_fields=True):
     """The daemon itself: tick, book size, data directory, logging."""
 
@@ -64,7 +68,13 @@ class MonitorSettings(Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def data_path(self) -> Path:
-        """`data_dir` with ``~`` expanded."""
+        """`data_dir` with ``~`` expanded.
+
+        Run as root, the default ``~/.liqmon`` becomes ``/var/lib/liqmon``: the embedded
+        PostgreSQL then runs as a system user that cannot enter root's home (mode 0700).
+        """
+        if self.data_dir == DEFAULT_DATA_DIR and hasattr(os, "geteuid") and os.geteuid() == 0:
+            return Path(ROOT_DATA_DIR)
         return Path(self.data_dir).expanduser()
 
 

@@ -91,7 +91,7 @@ class StatusSink:
             stale = int(sample.stale.sum())
             live = int(sample.valid.sum())
             lines.append(
-                f"{clock}  {n} books: {live} live, {stale} stale, {n - live - stale} resyncing"
+                f"{clock}  {n} books: {live} live, {stale} stale, {n - live - stale} not synced"
             )
         lines.append(
             f"{'venue':<16} {'books':>7} {'msg/s':>8} {'gaps':>5} {'resyncs':>8} {'reconnects':>11}"

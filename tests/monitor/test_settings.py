@@ -38,7 +38,7 @@ class TestDefaults:
 
         assert settings.monitor.tick_ms == 1000
         assert settings.monitor.book_capacity == 2048
-        assert settings.monitor.data_path == Path("~/.liqmon").expanduser()
+        assert settings.monitor.data_dir == "~/.liqmon"  # data_path: see the root test below
         assert settings.monitor.log_level is LogLevel.INFO
         assert settings.monitor.log_format is LogFormat.AUTO
         assert settings.metrics.depth_bands_pct == (0.1, 0.5, 1.0, 2.0)
@@ -433,3 +433,18 @@ class TestSemanticChecks:
 
         assert error.key == "fx.usd_stables[1]"
         assert "upper-case currency code" in error.problem
+
+
+def test_the_default_data_dir_of_root_is_var_lib_liqmon_and_an_explicit_one_is_kept() -> None:
+    """The embedded PostgreSQL runs as a system user that cannot enter /root (0700)."""
+    import os  # noqa: PLC0415
+
+    from monitor.settings import ROOT_DATA_DIR, load_settings  # noqa: PLC0415
+
+    default = load_settings([], env={}).monitor
+    explicit = load_settings([], env={"LIQMON_MONITOR__DATA_DIR": "/tmp/x"}).monitor
+    if os.geteuid() == 0:
+        assert str(default.data_path) == ROOT_DATA_DIR
+    else:
+        assert default.data_path == Path("~/.liqmon").expanduser()
+    assert str(explicit.data_path) == "/tmp/x"

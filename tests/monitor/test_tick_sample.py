@@ -204,7 +204,7 @@ class TestStatus:
         }
         text = status.render(health, now_ns=last)
         lines = text.splitlines()
-        assert "4 books: 4 live, 0 stale, 0 resyncing" in lines[0]
+        assert "4 books: 4 live, 0 stale, 0 not synced" in lines[0]
         venue_line = next(line for line in lines if line.startswith("binance"))
         assert venue_line.split()[1:6] == ["4/4", "0.0", "0", "1", "1"]
         assert "thinnest" in text and "100% of recent" in text
