@@ -14,7 +14,7 @@ from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
 from monitor.replay import areplay
-from tests.e2e.harness import book_matches, exchange, write_settings
+from tests.e2e.harness import book_matches, exchange, until, write_settings
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,12 @@ async def test_a_recorded_stream_venue_replays_to_the_exchange_books(
             await asyncio.sleep(0.005)
             if frames > 60:
                 break
-        await asyncio.sleep(0.3)
+        # every frame the exchange wrote has been recorded (no sleep: wait for the count)
+        await until(
+            lambda: all(c.queue.empty() for c in sim.connections)
+            and frames >= sum(c.sent for c in sim.connections if c.venue == venue),
+            timeout_s=10.0,
+        )
         stop.set()
         await asyncio.wait_for(task, 10)
         kinds = {r.kind for r in iter_recording(out)}
