@@ -186,6 +186,20 @@ class Silence:
         return all(fnmatch.fnmatchcase(alert.field_value(k), v) for k, v in self.matchers.items())
 
 
+@dataclass(frozen=True, slots=True)
+class RestoredAlert:
+    """A firing alert of a previous run (from the outbox's database), adopted by the first
+    matching series so that a restart neither fires it again nor loses its resolved."""
+
+    alert_id: str
+    rule: str
+    venue: str
+    symbol: str
+    asset: str
+    firing_since_ns: int
+    notified: bool  # its firing notification was stored for delivery
+
+
 @dataclass(slots=True)
 class _Group:
     key: tuple[str, ...]
@@ -220,7 +234,14 @@ class Engine:
         self._baselines: dict[tuple[str, Scope], Baseline] = {}
         self._matches: dict[tuple[str, Scope], bool] = {}
         self._groups: dict[tuple[str, ...], _Group] = {}
+        self._restored: dict[tuple[str, str, str, str], RestoredAlert] = {}
         self.now_ns = 0
+
+    def restore(self, alerts: Sequence[RestoredAlert]) -> None:
+        """Firing alerts of a previous run: each is taken over (same id, still firing, not
+        notified again) by the first series of its rule and scope that has data."""
+        for a in alerts:
+            self._restored[(a.rule, a.venue, a.symbol, a.asset)] = a
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -257,6 +278,8 @@ class Engine:
     ) -> None:
         key = (rule.name, scope)
         alert = self.active.get(key)
+        if alert is None and self._restored:
+            alert = self._adopt(rule, scope)
         compared = value
         baseline_mean: float | None = None
         if rule.is_change and value is not None:
@@ -308,6 +331,25 @@ class Engine:
             alert.cleared_since_ns = ts
         if ts - alert.cleared_since_ns >= rule.keep_firing_for_s * 1e9:
             self._resolve(alert, ts, events)
+
+    def _adopt(self, rule: RuleSpec, scope: Scope) -> Alert | None:
+        old = self._restored.pop((rule.name, scope.venue, scope.symbol, scope.asset), None)
+        if old is None or rule.is_change:
+            # a change rule's baseline is not kept across runs: its alert starts afresh
+            # rather than be judged against a baseline learnt from the collapse itself
+            return None
+        alert = Alert(
+            id=old.alert_id,
+            rule=rule,
+            scope=scope,
+            state=AlertState.FIRING,
+            pending_since_ns=old.firing_since_ns,
+            firing_since_ns=old.firing_since_ns,
+            notified_firing=old.notified,
+        )
+        self.active[(rule.name, scope)] = alert
+        self._group_of(alert).alerts[alert.id] = alert
+        return alert
 
     @staticmethod
     def _update(

@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from alerts.channels.base import Delivery
-from alerts.engine import AlertEvent
+from alerts.engine import AlertEvent, RestoredAlert
 from alerts.outbox import Attempt, DeliveryStatus, Outcome
 from alerts.subscriptions import Channel
 
@@ -225,6 +225,34 @@ class PgOutbox:
                 )
             )
         return out
+
+    async def firing_alerts(self, days: float = 30.0) -> list[RestoredAlert]:
+        """The rule alerts whose last stored event is "firing" (a previous run's), with
+        whether their firing notification went into the outbox."""
+        pool = await self._get_pool()
+        rows = await pool.fetch(
+            "SELECT e.alert_id, e.rule, e.state, e.venue, e.symbol, e.asset, e.ts,"
+            " EXISTS (SELECT 1 FROM alert_outbox o"
+            "         WHERE o.notification_id = e.alert_id || ':firing') AS notified"
+            " FROM (SELECT DISTINCT ON (alert_id) alert_id, rule, state, venue, symbol, asset, ts"
+            "       FROM alert_events WHERE kind = 'rule' AND alert_id IS NOT NULL"
+            "       AND ts > now() - make_interval(secs => $1)"
+            "       ORDER BY alert_id, ts DESC, id DESC) e"
+            " WHERE e.state = 'firing'",
+            days * 86400.0,
+        )
+        return [
+            RestoredAlert(
+                r["alert_id"],
+                r["rule"],
+                r["venue"],
+                r["symbol"],
+                r["asset"],
+                int(r["ts"].timestamp() * 1e9),
+                bool(r["notified"]),
+            )
+            for r in rows
+        ]
 
     async def status_counts(self) -> dict[DeliveryStatus, int]:
         pool = await self._get_pool()

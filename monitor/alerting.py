@@ -293,6 +293,12 @@ async def alert_delivery(
         wake=dispatcher.wake,
     )
     sink.dispatcher = dispatcher
+    if isinstance(box, PgOutbox):
+        # a restart takes over the alerts still firing: not fired (nor sent) again
+        try:
+            sink.engine.restore(await box.firing_alerts())
+        except Exception as exc:
+            log.warning("alerts.restore_unavailable", error=str(exc)[:200])
     task = asyncio.create_task(dispatcher.run(), name="alerts:dispatcher")
     try:
         yield sink

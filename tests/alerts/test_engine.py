@@ -341,3 +341,31 @@ def test_alerts_out_record_shape() -> None:
     assert rec["scope"] == {"venue": "binance", "symbol": "BTCUSDT", "asset": "BTC"}
     assert rec["value"] == 20.0 and rec["severity"] == "warning" and rec["rule"] == "spread"
     assert set(rec) >= {"ts", "kind", "state", "severity", "scope", "value", "components"}
+
+
+def test_a_restart_takes_over_firing_alerts_without_firing_them_again() -> None:
+    from alerts.engine import RestoredAlert  # noqa: PLC0415
+
+    first = Engine([rule()], NOW_GROUPING)
+    sent = run(first, [(0, 20.0)])
+    (alert,) = first.firing()
+    # a new process: the alert is read back from the database
+    second = Engine([rule()], NOW_GROUPING)
+    second.restore([RestoredAlert(alert.id, "spread", "binance", "BTCUSDT", "BTC", 0, True)])
+    again = run(second, [(5, 20.0), (6, 25.0)])
+    assert again.states == [] and again.sent == []  # still firing: nothing new
+    (held,) = second.firing()
+    assert held.id == alert.id
+    done = run(second, [(7, 1.0)])
+    assert done.states == [(7, "resolved")] and done.sent == [(7, "resolved")]
+    assert done.notes[0].event.alert_id == sent.notes[0].event.alert_id
+
+
+def test_a_restored_alert_never_notified_is_notified_once() -> None:
+    from alerts.engine import RestoredAlert  # noqa: PLC0415
+
+    engine = Engine([rule()], NOW_GROUPING)
+    engine.restore([RestoredAlert("a1", "spread", "binance", "BTCUSDT", "BTC", 0, False)])
+    out = run(engine, [(1, 20.0), (2, 20.0)])
+    assert out.states == [] and out.sent == [(1, "firing")]
+    assert out.notes[0].event.alert_id == "a1"

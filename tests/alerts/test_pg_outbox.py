@@ -194,3 +194,26 @@ async def wait_until_async(predicate, timeout_s: float = 10.0) -> None:  # type:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         await asyncio.sleep(0.05)
+
+
+async def test_a_restarted_engine_takes_over_firing_alerts_from_the_database(db_dsn: str) -> None:
+    """The daemon killed and started again: alerts still firing are not fired (nor sent)
+    twice; their resolved goes out under the same id."""
+    await migrated(db_dsn)
+    subs = [webhook_sub("http://127.0.0.1:9/hook")]
+    policy = GroupingPolicy(group_wait_s=0, group_interval_s=0)
+    outbox = PgOutbox(db_dsn)
+    now = time.time_ns()
+    before = AlertEngineSink(RuleRunner([RULE], policy), subs, outbox)
+    await before.process(tick(now, {0: 5000.0, 1: 5000.0}))
+    fired = {d.alert_id for d in before.last_deliveries}
+    assert len(fired) == 2
+    after = AlertEngineSink(RuleRunner([RULE], policy), subs, outbox)  # a new process
+    after.engine.restore(await outbox.firing_alerts())
+    await after.process(tick(now + 10**9, {0: 5000.0, 1: 5000.0}))
+    assert after.last_deliveries == [] and after.engine.pending() == []
+    await after.process(tick(now + 2 * 10**9, {0: 500_000.0, 1: 5000.0}))
+    (resolved,) = after.last_deliveries
+    assert resolved.notification_id.endswith(":resolved") and resolved.alert_id in fired
+    assert {a.id for a in after.engine.firing()} == fired - {resolved.alert_id}
+    await outbox.close()
