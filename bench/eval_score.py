@@ -82,6 +82,8 @@ def entries(events: list[dict[str, Any]]) -> dict[str, list[tuple[int, int, int]
     """Per scope: (ts ns, level, previous level) of every state change."""
     out: dict[str, list[tuple[int, int, int]]] = {}
     for e in events:
+        if e.get("kind") != "score":  # alert rule events share the file
+            continue
         prev = LEVEL.get(e.get("previous", "normal"), 0)
         out.setdefault(scope_key(e), []).append((round(e["ts"] * 1e9), LEVEL[e["state"]], prev))
     return out
