@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import html
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -374,3 +375,16 @@ def test_signature_matches_an_independent_hmac() -> None:
 
     body = b'{"a":1}'
     assert signature(b"k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+async def test_per_chat_rate_limit_spaces_telegram_messages(telegram: TelegramStandIn) -> None:
+    outbox = MemoryOutbox()
+    notes = notifications(4)
+    await outbox.store([], deliveries_for(notes, [telegram_sub()]))
+    policy = DispatchPolicy(rate_per_s=1000, target_rate_per_s=5.0, poll_s=0.05)
+    sender = TelegramSender(api_url=telegram.base_url, env=ENV)
+    async with running(Dispatcher(outbox, {Channel.TELEGRAM: sender}, policy)):
+        await wait_until(lambda: len(telegram.messages) == 4)
+    times = [t for t, _ in telegram.requests]
+    gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.18, gaps  # 5 per second for one chat
