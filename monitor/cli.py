@@ -201,6 +201,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from monitor.alerting import add_subscriptions_parser  # noqa: PLC0415
 
     add_subscriptions_parser(sub, _add_config, add_data_dir)
+    from monitor.api.tokens import add_token_parser  # noqa: PLC0415
+
+    add_token_parser(sub, _add_config)
     scenario = sub.add_parser(
         "scenario",
         help="write a deterministic scenario (the 10/11 collapse, or a calm day) as a "
@@ -551,6 +554,11 @@ def _main(argv: Sequence[str] | None) -> int:
         from monitor.alerting import run_subscriptions  # noqa: PLC0415
 
         return run_subscriptions(args, settings)
+    if args.command == "token":
+        from monitor.api.tokens import run_token  # noqa: PLC0415
+        from monitor.store.command import data_dir  # noqa: PLC0415
+
+        return run_token(args, settings, data_dir(settings, args.data_dir))
     if args.command == "query":
         from monitor.store.command import run_query  # noqa: PLC0415
 

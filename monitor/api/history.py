@@ -65,6 +65,17 @@ class HistorySource:
             self._known_at = now
         return self._known
 
+    async def token_valid(self, digest: str) -> bool:
+        """A stored, unrevoked token with this SHA-256 (the auth's database lookup)."""
+        try:
+            found = await self.pool.fetchval(
+                "SELECT 1 FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+                digest,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False  # the database away: only the environment's tokens work
+        return found is not None
+
     async def ping(self) -> tuple[bool, str]:
         try:
             await self.pool.fetchval("SELECT 1")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
+from monitor.api.auth import TokenCheck, env_token_hashes
 from monitor.api.history import HistorySource
 from monitor.api.spec import Route
 from monitor.log import get_logger
@@ -69,7 +70,7 @@ async def run_with_api(
     ``api.listen`` (unless ``api.enabled`` is false). ``announce(text)`` is told where the
     page is; with ``api_optional`` (``liqmon demo``) a port that cannot be opened is said
     in one line and the daemon runs without the API. ``alerts``: the alert sink (with its
-    delivery); without it, an evaluating one, so the API and the push still see alerts."""
+    delivery); without it, the configured one (``alerts.enabled``)."""
     from monitor.app import run_daemon  # noqa: PLC0415
     from monitor.daemon import Daemon  # noqa: PLC0415
 
@@ -99,18 +100,16 @@ async def run_with_api(
         ctx = live_context(settings)
         live = ctx.live
         assert live is not None
-        # the rule engine (evaluation; delivery is the alerting's own wiring): its events
-        # go onto the timeline and the live push, its alerts and silences to /api/v1
-        from monitor.alerting import AlertEngineSink, RuleRunner  # noqa: PLC0415
-        from monitor.api.alerting import alert_listener  # noqa: PLC0415
+        # the alert engine's events go onto the timeline and the live push, its alerts and
+        # silences to /api/v1
+        if alerts is not None:
+            from monitor.api.alerting import alert_listener  # noqa: PLC0415
 
-        alert_sink = alerts or AlertEngineSink(RuleRunner.from_settings(settings))
-        alert_sink.listeners.append(alert_listener(live))
-        ctx.alerts = alert_sink
-        daemon_sinks.append(alert_sink)
+            alerts.listeners.append(alert_listener(live))
+            ctx.alerts = alerts
+            daemon_sinks.append(alerts)
         if history is not None:
-            ctx.history = history
-            ctx.ready_checks["database"] = history.ping
+            _use_history(ctx, history)
         if writer is not None:
             ctx.prom.add_stats("writer", lambda: _writer_stats(writer))
 
@@ -122,7 +121,8 @@ async def run_with_api(
         if writer is not None:
             snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
             daemon_sinks.append(snapshots)
-            alert_sink.listeners.append(_evidence_on_fire(snapshots))
+            if alerts is not None:
+                alerts.listeners.append(_evidence_on_fire(snapshots))
         server = ApiServer(build_app(ctx, routes), settings.api.host_port)
         try:
             await server.__aenter__()
@@ -159,6 +159,13 @@ def _evidence_on_fire(snapshots: Any) -> Callable[[list[Any]], None]:
                 snapshots.request_evidence(e.scope.venue, e.scope.symbol, e.scope.asset)
 
     return listen
+
+
+def _use_history(ctx: ApiContext, history: HistorySource) -> None:
+    """History endpoints, the database readiness check, and tokens stored there."""
+    ctx.history = history
+    ctx.ready_checks["database"] = history.ping
+    ctx.tokens = TokenCheck(env_token_hashes(), history.token_valid)
 
 
 def _no_books(depth: int) -> list[dict[str, Any]]:
@@ -200,7 +207,6 @@ async def serve(
     async with opened_store(settings, store_dir, writer=False) as (_, history):
         ctx = ApiContext(settings)
         if history is not None:
-            ctx.history = history
-            ctx.ready_checks["database"] = history.ping
+            _use_history(ctx, history)
         async with ApiServer(build_app(ctx, routes), settings.api.host_port):
             await (stop or asyncio.Event()).wait()

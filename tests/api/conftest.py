@@ -18,7 +18,8 @@ from feeds.sim.base import ExchangeSim
 from monitor.alerting import AlertEngineSink, RuleRunner
 from monitor.api.alerting import alert_listener
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
-from monitor.api.serve import opened_store
+from monitor.api.auth import TokenCheck, hash_token
+from monitor.api.serve import _use_history, opened_store
 from monitor.app import run_daemon
 from monitor.daemon import Daemon
 from monitor.domain import Venue
@@ -96,11 +97,9 @@ async def api_stack(
                 opened_store(settings, tmp_path, writer=True)
             )
             sinks.append(writer)
-            ctx.history = history
-            ctx.ready_checks["database"] = history.ping
-        from monitor.api.auth import TokenCheck, hash_token  # noqa: PLC0415
-
-        ctx.tokens = TokenCheck([hash_token(TOKEN)])
+            _use_history(ctx, history)
+        # the tests' token as if from the environment (and the database's, with one)
+        ctx.tokens = TokenCheck([hash_token(TOKEN)], ctx.tokens.db_lookup)
         holder: list[Daemon] = []
 
         def attach(daemon: Daemon) -> None:
