@@ -282,7 +282,11 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
         sys.stderr.write("liqmon: --hours and --step-ms must be positive, --day 0-6\n")
         return 2
     scenario = Scenario(args.kind, args.seed, hours=hours, step_ms=step_ms, day=args.day)
-    result = write_scenario(args.out, scenario)
+    try:
+        result = write_scenario(args.out, scenario)
+    except OSError as exc:
+        sys.stderr.write(f"liqmon: --out {args.out}: cannot write: {exc.strerror or exc}\n")
+        return 2
     log.info(
         "scenario.written",
         recording=str(result.recording),
