@@ -138,3 +138,18 @@ def test_labels_match_the_books(collapse: Path) -> None:
     assert alt["t_v_ns"] < alt["t0_ns"] < alt["trough_ns"] < alt["depth_recovered_90_ns"]
     phases = {p["name"]: p for p in labels["phases"]}
     assert phases["cascade"]["start_ns"] <= alt["trough_ns"] <= phases["cascade"]["end_ns"]
+
+
+def test_liqmon_scenario_writes_recording_labels_and_config(tmp_path: Path) -> None:
+    from monitor.cli import main  # noqa: PLC0415
+
+    out = tmp_path / "calm"
+    assert main(["scenario", "--out", str(out), "--kind", "calm", "--hours", "0.05"]) == 0
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["kind"] == "calm" and len(labels["books"]) == 25
+    assert "[venues.coinbase]" in (out / "liqmon.toml").read_text()
+    _, ticks = _replay(out / "scenario.jsonl.gz")
+    assert ticks[-1]["valid"].all()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["scenario", "--out", str(blocker), "--hours", "0.05"]) == 2
