@@ -97,6 +97,7 @@ async def api_stack(
                 opened_store(settings, tmp_path, writer=True)
             )
             sinks.append(writer)
+            assert history is not None
             _use_history(ctx, history)
         # the tests' token as if from the environment (and the database's, with one)
         ctx.tokens = TokenCheck([hash_token(TOKEN)], ctx.tokens.db_lookup)

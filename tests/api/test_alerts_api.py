@@ -4,6 +4,7 @@ added and removed (token), and alert events on the live push."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,14 +16,14 @@ pytestmark = pytest.mark.integration
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 
 
-async def _alert_event(ws: aiohttp.ClientWebSocketResponse) -> dict:
+async def _alert_event(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     async with asyncio.timeout(15.0):
         while True:
-            msg = await ws.receive_json()
+            msg: dict[str, Any] = await ws.receive_json()
             events = msg["events"] if msg["type"] == "hello" else [msg.get("event", {})]
             for e in events:  # pending first, then firing (the rule has no for_s)
                 if e.get("kind") == "alert" and e["state"] == "firing":
-                    return e
+                    return e  # type: ignore[no-any-return]
 
 
 async def test_alerts_ack_silences_and_push(stack: Stack) -> None:

@@ -90,8 +90,10 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-async def _all_pages(http: aiohttp.ClientSession, url: str, params: dict[str, str]) -> list[dict]:
-    out: list[dict] = []
+async def _all_pages(
+    http: aiohttp.ClientSession, url: str, params: dict[str, str]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     cursor = None
     while True:
         async with http.get(url, params=params | ({"cursor": cursor} if cursor else {})) as r:
@@ -103,7 +105,9 @@ async def _all_pages(http: aiohttp.ClientSession, url: str, params: dict[str, st
             return out
 
 
-async def test_history_equals_the_replay_metrics_out(stored: tuple[str, list]) -> None:
+async def test_history_equals_the_replay_metrics_out(
+    stored: tuple[str, list[dict[str, Any]]],
+) -> None:
     url, rows = stored
     books = sorted({(r["venue"], r["symbol"]) for r in rows if r["valid"]})
     assert books
@@ -161,7 +165,9 @@ async def test_history_equals_the_replay_metrics_out(stored: tuple[str, list]) -
                 assert _close(b["depth_1pct_usd"][agg], expected[b["ts_ms"]]["depth_1pct_usd"][agg])
 
 
-async def test_history_errors_and_the_book_at_a_time(stored: tuple[str, list]) -> None:
+async def test_history_errors_and_the_book_at_a_time(
+    stored: tuple[str, list[dict[str, Any]]],
+) -> None:
     url, rows = stored
     venue, symbol = next((r["venue"], r["symbol"]) for r in rows if r["valid"])
     t0 = int(rows[0]["ts"] * 1000)

@@ -7,6 +7,7 @@ import base64
 import os
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,10 +20,10 @@ from tests.e2e.harness import until
 pytestmark = pytest.mark.integration
 
 
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict:
+async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
     async with asyncio.timeout(10.0):
         while True:
-            msg = await ws.receive_json()
+            msg: dict[str, Any] = await ws.receive_json()
             if msg["type"] == kind:
                 return msg
 
