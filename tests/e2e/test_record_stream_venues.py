@@ -60,8 +60,10 @@ async def test_a_recorded_stream_venue_replays_to_the_exchange_books(
                 break
         # every frame the exchange wrote has been recorded (no sleep: wait for the count)
         await until(
-            lambda: all(c.queue.empty() for c in sim.connections)
-            and frames >= sum(c.sent for c in sim.connections if c.venue == venue),
+            lambda: (
+                all(c.queue.empty() for c in sim.connections)
+                and frames >= sum(c.sent for c in sim.connections if c.venue == venue)
+            ),
             timeout_s=10.0,
         )
         stop.set()
