@@ -30,7 +30,8 @@ from typing import Any
 
 import aiohttp
 import structlog
-from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp import ClientWebSocketResponse as _ClientWebSocketResponse
+from aiohttp import WSMsgType
 
 from feeds.net_errors import describe_error
 
@@ -51,6 +52,8 @@ POLICY_VIOLATION = 1008
 
 Sleep = Callable[[float], Awaitable[None]]
 FrameHandler = Callable[[str | bytes, int], None]
+ClientWebSocketResponse = _ClientWebSocketResponse[bool]
+"""aiohttp's websocket, text frames as str or bytes (``text_as_bytes``)."""
 
 
 class DisconnectReason(StrEnum):
@@ -522,7 +525,7 @@ class WsSession:
                 self._log.exception("feed.frame_handler_failed", error=repr(error))
 
     def _ended(
-        self, websocket: ClientWebSocketResponse, message: aiohttp.WSMessage
+        self, websocket: ClientWebSocketResponse, message: Any
     ) -> tuple[DisconnectReason, int | None, str | None]:
         """Why the connection ended, from the message that ended the read loop."""
         reason = self._end_reason or DisconnectReason.CLOSED

@@ -354,6 +354,39 @@ class TestReconnect:
         assert any(entry["event"] == "feed.frame_handler_failed" for entry in logs)
 
 
+class TestFramesAndLimits:
+    async def test_text_frames_as_bytes_are_the_server_text_undecoded(
+        self, sim: ExchangeSim, client: Client
+    ) -> None:
+        """The daemon's mode: text frames reach on_frame as their UTF-8 bytes."""
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}", text_as_bytes=True)
+        async with running(session):
+            await client.changes.wait_for(lambda: client.connects == 1)
+            await sim.wait_for(lambda: subscribers(sim) == 1)
+            update_id = push_depth(sim)
+            await client.changes.wait_for(lambda: len(client.frames) == 1)
+        (envelope,) = client.payloads()
+        assert isinstance(envelope, bytes)
+        assert is_depth(json.dumps(json.loads(envelope)["data"]), update_id)
+
+    async def test_a_frame_over_the_size_limit_closes_1009_and_reconnects(
+        self, sim: ExchangeSim, client: Client
+    ) -> None:
+        session = client.session(f"{sim.ws_url(VENUE)}/stream?streams={STREAM}", max_frame_bytes=64)
+        with capture_logs() as logs:
+            async with running(session):
+                await client.changes.wait_for(lambda: client.connects == 1)
+                await sim.wait_for(lambda: subscribers(sim) == 1)
+                push_depth(sim)  # its frame is well over 64 bytes
+                await client.changes.wait_for(lambda: client.connects == 2)
+        assert client.frames == []
+        assert client.disconnects[0] == DisconnectReason.CLOSED
+        assert session.health.close_codes[1009] == 1
+        assert "1009" in (session.health.last_error or "")
+        disconnect = next(entry for entry in logs if entry["event"] == "feed.disconnect")
+        assert disconnect["close_code"] == 1009
+
+
 class TestBackoff:
     def test_delays_are_full_jitter_under_a_doubling_cap(self) -> None:
         backoff = Backoff(0.25, 5.0, random.Random(1))
