@@ -9,11 +9,14 @@ application's auth middleware).
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -21,6 +24,7 @@ from alerts.engine import Alert, AlertEvent, Silence
 from monitor.api import schemas
 from monitor.api.params import ApiError, Query, bad, rfc3339
 from monitor.api.spec import P_CURSOR, Param, Route, p_limit
+from monitor.store import queries
 
 if TYPE_CHECKING:
     from monitor.alerting import AlertEngineSink
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 
 API = "/api/v1"
 ALERT_STATES = ("active", "firing", "pending", "resolved")
+ALERT_ID = re.compile(r"[0-9a-f]{20}")  # alerts.engine.alert_id: 10 bytes, hexadecimal
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 MATCHER_FIELDS = ("rule", "severity", "category", "venue", "symbol", "asset", "instrument")
 
 
@@ -115,8 +121,14 @@ def _page(items: list[Any], query: Query) -> tuple[list[Any], str | None]:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    query = Query(request, {"state", "limit", "cursor"})
+    query = Query(request, {"state", "limit", "cursor", "alert_id"})
     state = query.choice("state", ALERT_STATES, "active")
+    wanted = query.get("alert_id")
+    if wanted is not None:  # one alert in any state (the webhook body's "history" link)
+        if not ALERT_ID.fullmatch(wanted):
+            raise bad("alert_id", "expected an alert id (20 lowercase hexadecimal characters)")
+        found = await _find(request, wanted)
+        return _json({"alerts": [] if found is None else [found.body], "next_cursor": None})
     engine = _sink(request).engine
     chosen: list[Alert]
     if state == "firing":
@@ -130,6 +142,144 @@ async def list_alerts(request: web.Request) -> web.Response:
     chosen.sort(key=lambda a: (a.pending_since_ns, a.id))
     page, following = _page([_alert(a) for a in chosen], query)
     return _json({"alerts": page, "next_cursor": following})
+
+
+def _ctx(request: web.Request) -> Any:
+    from monitor.api.app import CTX  # noqa: PLC0415 (app imports this module)
+
+    return request.app[CTX]
+
+
+def _alert_id(request: web.Request) -> str:
+    alert_id = request.match_info["alert_id"]
+    if not ALERT_ID.fullmatch(alert_id):
+        raise bad("alert_id", "expected an alert id (20 lowercase hexadecimal characters)")
+    return alert_id
+
+
+@dataclass(frozen=True)
+class _Found:
+    body: dict[str, Any]  # as schemas.AlertOut
+    anchor_ns: int  # when it fired (or went pending, if it never fired)
+    venue: str
+    symbol: str
+    asset: str
+
+
+def _stored_alert(alert_id: str, events: list[dict[str, Any]]) -> _Found:
+    """An alert as its stored rule events tell it (oldest first)."""
+
+    def first(state: str) -> int | None:
+        return next((e["ts_us"] for e in events if e["state"] == state), None)
+
+    def t(ts_us: int | None) -> str | None:
+        return None if ts_us is None else rfc3339(ts_us // 1000)
+
+    last = events[-1]
+    firing = first("firing")
+    body = {
+        "id": alert_id,
+        "rule": last["rule"],
+        "state": last["state"],
+        "severity": last["severity"] or "",
+        "venue": last["venue"] or None,
+        "symbol": last["symbol"] or None,
+        "asset": last["asset"] or None,
+        "value": last["value"],
+        "pending_since": t(first("pending") or events[0]["ts_us"]),
+        "firing_since": t(firing),
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+        "resolved_at": t(last["ts_us"]) if last["state"] == "resolved" else None,
+        "stale": bool(last["stale"]),
+    }
+    anchor = firing if firing is not None else events[0]["ts_us"]
+    return _Found(body, anchor * 1000, last["venue"], last["symbol"], last["asset"])
+
+
+async def _find(request: web.Request, alert_id: str) -> _Found | None:
+    """The alert from the engine's memory, else from the stored events (a database)."""
+    ctx = _ctx(request)
+    if ctx.alerts is not None:
+        a: Alert | None = ctx.alerts.engine.find(alert_id)
+        if a is not None:
+            anchor = a.firing_since_ns if a.firing_since_ns is not None else a.pending_since_ns
+            return _Found(_alert(a), anchor, a.scope.venue, a.scope.symbol, a.scope.asset)
+    if ctx.history is None:
+        return None
+    try:
+        events = await queries.alert_events(ctx.history.pool, alert_id)
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
+    return _stored_alert(alert_id, events) if events else None
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    """One alert: active or resolved, from memory or from the stored events."""
+    Query(request, set())
+    alert_id = _alert_id(request)
+    found = await _find(request, alert_id)
+    if found is None:
+        raise ApiError(404, f"no alert {alert_id!r}", "alert_id")
+    return _json(found.body)
+
+
+async def alert_evidence(request: web.Request) -> web.Response:
+    """The stored top-N book snapshots of the alert's scope around the time it fired
+    (the evidence window before and after it, ``database.evidence_window_s``)."""
+    query = Query(request, {"limit"})
+    limit = query.integer("limit", 2000, 1, 20_000)
+    alert_id = _alert_id(request)
+    found = await _find(request, alert_id)
+    if found is None:
+        raise ApiError(404, f"no alert {alert_id!r}", "alert_id")
+    ctx = _ctx(request)
+    if ctx.history is None:
+        raise ApiError(503, "evidence is stored data: no database in this process")
+    db = ctx.settings.database
+    window_s = max(db.evidence_window_s, db.snapshot_every_s)
+    anchor_s = found.anchor_ns / 1e9
+    try:
+        if found.venue and found.symbol:
+            books = [(found.venue, found.symbol)]
+        else:
+            known = await ctx.history.known()
+            books = [
+                (k["venue"], k["symbol"])
+                for k in known
+                if (not found.asset or k["base"] == found.asset)
+                and (not found.venue or k["venue"] == found.venue)
+            ]
+        rows = await queries.snapshots_between(
+            ctx.history.pool, books, anchor_s - window_s, anchor_s + window_s, limit + 1
+        )
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
+    snapshots = [
+        {
+            "ts": rfc3339(round(r["ts"] * 1000)),
+            "ts_ms": round(r["ts"] * 1000),
+            "offset_s": round(r["ts"] - anchor_s, 3),
+            "venue": r["venue"],
+            "symbol": r["symbol"],
+            "instrument": r["instrument"],
+            "reason": r["reason"],
+            "valid": r["valid"],
+            "state": r["state"],
+            "bids": r["bids"],
+            "asks": r["asks"],
+        }
+        for r in rows[:limit]
+    ]
+    return _json(
+        {
+            "alert": found.body,
+            "at": rfc3339(found.anchor_ns // 1_000_000),
+            "window_s": window_s,
+            "snapshots": snapshots,
+            "truncated": len(rows) > limit,
+        }
+    )
 
 
 async def alert_deliveries(request: web.Request) -> web.Response:
@@ -250,8 +400,18 @@ def alert_routes(max_limit: int) -> Sequence[Route]:
               schemas.AlertList,
               (Param("state", {"type": "string", "enum": [*ALERT_STATES]},
                      "which alerts (default active: firing and pending; resolved: the "
-                     "latest)"), limit, P_CURSOR),
+                     "latest)"), limit, P_CURSOR,
+               Param("alert_id", {"type": "string", "pattern": "^[0-9a-f]{20}$"},
+                     "only this alert, in any state (the state filter does not apply)")),
               tag="alerts", errors=(400, 503)),
+        Route("GET", f"{API}/alerts/{{alert_id}}", get_alert,
+              "One alert, active or resolved (from memory or the stored events)",
+              schemas.AlertOut, (alert_id,), tag="alerts", errors=(400, 401, 404, 503)),
+        Route("GET", f"{API}/alerts/{{alert_id}}/evidence", alert_evidence,
+              "The stored book snapshots around the time an alert fired", schemas.Evidence,
+              (alert_id, Param("limit", {"type": "integer", "minimum": 1, "maximum": 20000,
+                                         "default": 2000}, "at most this many snapshots")),
+              tag="alerts", errors=(400, 401, 404, 503)),
         Route("POST", f"{API}/alerts/{{alert_id}}/ack", ack_alert,
               "Acknowledge a firing alert (no more repeats)", schemas.AlertOut, (alert_id,),
               tag="alerts", write=True, errors=(*errors, 409), request=AckIn),

@@ -318,6 +318,28 @@ class AlertList(Struct):
     next_cursor: str | None
 
 
+class EvidenceSnapshot(Struct):
+    ts: str
+    ts_ms: int
+    offset_s: float  # from the time the alert fired: negative before, positive after
+    venue: str
+    symbol: str
+    instrument: str
+    reason: str  # periodic | evidence
+    valid: bool
+    state: str
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+
+
+class Evidence(Struct):
+    alert: AlertOut
+    at: str  # when the alert fired
+    window_s: float
+    snapshots: list[EvidenceSnapshot]
+    truncated: bool
+
+
 class DeliveryAttemptOut(Struct):
     number: int
     at: str | None

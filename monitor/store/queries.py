@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -340,3 +340,50 @@ async def books_known(db: Database) -> list[dict[str, Any]]:
         " WHERE m.venue = b.venue AND m.symbol = b.symbol ORDER BY ts DESC LIMIT 1) l"
     )
     return [dict(row) for row in rows]
+
+
+# --- alerts (monitor.api.alerting): an alert's stored events and its evidence ------------
+
+
+async def alert_events(db: Database, alert_id: str) -> list[dict[str, Any]]:
+    """The stored rule events of one alert, oldest first (``ts_us``: epoch microseconds)."""
+    rows = await db.fetch(
+        "SELECT (extract(epoch FROM ts) * 1000000)::int8 AS ts_us, rule, state, severity,"
+        " venue, symbol, asset, value, stale FROM alert_events WHERE alert_id = $1 ORDER BY ts, id",
+        alert_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def snapshots_between(
+    db: Database,
+    books: Sequence[tuple[str, str]],
+    start_s: float,
+    end_s: float,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The stored top-N snapshots of these books (venue, symbol) in [start_s, end_s],
+    oldest first, at most ``limit``."""
+    if not books:
+        return []
+    rows = await db.fetch(
+        "SELECT extract(epoch FROM s.ts)::float8 AS ts, s.venue, s.symbol, s.instrument,"
+        " s.reason, s.valid, s.state, s.bids::text AS bids, s.asks::text AS asks"
+        " FROM book_snapshots s"
+        " JOIN unnest($1::text[], $2::text[]) AS b(venue, symbol)"
+        "   ON s.venue = b.venue AND s.symbol = b.symbol"
+        " WHERE s.ts BETWEEN to_timestamp($3::float8) AND to_timestamp($4::float8)"
+        " ORDER BY s.ts, s.venue, s.symbol LIMIT $5",
+        [v for v, _ in books],
+        [s for _, s in books],
+        start_s,
+        end_s,
+        limit,
+    )
+    out = []
+    for r in rows:
+        row = dict(r)
+        row["bids"] = msgspec.json.decode(row["bids"])
+        row["asks"] = msgspec.json.decode(row["asks"])
+        out.append(row)
+    return out

@@ -14,16 +14,19 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from alerts.pg_outbox import PgOutbox
+from alerts.subscriptions import SubscriptionSpec
 from feeds.sim.base import ExchangeSim
-from monitor.alerting import AlertEngineSink, RuleRunner
+from monitor.alerting import AlertEngineSink, RuleRunner, alert_delivery
 from monitor.api.alerting import alert_listener
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
 from monitor.api.auth import TokenCheck, hash_token
-from monitor.api.serve import _use_history, opened_store
+from monitor.api.serve import _books_of, _evidence_on_fire, _no_books, _use_history, opened_store
 from monitor.app import run_daemon
 from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.settings import Settings
+from monitor.store.command import SnapshotSink
 from tests.e2e.harness import exchange, until, write_settings
 
 # Three venues, two assets on several of them: enough for consensus, basis and a table.
@@ -56,9 +59,14 @@ async def api_stack(
     open_reads: bool = True,
     cors_origins: tuple[str, ...] = (),
     dsn: str | None = None,
+    rules_toml: str | None = None,
+    subscriptions: tuple[SubscriptionSpec, ...] = (),
+    evidence: bool = False,
 ) -> AsyncIterator[Stack]:
     """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid.
-    With ``dsn``: the store writer among the daemon's sinks and history served from it."""
+    With ``dsn``: the store writer among the daemon's sinks and history served from it;
+    then ``subscriptions`` are delivered through the outbox in the database (links to this
+    API), and ``evidence`` stores book snapshots around firing alerts (as ``liqmon run``)."""
     async with exchange(books) as sim, contextlib.AsyncExitStack() as stores:
         settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
         # a venue that goes quiet is stale after a second (the tests' state change)
@@ -70,7 +78,8 @@ async def api_stack(
         # that alerts, acknowledgement and the push of alert events have something to show
         rules = tmp_path / "rules.toml"
         rules.write_text(
-            '[[rules]]\nname = "wide_spread_test"\nmetric = "spread_bps"\n'
+            rules_toml
+            or '[[rules]]\nname = "wide_spread_test"\nmetric = "spread_bps"\n'
             'condition = "above"\nthreshold = 0.0\nseverity = "warning"\n'
             'scope = { venue = "coinbase" }\nsummary = "{venue} {symbol}: spread {value} bp"\n'
         )
@@ -86,19 +95,45 @@ async def api_stack(
             settings = msgspec.structs.replace(
                 settings, database=msgspec.structs.replace(settings.database, dsn=dsn)
             )
+        if subscriptions:
+            settings = msgspec.structs.replace(
+                settings,
+                subscriptions=subscriptions,
+                alerts=msgspec.structs.replace(
+                    settings.alerts, allow_private_urls=True, retry_initial_s=0.05
+                ),
+            )
+        if evidence:  # the ring every tick: snapshots before an alert that fires early
+            settings = msgspec.structs.replace(
+                settings,
+                database=msgspec.structs.replace(
+                    settings.database, evidence_window_s=30.0, evidence_every_s=0.1
+                ),
+            )
         ctx = live_context(settings)
         assert ctx.live is not None
-        alert_sink = AlertEngineSink(RuleRunner.from_settings(settings))
-        alert_sink.listeners.append(alert_listener(ctx.live))
-        ctx.alerts = alert_sink
-        sinks.append(alert_sink)
+        writer, history = None, None
         if dsn is not None:
             writer, history = await stores.enter_async_context(
                 opened_store(settings, tmp_path, writer=True)
             )
-            sinks.append(writer)
             assert history is not None
             _use_history(ctx, history)
+        if subscriptions and history is not None:
+            outbox = PgOutbox.from_pool(history.pool)
+            alert_sink = await stores.enter_async_context(alert_delivery(settings, outbox))
+        else:
+            alert_sink = AlertEngineSink(RuleRunner.from_settings(settings))
+        alert_sink.listeners.append(alert_listener(ctx.live))
+        ctx.alerts = alert_sink
+        sinks.append(alert_sink)
+        snapshots: SnapshotSink | None = None
+        if writer is not None:
+            sinks.append(writer)
+            if evidence:
+                snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
+                alert_sink.listeners.append(_evidence_on_fire(snapshots))
+                sinks.append(snapshots)
         # the tests' token as if from the environment (and the database's, with one)
         ctx.tokens = TokenCheck([hash_token(TOKEN)], ctx.tokens.db_lookup)
         holder: list[Daemon] = []
@@ -107,11 +142,14 @@ async def api_stack(
             holder.append(daemon)
             assert ctx.live is not None
             ctx.live.attach(daemon)
+            if snapshots is not None:
+                snapshots.books = _books_of(daemon)
 
         stop = asyncio.Event()
         market = asyncio.ensure_future(sim.run_market(200.0))
         app = build_app(ctx)
         async with ApiServer(app, ("127.0.0.1", 0)) as server:
+            alert_sink.base_url = server.url  # the links in notifications
             task = asyncio.create_task(
                 run_daemon(settings, stop=stop, sinks=[*sinks, ctx.live], on_daemon=attach)
             )
