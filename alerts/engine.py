@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -235,6 +235,7 @@ class Engine:
         self._matches: dict[tuple[str, Scope], bool] = {}
         self._groups: dict[tuple[str, ...], _Group] = {}
         self._restored: dict[tuple[str, str, str, str], RestoredAlert] = {}
+        self._restored_acks: dict[str, tuple[str, int]] = {}  # alert id -> (by, at ns)
         self.now_ns = 0
 
     def restore(self, alerts: Sequence[RestoredAlert]) -> None:
@@ -242,6 +243,13 @@ class Engine:
         notified again) by the first series of its rule and scope that has data."""
         for a in alerts:
             self._restored[(a.rule, a.venue, a.symbol, a.asset)] = a
+
+    def restore_acks(self, acks: Mapping[str, tuple[str, int]]) -> None:
+        """Acknowledgements of a previous run (alert id -> (by, at ns)), applied to the
+        firing alerts taken over with :meth:`restore` when they are adopted."""
+        for alert_id_, (by, at_ns) in acks.items():
+            if self.acknowledge(alert_id_, by, at_ns) is None:
+                self._restored_acks[alert_id_] = (by, at_ns)
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -347,6 +355,9 @@ class Engine:
             firing_since_ns=old.firing_since_ns,
             notified_firing=old.notified,
         )
+        ack = self._restored_acks.pop(alert.id, None)
+        if ack is not None:
+            alert.acknowledged_by, alert.acknowledged_at_ns = ack
         self.active[(rule.name, scope)] = alert
         self._group_of(alert).alerts[alert.id] = alert
         return alert

@@ -92,6 +92,10 @@ class PgOutbox:
     def pool(self) -> asyncpg.Pool | None:
         return self._pool
 
+    async def open_pool(self) -> asyncpg.Pool:
+        """The pool, opened on first use (also the silences' and acknowledgements')."""
+        return await self._get_pool()
+
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(

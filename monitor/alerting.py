@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -46,9 +47,10 @@ from alerts.channels.base import Delivery, Sender
 from alerts.channels.telegram import TelegramSender
 from alerts.channels.webhook import WebhookSender
 from alerts.dispatcher import Dispatcher, DispatchPolicy
-from alerts.engine import AlertEvent, Engine, GroupingPolicy
+from alerts.engine import Alert, AlertEvent, Engine, GroupingPolicy, RestoredAlert, Silence
 from alerts.outbox import MemoryOutbox, Outbox, deliveries_for
 from alerts.pg_outbox import PgOutbox
+from alerts.pg_state import PgAlertState
 from alerts.rules import Frame, RuleSpec, Scope, load_rules
 from alerts.subscriptions import AlertsSettings, Channel, SubscriptionSpec
 from monitor.errors import StorageError
@@ -294,9 +296,13 @@ async def alert_delivery(
     )
     sink.dispatcher = dispatcher
     if isinstance(box, PgOutbox):
-        # a restart takes over the alerts still firing: not fired (nor sent) again
+        # a restart takes over the alerts still firing: not fired (nor sent) again, and
+        # keeps the silences and acknowledgements (written through from now on)
+        sink.state = PgAlertState(box.open_pool)
         try:
-            sink.engine.restore(await box.firing_alerts())
+            firing = await box.firing_alerts()
+            sink.engine.restore(firing)
+            await sink.load_state(firing)
         except Exception as exc:
             log.warning("alerts.restore_unavailable", error=str(exc)[:200])
     task = asyncio.create_task(dispatcher.run(), name="alerts:dispatcher")
@@ -371,6 +377,8 @@ class AlertEngineSink:
         self.dropped = 0
         self.dispatcher: Dispatcher | None = None
         self.last_deliveries: list[Delivery] = []  # routed by the last tick
+        # silences and acknowledgements stored here first (None: in memory only)
+        self.state: PgAlertState | None = None
 
     @property
     def engine(self) -> Engine:
@@ -427,6 +435,48 @@ class AlertEngineSink:
 
     async def close(self) -> None:
         await self.flush()
+
+    # -- silences and acknowledgements: the database first (when there is one) ----------
+
+    async def load_state(self, restored: Sequence[RestoredAlert] = ()) -> None:
+        """The stored silences not yet ended, and the acknowledgements of ``restored``."""
+        if self.state is None:
+            return
+        for silence in await self.state.silences():
+            self.engine.add_silence(silence)
+        self.engine.restore_acks(await self.state.acks([a.alert_id for a in restored]))
+
+    async def add_silence(
+        self,
+        matchers: dict[str, str],
+        starts_at_ns: int,
+        ends_at_ns: int,
+        created_by: str = "",
+        comment: str = "",
+    ) -> Silence:
+        """A new silence (stored first; the database's errors propagate, nothing changed)."""
+        if self.state is None:
+            silence_id = secrets.token_hex(8)
+        else:
+            silence_id = await self.state.add_silence(
+                matchers, starts_at_ns, ends_at_ns, created_by, comment
+            )
+        silence = Silence(silence_id, matchers, starts_at_ns, ends_at_ns, created_by, comment)
+        self.engine.add_silence(silence)
+        return silence
+
+    async def remove_silence(self, silence_id: str) -> bool:
+        stored = self.state is not None and await self.state.remove_silence(silence_id)
+        return self.engine.remove_silence(silence_id) or stored
+
+    async def acknowledge(self, alert_id: str, by: str, ts_ns: int) -> Alert | None:
+        """Acknowledge a firing alert (stored first); None if it is not firing."""
+        found = self.engine.find(alert_id)
+        if found is None or found.state.value != "firing":
+            return None
+        if self.state is not None:
+            await self.state.acknowledge(alert_id, by, ts_ns)
+        return self.engine.acknowledge(alert_id, by, ts_ns)
 
 
 # -- liqmon subscriptions list|add|remove -------------------------------------------------

@@ -10,7 +10,6 @@ application's auth middleware).
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -341,12 +340,15 @@ async def ack_alert(request: web.Request) -> web.Response:
     """Acknowledge a firing alert: no more repeats (its resolution is still sent)."""
     Query(request, set())
     body: AckIn = await _body(request, AckIn)
-    engine = _sink(request).engine
+    sink = _sink(request)
     alert_id = request.match_info["alert_id"]
-    found = engine.find(alert_id)
+    found = sink.engine.find(alert_id)
     if found is None:
         raise ApiError(404, f"no active alert {alert_id!r}", "alert_id")
-    acked = engine.acknowledge(alert_id, body.by, time.time_ns())
+    try:
+        acked = await sink.acknowledge(alert_id, body.by, time.time_ns())
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
     if acked is None:
         raise ApiError(409, f"alert {alert_id!r} is {found.state.value}, not firing", "alert_id")
     return _json(_alert(acked))
@@ -370,22 +372,27 @@ async def add_silence(request: web.Request) -> web.Response:
     if unknown:
         raise bad("body", f"matchers: unknown field {unknown[0]!r} (one of {MATCHER_FIELDS})")
     now = time.time_ns()
-    silence = Silence(
-        id=secrets.token_hex(8),
-        matchers=dict(body.matchers),
-        starts_at_ns=now,
-        ends_at_ns=now + int(body.duration_s * 1e9),
-        created_by=body.created_by,
-        comment=body.comment,
-    )
-    _sink(request).engine.add_silence(silence)
+    try:
+        silence = await _sink(request).add_silence(
+            dict(body.matchers),
+            now,
+            now + int(body.duration_s * 1e9),
+            body.created_by,
+            body.comment,
+        )
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
     return _json(_silence(silence), 201)
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     Query(request, set())
     silence_id = request.match_info["silence_id"]
-    if not _sink(request).engine.remove_silence(silence_id):
+    try:
+        removed = await _sink(request).remove_silence(silence_id)
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
+    if not removed:
         raise ApiError(404, f"no silence {silence_id!r}", "silence_id")
     return _json({"deleted": silence_id})
 
