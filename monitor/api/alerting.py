@@ -22,7 +22,7 @@ from aiohttp import web
 from alerts.engine import Alert, AlertEvent, Silence
 from monitor.api import schemas
 from monitor.api.params import ApiError, Query, bad, rfc3339
-from monitor.api.spec import P_CURSOR, Param, Route, p_limit
+from monitor.api.spec import P_CURSOR, Param, Route, p_limit, p_time
 from monitor.store import queries
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from monitor.api.live import LiveState
 
 API = "/api/v1"
-ALERT_STATES = ("active", "firing", "pending", "resolved")
+ALERT_STATES = ("active", "firing", "pending", "resolved", "all")
+MAX_STORED_ALERTS = 10_000  # alerts over a time range, at most
 ALERT_ID = re.compile(r"[0-9a-f]{20}")  # alerts.engine.alert_id: 10 bytes, hexadecimal
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 MATCHER_FIELDS = ("rule", "severity", "category", "venue", "symbol", "asset", "instrument")
@@ -120,8 +121,11 @@ def _page(items: list[Any], query: Query) -> tuple[list[Any], str | None]:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    query = Query(request, {"state", "limit", "cursor", "alert_id"})
-    state = query.choice("state", ALERT_STATES, "active")
+    query = Query(request, {"state", "limit", "cursor", "alert_id", "from", "to"})
+    ranged = query.get("from") is not None or query.get("to") is not None
+    state = query.choice("state", ALERT_STATES, "all" if ranged else "active")
+    if ranged:
+        return await _stored_between(request, query, state)
     wanted = query.get("alert_id")
     if wanted is not None:  # one alert in any state (the webhook body's "history" link)
         if not ALERT_ID.fullmatch(wanted):
@@ -136,6 +140,8 @@ async def list_alerts(request: web.Request) -> web.Response:
         chosen = engine.pending()
     elif state == "resolved":
         chosen = list(engine.resolved)  # the most recent, kept in memory
+    elif state == "all":
+        chosen = [*engine.firing(), *engine.pending(), *engine.resolved]
     else:
         chosen = [*engine.firing(), *engine.pending()]
     chosen.sort(key=lambda a: (a.pending_since_ns, a.id))
@@ -165,8 +171,10 @@ class _Found:
     asset: str
 
 
-def _stored_alert(alert_id: str, events: list[dict[str, Any]]) -> _Found:
-    """An alert as its stored rule events tell it (oldest first)."""
+def _stored_alert(
+    alert_id: str, events: list[dict[str, Any]], ack: tuple[str, int] | None = None
+) -> _Found:
+    """An alert as its stored rule events (oldest first) and acknowledgement tell it."""
 
     def first(state: str) -> int | None:
         return next((e["ts_us"] for e in events if e["state"] == state), None)
@@ -187,8 +195,8 @@ def _stored_alert(alert_id: str, events: list[dict[str, Any]]) -> _Found:
         "value": last["value"],
         "pending_since": t(first("pending") or events[0]["ts_us"]),
         "firing_since": t(firing),
-        "acknowledged_by": None,
-        "acknowledged_at": None,
+        "acknowledged_by": None if ack is None else ack[0],
+        "acknowledged_at": None if ack is None else t(ack[1]),
         "resolved_at": t(last["ts_us"]) if last["state"] == "resolved" else None,
         "stale": bool(last["stale"]),
     }
@@ -208,9 +216,35 @@ async def _find(request: web.Request, alert_id: str) -> _Found | None:
         return None
     try:
         events = await queries.alert_events(ctx.history.pool, alert_id)
+        acks = await queries.alert_acks(ctx.history.pool, [alert_id]) if events else {}
     except DB_ERRORS as exc:
         raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
-    return _stored_alert(alert_id, events) if events else None
+    return _stored_alert(alert_id, events, acks.get(alert_id)) if events else None
+
+
+async def _stored_between(request: web.Request, query: Query, state: str) -> web.Response:
+    """Alerts with a stored event in [from, to] (the database), in their state now."""
+    start = query.time("from", 0)
+    end = query.time("to", time.time_ns() // 1_000_000)
+    assert start is not None and end is not None
+    if start > end:
+        raise bad("from", "after to")
+    ctx = _ctx(request)
+    if ctx.history is None:
+        raise ApiError(503, "alerts by time are stored data: no database in this process")
+    try:
+        stored = await queries.alerts_between(ctx.history.pool, start, end, MAX_STORED_ALERTS)
+        acks = await queries.alert_acks(ctx.history.pool, list(stored))
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
+    wanted = {"active": ("firing", "pending"), "all": ALERT_STATES}.get(state, (state,))
+    bodies = [
+        found.body
+        for alert_id, events in stored.items()
+        if (found := _stored_alert(alert_id, events, acks.get(alert_id))).body["state"] in wanted
+    ]
+    page, following = _page(bodies, query)
+    return _json({"alerts": page, "next_cursor": following})
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -403,11 +437,15 @@ def alert_routes(max_limit: int) -> Sequence[Route]:
     silence_id = Param("silence_id", {"type": "string", "minLength": 1}, "silence id", where="path")
     errors = (400, 401, 404, 503)
     return [
-        Route("GET", f"{API}/alerts", list_alerts, "Alerts: active, or recently resolved",
-              schemas.AlertList,
+        Route("GET", f"{API}/alerts", list_alerts,
+              "Alerts: active, recently resolved, or by time (stored)", schemas.AlertList,
               (Param("state", {"type": "string", "enum": [*ALERT_STATES]},
                      "which alerts (default active: firing and pending; resolved: the "
-                     "latest)"), limit, P_CURSOR,
+                     "latest; with from/to the default is all)"), limit, P_CURSOR,
+               p_time("from", "alerts with a stored event at or after this time (the "
+                      "database; each in its state now, the earliest first)"),
+               p_time("to", "alerts with a stored event at or before this time (default "
+                      "now)"),
                Param("alert_id", {"type": "string", "pattern": "^[0-9a-f]{20}$"},
                      "only this alert, in any state (the state filter does not apply)")),
               tag="alerts", errors=(400, 503)),

@@ -387,3 +387,41 @@ async def snapshots_between(
         row["asks"] = msgspec.json.decode(row["asks"])
         out.append(row)
     return out
+
+
+async def alerts_between(
+    db: Database, start_ms: int, end_ms: int, limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The alerts with a stored rule event in [start_ms, end_ms], at most ``limit`` (the
+    earliest first), each with all its stored events, oldest first (as
+    :func:`alert_events`)."""
+    rows = await db.fetch(
+        "WITH hit AS (SELECT alert_id, min(ts) AS first FROM alert_events"
+        "  WHERE kind = 'rule' AND alert_id IS NOT NULL"
+        "  AND ts >= to_timestamp($1::float8 / 1000)"
+        "  AND ts < to_timestamp(($2::float8 + 1) / 1000)"  # to: its whole millisecond
+        "  GROUP BY alert_id ORDER BY first, alert_id LIMIT $3)"
+        " SELECT e.alert_id, (extract(epoch FROM e.ts) * 1000000)::int8 AS ts_us, e.rule,"
+        " e.state, e.severity, e.venue, e.symbol, e.asset, e.value, e.stale"
+        " FROM alert_events e JOIN hit USING (alert_id)"
+        " ORDER BY hit.first, e.alert_id, e.ts, e.id",
+        start_ms,
+        end_ms,
+        limit,
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["alert_id"], []).append(dict(r))
+    return out
+
+
+async def alert_acks(db: Database, alert_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """Stored acknowledgements: alert id -> (by, at epoch microseconds)."""
+    if not alert_ids:
+        return {}
+    rows = await db.fetch(
+        "SELECT alert_id, acked_by, (extract(epoch FROM acked_at) * 1000000)::int8 AS at_us"
+        " FROM alert_acks WHERE alert_id = ANY($1::text[])",
+        list(alert_ids),
+    )
+    return {r["alert_id"]: (r["acked_by"], r["at_us"]) for r in rows}

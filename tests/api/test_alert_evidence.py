@@ -127,10 +127,36 @@ async def test_every_link_of_a_delivered_webhook_resolves_and_evidence_brackets_
     status, page = await _get(stack, links["evidence"], limit="1")
     assert status == 200 and len(page["snapshots"]) == 1 and page["truncated"]
 
+    # by time, over the stored events: the alert in its range, in its state now
+    status, ranged = await _get(stack, api, **{"from": "0"})
+    assert status == 200 and [a["id"] for a in ranged["alerts"]] == [alert_id], ranged
+    assert ranged["alerts"][0]["state"] == "firing"
+    assert ranged["alerts"][0]["firing_since"] == evidence["alert"]["firing_since"]
+    at = evidence["at"]
+    for params, ids in (
+        ({"from": at, "to": at}, [alert_id]),
+        ({"from": at, "state": "firing"}, [alert_id]),
+        ({"from": at, "state": "resolved"}, []),
+        ({"to": "1000"}, []),
+        ({"from": "4102444800000", "to": "4102444800000"}, []),  # 2100
+    ):
+        status, got = await _get(stack, api, **params)
+        assert status == 200 and [a["id"] for a in got["alerts"]] == ids, (params, got)
+    for params, parameter in (
+        ({"from": "2000", "to": "1000"}, "from"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2025-10-10T21:15:00"}, "to"),
+        ({"from": "0", "state": "gone"}, "state"),
+    ):
+        status, err = await _get(stack, api, **params)
+        assert status == 400 and err["error"]["parameter"] == parameter, (params, err)
+
     # `liqmon serve` (no engine in the process): the alert and its evidence from the database
     ctx = ApiContext(stack.settings)
     _use_history(ctx, stack.ctx.history)
     async with ApiServer(build_app(ctx), ("127.0.0.1", 0)) as stored:
+        status, again = await _get(stack, f"{stored.url}/api/v1/alerts", **{"from": "0"})
+        assert status == 200 and again["alerts"] == ranged["alerts"]
         status, alert = await _get(stack, f"{stored.url}/api/v1/alerts/{alert_id}")
         assert status == 200 and alert["firing_since"] == evidence["alert"]["firing_since"]
         status, again = await _get(stack, f"{stored.url}/api/v1/alerts/{alert_id}/evidence")

@@ -90,6 +90,10 @@ async def test_a_silence_and_an_ack_survive_a_restart_on_the_same_database(
                 await asyncio.sleep(0.05)  # the condition, polled: the next ticks
         assert alert["acknowledged_by"] == "ops"
         assert alert["acknowledged_at"] == acked["acknowledged_at"]
+        status, ranged = await _json(second, "GET", "/api/v1/alerts", params={"from": "0"})
+        assert status == 200 and [a["id"] for a in ranged["alerts"]] == [alert_id]
+        assert ranged["alerts"][0]["acknowledged_by"] == "ops"  # from the database
+        assert ranged["alerts"][0]["acknowledged_at"] == acked["acknowledged_at"]
         status, _ = await _json(second, "DELETE", f"/api/v1/silences/{made['id']}", headers=GOOD)
         assert status == 200
     assert len(receiver.bodies) == 1  # taken over: not fired (nor sent) again
