@@ -74,8 +74,7 @@ async def metrics_bucketed(
     """One book's samples in buckets of ``interval_s``: counts, mean mid and spread, 1%
     depth per side (mean and least)."""
     rows = await db.fetch(
-        "SELECT extract(epoch FROM date_bin(make_interval(secs => $5::float8), ts,"
-        " to_timestamp(0)))::float8 AS ts, venue, symbol,"
+        f"SELECT {_bucket_s(5)}::float8 AS ts, venue, symbol,"
         " count(*)::int4 AS samples, (count(*) FILTER (WHERE valid))::int4 AS valid_samples,"
         " avg(mid) AS mid, avg(spread_bps) AS spread_bps, max(spread_bps) AS spread_bps_max,"
         " avg(depth_1pct_bid_usd) AS depth_1pct_bid_usd,"
@@ -99,8 +98,7 @@ async def depth(
 ) -> list[dict[str, Any]]:
     """The asset's depth within 1% of mid on every venue, per bucket (USD, mean per side)."""
     rows = await db.fetch(
-        "SELECT extract(epoch FROM date_bin(make_interval(secs => $4::float8), ts,"
-        " to_timestamp(0)))::float8 AS ts, venue, symbol, instrument,"
+        f"SELECT {_bucket_s(4)}::float8 AS ts, venue, symbol, instrument,"
         " (count(*) FILTER (WHERE valid))::int4 AS samples,"
         " avg(depth_1pct_bid_usd) AS bid_1pct_usd, avg(depth_1pct_ask_usd) AS ask_1pct_usd,"
         " avg(depth_1pct_bid_usd + depth_1pct_ask_usd) AS total_1pct_usd"
@@ -211,6 +209,22 @@ BOOK_FIELDS: Final = {
 SCORE_FIELDS: Final = {"score": "value"}
 
 
+def _bucket_s(param: int) -> str:
+    """The start of the ``date_bin`` bucket of width ``$param`` seconds, as epoch seconds."""
+    width = f"make_interval(secs => ${param}::float8)"
+    return f"extract(epoch FROM date_bin({width}, ts, to_timestamp(0)))"
+
+
+def _range_filters(args: list[Any], filters: Sequence[tuple[str, str | None]]) -> str:
+    """``ts`` in [$1, $2) plus ``column = $n`` for each filter given; appends to ``args``."""
+    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
+    for column, value in filters:
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    return " AND ".join(where)
+
+
 def _aggregates(fields: Mapping[str, str], valid: str) -> str:
     parts = []
     for name, expr in fields.items():
@@ -241,19 +255,14 @@ async def book_buckets(
     ``<field>_min/_max/_avg/_last`` over the valid samples, for ``fields`` of BOOK_FIELDS.
     ``venue``/``symbol`` select one book, ``asset`` every book of a base asset."""
     chosen = {name: BOOK_FIELDS[name] for name in fields}
-    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
     args: list[Any] = [max(start_s, page_start_s or start_s), end_s, interval_s]
-    for column, value in (("venue", venue), ("symbol", symbol), ("base", asset)):
-        if value is not None:
-            args.append(value)
-            where.append(f"{column} = ${len(args)}")
+    where = _range_filters(args, (("venue", venue), ("symbol", symbol), ("base", asset)))
     args += [skip, limit]
     rows = await db.fetch(
-        "SELECT (extract(epoch FROM date_bin(make_interval(secs => $3::float8), ts,"
-        " to_timestamp(0))) * 1000)::int8 AS ts_ms, venue, symbol, min(base) AS asset,"
+        f"SELECT ({_bucket_s(3)} * 1000)::int8 AS ts_ms, venue, symbol, min(base) AS asset,"
         " count(*)::int4 AS samples, (count(*) FILTER (WHERE valid))::int4 AS valid_samples, "
         + _aggregates(chosen, "valid AND ")
-        + f" FROM book_metrics WHERE {' AND '.join(where)}"
+        + f" FROM book_metrics WHERE {where}"
         f" GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 OFFSET ${len(args) - 1} LIMIT ${len(args)}",
         *args,
     )
@@ -276,21 +285,18 @@ async def score_buckets(
 ) -> list[dict[str, Any]]:
     """Score samples per scope and bucket: ``score_min/_max/_avg/_last``, the last state
     and the last components (JSON text)."""
-    where = ["ts >= to_timestamp($1::float8)", "ts < to_timestamp($2::float8)"]
     args: list[Any] = [max(start_s, page_start_s or start_s), end_s, interval_s]
-    for column, value in (("asset", asset), ("venue", venue), ("symbol", symbol), ("scope", scope)):
-        if value is not None:
-            args.append(value)
-            where.append(f"{column} = ${len(args)}")
+    where = _range_filters(
+        args, (("asset", asset), ("venue", venue), ("symbol", symbol), ("scope", scope))
+    )
     args += [skip, limit]
     rows = await db.fetch(
-        "SELECT (extract(epoch FROM date_bin(make_interval(secs => $3::float8), ts,"
-        " to_timestamp(0))) * 1000)::int8 AS ts_ms, scope, venue, symbol, asset,"
+        f"SELECT ({_bucket_s(3)} * 1000)::int8 AS ts_ms, scope, venue, symbol, asset,"
         " count(*)::int4 AS samples, "
         + _aggregates(SCORE_FIELDS, "")
         + ", (array_agg(state ORDER BY ts DESC))[1] AS state,"
         " ((array_agg(components ORDER BY ts DESC))[1])::text AS components"
-        f" FROM score_samples WHERE {' AND '.join(where)}"
+        f" FROM score_samples WHERE {where}"
         " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
         f" OFFSET ${len(args) - 1} LIMIT ${len(args)}",
         *args,
