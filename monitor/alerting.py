@@ -279,7 +279,9 @@ async def alert_delivery(
                 continue
             subscriptions.append(sub)
     senders: dict[Channel, Sender] = {
-        Channel.WEBHOOK: WebhookSender(timeout_s=alerts.request_timeout_s),
+        Channel.WEBHOOK: WebhookSender(
+            allow_private_urls=alerts.allow_private_urls, timeout_s=alerts.request_timeout_s
+        ),
         Channel.TELEGRAM: TelegramSender(
             api_url=alerts.telegram_api_url,
             token_env=alerts.telegram_token_env,

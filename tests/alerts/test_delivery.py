@@ -9,14 +9,16 @@ import hashlib
 import hmac
 import html
 import itertools
+import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import structlog
 
 from alerts.channels.telegram import TelegramSender
-from alerts.channels.webhook import WebhookSender
+from alerts.channels.webhook import RefusedAddressError, WebhookSender
 from alerts.dispatcher import Dispatcher, DispatchPolicy
 from alerts.engine import Engine, GroupingPolicy, Notification
 from alerts.outbox import DeliveryStatus, MemoryOutbox, Outcome, deliveries_for
@@ -112,7 +114,9 @@ async def telegram() -> AsyncIterator[TelegramStandIn]:
 
 
 def webhook_dispatcher(outbox: MemoryOutbox, policy: DispatchPolicy = FAST) -> Dispatcher:
-    return Dispatcher(outbox, {Channel.WEBHOOK: WebhookSender(env=ENV)}, policy)
+    return Dispatcher(
+        outbox, {Channel.WEBHOOK: WebhookSender(allow_private_urls=True, env=ENV)}, policy
+    )
 
 
 def telegram_dispatcher(outbox: MemoryOutbox, t: TelegramStandIn) -> Dispatcher:
@@ -162,7 +166,11 @@ async def test_a_wrong_secret_is_refused_by_the_receiver_and_kept_as_failed(
     outbox = MemoryOutbox()
     notes = notifications(1)
     await outbox.store([], deliveries_for(notes, [webhook_sub(receiver.url)]))
-    wrong = Dispatcher(outbox, {Channel.WEBHOOK: WebhookSender(env={"HOOK_SECRET": "x"})}, FAST)
+    wrong = Dispatcher(
+        outbox,
+        {Channel.WEBHOOK: WebhookSender(allow_private_urls=True, env={"HOOK_SECRET": "x"})},
+        FAST,
+    )
     async with running(wrong):
         await wait_until(lambda: outbox.status_counts()[DeliveryStatus.FAILED] == 1)
     assert receiver.bad_signatures == 1 and receiver.bodies == []
@@ -223,7 +231,7 @@ async def test_give_up_after_the_configured_age_leaves_it_failed() -> None:
     )
     dispatcher = Dispatcher(
         outbox,
-        {Channel.WEBHOOK: WebhookSender(env=ENV)},
+        {Channel.WEBHOOK: WebhookSender(allow_private_urls=True, env=ENV)},
         policy,
         clock_ns=lambda: notes[0].event.ts_ns + time.monotonic_ns() - started,
     )
@@ -388,3 +396,108 @@ async def test_per_chat_rate_limit_spaces_telegram_messages(telegram: TelegramSt
     times = [t for t, _ in telegram.requests]
     gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.18, gaps  # 5 per second for one chat
+
+
+# -- webhook hosts resolved and checked at send time (DNS rebinding) ----------------------
+
+
+def _answer(address: str) -> Any:
+    """A DNS answer for every name (``getaddrinfo``'s shape): what a hostile or rebinding
+    name server would say, without touching /etc/hosts."""
+    lookups: list[str] = []
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    getaddrinfo.lookups = lookups  # type: ignore[attr-defined]
+    return getaddrinfo
+
+
+async def _one_delivery(url: str, sender: WebhookSender) -> tuple[MemoryOutbox, str]:
+    outbox = MemoryOutbox()
+    notes = notifications(1)
+    await outbox.store([], deliveries_for(notes, [webhook_sub(url)]))
+    dispatcher = Dispatcher(outbox, {Channel.WEBHOOK: sender}, FAST)
+    async with running(dispatcher):
+        await wait_until(
+            lambda: outbox.status_counts()[DeliveryStatus.PENDING] == 0, timeout_s=10.0
+        )
+    return outbox, notes[0].event.alert_id
+
+
+async def test_localhost_resolved_at_send_time_is_refused_without_allow_private_urls(
+    receiver: WebhookReceiver,
+) -> None:
+    url = f"http://localhost:{receiver.port}/hook"
+    outbox, alert_id = await _one_delivery(url, WebhookSender(env=ENV))
+    ((_, status, attempts),) = await outbox.attempts(alert_id)
+    # one attempt, final (not retried forever), with the reason in the delivery log
+    assert status is DeliveryStatus.FAILED and len(attempts) == 1
+    assert attempts[0].outcome is Outcome.FAILED and attempts[0].status_code is None
+    assert attempts[0].error is not None
+    assert "localhost resolves to 127.0.0.1" in attempts[0].error or (
+        "localhost resolves to ::1" in attempts[0].error
+    )
+    assert "allow_private_urls" in attempts[0].error
+    assert receiver.requests == 0
+
+
+async def test_localhost_resolved_at_send_time_is_delivered_with_allow_private_urls(
+    receiver: WebhookReceiver,
+) -> None:
+    url = f"http://localhost:{receiver.port}/hook"
+    outbox, alert_id = await _one_delivery(url, WebhookSender(allow_private_urls=True, env=ENV))
+    ((_, status, attempts),) = await outbox.attempts(alert_id)
+    assert status is DeliveryStatus.SENT and [a.outcome for a in attempts] == [Outcome.SENT]
+    assert len(receiver.bodies) == 1 and receiver.bad_signatures == 0
+
+
+async def test_a_public_looking_name_that_resolves_to_loopback_is_refused(
+    receiver: WebhookReceiver,
+) -> None:
+    # passes the check made when the subscription is created (a name is not resolved then)
+    url = f"http://hooks.example.com:{receiver.port}/hook"
+    assert webhook_sub(url).problem(allow_private_urls=False) is None
+    lookup = _answer("127.0.0.1")
+    outbox, alert_id = await _one_delivery(url, WebhookSender(env=ENV, getaddrinfo=lookup))
+    ((_, status, attempts),) = await outbox.attempts(alert_id)
+    assert status is DeliveryStatus.FAILED and len(attempts) == 1
+    assert attempts[0].error is not None
+    assert "hooks.example.com resolves to 127.0.0.1" in attempts[0].error
+    assert lookup.lookups == ["hooks.example.com"] and receiver.requests == 0
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    receiver: WebhookReceiver,
+) -> None:
+    # the name exists nowhere but in this answer: the request reaching the receiver on
+    # 127.0.0.1 shows the connector used the resolved, checked address (one lookup)
+    url = f"http://hooks.example.com:{receiver.port}/hook"
+    lookup = _answer("127.0.0.1")
+    sender = WebhookSender(allow_private_urls=True, env=ENV, getaddrinfo=lookup)
+    outbox, alert_id = await _one_delivery(url, sender)
+    ((_, status, _),) = await outbox.attempts(alert_id)
+    assert status is DeliveryStatus.SENT and len(receiver.bodies) == 1
+    assert lookup.lookups == ["hooks.example.com"] and sender.resolver.lookups == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3", "169.254.169.254", "224.0.0.1", "240.0.0.1", "0.0.0.0", "::1", "fe80::1",
+     "::ffff:127.0.0.1", "fc00::5"],
+)  # fmt: skip
+async def test_every_non_public_answer_is_refused(address: str) -> None:
+    sender = WebhookSender(env=ENV, getaddrinfo=_answer(address))
+    with pytest.raises(RefusedAddressError, match="allow_private_urls"):
+        await sender.resolver.resolve("hooks.example.com", 443)
+    public = WebhookSender(env=ENV, getaddrinfo=_answer("93.184.215.14"))
+    (result,) = await public.resolver.resolve("hooks.example.com", 443)
+    assert result["host"] == "93.184.215.14" and result["hostname"] == "hooks.example.com"
+
+
+async def test_an_address_literal_is_checked_at_send_time_too() -> None:
+    outbox, alert_id = await _one_delivery("http://127.0.0.1:9/hook", WebhookSender(env=ENV))
+    ((_, status, attempts),) = await outbox.attempts(alert_id)
+    assert status is DeliveryStatus.FAILED and len(attempts) == 1
+    assert attempts[0].error is not None and "127.0.0.1 is a loopback" in attempts[0].error

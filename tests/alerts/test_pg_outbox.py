@@ -89,7 +89,9 @@ async def test_events_and_deliveries_are_stored_before_anything_is_sent(
     assert [e["state"] for e in events] == ["pending", "firing", "resolved"]
     assert [q["status"] for q in queued] == ["pending", "pending"]  # stored, nothing sent
     assert receiver.requests == 0
-    dispatcher = Dispatcher(outbox, {Channel.WEBHOOK: WebhookSender(env=ENV)}, FAST)
+    dispatcher = Dispatcher(
+        outbox, {Channel.WEBHOOK: WebhookSender(allow_private_urls=True, env=ENV)}, FAST
+    )
     async with running(dispatcher):
         await receiver.wait_for(2)
         await wait_until(lambda: dispatcher.stats.sent == 2)
@@ -116,7 +118,9 @@ async def test_database_out_while_alerts_fire_they_are_delivered_when_it_returns
     dsn = own_server.dsn
     await migrated(dsn)
     outbox = PgOutbox(dsn)
-    dispatcher = Dispatcher(outbox, {Channel.WEBHOOK: WebhookSender(env=ENV)}, FAST)
+    dispatcher = Dispatcher(
+        outbox, {Channel.WEBHOOK: WebhookSender(allow_private_urls=True, env=ENV)}, FAST
+    )
     sink = AlertEngineSink(
         RuleRunner([RULE], GroupingPolicy(group_wait_s=0, group_interval_s=0)),
         [webhook_sub(receiver.url)],
