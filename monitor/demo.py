@@ -7,9 +7,11 @@ pointing at 127.0.0.1, plus a view of every tick.
 
 Clocks: the exchange runs scenario time compressed; the daemon ticks on wall time. The demo
 config therefore ticks every ``max(50 ms, 1 s / speed)`` and divides the score's time
-constants (baselines, warm-up, dwell, entry and exit times) by ``speed``, so the score
-behaves in scenario time; the view maps every sample's wall time back onto the scenario's
-clock (``start + (wall - wall_start) x speed``) and reports lead times in scenario minutes.
+constants (baselines, warm-up, dwell, entry and exit times, the withdrawal and mark-price
+windows, the funding-time masks) by ``speed`` and shortens the features' rolling median
+to the same ~10 s of scenario time, so the score behaves in scenario time; the view maps
+every sample's wall time back onto the scenario's clock
+(``start + (wall - wall_start) x speed``) and reports lead times in scenario minutes.
 A user ``--config`` is merged over the demo's, so its settings (alert subscriptions...) hold.
 
 On a terminal the view redraws a table per asset and venue (1 % depth and its ratio to
@@ -62,8 +64,15 @@ _TIME_KEYS = (
     "baseline_fast_s",
     "min_dwell_s",
     "display_half_life_s",
+    "withdrawal_window_s",
+    # funding-time masks: scaled together, the masked share of scenario time is kept
+    # (their phase is the wall clock's, not the scenario's; unscaled, 5 wall minutes
+    # around a UTC funding hour would raise the enter points for hours of scenario)
+    "scheduled_mask_s",
+    "scheduled_every_h",
 )
-_TIME_LISTS = ("enter_s", "exit_s")
+_TIME_LISTS = ("enter_s", "exit_s", "mark_windows_s")
+SMOOTH_SCENARIO_S = 10.0  # the features' rolling median: 10 ticks of 1 s in a replay
 
 
 def hkt(ns: int) -> str:
@@ -90,6 +99,9 @@ def demo_config(symbols: dict[Any, list[str]], port: int, speed: float) -> str:
             if hasattr(base, key):
                 values = ", ".join(repr(v / speed) for v in getattr(base, key))
                 lines.append(f"{key} = [{values}]")
+        # smooth_samples is a count of ticks: keep it ~10 s of scenario time
+        scenario_tick_s = tick_ms * speed / 1000.0
+        lines.append(f"smooth_samples = {max(1, round(SMOOTH_SCENARIO_S / scenario_tick_s))}")
         if hasattr(base, "fx_source_stale_s"):  # a rate source is a live book: wall seconds
             lines.append("fx_source_stale_s = 5.0")
         extra.append("\n".join(lines) + "\n")

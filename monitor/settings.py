@@ -134,6 +134,10 @@ class AnalyticsSettings(Struct, frozen=True, forbid_unknown_fields=True):
     baseline_fast_s: NonNegativeFloat = 600.0
     smooth_samples: Annotated[int, Meta(ge=1, le=64)] = 10
     resync_quiet_s: NonNegativeFloat = 30.0
+    # the withdrawal component's window (EWMA time constant of the 1% depth and of its
+    # gross decrease rate) and the mark-price basis averaging windows compared
+    withdrawal_window_s: PositiveFloat = 60.0
+    mark_windows_s: tuple[PositiveFloat, PositiveFloat] = (60.0, 150.0)
     enter_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (40.0, 60.0, 80.0)
     enter_s: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (30.0, 20.0, 5.0)
     exit_points: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (30.0, 45.0, 65.0)

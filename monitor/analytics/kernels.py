@@ -340,8 +340,9 @@ def book_components(
     depth (USD), its gross decrease rate (USD/s, EWMA over withdrawal_tau_s), and the EWMA
     (same tau) of the smoothed ln 1% depth: the net withdrawal is how far the depth now
     sits below that average (a log fall per ~minute), the cancel-rate proxy is the gross
-    decrease per minute over the baseline depth. Both are inferred from L2 depth changes
-    (no add/cancel messages).
+    decrease per withdrawal_tau_s over the baseline depth (per minute by default: a
+    time-compressed clock with a scaled tau gives the same feature). Both are inferred
+    from L2 depth changes (no add/cancel messages).
 
     Baselines are robust EWMAs: a tick moves the level by at most 2 sigma and the scale
     by deviations of at most 3 sigma (winsorised), so a slow slide that has not reached
@@ -431,7 +432,7 @@ def book_components(
         x[i_wnet] = flow[i, 2] - level
         base_depth = math.exp(mu[i, band_1pct]) if nobs[i] > 0 else np.nan
         if base_depth == base_depth and base_depth > 0.0:
-            x[i_wcancel] = math.log(max(flow[i, 1] * 60.0 / base_depth, 1e-4))
+            x[i_wcancel] = math.log(max(flow[i, 1] * tau_w / base_depth, 1e-4))
         else:
             x[i_wcancel] = np.nan
         # components against the baseline as it stood before this tick

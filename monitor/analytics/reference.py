@@ -227,7 +227,7 @@ def book_components(
             flow[i, 2] = level if math.isnan(m60) else m60 + alpha * (level - m60)
         x.append(flow[i, 2] - level)
         if nobs[i] > 0 and math.exp(mu[i, band_1pct]) > 0.0:
-            x.append(math.log(max(flow[i, 1] * 60.0 / math.exp(mu[i, band_1pct]), 1e-4)))
+            x.append(math.log(max(flow[i, 1] * tau_w / math.exp(mu[i, band_1pct]), 1e-4)))
         else:
             x.append(math.nan)
         s = [0.0] * N_LOCAL

@@ -74,8 +74,6 @@ from monitor.settings import AnalyticsSettings, PegPair
 REFERENCE_BAND_WEIGHTS = (0.2, 0.3, 0.3, 0.2)  # 0.1 / 0.5 / 1 / 2 % bands
 MIN_BREADTH_BOOKS = 3  # "healthy venues (>= 3 where possible)": breadth needs company
 MIN_SCALE_BPS = 5.0  # consensus clipping never tighter than 5 bps of the median
-WITHDRAWAL_TAU_S = 60.0  # the withdrawal component's window ("inner-1% band over 60 s")
-MARK_WINDOWS_S = (60.0, 150.0)  # mark-price basis averaging windows compared
 # sigma floors: depth 0.2 and spread 0.25 (ln units) are the reference spec's; the others
 # are ours (they also bound how fast a baseline moves): imbalance, dislocation and
 # slippage use no z-score (1 unit); net withdrawal 0.05 (a 5% fall of the 1% depth per
@@ -153,7 +151,7 @@ class AnalyticsStage:
                 s.rebaseline_after_s,
                 s.warmup_s,
                 s.resync_quiet_s,
-                WITHDRAWAL_TAU_S,
+                s.withdrawal_window_s,  # "inner-1% band over 60 s"
                 *self.weights,
                 s.baseline_fast_s,
             ]
@@ -522,7 +520,7 @@ class AnalyticsStage:
             self.mark_ma[~live] = np.nan
             return out
         basis = mid - index
-        for w, window in enumerate(MARK_WINDOWS_S):
+        for w, window in enumerate(self.settings.mark_windows_s):
             alpha = 1.0 - math.exp(-dt / (window / 2.0)) if dt > 0 else 1.0
             ma = self.mark_ma[:, w]
             fresh = live & ~np.isfinite(ma)
