@@ -87,6 +87,7 @@ class _Server:
         self.streams = streams
         self.rate = 0.0
         self.t0_ns: list[int] = []
+        self.writes: list[tuple[int, int]] = []  # paced: (time written, frames sent so far)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -123,10 +124,12 @@ class _Server:
             else:
                 sent = 0
                 n = len(offsets) - 1
+                writes = self.writes = []
                 while sent < n:
                     due = min(n, int((time.time_ns() - t0) * rate / 1e9) + 1)
                     if due > sent:
                         writer.write(view[offsets[sent] : offsets[due]])
+                        writes.append((time.time_ns(), due))
                         sent = due
                         await writer.drain()
                     await asyncio.sleep(0.001)
@@ -184,6 +187,8 @@ def server_main(conn: Connection, venues: list[str], replicas: int, repeats: int
             elif cmd == "cpu":
                 r = resource.getrusage(resource.RUSAGE_SELF)
                 conn.send(("cpu", (r.ru_utime + r.ru_stime, list(server.t0_ns))))
+            elif cmd == "writes":
+                conn.send(("writes", server.writes))
             elif cmd == "stop":
                 listener.close()
                 conn.send(("ok", None))
@@ -267,8 +272,9 @@ class LiqmonRun:
         self.latencies_ns: list[int] = []
         self.gc_pauses_ms: list[float] = []
         self.flushes = 0
+        self.ticks: list[tuple[int, int]] = []  # (start, end) of every pipeline.tick, time_ns
 
-    async def run(self, n: int, rate: float, t0_ns: Any) -> dict[str, Any]:
+    async def run(self, n: int, rate: float, t0_ns: Any, writes: Any = None) -> dict[str, Any]:
         import aiohttp  # noqa: PLC0415
 
         from feeds.venues import ADAPTERS  # noqa: PLC0415
@@ -295,19 +301,32 @@ class LiqmonRun:
             def pending() -> int:
                 return sum(len(f) for f, _ in daemon._pending.values())
 
+            stamps_of = daemon._pending[self.venue][1]
+
             def timed_flush() -> None:
                 before = pending()
+                stamps = list(stamps_of) if rate > 0 else None
                 flush()
                 k = before - pending()
                 if k:
                     self.flushes += 1
                     if rate > 0:
                         now = time.time_ns()
-                        lat.append((now, health.frames - pending() - k, k))
+                        lat.append((now, health.frames - pending() - k, stamps))
                 if health.frames >= n:
                     done.set()
 
             daemon._flush_pending = timed_flush  # type: ignore[method-assign]
+            tick = pipeline.tick
+            ticks = self.ticks
+
+            def timed_tick(now_ns: int) -> Any:
+                t = time.time_ns()
+                out = tick(now_ns)
+                ticks.append((t, time.time_ns()))
+                return out
+
+            pipeline.tick = timed_tick  # type: ignore[method-assign]
             gc_start = [0]
 
             def on_gc(phase: str, _info: dict[str, Any]) -> None:
@@ -345,17 +364,76 @@ class LiqmonRun:
             "flushes": self.flushes,
             "gc": sorted(self.gc_pauses_ms),
         }
+        out["tick_ms"] = sorted((b - a) / 1e6 for a, b in self.ticks)
         if rate > 0 and t0_ns:
-            t0 = t0_ns[0]
-            samples: list[float] = []
-            for now, first, k in lat:
-                for j in range(first, first + k):
-                    samples.append((now - (t0 + j * 1e9 / rate)) / 1e6)
-            samples.sort()
-            out["lat_p50_ms"] = samples[len(samples) // 2]
-            out["lat_p99_ms"] = samples[int(len(samples) * 0.99)]
-            out["lat_max_ms"] = samples[-1]
+            out.update(latency(t0_ns[0], rate, lat, writes() if writes else []))
         return out
+
+
+def describe_paced(label: str, r: dict[str, Any]) -> str:
+    """One paced run: latency and its parts (p50/p99/max, ms), CPU, flushes, ticks, GC."""
+
+    def part(name: str) -> str:
+        if f"{name}_p50_ms" not in r:
+            return "-"
+        return f"{r[f'{name}_p50_ms']:.2f}/{r[f'{name}_p99_ms']:.2f}/{r[f'{name}_max_ms']:.1f}"
+
+    ticks = r["tick_ms"]
+    return (
+        f"liqmon at {label}: frame->book p50 {r['lat_p50_ms']:.2f} ms p99 "
+        f"{r['lat_p99_ms']:.2f} ms max {r['lat_max_ms']:.1f} ms; parts p50/p99/max ms: "
+        f"server late {part('lat_server')}, wire+read {part('lat_wire')}, "
+        f"queue {part('lat_queue')}, written->book {part('lat_written')}; "
+        f"{r['us_per_frame']:.2f} us CPU/frame, "
+        f"{r['frames'] / max(1, r['flushes']):.1f} frames per flush, {r['writes']} server "
+        f"writes; ticks {len(ticks)} max {max(ticks, default=0):.1f} ms; GC max "
+        f"{max(r['gc'], default=0):.2f} ms"
+    )
+
+
+def _pcts(values: list[float]) -> tuple[float, float, float]:
+    values = sorted(values)
+    return values[len(values) // 2], values[int(len(values) * 0.99)], values[-1]
+
+
+def latency(
+    t0: int, rate: float, flushes: list[tuple[int, int, Any]], writes: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """Frame -> book latency from the frame's due time (``t0 + i / rate``), and its parts:
+    the server's lateness (due -> written), the socket and the client's read (written ->
+    ``recv_ns`` stamped by the session), the wait for the flush (``recv_ns`` -> applied)."""
+    import bisect  # noqa: PLC0415
+
+    upto = [u for _, u in writes]
+    total: list[float] = []
+    late: list[float] = []
+    wire: list[float] = []
+    queue: list[float] = []
+    from_write: list[float] = []
+    for applied, first, stamps in flushes:
+        for j, recv in enumerate(stamps, start=first):
+            due = t0 + j * 1e9 / rate
+            total.append((applied - due) / 1e6)
+            queue.append((applied - recv) / 1e6)
+            w = bisect.bisect_right(upto, j)
+            if w < len(writes):
+                written = writes[w][0]
+                late.append((written - due) / 1e6)
+                wire.append((recv - written) / 1e6)
+                from_write.append((applied - written) / 1e6)
+    out: dict[str, Any] = {}
+    for name, values in (
+        ("lat", total),
+        ("lat_server", late),
+        ("lat_wire", wire),
+        ("lat_queue", queue),
+        ("lat_written", from_write),
+    ):
+        if values:
+            p50, p99, top = _pcts(values)
+            out[f"{name}_p50_ms"], out[f"{name}_p99_ms"], out[f"{name}_max_ms"] = p50, p99, top
+    out["writes"] = len(writes)
+    return out
 
 
 # --- driver ---------------------------------------------------------------------------------
@@ -406,7 +484,7 @@ async def paced_liqmon(
     # the server's t0 of this connection is known once it is open: the run reads it at the end
     _, known = server.ask("cpu")
     holder: list[int] = []
-    task = asyncio.ensure_future(run.run(n, rate, holder))
+    task = asyncio.ensure_future(run.run(n, rate, holder, lambda: server.ask("writes")))
     while not holder and not task.done():
         await asyncio.sleep(0.02)
         _, t0s = server.ask("cpu")
@@ -429,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=os.environ.get("BLAST_PEERS", ""))
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument(
+        "--half", type=float, default=0.0, help="only the paced runs, this as the 50%% rate"
+    )
     args = parser.parse_args(argv)
     if args.peers:
         sys.path.append(args.peers)
@@ -465,12 +546,11 @@ def main(argv: list[str] | None = None) -> int:
             n = server.counts[venue]
             print(f"\n== {venue}: {n:,} frames per run, {args.rounds} rounds", flush=True)
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
-            for _ in range(args.rounds):
+            for _ in range(args.rounds if not args.half else 0):
                 for client in clients:
                     runs[client].append(await one_run(server, client, venue, corpus))
-            best = {c: max(r, key=lambda x: x["fps"]) for c, r in runs.items()}
-            for c in clients:
-                b = best[c]
+            best = {c: max(r, key=lambda x: x["fps"]) for c, r in runs.items() if r}
+            for c, b in best.items():
                 ratio = statistics.median(
                     r["fps"] / runs["liqmon"][i]["fps"] for i, r in enumerate(runs[c])
                 )
@@ -487,23 +567,11 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                     flush=True,
                 )
-            max_fps = best["liqmon"]["fps"]
+            max_fps = best["liqmon"]["fps"] if best else args.half * 2
             half = await paced_liqmon(server, venue, corpus, max_fps / 2)
+            print(describe_paced(f"{max_fps / 2:,.0f} frames/s (50%)", half), flush=True)
             moderate = await paced_liqmon(server, venue, corpus, args.moderate)
-            print(
-                f"liqmon at {max_fps / 2:,.0f} frames/s (50%): frame->book p50 "
-                f"{half['lat_p50_ms']:.2f} ms p99 {half['lat_p99_ms']:.2f} ms max "
-                f"{half['lat_max_ms']:.1f} ms, {half['us_per_frame']:.2f} us CPU/frame, "
-                f"{half['frames'] / max(1, half['flushes']):.1f} frames per flush, GC max "
-                f"{max(half['gc'], default=0):.2f} ms",
-                flush=True,
-            )
-            print(
-                f"liqmon at {args.moderate:,.0f} frames/s: {moderate['us_per_frame']:.2f} us "
-                f"CPU/frame, p99 {moderate['lat_p99_ms']:.2f} ms, "
-                f"{moderate['frames'] / max(1, moderate['flushes']):.1f} frames per flush",
-                flush=True,
-            )
+            print(describe_paced(f"{args.moderate:,.0f} frames/s", moderate), flush=True)
             results[venue] = {"runs": runs, "half": half, "moderate": moderate}
         return results
 

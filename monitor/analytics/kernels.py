@@ -768,13 +768,16 @@ def warm_up() -> None:
     n_feat = feature_layout(1, 1)[6]
     s_out = np.empty((1, N_LOCAL))
     aux = np.zeros((1, 5))
-    book_components(
-        1.0, 1.0, yes, np.zeros((1, n_feat)), val, np.zeros((1, 1), dtype=np.bool_),
-        np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(13),
-        np.full((1, n_feat, 2), np.nan), np.zeros(1, dtype=np.int64),
-        np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
-        np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,
-    )  # fmt: skip
+    # the stage passes the exhausted flags as a strided view (layout "A"): a second
+    # signature, which would otherwise load (or compile) on the live loop's first tick
+    for exhausted in (np.zeros((1, 1), dtype=np.bool_), np.zeros((1, 2, 2), np.bool_)[:, :, 0]):
+        book_components(
+            1.0, 1.0, yes, np.zeros((1, n_feat)), val, exhausted,
+            np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(13),
+            np.full((1, n_feat, 2), np.nan), np.zeros(1, dtype=np.int64),
+            np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
+            np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,
+        )  # fmt: skip
     combine_scores(
         yes, one, 1, one, 1, s_out, aux, np.ones(N_LOCAL), 3, np.empty(1),
         np.empty((1, N_POINTS)), np.empty(1), np.empty((1, N_POINTS)), np.empty(1),
