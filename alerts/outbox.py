@@ -21,6 +21,7 @@ from typing import Protocol
 from alerts.channels.base import Delivery
 from alerts.engine import AlertEvent, Notification
 from alerts.render import telegram_payload, webhook_body
+from alerts.rules import Severity
 from alerts.subscriptions import Channel, SubscriptionSpec
 
 
@@ -62,35 +63,51 @@ def deliveries_for(
     *,
     base_url: str = "",
 ) -> list[Delivery]:
-    """Route and render: one Delivery (id 0 until stored) per notification and subscriber."""
+    """Route and render (ids 0 until stored). A webhook subscription gets one Delivery per
+    notification (one signed request per alert event, its own Idempotency-Key); a Telegram
+    subscription one per group notification: the notifications of one group in this batch
+    (what one :meth:`~alerts.engine.Engine.notifications` call flushed together) become one
+    message, stored as one row, so it is sent, and recorded as sent, once for all of them.
+    """
     out: list[Delivery] = []
-    for note in notifications:
-        for sub in subscriptions:
-            if not sub.wants(note):
-                continue
-            if sub.channel is Channel.WEBHOOK:
-                target = sub.url or ""
-                body = webhook_body(note, base_url)
-            else:
-                target = sub.chat_id or ""
-                body = telegram_payload(note, target)
-            ts = note.event.ts_ns
-            out.append(
-                Delivery(
-                    id=0,
-                    subscription=sub.name,
-                    channel=sub.channel,
-                    target=target,
-                    body=body,
-                    idempotency_key=idempotency_key(note.id, sub.name),
-                    alert_id=note.event.alert_id,
-                    notification_id=note.id,
-                    created_ns=ts,
-                    next_attempt_ns=sub.quiet_until_ns(ts, note.event.severity) or ts,
-                    secret_env=sub.secret_env,
-                )
-            )
+    notes = list(notifications)
+    for sub in subscriptions:
+        wanted = [n for n in notes if sub.wants(n)]
+        if sub.channel is Channel.WEBHOOK:
+            for note in wanted:
+                out.append(_delivery(sub, [note], webhook_body(note, base_url)))
+            continue
+        groups: dict[tuple[str, ...], list[Notification]] = {}
+        for note in wanted:
+            groups.setdefault(note.group, []).append(note)
+        for members in groups.values():
+            out.append(_delivery(sub, members, telegram_payload(members, sub.chat_id or "")))
     return out
+
+
+def _delivery(sub: SubscriptionSpec, notes: Sequence[Notification], body: bytes) -> Delivery:
+    first = notes[0]
+    ts = max(n.event.ts_ns for n in notes)
+    severity = max((n.event.severity for n in notes), key=Severity.parse)
+    ids = tuple(n.id for n in notes)
+    many = len(notes) > 1
+    return Delivery(
+        id=0,
+        subscription=sub.name,
+        channel=sub.channel,
+        target=(sub.url if sub.channel is Channel.WEBHOOK else sub.chat_id) or "",
+        body=body,
+        # a group's key: every notification it carries (a restart that stores the same
+        # group again stores nothing new)
+        idempotency_key=idempotency_key("+".join(ids), sub.name),
+        alert_id=first.event.alert_id,
+        notification_id=first.id,
+        created_ns=ts,
+        next_attempt_ns=sub.quiet_until_ns(ts, severity) or ts,
+        secret_env=sub.secret_env,
+        alert_ids=tuple(dict.fromkeys(n.event.alert_id for n in notes)) if many else (),
+        notification_ids=ids if many else (),
+    )
 
 
 class Outbox(Protocol):
@@ -178,7 +195,7 @@ class MemoryOutbox:
         return [
             (row, self._status[rid], list(self._attempts[rid]))
             for rid, row in sorted(self._rows.items())
-            if row.alert_id == alert_id
+            if row.covers(alert_id)
         ]
 
     def status_counts(self) -> dict[DeliveryStatus, int]:

@@ -50,7 +50,17 @@ def _delivery(row: Any) -> Delivery:
         attempts=row["attempts"],
         next_attempt_ns=row["next_attempt_ns"],
         secret_env=payload.get("secret_env"),
+        alert_ids=tuple(payload.get("alert_ids", ())),
+        notification_ids=tuple(payload.get("notification_ids", ())),
     )
+
+
+def _payload(d: Delivery) -> str:
+    payload: dict[str, Any] = {"body": d.body.decode(), "secret_env": d.secret_env}
+    if d.alert_ids:  # a group message: every alert and notification it carries
+        payload["alert_ids"] = list(d.alert_ids)
+        payload["notification_ids"] = list(d.notification_ids)
+    return _encode(payload).decode()
 
 
 def event_row(e: AlertEvent) -> tuple[Any, ...]:
@@ -126,7 +136,7 @@ class PgOutbox:
                             d.subscription,
                             d.channel.value,
                             d.target,
-                            _encode({"body": d.body.decode(), "secret_env": d.secret_env}).decode(),
+                            _payload(d),
                             d.idempotency_key,
                             d.alert_id,
                             d.notification_id,
@@ -200,7 +210,9 @@ class PgOutbox:
     async def attempts(self, alert_id: str) -> list[tuple[Delivery, DeliveryStatus, list[Attempt]]]:
         pool = await self._get_pool()
         rows = await pool.fetch(
-            f"SELECT {_COLUMNS} FROM alert_outbox WHERE alert_id = $1 ORDER BY id", alert_id
+            f"SELECT {_COLUMNS} FROM alert_outbox"
+            " WHERE alert_id = $1 OR payload->'alert_ids' ? $1 ORDER BY id",
+            alert_id,
         )
         out = []
         for row in rows:
@@ -237,7 +249,8 @@ class PgOutbox:
         rows = await pool.fetch(
             "SELECT e.alert_id, e.rule, e.state, e.venue, e.symbol, e.asset, e.ts,"
             " EXISTS (SELECT 1 FROM alert_outbox o"
-            "         WHERE o.notification_id = e.alert_id || ':firing') AS notified"
+            "         WHERE o.notification_id = e.alert_id || ':firing'"
+            "         OR o.payload->'notification_ids' ? (e.alert_id || ':firing')) AS notified"
             " FROM (SELECT DISTINCT ON (alert_id) alert_id, rule, state, venue, symbol, asset, ts"
             "       FROM alert_events WHERE kind = 'rule' AND alert_id IS NOT NULL"
             "       AND ts > now() - make_interval(secs => $1)"

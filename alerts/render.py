@@ -16,12 +16,14 @@ Webhook body (documented in docs/alerts.md)::
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from alerts.engine import AlertState, Notification
+from alerts.engine import AlertEvent, AlertState, Notification
+from alerts.rules import Severity
 
 _encode = msgspec.json.Encoder(order="deterministic").encode
 _SEVERITY_MARK = {"critical": "\U0001f534", "warning": "\U0001f7e0", "info": "\U0001f535"}
@@ -90,13 +92,7 @@ def telegram_text(notification: Notification) -> str:
     else:
         again = " (repeat)" if notification.repeat else ""
         head = f"{mark} <b>{html.escape(e.severity.upper())}</b> {html.escape(where)}{again}"
-    moved = f"{html.escape(e.metric or e.rule)} {_amount(e.value)}"
-    for key in ("drop_pct", "rise_pct"):
-        if key in e.components:
-            sign = "\u2212" if key == "drop_pct" else "+"
-            moved += f" ({sign}{e.components[key]:.0f}% vs {_amount(e.components.get('baseline'))})"
-    if e.stale:
-        moved += " <i>(no fresh data)</i>"
+    moved = _moved(e)
     since = iso(e.starts_at_ns) or ""
     when = (
         f"since {since[11:16]} UTC"
@@ -107,11 +103,87 @@ def telegram_text(notification: Notification) -> str:
     return "\n".join(lines)
 
 
-def telegram_payload(notification: Notification, chat_id: str) -> bytes:
+TELEGRAM_MAX_CHARS = 4096  # sendMessage's limit on the text (UTF-16 code units)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _moved(e: AlertEvent) -> str:
+    moved = f"{html.escape(e.metric or e.rule)} {_amount(e.value)}"
+    for key in ("drop_pct", "rise_pct"):
+        if key in e.components:
+            sign = "\u2212" if key == "drop_pct" else "+"
+            moved += f" ({sign}{e.components[key]:.0f}% vs {_amount(e.components.get('baseline'))})"
+    if e.stale:
+        moved += " <i>(no fresh data)</i>"
+    return moved
+
+
+def _group_line(notification: Notification) -> str:
+    """One alert of a group message: severity, where, what moved, since when."""
+    e = notification.event
+    where = " ".join(x for x in (e.scope.venue, e.scope.symbol) if x) or e.scope.asset or "market"
+    since = (iso(e.starts_at_ns) or "")[11:16]
+    if e.state is AlertState.RESOLVED:
+        until = (iso(e.ends_at_ns) or "")[11:16]
+        return f"\u2705 {html.escape(where)}: {html.escape(e.rule)} resolved ({since}\u2013{until})"
+    mark = _SEVERITY_MARK.get(e.severity, "\u2022")
+    again = " (repeat)" if notification.repeat else ""
+    return (
+        f"{mark} <b>{html.escape(e.severity.upper())}</b> {html.escape(where)}: {_moved(e)}"
+        f" since {since}{again}"
+    )
+
+
+def telegram_group_text(notifications: Sequence[Notification]) -> str:
+    """One message for one group notification (the engine's flush of one group): a
+    headline with the group (the asset by default) and how many alerts fire or resolved,
+    then a line per alert, most severe first, cut with "+N more" to stay within
+    Telegram's 4096 characters. HTML parse mode, every dynamic part escaped."""
+    if len(notifications) == 1:
+        return telegram_text(notifications[0])
+    group = " \u00b7 ".join(g for g in notifications[0].group if g) or "market"
+    firing = [n for n in notifications if n.event.state is not AlertState.RESOLVED]
+    resolved = len(notifications) - len(firing)
+    counts = []
+    if firing:
+        counts.append(f"{len(firing)} alert{'s' if len(firing) != 1 else ''} firing")
+    if resolved:
+        counts.append(f"{resolved} resolved")
+    worst = max((Severity.parse(n.event.severity) for n in firing), default=None)
+    mark = "\u2705" if worst is None else _SEVERITY_MARK[worst.label]
+    head = f"{mark} <b>{html.escape(group)}</b> \u2014 {', '.join(counts)}"
+    ordered = sorted(
+        notifications,
+        key=lambda n: (
+            n.event.state is AlertState.RESOLVED,
+            -Severity.parse(n.event.severity),
+            n.event.starts_at_ns or 0,
+        ),
+    )
+    lines = [head]
+    size = _utf16_len(head)
+    for i, note in enumerate(ordered):
+        line = _group_line(note)
+        rest = len(ordered) - i - 1
+        tail = f"\n+{rest} more" if rest else ""
+        if size + 1 + _utf16_len(line) + _utf16_len(tail) > TELEGRAM_MAX_CHARS:
+            lines.append(f"+{len(ordered) - i} more")
+            break
+        lines.append(line)
+        size += 1 + _utf16_len(line)
+    return "\n".join(lines)
+
+
+def telegram_payload(notification: Notification | Sequence[Notification], chat_id: str) -> bytes:
+    """sendMessage's parameters for one notification, or one message for a group's."""
+    notes = [notification] if isinstance(notification, Notification) else list(notification)
     return _encode(
         {
             "chat_id": chat_id,
-            "text": telegram_text(notification),
+            "text": telegram_group_text(notes),
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }

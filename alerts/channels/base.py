@@ -24,6 +24,14 @@ class Delivery:
     attempts: int = 0
     next_attempt_ns: int = 0
     secret_env: str | None = None
+    # a Telegram group message covers several alert events: every one of them (the first
+    # is ``alert_id``/``notification_id``); empty for a delivery of one event
+    alert_ids: tuple[str, ...] = ()
+    notification_ids: tuple[str, ...] = ()
+
+    def covers(self, alert_id: str) -> bool:
+        """Whether this delivery tells of ``alert_id`` (alone, or in its group)."""
+        return alert_id == self.alert_id or alert_id in self.alert_ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,11 @@ class TelegramStandIn:
             return web.json_response(answer.body, status=answer.status)
         if not params.get("chat_id") or not params.get("text"):
             return web.json_response(TELEGRAM_ERRORS[400], status=400)
+        if len(params["text"].encode("utf-16-le")) // 2 > 4096:  # the Bot API's limit
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"},
+                status=400,
+            )
         self._message_id += 1
         self.messages.append(params)
         self.arrived.set()
