@@ -49,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def _encode(frames: list[bytes]) -> tuple[bytes, list[int]]:
 class _Server:
     def __init__(self, streams: dict[str, tuple[bytes, list[int]]]) -> None:
         self.streams = streams
+        self.current = ""  # the stream the next connection gets
+        self.expect = 0  # client text frames (subscriptions) to wait for before streaming
+        self.limit = 0  # frames to send (0: the whole stream)
         self.rate = 0.0
         self.t0_ns: list[int] = []
         self.writes: list[tuple[int, int]] = []  # paced: (time written, frames sent so far)
@@ -109,21 +113,24 @@ class _Server:
                 f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             ).encode()
         )
-        venue = path.strip("/").split("/")[0]
-        blob, offsets = self.streams[venue]
-        drain = asyncio.ensure_future(self._discard(reader, writer))
+        del path  # every connection gets the current stream, whatever the venue's path
+        blob, offsets = self.streams[self.current]
+        n = min(self.limit or len(offsets) - 1, len(offsets) - 1)
+        subscribed = asyncio.Event()
+        drain = asyncio.ensure_future(self._discard(reader, writer, self.expect, subscribed))
         view = memoryview(blob)
         rate = self.rate
-        t0 = time.time_ns()
-        self.t0_ns.append(t0)
         try:
+            await subscribed.wait()  # the stream starts once the client subscribed
+            t0 = time.time_ns()
+            self.t0_ns.append(t0)
             if rate <= 0:
-                for i in range(0, len(blob), CHUNK):
-                    writer.write(view[i : i + CHUNK])
+                end = offsets[n]
+                for i in range(0, end, CHUNK):
+                    writer.write(view[i : min(end, i + CHUNK)])
                     await writer.drain()
             else:
                 sent = 0
-                n = len(offsets) - 1
                 writes = self.writes = []
                 while sent < n:
                     due = min(n, int((time.time_ns() - t0) * rate / 1e9) + 1)
@@ -141,8 +148,17 @@ class _Server:
             writer.close()
 
     @staticmethod
-    async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read the client's frames (subscribes, pongs); answer its close frame."""
+    async def _discard(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        expect: int,
+        subscribed: asyncio.Event,
+    ) -> None:
+        """Read the client's frames (subscribes, pings); set ``subscribed`` after ``expect``
+        text frames; answer its close frame."""
+        texts = 0
+        if expect <= 0:
+            subscribed.set()
         buf = b""
         while data := await reader.read(65536):
             buf += data
@@ -159,17 +175,21 @@ class _Server:
                 if buf[0] & 0x0F == 8:
                     writer.write(b"\x88\x02\x03\xe8")
                     return
+                if buf[0] & 0x0F == 1:
+                    texts += 1
+                    if texts >= expect:
+                        subscribed.set()
                 buf = buf[end:]
 
 
-def server_main(conn: Connection, venues: list[str], replicas: int, repeats: int) -> None:
-    from corpus import build_corpus  # noqa: PLC0415
+def server_main(conn: Connection, path: str) -> None:
+    """The server process: the streams (``{name: frames}``, pickled at ``path``) encoded."""
+    import pickle  # noqa: PLC0415
 
-    corpus = build_corpus(replicas=replicas, repeats=repeats)
-    streams = {
-        v: _encode([f[3] for f in corpus.frames if f[0].value == v and f[1] == "ws"])
-        for v in venues
-    }
+    with open(path, "rb") as f:
+        frames: dict[str, list[bytes]] = pickle.load(f)
+    streams = {name: _encode(items) for name, items in frames.items()}
+    del frames
 
     async def main() -> None:
         server = _Server(streams)
@@ -183,6 +203,9 @@ def server_main(conn: Connection, venues: list[str], replicas: int, repeats: int
             cmd, arg = await commands.get()
             if cmd == "rate":
                 server.rate = float(arg)
+                conn.send(("ok", None))
+            elif cmd == "serve":
+                server.current, server.expect, server.limit = arg
                 conn.send(("ok", None))
             elif cmd == "cpu":
                 r = resource.getrusage(resource.RUSAGE_SELF)
@@ -203,24 +226,101 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def bare_websockets(url: str, n: int) -> float:
+@dataclass
+class Stream:
+    """One venue protocol's frames as the server serves them, and what the liqmon client
+    needs besides (its books, instruments, the REST snapshots taken before the stream)."""
+
+    name: str
+    venue: Any  # monitor.domain.Venue
+    symbols: list[str]
+    registry: Any  # monitor.instruments.InstrumentRegistry
+    frames: list[bytes]
+    snapshots: list[tuple[str, bytes | str]]  # (url or request key, answer)
+    client_frames: int  # liqmon's subscribe frames: the server streams after them
+    checksums: bool  # the venue's frames carry book checksums (they must all verify)
+
+
+def recorded_streams(names: list[str], replicas: int, repeats: int) -> list[Stream]:
+    """Binance spot / USD-M from the real recordings (bench/corpus.py)."""
+    from corpus import build_corpus  # noqa: PLC0415
+
+    if not names:
+        return []
+    corpus = build_corpus(replicas=replicas, repeats=repeats)
+    out = []
+    for name in names:
+        venue = next(v for v, _ in corpus.books if v.value == name.split("/")[0])
+        frames = [f for f in corpus.frames if f[0] is venue]
+        out.append(
+            Stream(
+                name,
+                venue,
+                [s for v, s in corpus.books if v is venue],
+                corpus.registry,
+                [f[3] for f in frames if f[1] == "ws"],
+                [(f[2], f[3]) for f in frames if f[1] == "http"],
+                0,
+                False,
+            )
+        )
+    return out
+
+
+def sim_streams(names: list[str], frames: int) -> list[Stream]:
+    """Every other protocol from the local exchange's generators (bench/sim_corpus.py),
+    cached in the temp directory (building 50k frames of a venue takes seconds)."""
+    import pickle  # noqa: PLC0415
+
+    from sim_corpus import venue_stream  # noqa: PLC0415
+
+    from monitor.domain import Venue  # noqa: PLC0415
+
+    out = []
+    for name in names:
+        venue = Venue(name.split("/")[0])
+        cache = Path(tempfile.gettempdir()) / f"liqmon-blast-{venue.value}-{frames}-v1.pickle"
+        if cache.exists():
+            with cache.open("rb") as f:
+                made = pickle.load(f)
+        else:
+            made = venue_stream(venue, frames)
+            with cache.open("wb") as f:
+                pickle.dump(made, f)
+        adapter_checksums = venue in CHECKSUM_VENUES
+        out.append(
+            Stream(
+                name,
+                venue,
+                made.symbols,
+                made.registry,
+                made.frames,
+                list(made.snapshots),
+                made.client_frames,
+                adapter_checksums,
+            )
+        )
+    return out
+
+
+async def bare_websockets(url: str, n: int) -> int:
     from websockets.asyncio.client import connect  # noqa: PLC0415
 
-    async with connect(url, compression=None, max_size=2**24, ping_interval=None) as ws:
+    async with connect(url, compression=None, max_size=2**26, ping_interval=None) as ws:
         count = 0
         async for _ in ws:
             count += 1
             if count >= n:
-                return time.perf_counter()
+                return time.time_ns()
     raise RuntimeError("websockets: closed early")
 
 
-async def bare_aiohttp(url: str, n: int) -> float:
+async def bare_aiohttp(url: str, n: int) -> int:
     import aiohttp  # noqa: PLC0415
 
     async with (
         aiohttp.ClientSession() as http,
-        http.ws_connect(url, compress=0, max_msg_size=2**24) as ws,
+        http.ws_connect(url, compress=0, max_msg_size=2**26) as ws,
     ):
         count = 0
         while count < n:
@@ -229,10 +329,10 @@ async def bare_aiohttp(url: str, n: int) -> float:
                 count += 1
             else:
                 raise RuntimeError(f"aiohttp: {msg.type}")
-        return time.perf_counter()
+        return time.time_ns()
 
 
-async def bare_picows(url: str, n: int) -> float:
+async def bare_picows(url: str, n: int) -> int:
     import picows  # noqa: PLC0415
 
     done = asyncio.get_running_loop().create_future()
@@ -245,11 +345,11 @@ async def bare_picows(url: str, n: int) -> float:
                 frame.get_payload_as_bytes()  # what a consumer needs at least
                 self.count += 1
                 if self.count >= n and not done.done():
-                    done.set_result(time.perf_counter())
+                    done.set_result(time.time_ns())
 
-    transport, _listener = await picows.ws_connect(Listener, url, max_frame_size=2**24)
+    transport, _listener = await picows.ws_connect(Listener, url, max_frame_size=2**26)
     try:
-        return float(await done)
+        return int(await done)
     finally:
         transport.disconnect()
 
@@ -257,19 +357,13 @@ async def bare_picows(url: str, n: int) -> float:
 class LiqmonRun:
     """A Daemon wired as ``liqmon run`` wires it, with its books loaded from the snapshots."""
 
-    def __init__(self, corpus: Any, venue: str, port: int) -> None:
-        from feeds.sim.exchange import settings_toml  # noqa: PLC0415
-        from monitor.domain import Venue  # noqa: PLC0415
-        from monitor.settings import load_settings  # noqa: PLC0415
+    def __init__(self, stream: Stream, port: int) -> None:
+        from sim_corpus import blast_settings  # noqa: PLC0415
 
-        self.corpus = corpus
-        self.venue = Venue(venue)
-        symbols = {self.venue: [s for v, s in corpus.books if v is self.venue]}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "blast.toml"
-            path.write_text(settings_toml(symbols, port=port))
-            self.settings = load_settings([path], env={})
-        self.latencies_ns: list[int] = []
+        self.stream = stream
+        self.venue = stream.venue
+        self.settings = blast_settings({self.venue: stream.symbols}, port)
+        self.latencies_ns: list[Any] = []
         self.gc_pauses_ms: list[float] = []
         self.flushes = 0
         self.ticks: list[tuple[int, int]] = []  # (start, end) of every pipeline.tick, time_ns
@@ -282,19 +376,18 @@ class LiqmonRun:
 
         async with aiohttp.ClientSession() as http:
             daemon = Daemon(self.settings, http, ADAPTERS, health_interval_s=3600.0)
-            pipeline = daemon.build_pipeline(self.corpus.registry)
-            for venue, kind, url, data, recv_ns in self.corpus.frames:
-                if venue is self.venue and kind == "http":
-                    pipeline.feed(venue, kind, url, data, recv_ns)
+            pipeline = daemon.build_pipeline(self.stream.registry)
+            for url, data in self.stream.snapshots:  # as the snapshot loop would fetch them
+                pipeline.feed(self.venue, "http", url, data, time.time_ns())
             pipeline.flush()
             connections = daemon.connections()
             gc.collect()
             gc.freeze()  # as Daemon.run does after start-up
-            # the book connection; the mark-price one (wss on the venue) is not run here
             connections = [c for c in connections if c.plan.carries_books]
             assert len(connections) == 1, "one connection carries every frame of the stream"
             health = daemon.venues[self.venue].health
             done = asyncio.Event()
+            last_ns = [0]
             flush = daemon._flush_pending  # the end of a turn, or a full burst
             lat = self.latencies_ns
 
@@ -313,7 +406,8 @@ class LiqmonRun:
                     if rate > 0:
                         now = time.time_ns()
                         lat.append((now, health.frames - pending() - k, stamps))
-                if health.frames >= n:
+                if health.frames >= n and not done.is_set():
+                    last_ns[0] = time.time_ns()
                     done.set()
 
             daemon._flush_pending = timed_flush  # type: ignore[method-assign]
@@ -338,27 +432,22 @@ class LiqmonRun:
             gc.collect()
             gc.callbacks.append(on_gc)
             c0 = cpu_s()
-            w0 = time.perf_counter()
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = [
                         group.create_task(daemon._run_connection(connections[0])),
                         group.create_task(daemon._tick_loop()),
                     ]
-                    await asyncio.wait_for(done.wait(), 120.0)
-                    wall = time.perf_counter() - w0
+                    await asyncio.wait_for(done.wait(), 300.0)
                     cpu = cpu_s() - c0
                     for task in tasks:
                         task.cancel()
             finally:
                 gc.callbacks.remove(on_gc)
-            summaries = pipeline.book_summaries(depth=1)
-            bad = [s for s in summaries if not s["valid"] or s["gaps"] or s["resyncs"]]
-            if bad:
-                raise SystemExit(f"liqmon: {len(bad)} books invalid or resynced after the run")
+            check_books(self.stream, pipeline.book_summaries(depth=1))
         gc.unfreeze()
         out = {
-            "wall_s": wall,
+            "last_ns": last_ns[0],
             "cpu_s": cpu,
             "frames": health.frames,
             "flushes": self.flushes,
@@ -368,6 +457,24 @@ class LiqmonRun:
         if rate > 0 and t0_ns:
             out.update(latency(t0_ns[0], rate, lat, writes() if writes else []))
         return out
+
+
+CHECKSUM_VENUES = frozenset({"okx", "kraken"})  # CRC32 of the top levels in every frame
+
+
+def check_books(stream: Stream, summaries: list[dict[str, Any]]) -> None:
+    """Every book valid, never resynced, no gap; where the venue sends checksums, every
+    one verified and none failed. Otherwise the run does not count."""
+    bad = [s for s in summaries if not s["valid"] or s["gaps"] or s["resyncs"]]
+    failed = sum(s["checksum_failed"] for s in summaries)
+    checked = sum(s["checksum_ok"] for s in summaries)
+    if bad or failed:
+        raise SystemExit(
+            f"{stream.name}: {len(bad)} books invalid, with gaps or resynced; "
+            f"{failed} checksums failed"
+        )
+    if stream.checksums and not checked:
+        raise SystemExit(f"{stream.name}: no checksum was verified")
 
 
 def describe_paced(label: str, r: dict[str, Any]) -> str:
@@ -438,12 +545,18 @@ def latency(
 
 # --- driver ---------------------------------------------------------------------------------
 class ServerHandle:
-    def __init__(self, venues: list[str], replicas: int, repeats: int) -> None:
+    def __init__(self, streams: list[Stream]) -> None:
+        import pickle  # noqa: PLC0415
+
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=server_main, args=(child, venues, replicas, repeats))
+        fd, self.path = tempfile.mkstemp(suffix=".pickle", prefix="liqmon-blast-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump({s.name: s.frames for s in streams}, f)
+        self.proc = ctx.Process(target=server_main, args=(child, self.path))
         self.proc.start()
         _, self.port, self.counts = self.conn.recv()
+        os.unlink(self.path)
 
     def ask(self, cmd: str, arg: Any = None) -> Any:
         self.conn.send((cmd, arg))
@@ -451,38 +564,41 @@ class ServerHandle:
 
 
 async def one_run(
-    server: ServerHandle, client: str, venue: str, corpus: Any, rate: float = 0.0
+    server: ServerHandle, client: str, stream: Stream, rate: float = 0.0
 ) -> dict[str, Any]:
-    n = server.counts[venue]
-    url = f"ws://127.0.0.1:{server.port}/{venue}/stream"
+    n = server.counts[stream.name]
+    url = f"ws://127.0.0.1:{server.port}/{stream.venue.value}/stream"
+    expect = stream.client_frames if client == "liqmon" else 0
+    server.ask("serve", (stream.name, expect, 0))
     server.ask("rate", rate)
     s_cpu0, _ = server.ask("cpu")
     gc.collect()
     if client == "liqmon":
-        out = await LiqmonRun(corpus, venue, server.port).run(n, rate, None)
+        out = await LiqmonRun(stream, server.port).run(n, rate, None)
     else:
         fn = {"websockets": bare_websockets, "aiohttp": bare_aiohttp, "picows": bare_picows}[client]
-        c0, w0 = cpu_s(), time.perf_counter()
-        last = await asyncio.wait_for(fn(url, n), 120.0)
-        out = {"wall_s": last - w0, "cpu_s": cpu_s() - c0, "frames": n}
+        c0 = cpu_s()
+        last = await asyncio.wait_for(fn(url, n), 300.0)
+        out = {"last_ns": last, "cpu_s": cpu_s() - c0, "frames": n}
     s_cpu1, t0 = server.ask("cpu")
+    out["wall_s"] = (out["last_ns"] - t0[-1]) / 1e9  # from the server's first write
     out["server_cpu_s"] = s_cpu1 - s_cpu0
     out["fps"] = out["frames"] / out["wall_s"]
     out["us_per_frame"] = out["cpu_s"] / out["frames"] * 1e6
-    out["t0"] = t0
     return out
 
 
 async def paced_liqmon(
-    server: ServerHandle, venue: str, corpus: Any, rate: float
+    server: ServerHandle, stream: Stream, rate: float, max_s: float
 ) -> dict[str, Any]:
-    n = server.counts[venue]
+    """liqmon on the stream (at most ``max_s`` of it) written at ``rate`` frames/s."""
+    n = min(server.counts[stream.name], max(2_000, int(rate * max_s)))
+    server.ask("serve", (stream.name, stream.client_frames, n))
     server.ask("rate", rate)
-    run = LiqmonRun(corpus, venue, server.port)
+    run = LiqmonRun(stream, server.port)
     gc.collect()
-    s_cpu0, _ = server.ask("cpu")
-    # the server's t0 of this connection is known once it is open: the run reads it at the end
-    _, known = server.ask("cpu")
+    s_cpu0, known = server.ask("cpu")
+    # the server's t0 of this connection is known once it streams: the run reads it at the end
     holder: list[int] = []
     task = asyncio.ensure_future(run.run(n, rate, holder, lambda: server.ask("writes")))
     while not holder and not task.done():
@@ -494,18 +610,39 @@ async def paced_liqmon(
     s_cpu1, _ = server.ask("cpu")
     out["server_cpu_s"] = s_cpu1 - s_cpu0
     out["us_per_frame"] = out["cpu_s"] / out["frames"] * 1e6
+    out["wall_s"] = (out["last_ns"] - holder[0]) / 1e9
     out["fps"] = out["frames"] / out["wall_s"]
     return out
+
+
+RECORDED = ("binance_futures/rec", "binance/rec")
+SIMULATED = (
+    "binance_futures/sim",
+    "binance/sim",
+    "bybit/sim",
+    "bybit_linear/sim",
+    "okx/sim",
+    "coinbase/sim",
+    "kraken/sim",
+    "deribit/sim",
+    "hyperliquid/sim",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--venues", default="binance_futures,binance")
+    parser.add_argument(
+        "--streams",
+        default=",".join(RECORDED + SIMULATED),
+        help="NAME/rec (Binance recordings) or NAME/sim (the local exchange's generator)",
+    )
     parser.add_argument("--replicas", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--sim-frames", type=int, default=50_000)
     parser.add_argument("--peers", default=os.environ.get("BLAST_PEERS", ""))
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
+    parser.add_argument("--paced-s", type=float, default=4.0, help="longest paced run, s")
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument(
         "--half", type=float, default=0.0, help="only the paced runs, this as the 50%% rate"
@@ -514,14 +651,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers:
         sys.path.append(args.peers)
     from _common import quiet_logs  # noqa: PLC0415
-    from corpus import build_corpus  # noqa: PLC0415
 
     quiet_logs()
     from monitor.warmup import warm_up  # noqa: PLC0415
 
-    venues = args.venues.split(",")
-    corpus = build_corpus(replicas=args.replicas, repeats=args.repeats)
-    server = ServerHandle(venues, args.replicas, args.repeats)
+    names = args.streams.split(",")
+    streams = recorded_streams(
+        [n for n in names if n.endswith("/rec")], args.replicas, args.repeats
+    ) + sim_streams([n for n in names if n.endswith("/sim")], args.sim_frames)
+    streams.sort(key=lambda s: names.index(s.name))
+    server = ServerHandle(streams)
     from feeds.venues import ADAPTERS  # noqa: PLC0415
 
     warm_up(list(ADAPTERS.values()))
@@ -539,26 +678,36 @@ def main(argv: list[str] | None = None) -> int:
         runner: Any = uvloop.run
     else:
         runner = asyncio.run
+    print(f"load average at start: {os.getloadavg()}")
 
     async def bench() -> dict[str, Any]:
         results: dict[str, Any] = {}
-        for venue in venues:
-            n = server.counts[venue]
-            print(f"\n== {venue}: {n:,} frames per run, {args.rounds} rounds", flush=True)
+        for stream in streams:
+            n = server.counts[stream.name]
+            size = sum(len(f) for f in stream.frames) / len(stream.frames)
+            print(
+                f"\n== {stream.name}: {len(stream.symbols)} books, {n:,} frames of "
+                f"{size:.0f} B per run, {args.rounds} rounds; load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
             for _ in range(args.rounds if not args.half else 0):
                 for client in clients:
-                    runs[client].append(await one_run(server, client, venue, corpus))
+                    runs[client].append(await one_run(server, client, stream))
             best = {c: max(r, key=lambda x: x["fps"]) for c, r in runs.items() if r}
             for c, b in best.items():
                 ratio = statistics.median(
                     r["fps"] / runs["liqmon"][i]["fps"] for i, r in enumerate(runs[c])
                 )
+                cpu_ratio = statistics.median(
+                    r["us_per_frame"] / runs["liqmon"][i]["us_per_frame"]
+                    for i, r in enumerate(runs[c])
+                )
                 print(
                     f"{c:11s} {b['fps']:>10,.0f} frames/s  "
                     f"{min(r['us_per_frame'] for r in runs[c]):6.2f} us CPU/frame  "
                     f"server CPU {b['server_cpu_s'] / b['wall_s'] * 100:4.0f}%  "
-                    f"x{ratio:.2f} of liqmon (median of rounds)"
+                    f"x{ratio:.2f} frames/s, x{cpu_ratio:.2f} CPU of liqmon (median of rounds)"
                     + (
                         f"  {b['frames'] / b['flushes']:.0f} frames per flush, GC "
                         f"{len(b['gc'])} pauses max {max(b['gc'], default=0):.2f} ms"
@@ -568,35 +717,47 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             max_fps = best["liqmon"]["fps"] if best else args.half * 2
-            half = await paced_liqmon(server, venue, corpus, max_fps / 2)
+            half = await paced_liqmon(server, stream, max_fps / 2, args.paced_s)
             print(describe_paced(f"{max_fps / 2:,.0f} frames/s (50%)", half), flush=True)
-            moderate = await paced_liqmon(server, venue, corpus, args.moderate)
+            moderate = await paced_liqmon(server, stream, args.moderate, args.paced_s)
             print(describe_paced(f"{args.moderate:,.0f} frames/s", moderate), flush=True)
-            results[venue] = {"runs": runs, "half": half, "moderate": moderate}
+            results[stream.name] = {"runs": runs, "half": half, "moderate": moderate}
         return results
 
-    gc_pauses: list[float] = []
-
-    def on_gc(phase: str, _info: dict[str, Any], start: list[int] = [0]) -> None:  # noqa: B006
-        if phase == "start":
-            start[0] = time.perf_counter_ns()
-        else:
-            gc_pauses.append((time.perf_counter_ns() - start[0]) / 1e6)
-
-    gc.callbacks.append(on_gc)
     try:
-        runner(bench())
+        results = runner(bench())
     finally:
-        gc.callbacks.remove(on_gc)
         server.ask("stop")
         server.proc.join(5)
-    gc_pauses.sort()
-    if gc_pauses:
-        print(
-            f"\nGC pauses over the whole run: {len(gc_pauses)}, p99 "
-            f"{gc_pauses[int(len(gc_pauses) * 0.99)]:.2f} ms, max {gc_pauses[-1]:.2f} ms"
-        )
+    summary(results)
+    print(f"load average at end: {os.getloadavg()}")
     return 0
+
+
+def summary(results: dict[str, Any]) -> None:
+    """One line per stream: liqmon's best frames/s and CPU, the peers' ratios, latency."""
+    print(
+        "\nstream               liqmon f/s  us/frame  aiohttp x  picows x  "
+        "p50/p99 ms at 50% (from the write)  us/frame at moderate"
+    )
+    for name, r in results.items():
+        runs = r["runs"]
+        if not runs.get("liqmon"):
+            continue
+        best = max(runs["liqmon"], key=lambda x: x["fps"])
+
+        def ratio(c: str, runs: dict[str, Any] = runs) -> str:
+            if not runs.get(c):
+                return "   -"
+            return f"x{statistics.median(x['fps'] / runs['liqmon'][i]['fps'] for i, x in enumerate(runs[c])):.2f}"
+
+        h, m = r["half"], r["moderate"]
+        print(
+            f"{name:20s} {best['fps']:>12,.0f} {min(x['us_per_frame'] for x in runs['liqmon']):8.2f}  "
+            f"{ratio('aiohttp'):>8s} {ratio('picows'):>8s}  "
+            f"{h['lat_p50_ms']:.2f}/{h['lat_p99_ms']:.2f} ({h.get('lat_written_p50_ms', 0):.2f}/"
+            f"{h.get('lat_written_p99_ms', 0):.2f})  {m['us_per_frame']:.1f}"
+        )
 
 
 if __name__ == "__main__":
