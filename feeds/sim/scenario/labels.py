@@ -127,6 +127,9 @@ def build_labels(
             troughs[name] = int(t[lo + int(np.argmin(f[lo:hi]))])
         labels["fair_trough_ns"] = troughs
         labels["market_trough_ns"] = int(np.median(list(troughs.values())))
+        # the liquidation engine's buckets and the wicks' Hawkes bursts (see model.py)
+        labels["liquidations"] = p.liquidations
+        labels["wick_bursts"] = p.wicks
         labels["depeg_windows"] = [
             {
                 "venue": v.value,

@@ -90,6 +90,9 @@ class Paths:
     books: list[BookPath]
     events: list[dict[str, Any]]  # nuisance events (calm) / phases (collapse)
     timeline: float = 1.0  # collapse phases stretched by this factor
+    # collapse: liquidated ladder buckets and the wicks' Hawkes bursts (ground truth)
+    liquidations: list[dict[str, Any]] = field(default_factory=list)
+    wicks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _fair_paths(
@@ -147,10 +150,193 @@ def _stress(minutes: np.ndarray, venue: Venue, major: bool) -> tuple[np.ndarray,
     return m, w, c
 
 
-def _wick_shape(minutes: np.ndarray, centre: float, hold_min: float) -> np.ndarray:
-    down = _smooth((minutes - (centre - 0.5)) / 0.5)
-    up = 1.0 - _smooth((minutes - (centre + hold_min)) / 1.5)
-    return np.asarray(np.minimum(down, up), dtype=np.float64)
+def perp_mark(
+    last: np.ndarray, index: np.ndarray, funding: np.ndarray, step_s: float
+) -> np.ndarray:
+    """Binance-style mark: the median of index x (1 + funding x time to funding), index + the
+    2.5-min moving average of (last - index), and the last price."""
+    n = len(last)
+    window = max(1, int(150.0 / step_s))
+    diff = np.concatenate([[0.0], np.cumsum(last - index)])
+    lo = np.maximum(np.arange(n) + 1 - window, 0)
+    ma = (diff[np.arange(n) + 1] - diff[lo]) / (np.arange(n) + 1 - lo)
+    c1 = index * (1.0 + funding * (1.0 / 8.0))
+    c2 = index + ma
+    return np.asarray(np.median(np.stack([c1, c2, last]), axis=0), dtype=np.float64)
+
+
+def hawkes_fills(
+    rng: np.random.Generator,
+    immigrants: np.ndarray,
+    *,
+    branching: float = spec.HAWKES_BRANCHING,
+    decay_s: float = spec.HAWKES_DECAY_S,
+    horizon_s: float = np.inf,
+) -> np.ndarray:
+    """Fill times (s, sorted) of a self-exciting sell flow: every fill, the immigrants' and
+    their descendants', has Poisson(``branching``) children after Exp(``decay_s``) delays
+    (the cluster form of a Hawkes process with an exponential kernel). Fills after
+    ``horizon_s`` are dropped."""
+    out = [np.asarray(immigrants, dtype=np.float64)]
+    gen = out[0]
+    while gen.size:
+        kids = rng.poisson(branching, gen.size)
+        if not kids.any():
+            break
+        parents = np.repeat(gen, kids)
+        gen = parents + rng.exponential(decay_s, parents.size)
+        gen = gen[gen <= horizon_s]
+        out.append(gen)
+    return np.sort(np.concatenate(out))
+
+
+def walk_bps(notional: float, c1_side: float, gamma: float) -> float:
+    """How far (bps) selling ``notional`` USD walks down a bid side whose cumulative depth is
+    C(d) = c1_side x (d / 100 bp)^gamma to 2 %, then grows with exponent 0.4 (the book shape of
+    the generator)."""
+    if notional <= 0.0 or c1_side <= 0.0:
+        return 0.0
+    c2 = c1_side * 2.0**gamma
+    if notional <= c2:
+        return float(100.0 * (notional / c1_side) ** (1.0 / gamma))
+    return float(200.0 * (notional / c2) ** (1.0 / 0.4))
+
+
+def _ladder(oi_usd: float, price_usd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket prices (USD, descending) and notionals of a lognormal long-liquidation ladder."""
+    from statistics import NormalDist  # noqa: PLC0415
+
+    k = spec.LIQ_BUCKETS
+    z = np.array([NormalDist().inv_cdf((j + 0.5) / k) for j in range(k)])
+    lo, hi = spec.LIQ_LADDER
+    drops = np.clip(np.exp(np.log(spec.LIQ_LADDER_MEDIAN) + spec.LIQ_LADDER_SIGMA * z), lo, hi)
+    return price_usd * (1.0 - drops), np.full(k, oi_usd / k)
+
+
+def _liquidate(
+    seed: int,
+    books: list[tuple[BookPath, Venue]],
+    minutes: np.ndarray,
+    step_s: float,
+    t_ns: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The liquidation engine (collapse): each V2 perp and V1 spot book of a ladder asset
+    sells the buckets its trigger price crosses (V2: the mark; V1: its own local price,
+    impact included, so V1's collateral spirals on its own book). A bucket goes as Hawkes
+    fills over 1-5 s; sold notional walks the bid side (price impact, pulled back toward
+    fair with the arbitrage half-life, 60 s on V1 in the slow window) and consumes 1 % bid
+    depth (refilled with a 20 s half-life, 120 s from the withdrawal on). Changes the books'
+    mids and bid depth in place; returns the liquidated buckets."""
+    n = len(minutes)
+    out: list[dict[str, Any]] = []
+    for bp, role in books:
+        b = bp.spec
+        oi = spec.LIQ_OI_USD.get(b.base)
+        share = spec.LIQ_VENUE_SHARE.get(role)
+        if oi is None or share is None or b.peg is not None:
+            continue
+        if (role == spec.V2) != (b.kind == InstrumentKind.PERP):
+            continue
+        rng = rng_for(seed, b.venue.value, b.symbol, "liquidations")
+        prices, notionals = _ladder(oi * share, spec.ASSETS[b.base].price_usd)
+        c1_side = b.depth_1pct_usd / 2.0
+        slow = np.zeros(n, dtype=bool)
+        if role == spec.V1:
+            slow = (minutes >= spec.V1_SLOW_ARB[0]) & (minutes < spec.V1_SLOW_ARB[1])
+        arb = np.where(slow, 0.5 ** (step_s / 60.0), 0.5 ** (step_s / spec.ARB_HALF_LIFE_S))
+        calm_hl, stressed_hl = spec.REFILL_HALF_LIFE_S
+        refill = np.where(minutes >= 10.0, 0.5 ** (step_s / stressed_hl), 0.5 ** (step_s / calm_hl))
+        base_mid = bp.mid.copy()
+        trigger = (bp.mark if bp.mark is not None else bp.mid) * bp.quote_usd
+        sold = np.zeros(n + 1)
+        done = np.zeros(len(prices), dtype=bool)
+        impact = np.zeros(n)
+        consumed = np.zeros(n)
+        q = d = 0.0
+        start = int(np.searchsorted(minutes, 0.0))
+        if start < n:  # a scenario that starts below a bucket: it went before the recording
+            done |= prices >= trigger[start]
+        for k in range(start, n):
+            price = trigger[k] * (1.0 - impact[k - 1] if role == spec.V1 and k else 1.0)
+            hit = np.flatnonzero(~done & (prices >= price))
+            for j in hit:
+                done[j] = True
+                exec_s = float(rng.uniform(*spec.LIQ_EXEC_S))
+                orders = max(1, round(exec_s * 2.0))  # two child orders a second
+                fills = hawkes_fills(rng, np.sort(rng.uniform(0.0, exec_s, orders)))
+                steps = k + np.ceil(fills / step_s).astype(np.int64)
+                np.add.at(sold, np.minimum(steps, n), notionals[j] / fills.size)
+                out.append(
+                    {
+                        "venue": b.venue.value,
+                        "symbol": b.symbol,
+                        "asset": b.base,
+                        "trigger": "mark" if role == spec.V2 else "local_price",
+                        "bucket_price_usd": round(float(prices[j]), 8),
+                        "notional_usd": round(float(notionals[j]), 2),
+                        "triggered_ns": int(t_ns[k]),
+                        "fills": int(fills.size),
+                        "last_fill_ns": int(t_ns[k] + fills[-1] * 1e9),
+                    }
+                )
+            q = q * arb[k] + sold[k]
+            d = d * refill[k] + sold[k]
+            c1 = c1_side * bp.depth_bid[k]
+            impact[k] = min(walk_bps(q, c1, b.gamma), 1000.0) * 1e-4  # the 10 % window
+            consumed[k] = d / c1 if c1 > 0 else 0.0
+        bp.mid = base_mid * (1.0 - impact)
+        bp.depth_bid = np.asarray(bp.depth_bid / (1.0 + consumed), dtype=np.float64)
+        bp.half_spread = bp.half_spread * bp.mid / base_mid
+    return out
+
+
+def _wick(
+    bp: BookPath, role: Venue, seed: int, minutes: np.ndarray, step_s: float, timeline: float
+) -> dict[str, Any] | None:
+    """A venue-specific wick (target-seeking, deterministic): at the trough profile, the bid
+    notional between the mid and the target is sold as a Hawkes burst over the 60 s up to the
+    trough, so the mid walks down the book as the fills come and prints the target at the
+    trough; it holds there, then recovers as arbitrage and refills come back."""
+    b = bp.spec
+    target = spec.WICK_TARGET.get((role, b.base))
+    if target is None or b.peg is not None:
+        return None
+    a = spec.ASSETS[b.base]
+    if target < 1.0 and b.base == "ALT1":
+        target *= a.price_usd
+    k = int(np.argmin(np.abs(minutes - spec.CRASH_TROUGH_MIN)))
+    drop = 1.0 - target / float(bp.mid[k])
+    if drop <= 0.0:
+        return None
+    c1 = b.depth_1pct_usd / 2.0 * float(bp.depth_bid[k])
+    # the notional whose walk down the trough book reaches the target (inverse of walk_bps)
+    d_bps = drop * 1e4
+    c2 = c1 * 2.0**b.gamma
+    notional = c1 * (d_bps / 100.0) ** b.gamma if d_bps <= 200.0 else c2 * (d_bps / 200.0) ** 0.4
+    burst = spec.WICK_BURST_S * timeline
+    rng = rng_for(seed, b.venue.value, b.symbol, "wick")
+    # immigrants over the burst's first 50 s; their descendants past the trough are dropped
+    fills = hawkes_fills(rng, np.sort(rng.uniform(0.0, burst * 5.0 / 6.0, 40)), horizon_s=burst)
+    t_s = (minutes - spec.CRASH_TROUGH_MIN) * 60.0 * timeline + burst  # s since burst start
+    frac = np.searchsorted(fills, t_s, side="right") / fills.size  # executed share
+    walked = np.array([walk_bps(x * notional, c1, b.gamma) for x in frac]) * 1e-4
+    down = np.log(np.clip(1.0 - walked, 1e-9, None))
+    hold = 1.25 if (role == spec.V2 and b.base == "SOL") else 0.75
+    up = 1.0 - _smooth((minutes - (spec.CRASH_TROUGH_MIN + hold)) / 1.5)
+    after = minutes > spec.CRASH_TROUGH_MIN
+    shape = np.where(after, np.log(1.0 - drop) * up, down)
+    old = bp.mid
+    bp.mid = np.asarray(old * np.exp(shape), dtype=np.float64)
+    bp.half_spread = bp.half_spread * bp.mid / old
+    return {
+        "venue": b.venue.value,
+        "symbol": b.symbol,
+        "asset": b.base,
+        "target_price": round(float(target), 8),
+        "notional_usd": round(float(notional * float(bp.quote_usd[k])), 2),
+        "fills": int(fills.size),
+        "burst_s": burst,
+    }
 
 
 def build_paths(
@@ -204,6 +390,16 @@ def build_paths(
         out.append(_book_path(b, seed, minutes, step_s, fair, usdt, collapse, nuisance, swap))
     paths = Paths(kind, seed, start_ns, step_ns, n, t_ns, minutes, fair, usdt, out, events)
     paths.timeline = timeline
+    if collapse:
+        roles = [(bp, swap.get(bp.spec.venue, bp.spec.venue)) for bp in out]
+        paths.liquidations = _liquidate(seed, roles, minutes, step_s, t_ns)
+        for bp, role in roles:
+            wick = _wick(bp, role, seed, minutes, step_s, timeline)
+            if wick is not None:
+                paths.wicks.append(wick)
+        for bp in out:  # the perps' marks follow their last price, wicks and all
+            if bp.mark is not None and bp.index is not None and bp.funding is not None:
+                bp.mark = perp_mark(bp.mid, bp.index, bp.funding, step_s)
     return paths
 
 
@@ -268,17 +464,7 @@ def _book_path(
                 rng_for(seed, b.venue.value, b.symbol, "basis"), n, 0.5 ** (step_s / 60.0), 2e-4
             )
         log_mid = np.log(f) - np.log(quote_usd) + basis + dev
-        if collapse:
-            target = spec.WICK_TARGET.get((role, b.base))
-            if target is not None:
-                if target < 1.0 and b.base == "ALT1":
-                    target *= a.price_usd
-                k = int(np.argmin(np.abs(minutes - spec.CRASH_TROUGH_MIN)))
-                offset = np.log(target) - log_mid[k]
-                hold = 1.25 if (role == spec.V2 and b.base == "SOL") else 0.75
-                log_mid = log_mid + min(offset, 0.0) * _wick_shape(
-                    minutes, spec.CRASH_TROUGH_MIN, hold
-                )
+        # the collapse's liquidations and venue wicks come later (build_paths), on all books
         mid = np.exp(log_mid)
         mid_usd_true = f
         if collapse:
@@ -291,17 +477,10 @@ def _book_path(
         depth_ask = m**0.7
         if b.kind == InstrumentKind.PERP:
             index = f / quote_usd
-            last = mid
-            window = max(1, int(150.0 / step_s))  # 2.5 min moving-average basis
-            diff = np.concatenate([[0.0], np.cumsum(last - index)])
-            lo = np.maximum(np.arange(n) + 1 - window, 0)
-            ma = (diff[np.arange(n) + 1] - diff[lo]) / (np.arange(n) + 1 - lo)
             funding = np.full(n, 0.0003)
             if collapse:
                 funding = funding - 0.0008 * _window(minutes, 32.0, 45.0, 3.0)
-            c1 = index * (1.0 + funding * (1.0 / 8.0))
-            c2 = index + ma
-            mark = np.median(np.stack([c1, c2, last]), axis=0)
+            mark = perp_mark(mid, index, funding, step_s)
     # spread noise (spreads flicker by a tick or two)
     spread_noise = np.exp(_ar1(rng_for(seed, b.venue.value, b.symbol, "spread"), n, 0.98, 0.1))
     half_spread = 0.5 * b.spread_bps * 1e-4 * mid * spread_mult * spread_noise

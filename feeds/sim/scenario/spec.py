@@ -277,6 +277,23 @@ WICK_TARGET: dict[tuple[Venue, str], float] = {
     (V2, "ALT1"): 0.40,
     (V2, "SOL"): 140.0,
 }
+# the liquidation engine: long open interest per asset on a lognormal ladder 3-15 % below the
+# T0 price (USD). The part of it sold on the modelled books is a share per venue (the rest is
+# liquidated on venues the scenario does not model): V2's perp longs, triggered by its mark,
+# and V1's unified-account collateral, triggered by V1's own local price.
+LIQ_OI_USD = {"BTC": 2e9, "ETH": 1e9, "SOL": 3e8, "XRP": 2e8, "ALT1": 2e7}
+LIQ_LADDER = (0.03, 0.15)  # drop below the T0 price: bounds of the ladder
+LIQ_LADDER_MEDIAN = 0.07  # lognormal: median drop and sigma of its log
+LIQ_LADDER_SIGMA = 0.4
+LIQ_BUCKETS = 24
+LIQ_VENUE_SHARE = {V2: 0.01, V1: 0.002}
+LIQ_EXEC_S = (1.0, 5.0)  # a triggered bucket is market-sold over 1-5 s
+HAWKES_BRANCHING = 0.7  # each fill raises the sell intensity: children per fill
+HAWKES_DECAY_S = 2.0  # mean delay of a child fill
+WICK_BURST_S = 60.0  # a wick's notional is sold as a Hawkes burst over 60 s up to the trough
+ARB_HALF_LIFE_S = 0.5  # venue mid pulled back toward fair (V1: 60 s in the slow window)
+V1_SLOW_ARB = (33.0, 38.0)  # 05:13-05:18
+REFILL_HALF_LIFE_S = (20.0, 120.0)  # consumed depth refills: calm / from the withdrawal on
 # depth floors by venue (V1 majors floor at 10 %), V3 decays twice as slowly
 DEPTH_FLOOR = {V1: 0.0, V2: 0.05, V3: 0.25, V4: 0.15}
 MAJOR_FLOOR_V1 = 0.10
