@@ -74,6 +74,7 @@ class Alert:
     notified_firing: bool = False
     notified_resolved: bool = False
     repeats: int = 0
+    reason: str = ""  # why it ended other than by its condition: rule_removed, ...
 
     @property
     def severity(self) -> Severity:
@@ -111,11 +112,13 @@ class Alert:
             threshold=self.rule.threshold,
             components=comps,
             stale=self.stale,
-            summary=self.rule.render_summary(self.scope, self.value),
+            summary=self.rule.render_summary(self.scope, self.value)
+            + (f" ({END_REASONS.get(self.reason, self.reason)})" if self.reason else ""),
             starts_at_ns=self.firing_since_ns or self.pending_since_ns,
             ends_at_ns=self.resolved_at_ns,
             metric=self.rule.metric,
             labels=dict(self.rule.labels),
+            reason=self.reason,
         )
 
 
@@ -139,10 +142,12 @@ class AlertEvent:
     ends_at_ns: int | None
     metric: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # a resolved that is not the condition clearing: see END_REASONS
 
     def record(self) -> dict[str, Any]:
         """The ``--alerts-out`` line (``"kind": "rule"``)."""
-        return {
+        extra = {"reason": self.reason} if self.reason else {}
+        return extra | {
             "ts": self.ts_ns / 1e9,
             "kind": "rule",
             "state": self.state.value,
@@ -208,6 +213,27 @@ class _Group:
     last_flush_ns: int | None = None
 
 
+# Why an alert is resolved without its condition clearing: its rule was removed (or
+# disabled), or replaced by one that does not carry it over (see Engine.set_rule).
+END_REASONS = {
+    "rule_removed": "rule removed",
+    "rule_disabled": "rule disabled",
+    "rule_replaced": "rule replaced",
+}
+
+
+def carries_over(old: RuleSpec, new: RuleSpec) -> bool:
+    """A replaced rule keeps its alerts when it still watches the same thing the same way
+    at the same severity; its new levels, timing and scope apply from the next tick."""
+    return (
+        old.metric == new.metric
+        and old.condition == new.condition
+        and old.severity == new.severity
+        and old.category == new.category
+        and (not new.is_change or old.baseline_window_s == new.baseline_window_s)
+    )
+
+
 def alert_id(rule: str, scope: Scope, since_ns: int) -> str:
     """Deterministic: the same recording gives the same ids."""
     digest = hashlib.blake2b(f"{rule}|{scope.key()}|{since_ns}".encode(), digest_size=10)
@@ -250,6 +276,95 @@ class Engine:
         for alert_id_, (by, at_ns) in acks.items():
             if self.acknowledge(alert_id_, by, at_ns) is None:
                 self._restored_acks[alert_id_] = (by, at_ns)
+
+    # -- rules added, replaced and removed while running ---------------------------------
+
+    def rule(self, name: str) -> RuleSpec | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+    def set_rule(self, rule: RuleSpec, ts_ns: int) -> list[AlertEvent]:
+        """Add a rule, or replace the rule of that name, between ticks; returns the events
+        of the alerts this ends (resolved, with a reason).
+
+        A replacement that :func:`carries_over` keeps each alert whose scope the new rule
+        still matches: same id, same state, not notified again; the new threshold, clear
+        level, timing and summary judge it from the next tick (so it resolves, or not, by
+        the new rule). Every other alert of the old rule ends: a pending one silently, a
+        firing one as "resolved" with ``reason`` ``rule_replaced`` (sent only if its firing
+        was). A change rule's baselines are kept when its window is unchanged. A disabled
+        rule is removed (``rule_disabled``)."""
+        if not rule.enabled:
+            return self.remove_rule(rule.name, ts_ns, "rule_disabled")
+        old = self.rule(rule.name)
+        if old is None:
+            self.rules = (*self.rules, rule)
+            return []
+        self.rules = tuple(rule if r.name == rule.name else r for r in self.rules)
+        self._forget_matches(rule.name)
+        keep = carries_over(old, rule)
+        if not keep:
+            self._forget_baselines(rule.name)
+        events: list[AlertEvent] = []
+        for key, alert in list(self.active.items()):
+            if key[0] != rule.name:
+                continue
+            if keep and rule.scope.matches(alert.scope):
+                alert.rule = rule
+            else:
+                self._end(alert, ts_ns, "rule_replaced", events)
+        if not keep:
+            self._end_restored(old, ts_ns, "rule_replaced", events)
+        return events
+
+    def remove_rule(self, name: str, ts_ns: int, reason: str = "rule_removed") -> list[AlertEvent]:
+        """Remove a rule between ticks: its pending alerts are dropped, its firing ones
+        resolved with ``reason`` (the resolved is sent only where the firing was)."""
+        old = self.rule(name)
+        if old is None:
+            return []
+        self.rules = tuple(r for r in self.rules if r.name != name)
+        self._forget_matches(name)
+        self._forget_baselines(name)
+        events: list[AlertEvent] = []
+        for key, alert in list(self.active.items()):
+            if key[0] == name:
+                self._end(alert, ts_ns, reason, events)
+        self._end_restored(old, ts_ns, reason, events)
+        return events
+
+    def _end(self, alert: Alert, ts: int, reason: str, events: list[AlertEvent]) -> None:
+        if alert.state is AlertState.PENDING:
+            del self.active[(alert.rule.name, alert.scope)]  # never fired: nothing to tell
+            return
+        alert.reason = reason
+        self._resolve(alert, ts, events)
+
+    def _end_restored(self, rule: RuleSpec, ts: int, reason: str, events: list[AlertEvent]) -> None:
+        """Firing alerts of a previous run not yet taken over: ended as well."""
+        for key, old in list(self._restored.items()):
+            if key[0] != rule.name:
+                continue
+            del self._restored[key]
+            alert = Alert(
+                id=old.alert_id,
+                rule=rule,
+                scope=Scope(old.venue, old.symbol, old.asset),
+                state=AlertState.FIRING,
+                pending_since_ns=old.firing_since_ns,
+                firing_since_ns=old.firing_since_ns,
+                notified_firing=old.notified,
+            )
+            self.active[(rule.name, alert.scope)] = alert
+            self._group_of(alert).alerts[alert.id] = alert
+            self._end(alert, ts, reason, events)
+
+    def _forget_matches(self, name: str) -> None:
+        for key in [k for k in self._matches if k[0] == name]:
+            del self._matches[key]
+
+    def _forget_baselines(self, name: str) -> None:
+        for key in [k for k in self._baselines if k[0] == name]:
+            del self._baselines[key]
 
     # -- evaluation ---------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ def webhook_body(notification: Notification, base_url: str = "") -> bytes:
         "stale": event.stale,
         "repeat": notification.repeat,
     }
+    if event.reason:  # resolved because its rule was removed or replaced: docs/alerts.md
+        body["reason"] = event.reason
     return _encode(body)
 
 

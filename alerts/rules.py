@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import tomllib
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -290,6 +291,78 @@ def rules_from_tables(
         if names.count(name) > 1:
             raise ConfigError(source, "rules", f"rule name {name!r} is used twice")
     return tuple(rules)
+
+
+class RuleInvalidError(ValueError):
+    """A rule that cannot be used; ``field`` names the offending key (dotted)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+_AT_PATH = re.compile(r"^(?P<message>.*?) - at `\$\.?(?P<path>[^`]*)`$")
+_NAMED = re.compile(r"field `(?P<name>[^`]+)`")
+_SUMMARY_FIELDS: Final = {
+    "rule": "r",
+    "metric": "m",
+    "value": "1",
+    "threshold": "1",
+    "venue": "v",
+    "symbol": "s",
+    "asset": "a",
+    "instrument": "i",
+    "severity": "warning",
+}
+
+
+def rule_from_json(raw: bytes) -> RuleSpec:
+    """A rule from a JSON object with the ``[[rules]]`` table's keys (the API's body).
+
+    Stricter than a rules file where a file would only misbehave later: every number
+    finite, no NUL character, a summary template whose placeholders exist. Raises
+    :class:`RuleInvalidError` naming the field."""
+    try:
+        rule = msgspec.json.decode(raw, type=RuleSpec)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _AT_PATH.match(text)
+        if match is not None and match["path"]:
+            raise RuleInvalidError(match["path"], match["message"]) from None
+        message = match["message"] if match is not None else text
+        named = _NAMED.search(message)
+        raise RuleInvalidError(named["name"] if named else "body", message) from None
+    except msgspec.DecodeError as exc:
+        raise RuleInvalidError("body", f"expected a JSON object ({exc})") from None
+    check_rule(rule)
+    return rule
+
+
+def check_rule(rule: RuleSpec) -> None:
+    """What a decoded rule must also satisfy (see :func:`rule_from_json`)."""
+    for name in ("threshold", "clear", "for_s", "keep_firing_for_s", "baseline_window_s",
+                 "baseline_min_s"):  # fmt: skip
+        value = getattr(rule, name)
+        if value is not None and not math.isfinite(value):
+            raise RuleInvalidError(name, f"expected a finite number, got {value}")
+    if rule.is_change and rule.threshold <= 0:
+        raise RuleInvalidError(
+            "threshold", "a change rule (drop_pct, rise_pct) needs a percent > 0"
+        )
+    strings = [("metric", rule.metric), ("category", rule.category), ("summary", rule.summary)]
+    strings += [(f"scope.{k}", v) for k, v in msgspec.structs.asdict(rule.scope).items()]
+    strings += [(f"labels.{k}", f"{k}{v}") for k, v in rule.labels.items()]
+    for name, text in strings:
+        if "\x00" in text:
+            raise RuleInvalidError(name, "contains a NUL character")
+    try:
+        rule.summary.format_map(_SUMMARY_FIELDS)
+    except (KeyError, ValueError, IndexError, AttributeError, TypeError) as exc:
+        fields = ", ".join("{" + k + "}" for k in _SUMMARY_FIELDS)
+        raise RuleInvalidError(
+            "summary", f"not a usable template ({type(exc).__name__}: {exc}); fields: {fields}"
+        ) from None
 
 
 def load_rules(paths: Sequence[Path]) -> tuple[RuleSpec, ...]:

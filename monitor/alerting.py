@@ -33,12 +33,13 @@ import argparse
 import asyncio
 import contextlib
 import math
+import re
 import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -50,6 +51,7 @@ from alerts.dispatcher import Dispatcher, DispatchPolicy
 from alerts.engine import Alert, AlertEvent, Engine, GroupingPolicy, RestoredAlert, Silence
 from alerts.outbox import MemoryOutbox, Outbox, deliveries_for
 from alerts.pg_outbox import PgOutbox
+from alerts.pg_rules import PgRules
 from alerts.pg_state import PgAlertState
 from alerts.rules import Frame, RuleSpec, Scope, load_rules
 from alerts.subscriptions import AlertsSettings, Channel, SubscriptionSpec
@@ -84,6 +86,50 @@ _ASSET_FIELDS = (
     "index_deviation_bps",
     "breadth",
 )
+
+
+_METRICS: Final = frozenset(
+    {
+        "book.valid",
+        "book_age_s",
+        "spread_bps",
+        "mid",
+        "mark_price",
+        "funding_rate",
+        *_BOOK_ANALYTICS,
+        *(f"{name[:-4]}_abs_bps" for name in _SIGNED),
+        "score.lvs",
+        "score.level",
+        "venue.invalid_fraction",
+        "venue.stale_fraction",
+        "asset.lvs",
+        "asset.level",
+        "asset.outlier_bps",
+        "asset.outlier_abs_bps",
+        *(f"asset.{name}" for name in _ASSET_FIELDS),
+        "asset.depth_venue_sum_usd",
+        "asset.depth_consolidated_usd",
+        "fx.usd",
+        "fx.deviation_bps",
+        "fx.deviation_abs_bps",
+        "market.lvs",
+        "market.level",
+    }
+)
+_METRIC_PATTERNS: Final = (
+    re.compile(r"depth_usd\.\d+(\.\d+)?\.(bid|ask|min|total)"),
+    re.compile(r"slippage_bps\.\d+(\.\d+)?\.(sell|buy)"),
+)
+
+
+def metric_problem(metric: str) -> str | None:
+    """Why ``metric`` is not one :func:`observe` produces (a rule on it never fires)."""
+    if metric in _METRICS or any(p.fullmatch(metric) for p in _METRIC_PATTERNS):
+        return None
+    return (
+        f"unknown metric {metric!r} (e.g. spread_bps, depth_usd.1.total, "
+        "slippage_bps.100000.sell, score.level, asset.level; the list: docs/alerts.md)"
+    )
 
 
 def _value(x: float) -> float | None:
@@ -301,6 +347,11 @@ async def alert_delivery(
         # a restart takes over the alerts still firing: not fired (nor sent) again, and
         # keeps the silences and acknowledgements (written through from now on)
         sink.state = PgAlertState(box.open_pool)
+        sink.rule_store = PgRules(box.open_pool)
+        try:
+            await sink.load_rules()
+        except Exception as exc:  # the database is away: the config rules still work
+            log.warning("alerts.stored_rules_unavailable", error=str(exc)[:200])
         try:
             firing = await box.firing_alerts()
             sink.engine.restore(firing)
@@ -308,9 +359,18 @@ async def alert_delivery(
         except Exception as exc:
             log.warning("alerts.restore_unavailable", error=str(exc)[:200])
     task = asyncio.create_task(dispatcher.run(), name="alerts:dispatcher")
+    syncing = (
+        asyncio.create_task(_sync_rules(sink, RULES_SYNC_S), name="alerts:rules")
+        if sink.rule_store is not None
+        else None
+    )
     try:
         yield sink
     finally:
+        if syncing is not None:
+            syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncing
         await sink.flush()
         dispatcher.wake()
         deadline = time.monotonic() + drain_s
@@ -327,23 +387,63 @@ async def alert_delivery(
             await sender.close()
 
 
-class RuleRunner:
-    """The engine on tick samples: ``step(sample)`` returns the rule events of the tick."""
+RULES_SYNC_S: Final = 5.0  # stored rules re-read this often (`liqmon rules` changes)
 
-    def __init__(self, rules: Sequence[RuleSpec], policy: GroupingPolicy | None = None) -> None:
+
+async def _sync_rules(sink: AlertEngineSink, every_s: float) -> None:
+    """Rules changed in the database by someone else, applied while running."""
+    failures = 0
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            changed = await sink.sync_rules()
+            failures = 0
+        except Exception as exc:  # the database is away: the rules in memory still work
+            failures += 1
+            if failures == 1:
+                log.warning("alerts.rules_sync_failed", error=str(exc)[:200])
+            continue
+        if changed:
+            log.info("alerts.rules_synced", changed=changed)
+
+
+class RuleRunner:
+    """The engine on tick samples: ``step(sample)`` returns the rule events of the tick.
+
+    ``config_rules`` are the rules as written (before ``time_scale``); the engine holds
+    the scaled ones, and :meth:`scale` scales a rule added later the same way."""
+
+    def __init__(
+        self,
+        rules: Sequence[RuleSpec],
+        policy: GroupingPolicy | None = None,
+        *,
+        time_scale: float = 1.0,
+        config_rules: Sequence[RuleSpec] | None = None,
+    ) -> None:
         self.engine = Engine(rules, policy)
+        self.time_scale = time_scale
+        self.config_rules = tuple(rules if config_rules is None else config_rules)
         self._scopes = _Scopes()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleRunner:
         rules = load_rules(rule_files(settings.alerts))
-        return cls(scaled(rules, settings.alerts.time_scale), grouping(settings.alerts))
+        k = settings.alerts.time_scale
+        return cls(scaled(rules, k), grouping(settings.alerts), time_scale=k, config_rules=rules)
+
+    def scale(self, rule: RuleSpec) -> RuleSpec:
+        return scaled([rule], self.time_scale)[0]
 
     def frame(self, sample: TickSample) -> Frame:
         return observe(sample, self._scopes)
 
     def step(self, sample: TickSample) -> list[AlertEvent]:
         return self.engine.evaluate(self.frame(sample))
+
+
+class RuleConflictError(Exception):
+    """A rule change the API refuses with 409: a config rule, or a name already used."""
 
 
 class AlertEngineSink:
@@ -381,6 +481,11 @@ class AlertEngineSink:
         self.last_deliveries: list[Delivery] = []  # routed by the last tick
         # silences and acknowledgements stored here first (None: in memory only)
         self.state: PgAlertState | None = None
+        # rules added through the API (as written, not scaled), stored here first
+        self.rule_store: PgRules | None = None
+        self.api_rules: dict[str, RuleSpec] = {}
+        self._rule_changes: list[tuple[str, RuleSpec | None]] = []
+        self._rules_lock = asyncio.Lock()  # one change (store, then memory) at a time
 
     @property
     def engine(self) -> Engine:
@@ -394,8 +499,10 @@ class AlertEngineSink:
         await self.process(self.runner.frame(sample))
 
     async def process(self, frame: Frame) -> list[AlertEvent]:
-        """One tick: evaluate, route what is due, store first (or keep), wake delivery."""
-        events = self.engine.evaluate(frame)
+        """One tick: evaluate, route what is due, store first (or keep), wake delivery.
+        Rules changed through the API since the last tick apply first."""
+        events = self._apply_rule_changes(frame.ts_ns)
+        events += self.engine.evaluate(frame)
         notes = self.engine.notifications(frame.ts_ns)
         for listener in self.listeners:
             if events:
@@ -437,6 +544,113 @@ class AlertEngineSink:
 
     async def close(self) -> None:
         await self.flush()
+
+    # -- rules through the API: the database first (when there is one) -----------------
+
+    def rules(self) -> list[tuple[RuleSpec, str]]:
+        """Every rule with its source, ``config`` (read-only here) or ``api``."""
+        return [(r, "config") for r in self.runner.config_rules] + [
+            (r, "api") for r in self.api_rules.values()
+        ]
+
+    def find_rule(self, name: str) -> tuple[RuleSpec, str] | None:
+        return next(((r, src) for r, src in self.rules() if r.name == name), None)
+
+    def _config_rule(self, name: str) -> None:
+        if any(r.name == name for r in self.runner.config_rules):
+            raise RuleConflictError(
+                f"{name!r} is a config rule (alerts.rules_files): config rules are read-only "
+                "through the API; change the rules file, or create a rule of another name"
+            )
+
+    async def create_rule(self, rule: RuleSpec) -> None:
+        """Add a rule (stored first); it is evaluated from the next tick."""
+        self._config_rule(rule.name)
+        exists = RuleConflictError(f"a rule named {rule.name!r} exists (PUT replaces it)")
+        async with self._rules_lock:
+            if rule.name in self.api_rules:
+                raise exists
+            if self.rule_store is not None and not await self.rule_store.add(rule):
+                raise exists
+            self._set_api_rule(rule.name, rule)
+
+    async def replace_rule(self, rule: RuleSpec) -> bool:
+        """Replace an API rule (stored first); False if there is none of that name. Its
+        alerts carry over or end at the next tick (:meth:`alerts.engine.Engine.set_rule`)."""
+        self._config_rule(rule.name)
+        async with self._rules_lock:
+            if rule.name not in self.api_rules:
+                return False
+            if self.rule_store is not None and not await self.rule_store.replace(rule):
+                return False
+            self._set_api_rule(rule.name, rule)
+        return True
+
+    async def delete_rule(self, name: str) -> bool:
+        """Remove an API rule (from the store first); its firing alerts resolve at the next
+        tick with the reason ``rule_removed``. False if there is none of that name."""
+        self._config_rule(name)
+        async with self._rules_lock:
+            if name not in self.api_rules:
+                return False
+            if self.rule_store is not None:
+                await self.rule_store.remove(name)
+            self._set_api_rule(name, None)
+        return True
+
+    def _set_api_rule(self, name: str, rule: RuleSpec | None) -> None:
+        if rule is None:
+            self.api_rules.pop(name, None)
+        else:
+            self.api_rules[name] = rule
+        self._rule_changes.append((name, rule))
+
+    async def sync_rules(self) -> int:
+        """Bring the API rules in line with the store (rules changed by ``liqmon rules``
+        or another process); returns how many changed. A configured name wins."""
+        if self.rule_store is None:
+            return 0
+        async with self._rules_lock:
+            stored, _ = await self.rule_store.load()
+            config = {r.name for r in self.runner.config_rules}
+            wanted = {r.name: r for r in stored if r.name not in config}
+            changed = 0
+            for name in [n for n in self.api_rules if n not in wanted]:
+                self._set_api_rule(name, None)
+                changed += 1
+            for name, rule in wanted.items():
+                if self.api_rules.get(name) != rule:
+                    self._set_api_rule(name, rule)
+                    changed += 1
+        return changed
+
+    async def load_rules(self) -> None:
+        """The stored rules, into the engine at once (before the first tick): a configured
+        name wins over a stored one."""
+        if self.rule_store is None:
+            return
+        stored, broken = await self.rule_store.load()
+        for name, problem in broken:
+            log.warning("alerts.stored_rule_unusable", rule=name, problem=problem[:200])
+        config = {r.name for r in self.runner.config_rules}
+        for rule in stored:
+            if rule.name in config:
+                log.warning("alerts.stored_rule_shadowed", rule=rule.name)
+                continue
+            self.api_rules[rule.name] = rule
+            self.engine.set_rule(self.runner.scale(rule), 0)
+
+    def _apply_rule_changes(self, ts_ns: int) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        changes, self._rule_changes = self._rule_changes, []
+        for name, rule in changes:
+            if rule is None:
+                ended = self.engine.remove_rule(name, ts_ns)
+            else:
+                ended = self.engine.set_rule(self.runner.scale(rule), ts_ns)
+            log.info("alerts.rule_changed", rule=name, removed=rule is None, ended=len(ended))
+            events += ended
+        return events
 
     # -- silences and acknowledgements: the database first (when there is one) ----------
 
@@ -584,6 +798,143 @@ async def _subscriptions(
                 return 0
             if not await pg_subscriptions.remove(conn, args.name):
                 sys.stderr.write(f"liqmon: no stored subscription named {args.name!r}\n")
+                return 2
+            sys.stdout.write(f"removed {args.name}\n")
+            return 0
+        finally:
+            await conn.close()
+    finally:
+        await store.close()
+
+
+# -- liqmon rules list|add|remove ---------------------------------------------------------
+
+
+def add_rules_parser(
+    sub: Any,
+    add_config: Callable[[argparse.ArgumentParser], None],
+    add_data_dir: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``liqmon rules list|add|remove``: stored rules live in the database, as the API's
+    (a running ``liqmon run`` on that database applies a change within a few seconds)."""
+    parser = sub.add_parser("rules", help="list, add or remove alert rules")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb, text in (
+        ("list", "config rules (the rules files) and stored rules (the API's)"),
+        ("add", "store the [[rules]] of a TOML file (or one rule as a JSON object)"),
+        ("remove", "remove a stored rule"),
+    ):
+        p = verbs.add_parser(verb, help=text)
+        add_config(p)
+        add_data_dir(p)
+        if verb == "add":
+            p.add_argument("file", help="a TOML file of [[rules]] tables, or a .json rule")
+            p.add_argument(
+                "--replace", action="store_true", help="replace stored rules of the same name"
+            )
+        elif verb == "remove":
+            p.add_argument("name")
+
+
+def _rules_to_add(path: Path, config_names: set[str]) -> list[RuleSpec]:
+    """The rules of a file, checked as the API checks them (ValueError: one sentence)."""
+    from alerts.rules import RuleInvalidError, check_rule, parse_rules, rule_from_json  # noqa: PLC0415
+    from monitor.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        if path.suffix == ".json":
+            rules = [rule_from_json(raw)]
+        else:
+            rules = list(parse_rules(raw.decode("utf-8", "replace"), str(path)))
+            for rule in rules:
+                check_rule(rule)
+    except RuleInvalidError as exc:
+        raise ValueError(f"{path}: invalid rule: {exc}") from None
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if not rules:
+        raise ValueError(f"{path}: no [[rules]] table")
+    for rule in rules:
+        problem = metric_problem(rule.metric)
+        if problem:
+            raise ValueError(f"{path}: rule {rule.name!r}: metric: {problem}")
+        if rule.name in config_names:
+            raise ValueError(
+                f"{rule.name!r} is a config rule (alerts.rules_files); choose another name"
+            )
+    return rules
+
+
+def run_rules(args: argparse.Namespace, settings: Settings) -> int:
+    def fail(message: str) -> int:
+        sys.stderr.write(f"liqmon: {message}\n")
+        return 2
+
+    try:
+        config = load_rules(rule_files(settings.alerts))
+    except Exception as exc:  # ConfigError: the file and key
+        return fail(str(exc))
+    rules: list[RuleSpec] = []
+    if args.verb == "add":
+        try:
+            rules = _rules_to_add(Path(args.file), {r.name for r in config})
+        except ValueError as exc:
+            return fail(str(exc))
+    elif args.verb == "remove" and any(r.name == args.name for r in config):
+        return fail(f"{args.name!r} is a config rule: change its rules file to remove it")
+    try:
+        return asyncio.run(_rules(args, settings, config, rules))
+    except (StorageError, OSError) as exc:
+        return fail(f"database unavailable: {exc}")
+
+
+async def _rules(
+    args: argparse.Namespace, settings: Settings, config: Sequence[RuleSpec], rules: list[RuleSpec]
+) -> int:
+    from monitor.store.command import data_dir  # noqa: PLC0415
+    from monitor.store.service import Store  # noqa: PLC0415
+
+    store = await Store(settings.database, data_dir(settings, args.data_dir)).open()
+    try:
+        conn = await store.connect()
+
+        async def connection() -> Any:
+            return conn
+
+        stored_rules = PgRules(connection)
+        try:
+            if args.verb == "list":
+                stored, broken = await stored_rules.load()
+                out = sys.stdout.write
+                out(f"{'name':32} {'metric':28} {'condition':9} {'threshold':>12} "
+                    f"{'severity':8} source\n")  # fmt: skip
+                for rule, source in [(r, "config") for r in config] + [
+                    (r, "stored") for r in stored
+                ]:
+                    off = "" if rule.enabled else " (disabled)"
+                    out(f"{rule.name:32} {rule.metric:28} {rule.condition.value:9} "
+                        f"{rule.threshold:>12g} {rule.severity:8} {source}{off}\n")  # fmt: skip
+                for name, problem in broken:
+                    out(f"{name:32} (stored, unusable: {problem[:80]})\n")
+                return 0
+            if args.verb == "add":
+                for rule in rules:
+                    if await stored_rules.add(rule):
+                        sys.stdout.write(f"added {rule.name}\n")
+                    elif args.replace and await stored_rules.replace(rule):
+                        sys.stdout.write(f"replaced {rule.name}\n")
+                    else:
+                        sys.stderr.write(
+                            f"liqmon: a rule named {rule.name!r} is stored (--replace)\n"
+                        )
+                        return 2
+                return 0
+            if not await stored_rules.remove(args.name):
+                sys.stderr.write(f"liqmon: no stored rule named {args.name!r}\n")
                 return 2
             sys.stdout.write(f"removed {args.name}\n")
             return 0

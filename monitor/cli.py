@@ -201,6 +201,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from monitor.alerting import add_subscriptions_parser  # noqa: PLC0415
 
     add_subscriptions_parser(sub, _add_config, add_data_dir)
+    from monitor.alerting import add_rules_parser  # noqa: PLC0415
+
+    add_rules_parser(sub, _add_config, add_data_dir)
     from monitor.api.tokens import add_token_parser  # noqa: PLC0415
 
     add_token_parser(sub, _add_config)
@@ -558,6 +561,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from monitor.alerting import run_subscriptions  # noqa: PLC0415
 
         return run_subscriptions(args, settings)
+    if args.command == "rules":
+        from monitor.alerting import run_rules  # noqa: PLC0415
+
+        return run_rules(args, settings)
     if args.command == "token":
         from monitor.api.tokens import run_token  # noqa: PLC0415
         from monitor.store.command import data_dir  # noqa: PLC0415

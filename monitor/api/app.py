@@ -621,11 +621,13 @@ def build_app(ctx: ApiContext, routes: Sequence[Route] = ()) -> web.Application:
     app[HUB_TASKS] = set()
     from monitor.api.alerting import alert_routes  # noqa: PLC0415
     from monitor.api.history import history_routes  # noqa: PLC0415
+    from monitor.api.rules import rule_routes  # noqa: PLC0415
 
     declared = [
         *live_routes(ctx.api),
         *history_routes(ctx.api.max_limit),
         *alert_routes(ctx.api.max_limit),
+        *rule_routes(ctx.api.max_limit),
         *routes,
         *ctx.extra_routes,
     ]

@@ -100,8 +100,9 @@ P_INTERVAL = Param(
 _STATUS_TEXT = {
     400: "bad request: the error names the parameter",
     401: "missing or unknown bearer token",
-    404: "unknown venue, instrument, asset, alert or silence",
-    409: "the alert is not in a state that allows this",
+    404: "unknown venue, instrument, asset, alert, silence or rule",
+    409: "the alert is not in a state that allows this, or the rule is a config rule "
+    "(read-only through the API) or its name is taken",
     503: "not available in this process (no live daemon, or no database)",
 }
 

@@ -62,11 +62,13 @@ async def api_stack(
     rules_toml: str | None = None,
     subscriptions: tuple[SubscriptionSpec, ...] = (),
     evidence: bool = False,
+    alerts: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid.
     With ``dsn``: the store writer among the daemon's sinks and history served from it;
     then ``subscriptions`` are delivered through the outbox in the database (links to this
-    API), and ``evidence`` stores book snapshots around firing alerts (as ``liqmon run``)."""
+    API), and ``evidence`` stores book snapshots around firing alerts (as ``liqmon run``).
+    ``alerts``: changes to the ``[alerts]`` settings (e.g. grouping intervals)."""
     async with exchange(books) as sim, contextlib.AsyncExitStack() as stores:
         settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
         # a venue that goes quiet is stale after a second (the tests' state change)
@@ -102,6 +104,10 @@ async def api_stack(
                 alerts=msgspec.structs.replace(
                     settings.alerts, allow_private_urls=True, retry_initial_s=0.05
                 ),
+            )
+        if alerts:
+            settings = msgspec.structs.replace(
+                settings, alerts=msgspec.structs.replace(settings.alerts, **alerts)
             )
         if evidence:  # the ring every tick: snapshots before an alert that fires early
             settings = msgspec.structs.replace(
