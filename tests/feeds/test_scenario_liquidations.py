@@ -24,6 +24,17 @@ def _book(paths: Paths, venue: str, symbol: str) -> BookPath:
     return next(b for b in paths.books if b.spec.venue.value == venue and b.spec.symbol == symbol)
 
 
+def _with_and_without(table: dict[Any, Any], seed: int, books: list[Any]) -> tuple[Paths, Paths]:
+    """The collapse paths of one seed as specified, and with one spec table emptied."""
+    full = build_paths("collapse", seed, books, hours=2.0)
+    saved = dict(table)
+    try:
+        table.clear()
+        return full, build_paths("collapse", seed, books, hours=2.0)
+    finally:
+        table.update(saved)
+
+
 def test_hawkes_clusters_have_the_branching_ratios_size_and_stay_in_the_horizon() -> None:
     rng = rng_for(1, "test", "hawkes")
     fills = hawkes_fills(rng, np.zeros(20_000), branching=0.7, decay_s=2.0)
@@ -99,13 +110,7 @@ def test_liquidations_push_v1_and_v2_below_the_unliquidated_path() -> None:
     """The same seed without the ladder: the liquidated books' mids sit lower while the
     buckets are sold, the other venues do not move."""
     books = spec.books_for(("BTC", "SOL"), pegged=False)
-    with_liq = build_paths("collapse", 2, books, hours=2.0)
-    saved = dict(spec.LIQ_OI_USD)
-    try:
-        spec.LIQ_OI_USD.clear()
-        without = build_paths("collapse", 2, books, hours=2.0)
-    finally:
-        spec.LIQ_OI_USD.update(saved)
+    with_liq, without = _with_and_without(spec.LIQ_OI_USD, 2, books)
     assert not without.liquidations
     for a, b in zip(with_liq.books, without.books, strict=True):
         lower = float(np.min(a.mid / b.mid))
@@ -147,13 +152,8 @@ def test_the_wick_is_the_burst_alone_monotone_down_to_the_trough() -> None:
     """Against the same seed without wick targets: the ratio of the two mids is 1 before the
     burst, falls fill by fill (never rises) over the 60 s, and is the target at the trough."""
     books = spec.books_for(("ALT1",), pegged=False)
-    wicked = build_paths("collapse", 3, books, hours=2.0)
     saved = dict(spec.WICK_TARGET)
-    try:
-        spec.WICK_TARGET.clear()
-        plain = build_paths("collapse", 3, books, hours=2.0)
-    finally:
-        spec.WICK_TARGET.update(saved)
+    wicked, plain = _with_and_without(spec.WICK_TARGET, 3, books)
     k = int(np.argmin(np.abs(wicked.minutes - spec.CRASH_TROUGH_MIN)))
     burst = round(spec.WICK_BURST_S / (wicked.step_ns / 1e9))
     for a, b in zip(wicked.books, plain.books, strict=True):
