@@ -395,17 +395,21 @@ class LiqmonRun:
                 return sum(len(f) for f, _ in daemon._pending.values())
 
             stamps_of = daemon._pending[self.venue][1]
+            thread_ns = time.thread_time_ns
 
             def timed_flush() -> None:
                 before = pending()
                 stamps = list(stamps_of) if rate > 0 else None
+                before_cpu = (time.time_ns(), thread_ns()) if rate > 0 else None
                 flush()
                 k = before - pending()
                 if k:
                     self.flushes += 1
                     if rate > 0:
                         now = time.time_ns()
-                        lat.append((now, health.frames - pending() - k, stamps))
+                        lat.append(
+                            (now, health.frames - pending() - k, stamps, thread_ns(), before_cpu)
+                        )
                 if health.frames >= n and not done.is_set():
                     last_ns[0] = time.time_ns()
                     done.set()
@@ -490,7 +494,8 @@ def describe_paced(label: str, r: dict[str, Any]) -> str:
         f"liqmon at {label}: frame->book p50 {r['lat_p50_ms']:.2f} ms p99 "
         f"{r['lat_p99_ms']:.2f} ms max {r['lat_max_ms']:.1f} ms; parts p50/p99/max ms: "
         f"server late {part('lat_server')}, wire+read {part('lat_wire')}, "
-        f"queue {part('lat_queue')}, written->book {part('lat_written')}; "
+        f"queue {part('lat_queue')}, written->book {part('lat_written')}, on-CPU "
+        f"{part('lat_cpu')}; "
         f"{r['us_per_frame']:.2f} us CPU/frame, "
         f"{r['frames'] / max(1, r['flushes']):.1f} frames per flush, {r['writes']} server "
         f"writes; ticks {len(ticks)} max {max(ticks, default=0):.1f} ms; GC max "
@@ -504,20 +509,33 @@ def _pcts(values: list[float]) -> tuple[float, float, float]:
 
 
 def latency(
-    t0: int, rate: float, flushes: list[tuple[int, int, Any]], writes: list[tuple[int, int]]
+    t0: int,
+    rate: float,
+    flushes: list[tuple[int, int, Any, int, Any]],
+    writes: list[tuple[int, int]],
 ) -> dict[str, Any]:
     """Frame -> book latency from the frame's due time (``t0 + i / rate``), and its parts:
     the server's lateness (due -> written), the socket and the client's read (written ->
-    ``recv_ns`` stamped by the session), the wait for the flush (``recv_ns`` -> applied)."""
+    ``recv_ns`` stamped by the session), the wait for the flush (``recv_ns`` -> applied).
+
+    ``on-CPU``: the client thread's CPU time (``thread_time_ns``) spent between the frame's
+    write and the end of the flush that applied it, taken from the last sample at or before
+    the write (samples at the start and end of every flush; so an overestimate). On a busy
+    shared machine the wall-clock figures also count the time the OS gave the core to other
+    processes; this one counts only the work liqmon did while the frame waited.
+    """
     import bisect  # noqa: PLC0415
 
     upto = [u for _, u in writes]
+    samples = sorted([(f[0], f[3]) for f in flushes] + [f[4] for f in flushes if f[4] is not None])
+    sample_wall = [w for w, _ in samples]
     total: list[float] = []
     late: list[float] = []
     wire: list[float] = []
     queue: list[float] = []
     from_write: list[float] = []
-    for applied, first, stamps in flushes:
+    on_cpu: list[float] = []
+    for applied, first, stamps, cpu_applied, _ in flushes:
         for j, recv in enumerate(stamps, start=first):
             due = t0 + j * 1e9 / rate
             total.append((applied - due) / 1e6)
@@ -528,6 +546,9 @@ def latency(
                 late.append((written - due) / 1e6)
                 wire.append((recv - written) / 1e6)
                 from_write.append((applied - written) / 1e6)
+                k = bisect.bisect_right(sample_wall, written) - 1
+                if k >= 0:
+                    on_cpu.append((cpu_applied - samples[k][1]) / 1e6)
     out: dict[str, Any] = {}
     for name, values in (
         ("lat", total),
@@ -535,6 +556,7 @@ def latency(
         ("lat_wire", wire),
         ("lat_queue", queue),
         ("lat_written", from_write),
+        ("lat_cpu", on_cpu),
     ):
         if values:
             p50, p99, top = _pcts(values)
@@ -738,7 +760,7 @@ def summary(results: dict[str, Any]) -> None:
     """One line per stream: liqmon's best frames/s and CPU, the peers' ratios, latency."""
     print(
         "\nstream               liqmon f/s  us/frame  aiohttp x  picows x  "
-        "p50/p99 ms at 50% (from the write)  us/frame at moderate"
+        "p50/p99 ms at 50% (from the write; on-CPU)  us/frame at moderate"
     )
     for name, r in results.items():
         runs = r["runs"]
@@ -756,7 +778,8 @@ def summary(results: dict[str, Any]) -> None:
             f"{name:20s} {best['fps']:>12,.0f} {min(x['us_per_frame'] for x in runs['liqmon']):8.2f}  "
             f"{ratio('aiohttp'):>8s} {ratio('picows'):>8s}  "
             f"{h['lat_p50_ms']:.2f}/{h['lat_p99_ms']:.2f} ({h.get('lat_written_p50_ms', 0):.2f}/"
-            f"{h.get('lat_written_p99_ms', 0):.2f})  {m['us_per_frame']:.1f}"
+            f"{h.get('lat_written_p99_ms', 0):.2f}; {h.get('lat_cpu_p50_ms', 0):.2f}/"
+            f"{h.get('lat_cpu_p99_ms', 0):.2f})  {m['us_per_frame']:.1f}"
         )
 
 
