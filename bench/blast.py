@@ -435,6 +435,8 @@ class LiqmonRun:
 
             gc.collect()
             gc.callbacks.append(on_gc)
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0_thread = time.thread_time()
             c0 = cpu_s()
             try:
                 async with asyncio.TaskGroup() as group:
@@ -444,6 +446,8 @@ class LiqmonRun:
                     ]
                     await asyncio.wait_for(done.wait(), 300.0)
                     cpu = cpu_s() - c0
+                    thread_cpu = time.thread_time() - t0_thread
+                    r1 = resource.getrusage(resource.RUSAGE_SELF)
                     for task in tasks:
                         task.cancel()
             finally:
@@ -453,6 +457,10 @@ class LiqmonRun:
         out = {
             "last_ns": last_ns[0],
             "cpu_s": cpu,
+            "user_s": r1.ru_utime - r0.ru_utime,
+            "sys_s": r1.ru_stime - r0.ru_stime,
+            "loop_thread_s": thread_cpu,  # the event loop's own thread
+            "wakeups": (r1.ru_nvcsw - r0.ru_nvcsw, r1.ru_nivcsw - r0.ru_nivcsw),
             "frames": health.frames,
             "flushes": self.flushes,
             "gc": sorted(self.gc_pauses_ms),
@@ -496,7 +504,10 @@ def describe_paced(label: str, r: dict[str, Any]) -> str:
         f"server late {part('lat_server')}, wire+read {part('lat_wire')}, "
         f"queue {part('lat_queue')}, written->book {part('lat_written')}, on-CPU "
         f"{part('lat_cpu')}; "
-        f"{r['us_per_frame']:.2f} us CPU/frame, "
+        f"{r['us_per_frame']:.2f} us CPU/frame (user {r['user_s'] / r['frames'] * 1e6:.1f}, "
+        f"sys {r['sys_s'] / r['frames'] * 1e6:.1f}, loop thread "
+        f"{r['loop_thread_s'] / r['frames'] * 1e6:.1f}; context switches vol/invol "
+        f"{r['wakeups'][0]}/{r['wakeups'][1]}), "
         f"{r['frames'] / max(1, r['flushes']):.1f} frames per flush, {r['writes']} server "
         f"writes; ticks {len(ticks)} max {max(ticks, default=0):.1f} ms; GC max "
         f"{max(r['gc'], default=0):.2f} ms"
@@ -586,12 +597,12 @@ class ServerHandle:
 
 
 async def one_run(
-    server: ServerHandle, client: str, stream: Stream, rate: float = 0.0
+    server: ServerHandle, client: str, stream: Stream, rate: float = 0.0, limit: int = 0
 ) -> dict[str, Any]:
-    n = server.counts[stream.name]
+    n = min(limit or server.counts[stream.name], server.counts[stream.name])
     url = f"ws://127.0.0.1:{server.port}/{stream.venue.value}/stream"
     expect = stream.client_frames if client == "liqmon" else 0
-    server.ask("serve", (stream.name, expect, 0))
+    server.ask("serve", (stream.name, expect, n))
     server.ask("rate", rate)
     s_cpu0, _ = server.ask("cpu")
     gc.collect()
@@ -622,6 +633,13 @@ async def paced_liqmon(
     s_cpu0, known = server.ask("cpu")
     # the server's t0 of this connection is known once it streams: the run reads it at the end
     holder: list[int] = []
+    profile_to = os.environ.get("BLAST_PROFILE")  # a cProfile of the paced runs (a path)
+    profiler = None
+    if profile_to:
+        import cProfile  # noqa: PLC0415
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     task = asyncio.ensure_future(run.run(n, rate, holder, lambda: server.ask("writes")))
     while not holder and not task.done():
         await asyncio.sleep(0.02)
@@ -629,6 +647,9 @@ async def paced_liqmon(
         if len(t0s) > len(known):
             holder.append(t0s[len(known)])
     out = await task
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.{int(rate)}")
     s_cpu1, _ = server.ask("cpu")
     out["server_cpu_s"] = s_cpu1 - s_cpu0
     out["us_per_frame"] = out["cpu_s"] / out["frames"] * 1e6
@@ -743,6 +764,15 @@ def main(argv: list[str] | None = None) -> int:
             print(describe_paced(f"{max_fps / 2:,.0f} frames/s (50%)", half), flush=True)
             moderate = await paced_liqmon(server, stream, args.moderate, args.paced_s)
             print(describe_paced(f"{args.moderate:,.0f} frames/s", moderate), flush=True)
+            frames = int(args.moderate * args.paced_s)
+            for c in clients[:-1]:  # the bare loops at the same steady rate
+                peer = await one_run(server, c, stream, args.moderate, frames)
+                moderate[f"{c}_us_per_frame"] = peer["us_per_frame"]
+                print(
+                    f"{c} at {args.moderate:,.0f} frames/s: {peer['us_per_frame']:.2f} us "
+                    f"CPU/frame",
+                    flush=True,
+                )
             results[stream.name] = {"runs": runs, "half": half, "moderate": moderate}
         return results
 
