@@ -42,6 +42,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import json
 import multiprocessing
 import os
 import resource
@@ -354,6 +355,46 @@ async def bare_picows(url: str, n: int) -> int:
         transport.disconnect()
 
 
+async def cryptofeed_peer(python: str, stream: Stream, port: int, n: int) -> dict[str, Any]:
+    """cryptofeed's Binance spot handler in its own interpreter (bench/cf_peer.py)."""
+    import pickle  # noqa: PLC0415
+    from urllib.parse import parse_qsl, urlsplit  # noqa: PLC0415
+
+    instruments = [stream.registry.get(stream.venue, s) for s in stream.symbols]
+    job = {
+        "port": port,
+        "frames": n,
+        "symbols": [(i.symbol, i.base, i.quote, str(i.tick)) for i in instruments],
+        "snapshots": {
+            dict(parse_qsl(urlsplit(url).query))["symbol"]: (
+                text.decode() if isinstance(text, bytes) else text
+            )
+            for url, text in stream.snapshots
+        },
+    }
+    fd, path = tempfile.mkstemp(suffix=".pickle", prefix="liqmon-cf-")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(job, f)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            python,
+            str(ROOT / "bench" / "cf_peer.py"),
+            path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 600.0)
+    finally:
+        os.unlink(path)
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"cryptofeed peer failed: {err.decode()[:3000]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    if result["resets"] or result["books"] != len(stream.symbols):
+        raise SystemExit(f"cryptofeed peer: books {result['books']}, resets {result['resets']}")
+    return result
+
+
 class LiqmonRun:
     """A Daemon wired as ``liqmon run`` wires it, with its books loaded from the snapshots."""
 
@@ -608,6 +649,8 @@ async def one_run(
     gc.collect()
     if client == "liqmon":
         out = await LiqmonRun(stream, server.port).run(n, rate, None)
+    elif client == "cryptofeed":
+        out = await cryptofeed_peer(CRYPTOFEED_PYTHON[0], stream, server.port, n)
     else:
         fn = {"websockets": bare_websockets, "aiohttp": bare_aiohttp, "picows": bare_picows}[client]
         c0 = cpu_s()
@@ -658,6 +701,9 @@ async def paced_liqmon(
     return out
 
 
+CRYPTOFEED_PYTHON = [""]  # --cryptofeed: an interpreter with cryptofeed installed
+CRYPTOFEED_STREAMS = ("binance/sim",)  # its Binance spot handler; distinct real symbols
+
 RECORDED = ("binance_futures/rec", "binance/rec")
 SIMULATED = (
     "binance_futures/sim",
@@ -687,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
     parser.add_argument("--paced-s", type=float, default=4.0, help="longest paced run, s")
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument(
+        "--cryptofeed",
+        default=os.environ.get("BLAST_CRYPTOFEED", ""),
+        help="a Python with cryptofeed installed (a separate venv): its Binance spot "
+        "handler becomes a peer on binance/sim",
+    )
     parser.add_argument(
         "--half", type=float, default=0.0, help="only the paced runs, this as the 50%% rate"
     )
@@ -733,9 +785,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{size:.0f} B per run, {args.rounds} rounds; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+            these = list(clients)
+            if args.cryptofeed and stream.name in CRYPTOFEED_STREAMS:
+                CRYPTOFEED_PYTHON[0] = args.cryptofeed
+                these.insert(-1, "cryptofeed")
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in these}
             for _ in range(args.rounds if not args.half else 0):
-                for client in clients:
+                for client in these:
                     runs[client].append(await one_run(server, client, stream))
             best = {c: max(r, key=lambda x: x["fps"]) for c, r in runs.items() if r}
             for c, b in best.items():
@@ -789,7 +845,8 @@ def main(argv: list[str] | None = None) -> int:
 def summary(results: dict[str, Any]) -> None:
     """One line per stream: liqmon's best frames/s and CPU, the peers' ratios, latency."""
     print(
-        "\nstream               liqmon f/s  us/frame  aiohttp x  picows x  "
+        "\nstream               liqmon f/s  us/frame  aiohttp x  picows x  websockets x  "
+        "cryptofeed x  "
         "p50/p99 ms at 50% (from the write; on-CPU)  us/frame at moderate"
     )
     for name, r in results.items():
@@ -806,7 +863,8 @@ def summary(results: dict[str, Any]) -> None:
         h, m = r["half"], r["moderate"]
         print(
             f"{name:20s} {best['fps']:>12,.0f} {min(x['us_per_frame'] for x in runs['liqmon']):8.2f}  "
-            f"{ratio('aiohttp'):>8s} {ratio('picows'):>8s}  "
+            f"{ratio('aiohttp'):>8s} {ratio('picows'):>8s} {ratio('websockets'):>12s} "
+            f"{ratio('cryptofeed'):>12s}  "
             f"{h['lat_p50_ms']:.2f}/{h['lat_p99_ms']:.2f} ({h.get('lat_written_p50_ms', 0):.2f}/"
             f"{h.get('lat_written_p99_ms', 0):.2f}; {h.get('lat_cpu_p50_ms', 0):.2f}/"
             f"{h.get('lat_cpu_p99_ms', 0):.2f})  {m['us_per_frame']:.1f}"
