@@ -9,7 +9,7 @@ Webhook body (documented in docs/alerts.md)::
      "state": "firing" | "resolved", "severity": "info" | "warning" | "critical",
      "scope": {"venue", "symbol", "asset"}, "value": <number or null>,
      "components": {...}, "starts_at": "<ISO 8601 UTC>", "ends_at": "<ISO 8601 UTC or null>",
-     "links": {"alert", "history", "evidence", "deliveries"},
+     "links": {"alert", "history", "evidence", "frames", "deliveries"},
      "summary": "...", "metric": "...", "threshold": <number>, "stale": bool, "repeat": n}
 """
 
@@ -45,6 +45,7 @@ def links(alert_id: str, base_url: str) -> dict[str, str]:
         "alert": f"{base}/api/v1/alerts/{alert_id}",
         "history": f"{base}/api/v1/alerts?alert_id={alert_id}",
         "evidence": f"{base}/api/v1/alerts/{alert_id}/evidence",
+        "frames": f"{base}/api/v1/alerts/{alert_id}/evidence/frames",
         "deliveries": f"{base}/api/v1/alerts/{alert_id}/deliveries",
     }
 

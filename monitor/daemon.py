@@ -50,6 +50,7 @@ from feeds.session import (
 )
 from monitor.domain import Venue
 from monitor.errors import ConfigError, MonitorError
+from monitor.framering import FrameRing
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline
@@ -183,6 +184,9 @@ class Daemon:
         self._flush_scheduled = False
         self._pending: dict[Venue, tuple[list[str | bytes], list[int]]] = {}
         self._group: asyncio.TaskGroup | None = None
+        # the black box (monitor.framering): each venue's recent raw frames, when evidence
+        # capture asks for them (monitor.store.evidence)
+        self.frame_rings: dict[Venue, FrameRing] = {}
 
     # --- start-up -----------------------------------------------------------------------
     async def load_registry(self) -> InstrumentRegistry:
@@ -327,8 +331,13 @@ class Daemon:
         """Decode and apply every queued frame (the end of a turn, or a full burst)."""
         if self.pipeline is None:
             return
+        rings = self.frame_rings
         for venue, (frames, stamps) in self._pending.items():
             if frames:
+                if rings:
+                    ring = rings.get(venue)
+                    if ring is not None:
+                        ring.add(frames, stamps)
                 self.pipeline.feed_frames(venue, frames, stamps)
                 frames.clear()
                 stamps.clear()
@@ -527,7 +536,11 @@ class Daemon:
             if sync.state is SyncState.NEEDS_SNAPSHOT:  # not already asked for again
                 self.pipeline.snapshot_failed(venue, symbol)
             return
-        self.pipeline.on_message(venue, "http", request.key, text, time.time_ns())
+        recv_ns = time.time_ns()
+        ring = self.frame_rings.get(venue)
+        if ring is not None:
+            ring.add_http(request.key, text, recv_ns)
+        self.pipeline.on_message(venue, "http", request.key, text, recv_ns)
 
     async def _tick_loop(self) -> None:
         assert self.pipeline is not None

@@ -200,6 +200,19 @@ class DatabaseSettings(Struct, frozen=True, forbid_unknown_fields=True):
     snapshot_depth: PositiveInt = 20
     evidence_window_s: Annotated[float, Meta(ge=0)] = 120.0  # 0: no evidence snapshots
     evidence_every_s: PositiveFloat = 5.0
+    # the raw frames of a firing alert's venue (its book's, when the venue multiplexes),
+    # from this long before it fired to this long after; both 0: no raw frames kept
+    evidence_frames_before_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
+    evidence_frames_after_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
+    evidence_frames_max_bytes: PositiveInt = 8_000_000  # per alert and venue (oldest cut)
+    frame_ring_max_bytes: PositiveInt = 64_000_000  # recent frames kept in memory per venue
+    frame_ring_max_frames: PositiveInt = 500_000
+
+    @property
+    def evidence_frames(self) -> bool:
+        """Whether firing alerts keep the raw frames around them."""
+        return self.evidence_frames_before_s > 0 or self.evidence_frames_after_s > 0
+
     compress_after_days: PositiveFloat = 2.0
     retention_days: Annotated[float, Meta(ge=0)] = 30.0  # 0 keeps everything
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -286,6 +287,7 @@ async def alert_evidence(request: web.Request) -> web.Response:
         rows = await queries.snapshots_between(
             ctx.history.pool, books, anchor_s - window_s, anchor_s + window_s, limit + 1
         )
+        stored_frames = await queries.evidence_frames(ctx.history.pool, alert_id)
     except DB_ERRORS as exc:
         raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
     snapshots = [
@@ -311,7 +313,57 @@ async def alert_evidence(request: web.Request) -> web.Response:
             "window_s": window_s,
             "snapshots": snapshots,
             "truncated": len(rows) > limit,
+            "frames": [
+                {
+                    "venue": f["venue"],
+                    "symbols": list(f["symbols"]),
+                    "from": rfc3339(round(f["from_s"] * 1000)),
+                    "to": rfc3339(round(f["to_s"] * 1000)),
+                    "from_offset_s": round(f["from_s"] - anchor_s, 3),
+                    "to_offset_s": round(f["to_s"] - anchor_s, 3),
+                    "frames": f["frames"],
+                    "bytes": f["bytes"],
+                    "truncated": f["truncated"],
+                    "download": f"{API}/alerts/{alert_id}/evidence/frames?venue={f['venue']}",
+                }
+                for f in stored_frames
+            ],
         }
+    )
+
+
+async def alert_evidence_frames(request: web.Request) -> web.StreamResponse:
+    """The raw frames stored around the time an alert fired, as a recording (JSON lines,
+    ``{"ts", "venue", "kind", "url", "data"}``) that ``liqmon replay`` reads; every venue,
+    or one (``venue``)."""
+    query = Query(request, {"venue"})
+    venue = query.get("venue")
+    if venue is not None and len(venue) > 64:
+        raise bad("venue", "longer than 64 characters")
+    alert_id = _alert_id(request)
+    ctx = _ctx(request)
+    if ctx.history is None:
+        raise ApiError(503, "evidence is stored data: no database in this process")
+    try:
+        bodies = await queries.evidence_frame_bodies(ctx.history.pool, alert_id, venue)
+        if not bodies and await _find(request, alert_id) is None:
+            raise ApiError(404, f"no alert {alert_id!r}", "alert_id")
+    except DB_ERRORS as exc:
+        raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
+    if not bodies:
+        raise ApiError(
+            404,
+            f"no raw frames stored for alert {alert_id!r}"
+            + (f" on {venue}" if venue else "")
+            + " (taken evidence_frames_after_s after it fires)",
+            "venue" if venue else "alert_id",
+        )
+    lines = b"".join(zlib.decompress(body) for _, body in bodies)
+    name = f"liqmon-{alert_id}{'-' + venue if venue else ''}.jsonl"
+    return web.Response(
+        body=lines,
+        content_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -330,7 +382,11 @@ async def alert_deliveries(request: web.Request) -> web.Response:
                 {
                     "subscription": d.subscription,
                     "channel": d.channel.value,
-                    "notification_id": d.notification_id,
+                    # this alert's notification (a Telegram group message carries several)
+                    "notification_id": next(
+                        (n for n in d.notification_ids if n.startswith(f"{alert_id}:")),
+                        d.notification_id,
+                    ),
                     "status": status.value,
                     "attempts": [
                         {
@@ -457,6 +513,12 @@ def alert_routes(max_limit: int) -> Sequence[Route]:
               (alert_id, Param("limit", {"type": "integer", "minimum": 1, "maximum": 20000,
                                          "default": 2000}, "at most this many snapshots")),
               tag="alerts", errors=(400, 401, 404, 503)),
+        Route("GET", f"{API}/alerts/{{alert_id}}/evidence/frames", alert_evidence_frames,
+              "The raw frames stored around the time an alert fired: a recording (JSON "
+              "lines) for liqmon replay", None,
+              (alert_id, Param("venue", {"type": "string", "minLength": 1, "maxLength": 64},
+                               "only this venue's frames")),
+              tag="alerts", errors=(400, 401, 404, 503), content_type="application/x-ndjson"),
         Route("POST", f"{API}/alerts/{{alert_id}}/ack", ack_alert,
               "Acknowledge a firing alert (no more repeats)", schemas.AlertOut, (alert_id,),
               tag="alerts", write=True, errors=(*errors, 409), request=AckIn),

@@ -332,12 +332,26 @@ class EvidenceSnapshot(Struct):
     asks: list[tuple[str, str]]
 
 
+class EvidenceFrames(Struct):
+    venue: str
+    symbols: list[str]  # the frames kept name one of these (empty: all the venue's)
+    from_: str = field(name="from")
+    to: str
+    from_offset_s: float  # from the time the alert fired
+    to_offset_s: float
+    frames: int
+    bytes: int
+    truncated: bool  # the oldest were cut (database.evidence_frames_max_bytes)
+    download: str  # the recording (JSON lines) for liqmon replay
+
+
 class Evidence(Struct):
     alert: AlertOut
     at: str  # when the alert fired
     window_s: float
     snapshots: list[EvidenceSnapshot]
     truncated: bool
+    frames: list[EvidenceFrames]  # the raw frames stored around it, per venue
 
 
 class DeliveryAttemptOut(Struct):

@@ -113,10 +113,21 @@ async def run_with_api(
         if writer is not None:
             ctx.prom.add_stats("writer", lambda: _writer_stats(writer))
 
+        frames: Any = None
+        if alerts is not None and history is not None and settings.database.evidence_frames:
+            # the black box: each venue's recent raw frames, stored around firing alerts
+            from monitor.store.evidence import FrameEvidence  # noqa: PLC0415
+
+            frames = FrameEvidence(history.pool, settings.database)
+            alerts.listeners.append(frames.listen)
+            await delivery.enter_async_context(frames.running())
+
         def attach(daemon: Daemon) -> None:
             live.attach(daemon)
             if snapshots is not None:
                 snapshots.books = _books_of(daemon)
+            if frames is not None:
+                frames.attach(daemon)
 
         if writer is not None:
             snapshots = SnapshotSink.from_settings(_no_books, writer, settings)

@@ -431,3 +431,28 @@ async def alert_acks(db: Database, alert_ids: Sequence[str]) -> dict[str, tuple[
         list(alert_ids),
     )
     return {r["alert_id"]: (r["acked_by"], r["at_us"]) for r in rows}
+
+
+async def evidence_frames(db: Database, alert_id: str) -> list[dict[str, Any]]:
+    """The raw-frame evidence stored for an alert: one row per venue (no bodies)."""
+    rows = await db.fetch(
+        "SELECT venue, extract(epoch FROM fired_at)::float8 AS fired_s,"
+        " extract(epoch FROM from_ts)::float8 AS from_s,"
+        " extract(epoch FROM to_ts)::float8 AS to_s, symbols, frames, bytes, truncated"
+        " FROM alert_evidence_frames WHERE alert_id = $1 ORDER BY venue",
+        alert_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def evidence_frame_bodies(
+    db: Database, alert_id: str, venue: str | None
+) -> list[tuple[str, bytes]]:
+    """The stored frame bodies of an alert (compressed JSON lines), per venue."""
+    rows = await db.fetch(
+        "SELECT venue, body FROM alert_evidence_frames"
+        " WHERE alert_id = $1 AND ($2::text IS NULL OR venue = $2) ORDER BY venue",
+        alert_id,
+        venue,
+    )
+    return [(r["venue"], bytes(r["body"])) for r in rows]

@@ -27,6 +27,7 @@ from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.settings import Settings
 from monitor.store.command import SnapshotSink
+from monitor.store.evidence import FrameEvidence
 from tests.e2e.harness import exchange, until, write_settings
 
 # Three venues, two assets on several of them: enough for consensus, basis and a table.
@@ -47,6 +48,7 @@ class Stack:
     http: aiohttp.ClientSession
     daemon: Daemon | None
     app: web.Application
+    frames: FrameEvidence | None = None
 
 
 @contextlib.asynccontextmanager
@@ -63,11 +65,13 @@ async def api_stack(
     subscriptions: tuple[SubscriptionSpec, ...] = (),
     evidence: bool = False,
     alerts: dict[str, Any] | None = None,
+    evidence_frames: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Exchange, daemon with the live-state sink, API on an ephemeral port; all valid.
     With ``dsn``: the store writer among the daemon's sinks and history served from it;
     then ``subscriptions`` are delivered through the outbox in the database (links to this
-    API), and ``evidence`` stores book snapshots around firing alerts (as ``liqmon run``).
+    API), and ``evidence`` stores book snapshots and raw frames around firing alerts (as
+    ``liqmon run``; ``evidence_frames``: database settings of the raw frames).
     ``alerts``: changes to the ``[alerts]`` settings (e.g. grouping intervals)."""
     async with exchange(books) as sim, contextlib.AsyncExitStack() as stores:
         settings = write_settings(tmp_path, sim, books, tick_ms=tick_ms)
@@ -113,7 +117,10 @@ async def api_stack(
             settings = msgspec.structs.replace(
                 settings,
                 database=msgspec.structs.replace(
-                    settings.database, evidence_window_s=30.0, evidence_every_s=0.1
+                    settings.database,
+                    evidence_window_s=30.0,
+                    evidence_every_s=0.1,
+                    **(evidence_frames or {}),
                 ),
             )
         ctx = live_context(settings)
@@ -134,12 +141,17 @@ async def api_stack(
         ctx.alerts = alert_sink
         sinks.append(alert_sink)
         snapshots: SnapshotSink | None = None
+        frames: FrameEvidence | None = None
         if writer is not None:
             sinks.append(writer)
             if evidence:
                 snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
                 alert_sink.listeners.append(_evidence_on_fire(snapshots))
                 sinks.append(snapshots)
+                assert history is not None
+                frames = FrameEvidence(history.pool, settings.database)
+                alert_sink.listeners.append(frames.listen)
+                await stores.enter_async_context(frames.running())
         # the tests' token as if from the environment (and the database's, with one)
         ctx.tokens = TokenCheck([hash_token(TOKEN)], ctx.tokens.db_lookup)
         holder: list[Daemon] = []
@@ -150,6 +162,8 @@ async def api_stack(
             ctx.live.attach(daemon)
             if snapshots is not None:
                 snapshots.books = _books_of(daemon)
+            if frames is not None:
+                frames.attach(daemon)
 
         stop = asyncio.Event()
         market = asyncio.ensure_future(sim.run_market(200.0))
@@ -172,7 +186,7 @@ async def api_stack(
                     task=task,
                 )
                 async with aiohttp.ClientSession() as http:
-                    yield Stack(sim, settings, ctx, server.url, http, holder[0], app)
+                    yield Stack(sim, settings, ctx, server.url, http, holder[0], app, frames)
             finally:
                 market.cancel()
                 stop.set()

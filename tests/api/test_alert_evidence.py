@@ -55,6 +55,7 @@ async def delivering(
         rules_toml=RULES,
         subscriptions=(sub,),
         evidence=True,
+        evidence_frames={"evidence_frames_before_s": 5.0, "evidence_frames_after_s": 1.0},
     ) as s:
         yield s
 
@@ -73,7 +74,7 @@ async def test_every_link_of_a_delivered_webhook_resolves_and_evidence_brackets_
     assert body["state"] == "firing" and body["scope"]["venue"] == "coinbase", body
     alert_id = body["id"]
     links = body["links"]
-    assert set(links) == {"alert", "history", "evidence", "deliveries"}
+    assert set(links) == {"alert", "history", "evidence", "frames", "deliveries"}
     assert all(link.startswith(stack.url + "/api/v1/") for link in links.values()), links
 
     # the evidence: snapshots of the alert's book before and after it fired, once written
@@ -84,7 +85,10 @@ async def test_every_link_of_a_delivered_webhook_resolves_and_evidence_brackets_
         status, evidence = await _get(stack, links["evidence"])
         assert status == 200, evidence
         offsets = [s["offset_s"] for s in evidence["snapshots"]]
-        return any(o < 0 for o in offsets) and any(o > 0 for o in offsets)
+        # and the raw frames, taken evidence_frames_after_s after it fired
+        return (
+            any(o < 0 for o in offsets) and any(o > 0 for o in offsets) and bool(evidence["frames"])
+        )
 
     async with asyncio.timeout(30.0):  # the condition, polled: the writer flushes batches
         while not await bracketed():
@@ -102,6 +106,10 @@ async def test_every_link_of_a_delivered_webhook_resolves_and_evidence_brackets_
     for name, link in links.items():
         async with stack.http.get(link) as r:
             assert r.status == 200, (name, link, await r.text())
+            if name == "frames":  # a recording: JSON lines
+                assert r.content_type == "application/x-ndjson"
+                assert (await r.text()).count("\n") == evidence["frames"][0]["frames"]
+                continue
             got = await r.json()
         if name == "alert":
             assert got["id"] == alert_id and got["rule"] == "wide_spread_evidence"
