@@ -53,6 +53,8 @@ class FrameRing:
         self.ws_url = ws_url
         self.limits = limits or RingLimits()
         self._max_age_ns = int(self.limits.max_age_s * 1e9)
+        self._max_frames = self.limits.max_frames
+        self._max_bytes = self.limits.max_bytes
         self._batches: deque[tuple[int, str, tuple[bytes | str, ...], tuple[int, ...], int]] = (
             deque()
         )
@@ -66,10 +68,17 @@ class FrameRing:
         if not frames:
             return
         size = sum(map(len, frames))
-        self._batches.append((WS, self.ws_url, tuple(frames), tuple(stamps), size))
+        last = stamps[-1]
+        batches = self._batches
+        batches.append((WS, self.ws_url, tuple(frames), tuple(stamps), size))
         self.frames += len(frames)
         self.nbytes += size
-        self._trim(stamps[-1])
+        if (  # the common case: nothing to evict (checked inline: one call less per batch)
+            batches[0][3][-1] < last - self._max_age_ns
+            or self.frames > self._max_frames
+            or self.nbytes > self._max_bytes
+        ):
+            self._trim(last)
 
     def add_http(self, url: str, text: bytes | str, recv_ns: int) -> None:
         """A REST answer applied to the books (a snapshot): replay needs it too."""
