@@ -115,14 +115,16 @@ class FrameRing:
         max_bytes: int = 8_000_000,
     ) -> FrameWindow:
         """The frames received in [start_ns, end_ns], oldest first; with ``symbols``,
-        only the websocket frames that name one of them (as written, or lower case: Binance
-        names its streams ``btcusdt@depth``) and the REST answers whose URL or text does.
+        only the websocket frames that name one of them as a JSON string (``"BTC-USDT"``,
+        as written or in lower or upper case: not ``"BTC-USDT-SWAP"``) and the REST answers
+        whose URL or text does.
         If no websocket frame names them, the venue's protocol does not name its books in
         its frames: all are kept. At most ``max_bytes`` of frame text: beyond it the
         oldest are left out (``truncated``)."""
-        needles = tuple(
-            {n for s in symbols if s for n in (s.encode(), s.lower().encode(), s.upper().encode())}
-        )
+        names = {n for s in symbols if s for n in (s, s.lower(), s.upper())}
+        # a JSON string equal to the symbol: "BTC-USDT" names BTC-USDT, not BTC-USDT-SWAP
+        needles = tuple(f'"{n}"'.encode() for n in names)
+        in_urls = tuple(n.encode() for n in names)
         picked: list[tuple[int, str, bytes | str, int]] = []
         named = False
         for kind, url, frames, stamps, _ in self._batches:
@@ -135,7 +137,7 @@ class FrameRing:
             kept = [
                 p
                 for p in picked
-                if _names(p[2], needles) or (p[0] == HTTP and _url_names(p[1], needles))
+                if _names(p[2], needles) or (p[0] == HTTP and _names(p[1], in_urls))
             ]
             named = any(p[0] == WS for p in kept)
             if named:
@@ -165,7 +167,3 @@ class FrameRing:
 def _names(data: bytes | str, needles: tuple[bytes, ...]) -> bool:
     raw = data.encode() if isinstance(data, str) else data
     return any(n in raw for n in needles)
-
-
-def _url_names(url: str, needles: tuple[bytes, ...]) -> bool:
-    return _names(url, needles)

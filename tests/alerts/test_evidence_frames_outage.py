@@ -112,7 +112,7 @@ async def test_database_out_during_capture_no_alert_lost_no_traceback_frames_sto
     expected = [
         r.data
         for r in ws
-        if fired_ns - 20 * S <= r.recv_ns + offset <= fired_ns + 5 * S and "BTC-USDT" in r.data
+        if fired_ns - 20 * S <= r.recv_ns + offset <= fired_ns + 5 * S and '"BTC-USDT"' in r.data
     ]
     assert [r["data"] for r in stored] == expected  # as received, in order, only its book's
     await pool.close()

@@ -65,10 +65,20 @@ def test_the_window_keeps_the_frames_naming_the_symbol_and_its_snapshot() -> Non
     http = [r for r in got.records if r.kind is RecordKind.HTTP]
     assert [r.url for r in http] == ["https://api.example/depth?symbol=BTCUSDT&limit=100"]
     assert all("BTCUSDT" in r.data for r in got.records if r.kind is RecordKind.WS)
-    # a stream named in lower case (Binance's btcusdt@depth) is found too
-    lower = FrameRing("binance", URL)
-    lower.add([b'{"stream":"btcusdt@depth","data":{}}', b'{"stream":"ethusdt@depth"}'], [S, S])
-    assert len(lower.window(0, 2 * S, symbols=["BTCUSDT"]).records) == 1
+    # a JSON string equal to the symbol, in any case: not a longer symbol containing it
+    okx = FrameRing("okx", URL)
+    okx.add(
+        [
+            b'{"arg":{"channel":"books","instId":"BTC-USDT"},"data":[]}',
+            b'{"arg":{"channel":"books","instId":"BTC-USDT-SWAP"},"data":[]}',
+            b'{"arg":{"channel":"books","instId":"btc-usdt"},"data":[]}',
+        ],
+        [S, S, S],
+    )
+    assert [r.data[-31:] for r in okx.window(0, 2 * S, symbols=["BTC-USDT"]).records] == [
+        '"instId":"BTC-USDT"},"data":[]}',
+        '"instId":"btc-usdt"},"data":[]}',
+    ]
     # a protocol whose frames never name the symbol: everything is kept
     assert len(ring.window(2 * S, 6 * S, symbols=["XRPUSDT"]).records) == 5 * 3 + 2
 
