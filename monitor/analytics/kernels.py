@@ -302,6 +302,183 @@ def asset_rollup(
             out_float[a, 6] = _median_sorted(np.sort(v), m)
 
 
+# rows of cross_venue's ``rows`` output ([row, book]: each row a contiguous column)
+X_MID_USD = 0
+X_DISLOCATION = 1
+X_BASIS = 2
+X_MARK_BASIS = 3
+X_INDEX_DEV = 4
+X_FUNDING_ANNUAL = 5
+X_SENSITIVITY = 6
+X_D1_TOTAL = 7
+N_X = 8
+# rows of its ``groups`` output ([row, asset])
+G_SPOT = 0
+G_SPOT_MEDIAN = 1
+G_PERP = 2
+G_PERP_MEDIAN = 3
+G_CONSENSUS = 4
+N_G = 5
+
+
+@njit(cache=True)
+def _nan_min(a: float, b: float) -> float:
+    """np.minimum of two scalars (NaN wins)."""
+    if a != a or b != b:
+        return np.nan
+    return a if a < b else b
+
+
+@njit(cache=True)
+def _nan_max(a: float, b: float) -> float:
+    """np.maximum of two scalars (NaN wins)."""
+    if a != a or b != b:
+        return np.nan
+    return a if a > b else b
+
+
+@njit(cache=True, error_model="numpy")
+def cross_venue(
+    valid: np.ndarray,
+    mid: np.ndarray,
+    fx: np.ndarray,
+    mark: np.ndarray,
+    index: np.ndarray,
+    funding: np.ndarray,
+    depth_usd: np.ndarray,
+    depth_quote: np.ndarray,
+    spread_bps: np.ndarray,
+    slippage_bps: np.ndarray,
+    asset: np.ndarray,
+    n_assets: int,
+    is_perp: np.ndarray,
+    periods_per_year: np.ndarray,
+    clip_mads: float,
+    min_scale_bps: float,
+    band_1pct: int,
+    mark_alpha: np.ndarray,
+    utc_hours: float,
+    mark_ma: np.ndarray,
+    flags: np.ndarray,
+    rows: np.ndarray,
+    groups: np.ndarray,
+    counts: np.ndarray,
+    raw: np.ndarray,
+) -> None:
+    """The per-book half of the analytics tick, all books in one call.
+
+    ``flags[0]``: scored (valid with a positive mid), ``flags[1]``: healthy (scored with a
+    USD rate). ``rows`` (X_* rows): USD mid, dislocation vs the own kind's consensus,
+    perp basis vs the consensus spot, mark basis, index deviation, annualised funding,
+    mark-price sensitivity (updates the ``mark_ma`` EWMAs: ``mark_alpha`` per window),
+    the 1% depth of both sides. ``groups`` (G_* rows) and ``counts`` (spot, perp): the
+    consensus per asset (:func:`group_consensus`). ``raw``: the score features, with the
+    depth, spread and slippage columns *before* their logarithm (the caller takes it:
+    numpy's log, the one the features were defined with) and NaN withdrawal columns.
+    """
+    n = valid.shape[0]
+    n_bands = depth_usd.shape[1]
+    n_notional = slippage_bps.shape[1]
+    i_spread = n_bands
+    i_obi = n_bands + 1
+    i_disl = n_bands + 2
+    i_slip = n_bands + 3
+    spot_use = np.empty(n, dtype=np.bool_)
+    perp_use = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        scored = valid[i] and mid[i] > 0.0
+        f = fx[i]
+        healthy = scored and f > 0.0 and np.isfinite(f)
+        flags[0, i] = scored
+        flags[1, i] = healthy
+        rows[X_MID_USD, i] = mid[i] * f if healthy else np.nan
+        spot_use[i] = healthy and not is_perp[i]
+        perp_use[i] = healthy and is_perp[i]
+    mid_usd = rows[X_MID_USD]
+    spot, spot_med, perp, perp_med = (
+        groups[G_SPOT],
+        groups[G_SPOT_MEDIAN],
+        groups[G_PERP],
+        groups[G_PERP_MEDIAN],
+    )
+    group_consensus(
+        asset, n_assets, mid_usd, spot_use, clip_mads, min_scale_bps, spot, spot_med, counts[0]
+    )
+    group_consensus(
+        asset, n_assets, mid_usd, perp_use, clip_mads, min_scale_bps, perp, perp_med, counts[1]
+    )
+    for a in range(n_assets):
+        groups[G_CONSENSUS, a] = spot[a] if counts[0, a] > 0 else perp[a]
+    for i in range(n):
+        a = asset[i]
+        perp_row = is_perp[i]
+        healthy = flags[1, i]
+        spot_ref = spot[a]
+        own_ref = perp[a] if perp_row else spot_ref
+        disl = (mid_usd[i] / own_ref - 1.0) * 1e4
+        rows[X_DISLOCATION, i] = disl
+        basis = (mid_usd[i] / spot_ref - 1.0) * 1e4 if perp_row else np.nan
+        rows[X_BASIS, i] = basis
+        live = perp_row and healthy
+        rows[X_MARK_BASIS, i] = (mid[i] - mark[i]) / mark[i] * 1e4 if live else np.nan
+        rows[X_INDEX_DEV, i] = (index[i] * fx[i] / spot_ref - 1.0) * 1e4 if live else np.nan
+        rows[X_FUNDING_ANNUAL, i] = funding[i] * periods_per_year[i]
+        # mark sensitivity: Binance-style mark with the basis averaged over each window
+        ix = index[i]
+        if live and np.isfinite(ix) and ix > 0.0:
+            basis_now = mid[i] - ix
+            for w in range(mark_ma.shape[1]):
+                ma = mark_ma[i, w]
+                if not np.isfinite(ma):
+                    mark_ma[i, w] = basis_now
+                else:
+                    mark_ma[i, w] = ma + mark_alpha[w] * (basis_now - ma)
+            ppy = periods_per_year[i]
+            hours = 24.0 * 365.0 / (ppy if np.isfinite(ppy) else 1095.0)
+            left = hours - np.mod(utc_hours, hours)
+            fr = funding[i] if np.isfinite(funding[i]) else 0.0
+            price1 = ix * (1.0 + fr * left / hours)
+            m0 = np.nan
+            m1 = np.nan
+            for w in range(2):
+                b = ix + mark_ma[i, w]
+                m = _nan_max(_nan_min(price1, b), _nan_min(_nan_max(price1, b), mid[i]))
+                if w == 0:
+                    m0 = m
+                else:
+                    m1 = m
+            rows[X_SENSITIVITY, i] = (m0 / m1 - 1.0) * 1e4
+        else:
+            for w in range(mark_ma.shape[1]):
+                mark_ma[i, w] = np.nan
+            rows[X_SENSITIVITY, i] = np.nan
+        # score features (depth in USD where the row has a rate, else in quote)
+        for k in range(n_bands):
+            lo = np.nan
+            for side in range(2):
+                d = depth_usd[i, k, side]
+                if not np.isfinite(d):
+                    d = depth_quote[i, k, side]
+                lo = d if side == 0 else _nan_min(lo, d)
+            raw[i, k] = _nan_max(lo, 1.0)
+        raw[i, i_spread] = _nan_max(spread_bps[i], 1.0)
+        q0 = depth_quote[i, band_1pct, 0]
+        q1 = depth_quote[i, band_1pct, 1]
+        raw[i, i_obi] = (q0 - q1) / (q0 + q1)
+        raw[i, i_disl] = basis if perp_row and np.isfinite(basis) else disl
+        for k in range(n_notional):
+            raw[i, i_slip + k] = _nan_max(slippage_bps[i, k, 0], 0.1)
+        for f in range(i_slip + n_notional, raw.shape[1]):
+            raw[i, f] = np.nan
+        d0 = depth_usd[i, band_1pct, 0]
+        if not np.isfinite(d0):
+            d0 = depth_quote[i, band_1pct, 0]
+        d1 = depth_usd[i, band_1pct, 1]
+        if not np.isfinite(d1):
+            d1 = depth_quote[i, band_1pct, 1]
+        rows[X_D1_TOTAL, i] = d0 + d1
+
+
 @njit(cache=True)
 def book_components(
     now_s: float,
@@ -750,7 +927,14 @@ def step_states(
     return changed
 
 
-ENTRY_KERNELS = (group_consensus, asset_rollup, book_components, combine_scores, step_states)
+ENTRY_KERNELS = (
+    group_consensus,
+    cross_venue,
+    asset_rollup,
+    book_components,
+    combine_scores,
+    step_states,
+)
 
 
 def warm_up() -> None:

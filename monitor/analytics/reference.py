@@ -17,6 +17,11 @@ import numpy as np
 from monitor.analytics.kernels import (
     CRITICAL,
     DATA,
+    G_CONSENSUS,
+    G_PERP,
+    G_PERP_MEDIAN,
+    G_SPOT,
+    G_SPOT_MEDIAN,
     K_BREADTH,
     K_SPREAD,
     MAD_TO_SIGMA,
@@ -25,6 +30,14 @@ from monitor.analytics.kernels import (
     NORMAL,
     WARNING,
     WATCH,
+    X_BASIS,
+    X_D1_TOTAL,
+    X_DISLOCATION,
+    X_FUNDING_ANNUAL,
+    X_INDEX_DEV,
+    X_MARK_BASIS,
+    X_MID_USD,
+    X_SENSITIVITY,
 )
 
 
@@ -72,6 +85,123 @@ def group_consensus(
             total += v
         out_median[g] = med
         out_consensus[g] = total / len(kept) if kept else med
+
+
+def _nan_min(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else min(a, b)
+
+
+def _nan_max(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def _ratio_bps(num: float, den: float) -> float:
+    """(num / den - 1) x 1e4 with IEEE division (x / 0 is inf or NaN, as numpy's)."""
+    return float((np.float64(num) / np.float64(den) - 1.0) * 1e4)
+
+
+@np.errstate(invalid="ignore", divide="ignore")  # NaN and inf as numpy gives them
+def cross_venue(
+    valid: np.ndarray,
+    mid: np.ndarray,
+    fx: np.ndarray,
+    mark: np.ndarray,
+    index: np.ndarray,
+    funding: np.ndarray,
+    depth_usd: np.ndarray,
+    depth_quote: np.ndarray,
+    spread_bps: np.ndarray,
+    slippage_bps: np.ndarray,
+    asset: np.ndarray,
+    n_assets: int,
+    is_perp: np.ndarray,
+    periods_per_year: np.ndarray,
+    clip_mads: float,
+    min_scale_bps: float,
+    band_1pct: int,
+    mark_alpha: np.ndarray,
+    utc_hours: float,
+    mark_ma: np.ndarray,
+    flags: np.ndarray,
+    rows: np.ndarray,
+    groups: np.ndarray,
+    counts: np.ndarray,
+    raw: np.ndarray,
+) -> None:
+    n = len(valid)
+    n_bands = depth_usd.shape[1]
+    i_spread, i_obi, i_disl, i_slip = n_bands, n_bands + 1, n_bands + 2, n_bands + 3
+    scored = [bool(valid[i]) and float(mid[i]) > 0.0 for i in range(n)]
+    healthy = [scored[i] and float(fx[i]) > 0.0 and math.isfinite(float(fx[i])) for i in range(n)]
+    mid_usd = np.array([float(mid[i]) * float(fx[i]) if healthy[i] else math.nan for i in range(n)])
+    spot_use = np.array([healthy[i] and not is_perp[i] for i in range(n)], dtype=np.bool_)
+    perp_use = np.array([healthy[i] and bool(is_perp[i]) for i in range(n)], dtype=np.bool_)
+    spot, spot_med, spot_n = np.empty(n_assets), np.empty(n_assets), np.zeros(n_assets, np.int64)
+    perp, perp_med, perp_n = np.empty(n_assets), np.empty(n_assets), np.zeros(n_assets, np.int64)
+    group_consensus(
+        asset, n_assets, mid_usd, spot_use, clip_mads, min_scale_bps, spot, spot_med, spot_n
+    )
+    group_consensus(
+        asset, n_assets, mid_usd, perp_use, clip_mads, min_scale_bps, perp, perp_med, perp_n
+    )
+    groups[G_SPOT], groups[G_SPOT_MEDIAN] = spot, spot_med
+    groups[G_PERP], groups[G_PERP_MEDIAN] = perp, perp_med
+    groups[G_CONSENSUS] = [spot[a] if spot_n[a] > 0 else perp[a] for a in range(n_assets)]
+    counts[0], counts[1] = spot_n, perp_n
+    for i in range(n):
+        flags[0, i], flags[1, i] = scored[i], healthy[i]
+        a, perp_row = int(asset[i]), bool(is_perp[i])
+        live = perp_row and healthy[i]
+        spot_ref = float(spot[a])
+        disl = _ratio_bps(mid_usd[i], perp[a] if perp_row else spot_ref)
+        basis = _ratio_bps(mid_usd[i], spot_ref) if perp_row else math.nan
+        m, ix, fr = float(mark[i]), float(index[i]), float(funding[i])
+        rows[X_MID_USD, i] = mid_usd[i]
+        rows[X_DISLOCATION, i] = disl
+        rows[X_BASIS, i] = basis
+        rows[X_MARK_BASIS, i] = (
+            float((np.float64(mid[i]) - m) / np.float64(m) * 1e4) if live else math.nan
+        )
+        rows[X_INDEX_DEV, i] = _ratio_bps(ix * float(fx[i]), spot_ref) if live else math.nan
+        rows[X_FUNDING_ANNUAL, i] = fr * float(periods_per_year[i])
+        if live and math.isfinite(ix) and ix > 0.0:
+            now_basis = float(mid[i]) - ix
+            for w in range(mark_ma.shape[1]):
+                ma = float(mark_ma[i, w])
+                mark_ma[i, w] = (
+                    now_basis
+                    if not math.isfinite(ma)
+                    else ma + float(mark_alpha[w]) * (now_basis - ma)
+                )
+            ppy = float(periods_per_year[i])
+            hours = 24.0 * 365.0 / (ppy if math.isfinite(ppy) else 1095.0)
+            left = hours - utc_hours % hours
+            price1 = ix * (1.0 + (fr if math.isfinite(fr) else 0.0) * left / hours)
+            marks = []
+            for w in range(2):
+                b = ix + float(mark_ma[i, w])
+                marks.append(
+                    _nan_max(_nan_min(price1, b), _nan_min(_nan_max(price1, b), float(mid[i])))
+                )
+            rows[X_SENSITIVITY, i] = _ratio_bps(marks[0], marks[1])
+        else:
+            mark_ma[i, :] = math.nan
+            rows[X_SENSITIVITY, i] = math.nan
+
+        def depth(k: int, side: int, row: int = i) -> float:
+            d = float(depth_usd[row, k, side])
+            return d if math.isfinite(d) else float(depth_quote[row, k, side])
+
+        raw[i, :] = math.nan
+        for k in range(n_bands):
+            raw[i, k] = _nan_max(_nan_min(depth(k, 0), depth(k, 1)), 1.0)
+        raw[i, i_spread] = _nan_max(float(spread_bps[i]), 1.0)
+        q0, q1 = depth_quote[i, band_1pct, 0], depth_quote[i, band_1pct, 1]
+        raw[i, i_obi] = (q0 - q1) / (q0 + q1)
+        raw[i, i_disl] = basis if perp_row and math.isfinite(basis) else disl
+        for k in range(slippage_bps.shape[1]):
+            raw[i, i_slip + k] = _nan_max(float(slippage_bps[i, k, 0]), 0.1)
+        rows[X_D1_TOTAL, i] = depth(band_1pct, 0) + depth(band_1pct, 1)
 
 
 def interp_depth(bands: list[float], depth: list[float], offset: float) -> float:

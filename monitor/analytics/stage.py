@@ -272,70 +272,52 @@ class AnalyticsStage:
         self._last_s = now_s
         fx = sample.fx_usd
         mid = sample.mid
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # scored: a valid book (its score is relative to its own baseline, in any
-            # currency); healthy: scored with a USD rate (consensus, FX, cross-venue rows)
-            scored = sample.valid & (mid > 0)
-            healthy = scored & (fx > 0) & np.isfinite(fx)
-            mid_usd = np.where(healthy, mid * fx, np.nan)
-            spot_use = healthy & ~self.is_perp
-            perp_use = healthy & self.is_perp
-            spot = np.empty(n_assets)
-            spot_med = np.empty(n_assets)
-            spot_n = np.zeros(n_assets, dtype=np.int64)
-            ak.group_consensus(
-                self.asset_idx,
-                n_assets,
-                mid_usd,
-                spot_use,
-                self.settings.clip_mads,
-                MIN_SCALE_BPS,
-                spot,
-                spot_med,
-                spot_n,
-            )
-            perp = np.empty(n_assets)
-            perp_med = np.empty(n_assets)
-            perp_n = np.zeros(n_assets, dtype=np.int64)
-            ak.group_consensus(
-                self.asset_idx,
-                n_assets,
-                mid_usd,
-                perp_use,
-                self.settings.clip_mads,
-                MIN_SCALE_BPS,
-                perp,
-                perp_med,
-                perp_n,
-            )
-            consensus = np.where(spot_n > 0, spot, perp)
-            a = self.asset_idx
-            spot_ref = spot[a] if n else np.empty(0)
-            own_ref = np.where(self.is_perp, perp[a], spot_ref) if n else np.empty(0)
-            dislocation = (mid_usd / own_ref - 1.0) * 1e4
-            basis = np.where(self.is_perp, (mid_usd / spot_ref - 1.0) * 1e4, np.nan)
-            mark = sample.mark_price
-            index = sample.index_price
-            mark_basis = np.where(self.is_perp & healthy, (mid - mark) / mark * 1e4, np.nan)
-            index_dev = np.where(
-                self.is_perp & healthy, (index * fx / spot_ref - 1.0) * 1e4, np.nan
-            )
-            funding_annual = sample.funding_rate * self.periods_per_year
-            sensitivity = self._mark_sensitivity(sample, healthy, dt, now_s)
-            peg = self._pegs(sample, healthy, mid_usd, consensus)
-            # score features
-            nk = len(self.bands)
-            raw = np.full((n, self.n_feat), np.nan)
-            depth = np.where(np.isfinite(sample.depth_usd), sample.depth_usd, sample.depth_quote)
-            raw[:, :nk] = np.log(np.maximum(np.min(depth, axis=2), 1.0))
-            raw[:, self.i_spread] = np.log(np.maximum(sample.spread_bps, 1.0))
-            q1 = sample.depth_quote[:, self.band_1pct, :]
-            raw[:, self.i_obi] = (q1[:, 0] - q1[:, 1]) / (q1[:, 0] + q1[:, 1])
-            raw[:, self.i_disl] = np.where(self.is_perp & np.isfinite(basis), basis, dislocation)
-            raw[:, self.i_slip : self.i_wnet] = np.log(
-                np.maximum(sample.slippage_bps[:, :, 0], 0.1)
-            )
-            d1_total = depth[:, self.band_1pct, 0] + depth[:, self.band_1pct, 1]
+        nk = len(self.bands)
+        flags = np.empty((2, n), dtype=np.bool_)
+        rows = np.empty((ak.N_X, n))
+        groups = np.empty((ak.N_G, n_assets))
+        counts = np.zeros((2, n_assets), dtype=np.int64)
+        raw = np.empty((n, self.n_feat))
+        ak.cross_venue(
+            sample.valid,
+            mid,
+            fx,
+            sample.mark_price,
+            sample.index_price,
+            sample.funding_rate,
+            sample.depth_usd,
+            sample.depth_quote,
+            sample.spread_bps,
+            sample.slippage_bps,
+            self.asset_idx,
+            n_assets,
+            self.is_perp,
+            self.periods_per_year,
+            self.settings.clip_mads,
+            MIN_SCALE_BPS,
+            self.band_1pct,
+            self._mark_alpha(dt),
+            (now_s / 3600.0) % 24.0,
+            self.mark_ma,
+            flags,
+            rows,
+            groups,
+            counts,
+            raw,
+        )
+        # the logarithmic features: numpy's log (the kernel leaves its arguments)
+        np.log(raw[:, : nk + 1], out=raw[:, : nk + 1])
+        np.log(raw[:, self.i_slip : self.i_wnet], out=raw[:, self.i_slip : self.i_wnet])
+        scored, healthy = flags[0], flags[1]
+        mid_usd = rows[ak.X_MID_USD]
+        dislocation = rows[ak.X_DISLOCATION]
+        basis = rows[ak.X_BASIS]
+        index_dev = rows[ak.X_INDEX_DEV]
+        d1_total = rows[ak.X_D1_TOTAL]
+        perp = groups[ak.G_PERP]
+        consensus = groups[ak.G_CONSENSUS]
+        spot_n, perp_n = counts[0], counts[1]
+        peg = self._pegs(sample, healthy, mid_usd, consensus)
         s_out = np.empty((n, ak.N_LOCAL))
         aux = np.empty((n, 5))
         ak.book_components(
@@ -456,10 +438,10 @@ class AnalyticsStage:
             mid_usd=mid_usd,
             dislocation_bps=dislocation,
             basis_bps=basis,
-            mark_basis_bps=mark_basis,
+            mark_basis_bps=rows[ak.X_MARK_BASIS],
             index_deviation_bps=index_dev,
-            funding_annual=funding_annual,
-            mark_sensitivity_bps=sensitivity,
+            funding_annual=rows[ak.X_FUNDING_ANNUAL],
+            mark_sensitivity_bps=rows[ak.X_SENSITIVITY],
             peg_bps=peg,
             lvs=book_lvs,
             lvs_smoothed=smoothed[:n],
@@ -507,44 +489,15 @@ class AnalyticsStage:
         self.display = out
         return out
 
-    def _mark_sensitivity(
-        self, sample: TickSample, healthy: np.ndarray, dt: float, now_s: float
-    ) -> FloatArray:
-        """Binance-style mark = median(index (1 + funding x time to funding / interval),
-        index + moving-average basis, mid), with the basis averaged over 1 min and over
-        2.5 min (EWMAs with the same mean lag, tau = window / 2); returns the gap in bps."""
-        index, mid, funding = sample.index_price, sample.mid, sample.funding_rate
-        live = healthy & self.is_perp & np.isfinite(index) & (index > 0)
-        out = np.full(len(mid), np.nan)
-        if not live.any():
-            self.mark_ma[~live] = np.nan
-            return out
-        basis = mid - index
-        for w, window in enumerate(self.settings.mark_windows_s):
-            alpha = 1.0 - math.exp(-dt / (window / 2.0)) if dt > 0 else 1.0
-            ma = self.mark_ma[:, w]
-            fresh = live & ~np.isfinite(ma)
-            ma[fresh] = basis[fresh]
-            upd = live & ~fresh
-            ma[upd] += alpha * (basis[upd] - ma[upd])
-        self.mark_ma[~live] = np.nan
-        hours = (
-            24.0
-            * 365.0
-            / np.where(np.isfinite(self.periods_per_year), self.periods_per_year, 1095.0)
+    def _mark_alpha(self, dt: float) -> FloatArray:
+        """Per mark window, the EWMA weight of this tick's basis (tau = window / 2, so the
+        EWMA has the window's mean lag; 1 on the first tick)."""
+        return np.array(
+            [
+                1.0 - math.exp(-dt / (window / 2.0)) if dt > 0 else 1.0
+                for window in self.settings.mark_windows_s
+            ]
         )
-        utc_hours = (now_s / 3600.0) % 24.0
-        left = hours - np.mod(utc_hours, hours)
-        f = np.where(np.isfinite(funding), funding, 0.0)
-        price1 = index * (1.0 + f * left / hours)
-        marks = []
-        for w in range(2):
-            a, b = price1, index + self.mark_ma[:, w]
-            # median of three, NaN-propagating like np.median, without sorting a stack
-            marks.append(np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), mid)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(live, (marks[0] / marks[1] - 1.0) * 1e4, np.nan)
-        return out
 
     def _pegs(
         self,

@@ -286,3 +286,81 @@ def test_step_states_matches_twin_over_ticks(
 @given(x=st.one_of(st.floats(allow_nan=True), st.just(math.nan)), a=st.floats(-10, 10))
 def test_ramp_matches_twin(x: float, a: float) -> None:
     assert ak.ramp(x, a, a + 1.5) == ref.ramp(x, a, a + 1.5)
+
+
+def _views(a: np.ndarray) -> np.ndarray:
+    """The same values as a strided view, as the pipeline's tick sample hands them over."""
+    wide = np.full((*a.shape[:-1], a.shape[-1] * 2), np.nan)
+    wide[..., ::2] = a
+    return wide[..., ::2]
+
+
+@SETTINGS
+@given(data=st.data(), n=st.integers(0, 12), n_assets=st.integers(1, 4), ticks=st.integers(1, 6))
+def test_cross_venue_matches_twin_over_ticks(
+    data: st.DataObject, n: int, n_assets: int, ticks: int
+) -> None:
+    n_bands, n_notional = 4, 3
+    n_feat = ak.feature_layout(n_bands, n_notional)[6]
+
+    def floats(shape: int | tuple[int, ...], lo: float, hi: float) -> np.ndarray:
+        element = st.one_of(st.floats(lo, hi), st.sampled_from([math.nan, 0.0, -1.0, math.inf]))
+        return data.draw(hnp.arrays(np.float64, shape, elements=element))
+
+    asset = np.array(data.draw(st.lists(st.integers(0, n_assets - 1), min_size=n, max_size=n)))
+    asset = asset.astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+    is_perp = data.draw(hnp.arrays(np.bool_, n))
+    ppy = np.where(is_perp, data.draw(st.sampled_from([1095.0, 2190.0, math.nan])), math.nan)
+    mark_ma = [np.full((n, 2), np.nan) for _ in range(2)]
+    now = 1_700_000_000.0
+    for _ in range(ticks):
+        now += data.draw(st.sampled_from([1.0, 7.0, 3600.0]))
+        valid = data.draw(hnp.arrays(np.bool_, n))
+        mid = floats(n, 0.9, 1.1)
+        fx = np.where(data.draw(hnp.arrays(np.bool_, n)), 1.0, floats(n, 0.5, 2.0))
+        mark = floats(n, 0.9, 1.1)
+        index = floats(n, 0.9, 1.1)
+        funding = floats(n, -1e-3, 1e-3)
+        depth_quote = floats((n, n_bands, 2), 0.0, 1e6)
+        depth_usd = depth_quote + np.where(data.draw(hnp.arrays(np.bool_, n)), math.nan, 0.0)[
+            :, None, None
+        ]
+        spread = floats(n, 0.0, 50.0)
+        slip = floats((n, n_notional, 2), 0.0, 500.0)
+        alpha = np.array([data.draw(st.sampled_from([1.0, 0.03, 0.5])), 0.013])
+        outs = [
+            (
+                np.empty((2, n), dtype=np.bool_),
+                np.empty((ak.N_X, n)),
+                np.empty((ak.N_G, n_assets)),
+                np.zeros((2, n_assets), dtype=np.int64),
+                np.empty((n, n_feat)),
+            )
+            for _ in range(2)
+        ]
+        common = (
+            valid,
+            mid,
+            fx,
+            mark,
+            index,
+            funding,
+            _views(depth_usd),
+            _views(depth_quote),
+            spread,
+            _views(slip),
+            asset,
+            n_assets,
+            is_perp,
+            ppy,
+            3.0,
+            5.0,
+            2,
+            alpha,
+            (now / 3600.0) % 24.0,
+        )
+        ak.cross_venue(*common, mark_ma[0], *outs[0])
+        ref.cross_venue(*common, mark_ma[1], *outs[1])
+        np.testing.assert_array_equal(mark_ma[0], mark_ma[1])
+        for a, b in zip(outs[0], outs[1], strict=True):
+            np.testing.assert_array_equal(a, b)
