@@ -65,7 +65,6 @@ from monitor.book.layout import (
     S_STALE,
     S_STATE,
     S_TS_EVENT,
-    S_TS_RECV,
 )
 from monitor.book.store import BookStore, EventBatch, snapshot_predates
 from monitor.domain import (
@@ -83,7 +82,7 @@ from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
 from monitor.metrics import kernels as mk
 from monitor.resync import BookSync, Resync
-from monitor.sample import STATE_STALE, BookIdentity, TickSample
+from monitor.sample import BookIdentity, TickSample
 from monitor.settings import Settings
 
 log = get_logger("monitor.pipeline")
@@ -189,6 +188,9 @@ class BookPipeline:
         self._stale_after_ns = np.zeros(0, dtype=np.int64)
         self._unknown_logged: set[tuple[Venue, str]] = set()
         self._symbol_indexes: dict[Venue, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._notionals_usd = tuple(float(x) for x in self.notionals)
+        # mark, index and funding per book (NaN: none received), kept with self.marks
+        self._mark_columns = np.full((3, max_books), np.nan)
 
     @classmethod
     def from_settings(
@@ -249,6 +251,9 @@ class BookPipeline:
         )
         self.books[key] = info
         self._venue_books.setdefault(venue, {})[symbol] = info
+        mark = self.marks.get(key)
+        if mark is not None:
+            self._set_mark_columns(book, mark)
         self._symbol_indexes.pop(venue, None)
         self._by_id.append(info)
         return info
@@ -519,6 +524,15 @@ class BookPipeline:
             if not mark.next_funding_ns:
                 mark.next_funding_ns = old.next_funding_ns
         self.marks[key] = mark
+        info = self._venue_books.get(venue, {}).get(mark.symbol)
+        if info is not None:
+            self._set_mark_columns(info.book, mark)
+
+    def _set_mark_columns(self, book: int, mark: MarkPriceEvent) -> None:
+        columns = self._mark_columns
+        columns[0, book] = mark.mark_price
+        columns[1, book] = mark.index_price
+        columns[2, book] = mark.funding_rate
 
     def _update_instruments(self, venue: Venue, update: InstrumentsUpdate) -> None:
         try:
@@ -756,75 +770,69 @@ class BookPipeline:
         identities = self._identities()
         n = len(identities)
         nk, nn = len(self.bands), len(self.notionals)
-        ids = np.arange(n, dtype=np.int64)  # book ids are dense: book i is self._by_id[i]
         usd, assumed = self.fx.rates(self._currencies, self._mid)
-        fx = usd[self._quote_index] if n else np.empty(0)
-        fx_assumed = assumed[self._quote_index] if n else np.empty(0, dtype=np.bool_)
-        prev_fx = self._fx_used[:n]
-        moved = ~((fx == prev_fx) | ((fx != fx) & (prev_fx != prev_fx)))
-        dirty = self._dirty[:n].copy()
-        todo = np.flatnonzero(dirty | moved)
-        if todo.size:
-            out = np.empty((todo.size, mk.n_columns(nk, nn)), dtype=np.float64)
-            mk.compute_metrics(
-                todo,
-                self.store.istate,
-                self.store.keys,
-                self.store.qtys,
-                fx[todo],
-                self.bands,
-                self.notionals,
-                out,
-            )
-            self._metrics[todo] = out
-            self._fx_used[todo] = fx[todo]
-        self._dirty[:] = False
-        st = self.store.istate[:n]
-        synced = (
-            (st[:, S_STATE] != int(BookState.EMPTY)) & (st[:, S_N_BID] > 0) & (st[:, S_N_ASK] > 0)
+        if n:
+            fx = usd[self._quote_index]
+            fx_assumed = assumed[self._quote_index]
+        else:
+            fx, fx_assumed = np.empty(0), np.empty(0, dtype=np.bool_)
+        # one kernel call: metrics of the changed books, validity, staleness, the columns
+        m = np.empty((n, self._metrics.shape[1]))
+        flags = np.empty((mk.N_T, n), dtype=np.bool_)
+        state = np.empty(n, dtype=np.int8)
+        levels = np.empty((n, 2), dtype=np.int64)
+        updates = np.empty(n, dtype=np.int64)
+        age_s = np.empty(n)
+        covered = np.empty((n, nk, 2), dtype=np.bool_)
+        exhausted = np.empty((n, nn, 2), dtype=np.bool_)
+        newly_stale = mk.tick_rows(
+            now_ns,
+            self.store.istate,
+            self.store.keys,
+            self.store.qtys,
+            fx,
+            self.bands,
+            self.notionals,
+            self._stale_after_ns,
+            self._dirty,
+            self._fx_used,
+            self._metrics,
+            self._prev_valid,
+            self._prev_stale,
+            m,
+            flags,
+            state,
+            levels,
+            updates,
+            age_s,
+            covered,
+            exhausted,
         )
-        ts_recv = st[:, S_TS_RECV]
-        age_ns = now_ns - ts_recv
-        stale = synced & (ts_recv > 0) & (age_ns > self._stale_after_ns)
-        valid = synced & ~stale
-        changed = dirty | (valid != self._prev_valid[:n]) | (stale != self._prev_stale[:n])
-        for i in np.flatnonzero(stale & ~self._prev_stale[:n]).tolist():
-            inst = self._by_id[i].instrument
-            self.counters.add(inst.venue, "stale")
-            log.warning(
-                "book.stale",
-                venue=inst.venue.value,
-                symbol=inst.symbol,
-                age_s=round(float(age_ns[i]) / 1e9, 1),
-                limit_s=float(self._stale_after_ns[i]) / 1e9,
-            )
-        self._prev_valid[:n] = valid
-        self._prev_stale[:n] = stale
-        state = st[:, S_STATE].astype(np.int8)
-        state[stale] = STATE_STALE
-        m = self._metrics[:n].copy()
-        m[~valid, : mk.C_N_BID] = np.nan
-        m[~valid, mk.C_FIRST_BAND :] = np.nan
+        if newly_stale:
+            for i in np.flatnonzero(flags[mk.T_NEWLY_STALE]).tolist():
+                inst = self._by_id[i].instrument
+                self.counters.add(inst.venue, "stale")
+                log.warning(
+                    "book.stale",
+                    venue=inst.venue.value,
+                    symbol=inst.symbol,
+                    age_s=round(float(age_s[i]), 1),
+                    limit_s=float(self._stale_after_ns[i]) / 1e9,
+                )
         bands = m[:, mk.C_FIRST_BAND : mk.C_FIRST_BAND + mk.BAND_COLS * nk].reshape(
             n, nk, mk.BAND_COLS
         )
         slips = m[:, mk.C_FIRST_BAND + mk.BAND_COLS * nk :].reshape(n, nn, mk.NOTIONAL_COLS)
-        mark = np.full((3, n), np.nan)
-        for (venue, symbol), ev in self.marks.items():
-            info = self._venue_books.get(venue, {}).get(symbol)
-            if info is not None:
-                mark[0, info.book] = ev.mark_price
-                mark[1, info.book] = ev.index_price
-                mark[2, info.book] = ev.funding_rate
+        mark = self._mark_columns[:, :n].copy()
         sample = TickSample(
             ts_ns=now_ns,
             books=identities,
             bands_pct=self.bands_pct,
-            notionals_usd=tuple(float(x) for x in self.notionals),
-            book_id=ids,
-            valid=valid,
-            stale=stale,
-            changed=changed,
+            notionals_usd=self._notionals_usd,
+            book_id=np.arange(n, dtype=np.int64),  # dense: book i is self._by_id[i]
+            valid=flags[mk.T_VALID],
+            stale=flags[mk.T_STALE],
+            changed=flags[mk.T_CHANGED],
             book_state=state,
             bid=m[:, mk.C_BID],
             ask=m[:, mk.C_ASK],
@@ -832,15 +840,15 @@ class BookPipeline:
             spread_bps=m[:, mk.C_SPREAD_BPS],
             depth_usd=bands[:, :, 2:4],
             depth_quote=bands[:, :, 0:2],
-            depth_covered=bands[:, :, 4:6] == 1.0,
+            depth_covered=covered,
             slippage_bps=slips[:, :, 0::2],
-            slippage_exhausted=slips[:, :, 1::2] == 1.0,
-            levels=st[:, [S_N_BID, S_N_ASK]].copy(),
-            truncated=(st[:, S_FLAGS] & FLAG_TRUNCATED) != 0,
+            slippage_exhausted=exhausted,
+            levels=levels,
+            truncated=flags[mk.T_TRUNCATED],
             fx_usd=fx,
             fx_assumed=fx_assumed,
-            book_age_s=np.where(ts_recv > 0, age_ns / 1e9, np.nan),
-            updates=st[:, S_MESSAGES].copy(),
+            book_age_s=age_s,
+            updates=updates,
             mark_price=mark[0],
             index_price=mark[1],
             funding_rate=mark[2],

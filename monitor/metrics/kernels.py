@@ -15,7 +15,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from monitor.book.layout import S_COMPLETE_ASK, S_COMPLETE_BID, S_N_ASK, S_N_BID, S_PRICE_DEC
+from monitor.book.layout import (
+    FLAG_TRUNCATED,
+    S_COMPLETE_ASK,
+    S_COMPLETE_BID,
+    S_FLAGS,
+    S_MESSAGES,
+    S_N_ASK,
+    S_N_BID,
+    S_PRICE_DEC,
+    S_STATE,
+    S_TS_RECV,
+)
 
 C_BID = 0
 C_ASK = 1
@@ -175,3 +186,112 @@ def compute_metrics(
             slip, exhausted = _walk(ak, aq, na, -1, scale, rate, mid, notionals[q])
             row[c + 2] = slip
             row[c + 3] = exhausted
+
+
+# rows of tick_rows' ``flags`` output ([row, book]: each row a contiguous column)
+T_VALID = 0
+T_STALE = 1
+T_CHANGED = 2
+T_TRUNCATED = 3
+T_NEWLY_STALE = 4
+N_T = 5
+STATE_EMPTY = 0  # monitor.domain.BookState.EMPTY
+STATE_STALE = 3  # monitor.sample.STATE_STALE
+
+
+@njit(cache=True)
+def tick_rows(
+    now_ns: int,
+    istate: np.ndarray,
+    keys: np.ndarray,
+    qtys: np.ndarray,
+    fx: np.ndarray,
+    bands: np.ndarray,
+    notionals: np.ndarray,
+    stale_after_ns: np.ndarray,
+    dirty: np.ndarray,
+    fx_used: np.ndarray,
+    metrics: np.ndarray,
+    prev_valid: np.ndarray,
+    prev_stale: np.ndarray,
+    m_out: np.ndarray,
+    flags: np.ndarray,
+    state_out: np.ndarray,
+    levels_out: np.ndarray,
+    updates_out: np.ndarray,
+    age_out: np.ndarray,
+    covered_out: np.ndarray,
+    exhausted_out: np.ndarray,
+) -> int:
+    """One tick of the first ``len(fx)`` books (book ids are dense), in one call.
+
+    Runs :func:`compute_metrics` for the books that are ``dirty`` or whose FX rate moved
+    (keeping ``metrics`` and ``fx_used`` per book between ticks, clearing ``dirty``), then
+    fills the tick's columns: ``m_out`` (the metric row, NaN but the level counts where
+    the book is not valid), ``flags`` (T_* rows: valid, stale, changed since the last
+    tick, truncated, went stale now; updates ``prev_valid`` and ``prev_stale``), the book
+    state (STALE for a synced book silent past ``stale_after_ns``), levels per side,
+    updates applied, book age in seconds (NaN: never updated) and the band-covered and
+    slippage-exhausted flags. Returns how many books went stale at this tick.
+    """
+    n = fx.shape[0]
+    nk = bands.shape[0]
+    nn = notionals.shape[0]
+    n_cols = metrics.shape[1]
+    todo = np.empty(n, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        used = fx_used[i]
+        same = fx[i] == used or (fx[i] != fx[i] and used != used)
+        if dirty[i] or not same:
+            todo[count] = i
+            count += 1
+    if count:
+        todo_fx = np.empty(count)
+        for j in range(count):
+            todo_fx[j] = fx[todo[j]]
+        out = np.empty((count, n_cols))
+        compute_metrics(todo[:count], istate, keys, qtys, todo_fx, bands, notionals, out)
+        for j in range(count):
+            b = todo[j]
+            metrics[b] = out[j]
+            fx_used[b] = todo_fx[j]
+    newly = 0
+    band_end = C_FIRST_BAND + BAND_COLS * nk
+    for i in range(n):
+        st = istate[i]
+        synced = st[S_STATE] != STATE_EMPTY and st[S_N_BID] > 0 and st[S_N_ASK] > 0
+        ts_recv = st[S_TS_RECV]
+        age_ns = now_ns - ts_recv
+        stale = synced and ts_recv > 0 and age_ns > stale_after_ns[i]
+        valid = synced and not stale
+        changed = dirty[i] or valid != prev_valid[i] or stale != prev_stale[i]
+        went_stale = stale and not prev_stale[i]
+        if went_stale:
+            newly += 1
+        flags[T_VALID, i] = valid
+        flags[T_STALE, i] = stale
+        flags[T_CHANGED, i] = changed
+        flags[T_TRUNCATED, i] = (st[S_FLAGS] & FLAG_TRUNCATED) != 0
+        flags[T_NEWLY_STALE, i] = went_stale
+        prev_valid[i] = valid
+        prev_stale[i] = stale
+        state_out[i] = STATE_STALE if stale else st[S_STATE]
+        levels_out[i, 0] = st[S_N_BID]
+        levels_out[i, 1] = st[S_N_ASK]
+        updates_out[i] = st[S_MESSAGES]
+        age_out[i] = age_ns / 1e9 if ts_recv > 0 else np.nan
+        row = m_out[i]
+        src = metrics[i]
+        for c in range(n_cols):
+            row[c] = src[c] if valid or C_N_BID <= c < C_FIRST_BAND else np.nan
+        for k in range(nk):
+            c = C_FIRST_BAND + BAND_COLS * k
+            covered_out[i, k, 0] = row[c + 4] == 1.0
+            covered_out[i, k, 1] = row[c + 5] == 1.0
+        for q in range(nn):
+            c = band_end + NOTIONAL_COLS * q
+            exhausted_out[i, q, 0] = row[c + 1] == 1.0
+            exhausted_out[i, q, 1] = row[c + 3] == 1.0
+    dirty[:] = False
+    return newly
