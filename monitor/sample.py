@@ -290,6 +290,51 @@ class TickSample:
     fx: FxTable | None = None
     events: tuple[ScoreEvent, ...] = ()
 
+    def extended(
+        self,
+        *,
+        changed: BoolArray,
+        analytics: BookAnalytics,
+        assets: AssetTable,
+        fx: FxTable,
+        events: tuple[ScoreEvent, ...],
+    ) -> TickSample:
+        """This sample with the analytics stage's results (``dataclasses.replace``, spelt
+        out: it runs every tick)."""
+        return TickSample(
+            ts_ns=self.ts_ns,
+            books=self.books,
+            bands_pct=self.bands_pct,
+            notionals_usd=self.notionals_usd,
+            book_id=self.book_id,
+            valid=self.valid,
+            stale=self.stale,
+            changed=changed,
+            book_state=self.book_state,
+            bid=self.bid,
+            ask=self.ask,
+            mid=self.mid,
+            spread_bps=self.spread_bps,
+            depth_usd=self.depth_usd,
+            depth_quote=self.depth_quote,
+            depth_covered=self.depth_covered,
+            slippage_bps=self.slippage_bps,
+            slippage_exhausted=self.slippage_exhausted,
+            levels=self.levels,
+            truncated=self.truncated,
+            fx_usd=self.fx_usd,
+            fx_assumed=self.fx_assumed,
+            book_age_s=self.book_age_s,
+            updates=self.updates,
+            mark_price=self.mark_price,
+            index_price=self.index_price,
+            funding_rate=self.funding_rate,
+            analytics=analytics,
+            assets=assets,
+            fx=fx,
+            events=events,
+        )
+
     @property
     def lvs(self) -> FloatArray:
         """Liquidity-vacuum score per book (NaN: DATA or no analytics)."""

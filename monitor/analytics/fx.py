@@ -119,18 +119,23 @@ class LiveFx:
         quote currencies.
         """
         self.now_ns = ts_ns
+        if not quotes and not consensus_usd:
+            self.sources = {}
+            return
+        # plain floats: the rows are read one by one
+        ok, mids, ages = healthy.tolist(), mid.tolist(), book_age_s.tolist()
         fresh = [
             q
             for q in quotes
-            if healthy[q.row]
-            and mid[q.row] == mid[q.row]
-            and mid[q.row] > 0
-            and book_age_s[q.row] <= self.source_stale_s
+            if ok[q.row]
+            and mids[q.row] == mids[q.row]
+            and mids[q.row] > 0
+            and ages[q.row] <= self.source_stale_s
             and q.venue not in stressed_venues
         ]
         direct: dict[str, list[float]] = {}
         for q in fresh:
-            m = float(mid[q.row])
+            m = mids[q.row]
             if q.quote == "USD" and q.base != "USD":
                 direct.setdefault(q.base, []).append(m)
             elif q.base == "USD" and q.quote != "USD":
@@ -138,7 +143,7 @@ class LiveFx:
         measured = {c: (statistics.median(v), len(v)) for c, v in direct.items()}
         crossed: dict[str, list[float]] = {}
         for q in fresh:
-            m = float(mid[q.row])
+            m = mids[q.row]
             if q.quote in direct and q.base not in direct and q.base != "USD":
                 crossed.setdefault(q.base, []).append(m * measured[q.quote][0])
             elif q.base in direct and q.quote not in direct and q.quote != "USD":

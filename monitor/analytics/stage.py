@@ -47,7 +47,6 @@ Where this departs from the reference spec (LVS section), and why:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Mapping
@@ -449,11 +448,12 @@ class AnalyticsStage:
             components=book_points,
         )
         fx_table = self._fx_table(sample)
+        book_state = state[:n]
         stressed = frozenset(
             self.venues[v]
-            for v in np.unique(
-                self.venue_idx[(state[:n] >= SCORE_WARNING) & (state[:n] < SCORE_DATA)]
-            )
+            for v in self.venue_idx[
+                (book_state >= SCORE_WARNING) & (book_state < SCORE_DATA)
+            ].tolist()
         )
         self.fx.observe(
             sample.ts_ns,
@@ -465,8 +465,8 @@ class AnalyticsStage:
             {c: (float(consensus[k]), int(spot_n[k] + perp_n[k])) for c, k in self.quote_assets},
         )
         changed = sample.changed | (before[:n] != state[:n])
-        return dataclasses.replace(
-            sample, changed=changed, analytics=book, assets=assets, fx=fx_table, events=events
+        return sample.extended(
+            changed=changed, analytics=book, assets=assets, fx=fx_table, events=events
         )
 
     # --- parts ------------------------------------------------------------------------------
@@ -511,19 +511,21 @@ class AnalyticsStage:
         peg = np.full(len(sample.books), np.nan)
         if not self.peg_rows:
             return peg
+        # plain floats: a few rows, read one by one
+        ok, mids, usd = healthy.tolist(), sample.mid.tolist(), mid_usd.tolist()
+        books = sample.books
         observed: dict[int, float] = {}
         for i, pair in self.peg_rows:
-            if not healthy[i]:
+            if not ok[i]:
                 continue
-            book = sample.books[i]
-            if book.quote == pair.against:
-                value = float(sample.mid[i])
+            if books[i].quote == pair.against:
+                value = mids[i]
             elif pair.against == "USD":
-                value = float(mid_usd[i])
+                value = usd[i]
             else:
                 k = self._asset_of.get(pair.against)
                 ref = float(consensus[k]) if k is not None else math.nan
-                value = float(mid_usd[i]) / ref if ref > 0 else math.nan
+                value = usd[i] / ref if ref > 0 else math.nan
             if value == value:
                 observed[i] = value
         for i, pair in self.peg_rows:
@@ -531,11 +533,11 @@ class AnalyticsStage:
                 continue
             fair = pair.fair
             if fair is None:
+                venue = books[i].venue
                 others = [
                     v
                     for j, v in observed.items()
-                    if sample.books[j].base == pair.asset
-                    and sample.books[j].venue != sample.books[i].venue
+                    if books[j].base == pair.asset and books[j].venue != venue
                 ]
                 fair = statistics.median(others) if others else None
             if fair:
@@ -544,14 +546,15 @@ class AnalyticsStage:
 
     def _fx_table(self, sample: TickSample) -> FxTable:
         rows = self.currency_row
+        age_s, sources = self.fx.age_s, self.fx.sources
         usd = sample.fx_usd[rows] if len(rows) else np.empty(0)
         assumed = sample.fx_assumed[rows] if len(rows) else np.empty(0, dtype=np.bool_)
         return FxTable(
             currencies=self.currencies,
             usd=usd.copy(),
             assumed=assumed.copy(),
-            age_s=np.array([self.fx.age_s(c) for c in self.currencies]),
-            sources=np.array([self.fx.sources.get(c, 0) for c in self.currencies], dtype=np.int64),
+            age_s=np.array([age_s(c) for c in self.currencies]),
+            sources=np.array([sources.get(c, 0) for c in self.currencies], dtype=np.int64),
         )
 
     def _events(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import io
 import json
@@ -70,6 +71,22 @@ class TestTickSample:
         assert rec["kind"] == "book" and rec["stale"] is False and rec["book_state"] == "live"
         assert rec["state"] == "normal"  # the score state (a fresh book: no stress yet)
         assert rec["depth"]["1"] == [sample.depth_usd[i, one, 0], sample.depth_usd[i, one, 1]]
+
+    def test_the_extended_sample_is_the_sample_with_only_the_analytics_fields_replaced(
+        self,
+    ) -> None:
+        pipeline, last = synced_pipeline()
+        sample = pipeline.tick(last)
+        extras = {
+            "changed": ~sample.changed,
+            "analytics": sample.analytics,
+            "assets": sample.assets,
+            "fx": sample.fx,
+            "events": (),
+        }
+        fast, slow = sample.extended(**extras), dataclasses.replace(sample, **extras)
+        for f in dataclasses.fields(TickSample):
+            assert getattr(fast, f.name) is getattr(slow, f.name), f.name
 
     def test_slippage_keys_are_integer_notionals(self) -> None:
         pipeline, last = synced_pipeline()
