@@ -257,34 +257,35 @@ class RecordingReader:
         seen = 0
         with _open(path) as stream:
             try:
-                for line in stream:
+                rest = b""
+                while chunk := stream.read1(_CHUNK_BYTES):
+                    lines = chunk.split(b"\n")
+                    if rest:
+                        lines[0] = rest + lines[0]
+                    rest = lines.pop()  # the line the next chunk finishes
+                    records = _decode_lines(lines)
+                    if records is not None:  # every line a record, or blank: the fast path
+                        seen += len(records)
+                        line_number += len(lines)
+                        for record in records:
+                            self.records += 1
+                            self.last_ts = record.ts
+                            yield record
+                        continue
+                    for line in lines:
+                        line_number += 1
+                        if line and not line.isspace():
+                            seen += 1
+                            record = self._decode_line(path, line_number, line + b"\n")
+                            if record is not None:
+                                yield record
+                if rest:  # the last line, without its newline
                     line_number += 1
-                    if not line.strip():
-                        continue
-                    seen += 1
-                    try:
-                        record = _decoder.decode(line)
-                    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                        if not line.endswith(b"\n") and not isinstance(
-                            error, msgspec.ValidationError
-                        ):
-                            # the last line, unfinished: the writer died in the middle of it
-                            _log.warning(
-                                "recording.truncated",
-                                path=str(path),
-                                line=line_number,
-                                error=repr(error),
-                            )
-                            return
-                        if not isinstance(error, msgspec.ValidationError):
-                            # without its newline, a half object reads as unfinished
-                            # rather than as a raw control character in a string
-                            error = _refine(line, error)
-                        self._bad_line(path, line_number, error)
-                        continue
-                    self.records += 1
-                    self.last_ts = record.ts
-                    yield record
+                    if not rest.isspace():
+                        seen += 1
+                        record = self._decode_line(path, line_number, rest)
+                        if record is not None:
+                            yield record
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 _log.warning(
                     "recording.truncated", path=str(path), line=line_number, error=repr(error)
@@ -294,6 +295,45 @@ class RecordingReader:
         if seen == 0:
             self.empty_files.append(str(path))
             _log.warning("recording.empty", path=str(path))
+
+    def _decode_line(self, path: Path, line_number: int, line: bytes) -> Record | None:
+        """One line the batch decode refused: the record, or None (skipped, or the
+        unfinished last line)."""
+        try:
+            record = _decoder.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            if not line.endswith(b"\n") and not isinstance(error, msgspec.ValidationError):
+                # the last line, unfinished: the writer died in the middle of it
+                _log.warning(
+                    "recording.truncated", path=str(path), line=line_number, error=repr(error)
+                )
+                return None
+            if not isinstance(error, msgspec.ValidationError):
+                # without its newline, a half object reads as unfinished
+                # rather than as a raw control character in a string
+                error = _refine(line, error)
+            self._bad_line(path, line_number, error)
+            return None
+        self.records += 1
+        self.last_ts = record.ts
+        return record
+
+
+_CHUNK_BYTES = 1 << 16  # decompressed bytes read at a time
+_batch_decoder = msgspec.json.Decoder(list[Record])
+
+
+def _decode_lines(lines: list[bytes]) -> list[Record] | None:
+    """The records of whole lines in one decode, or None when a line is not exactly one
+    record or blank (the caller then goes line by line, for the error and its line)."""
+    body = [line for line in lines if line and not line.isspace()]
+    if not body:
+        return []
+    try:
+        records = _batch_decoder.decode(b"[" + b",".join(body) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return records if len(records) == len(body) else None
 
 
 def iter_recording(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:

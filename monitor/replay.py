@@ -120,6 +120,7 @@ async def areplay(
             group_frames.clear()
             group_recv.clear()
 
+    venues = {v.value: v for v in Venue}
     for rec in merged_records(paths, reader):
         recv_ns = round(rec.ts * 1e9)
         if next_tick is None:
@@ -145,9 +146,8 @@ async def areplay(
             if lag > 0:
                 flush_group()
                 await asyncio.sleep(lag)
-        try:
-            venue = Venue(rec.venue)
-        except ValueError:
+        venue = venues.get(rec.venue)
+        if venue is None:
             unknown += 1
             if rec.venue not in unknown_venues:
                 unknown_venues.add(rec.venue)
