@@ -17,6 +17,7 @@ at the first one instead. A file that cannot be read is always a :class:`Recordi
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import time
 import zlib
@@ -137,7 +138,7 @@ class RecordingWriter:
         self.close()
 
 
-def _open(path: Path) -> BinaryIO | gzip.GzipFile:
+def _open(path: Path) -> io.BufferedReader | gzip.GzipFile:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == _GZIP_MAGIC:
@@ -276,16 +277,16 @@ class RecordingReader:
                         line_number += 1
                         if line and not line.isspace():
                             seen += 1
-                            record = self._decode_line(path, line_number, line + b"\n")
-                            if record is not None:
-                                yield record
+                            decoded = self._decode_line(path, line_number, line + b"\n")
+                            if decoded is not None:
+                                yield decoded
                 if rest:  # the last line, without its newline
                     line_number += 1
                     if not rest.isspace():
                         seen += 1
-                        record = self._decode_line(path, line_number, rest)
-                        if record is not None:
-                            yield record
+                        decoded = self._decode_line(path, line_number, rest)
+                        if decoded is not None:
+                            yield decoded
             except (EOFError, gzip.BadGzipFile, zlib.error) as error:
                 _log.warning(
                     "recording.truncated", path=str(path), line=line_number, error=repr(error)

@@ -322,9 +322,9 @@ def test_cross_venue_matches_twin_over_ticks(
         index = floats(n, 0.9, 1.1)
         funding = floats(n, -1e-3, 1e-3)
         depth_quote = floats((n, n_bands, 2), 0.0, 1e6)
-        depth_usd = depth_quote + np.where(data.draw(hnp.arrays(np.bool_, n)), math.nan, 0.0)[
-            :, None, None
-        ]
+        depth_usd = (
+            depth_quote + np.where(data.draw(hnp.arrays(np.bool_, n)), math.nan, 0.0)[:, None, None]
+        )
         spread = floats(n, 0.0, 50.0)
         slip = floats((n, n_notional, 2), 0.0, 500.0)
         alpha = np.array([data.draw(st.sampled_from([1.0, 0.03, 0.5])), 0.013])

@@ -77,14 +77,15 @@ class TestTickSample:
     ) -> None:
         pipeline, last = synced_pipeline()
         sample = pipeline.tick(last)
-        extras = {
-            "changed": ~sample.changed,
-            "analytics": sample.analytics,
-            "assets": sample.assets,
-            "fx": sample.fx,
-            "events": (),
-        }
-        fast, slow = sample.extended(**extras), dataclasses.replace(sample, **extras)
+        changed = ~sample.changed
+        analytics, assets, fx = sample.analytics, sample.assets, sample.fx
+        assert analytics is not None and assets is not None and fx is not None
+        fast = sample.extended(
+            changed=changed, analytics=analytics, assets=assets, fx=fx, events=()
+        )
+        slow = dataclasses.replace(
+            sample, changed=changed, analytics=analytics, assets=assets, fx=fx, events=()
+        )
         for f in dataclasses.fields(TickSample):
             assert getattr(fast, f.name) is getattr(slow, f.name), f.name
 
