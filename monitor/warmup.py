@@ -31,6 +31,7 @@ _ENTRY_KERNELS: tuple[Any, ...] = (
     kernels.apply_batch,
     kernels.book_checksum,
     mk.compute_metrics,
+    mk.tick_rows,
     *analytics_kernels.ENTRY_KERNELS,
 )
 
@@ -72,6 +73,30 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
         np.array([0.01]),
         np.array([1000.0]),
         out,
+    )
+    nc = mk.n_columns(1, 1)
+    mk.tick_rows(
+        1,
+        store.istate,
+        store.keys,
+        store.qtys,
+        np.ones(1),
+        np.array([0.01]),
+        np.array([1000.0]),
+        np.ones(1, dtype=np.int64),
+        np.ones(1, dtype=np.bool_),
+        np.full(1, np.nan),
+        np.full((1, nc), np.nan),
+        np.zeros(1, dtype=np.bool_),
+        np.zeros(1, dtype=np.bool_),
+        np.empty((1, nc)),
+        np.empty((mk.N_T, 1), dtype=np.bool_),
+        np.empty(1, dtype=np.int8),
+        np.empty((1, 2), dtype=np.int64),
+        np.empty(1, dtype=np.int64),
+        np.empty(1),
+        np.empty((1, 1, 2), dtype=np.bool_),
+        np.empty((1, 1, 2), dtype=np.bool_),
     )
     for adapter in adapters:
         if adapter.scanner is not None:

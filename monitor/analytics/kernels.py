@@ -962,6 +962,21 @@ def warm_up() -> None:
             np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
             np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,
         )  # fmt: skip
+    # cross_venue reads the tick sample's columns: views of one metric matrix, contiguous or
+    # strided depending on the book count; both shapes of signature are made here
+    n_feat = feature_layout(4, 3)[6]
+    for n in (1, 2):
+        m = np.ones((n, 6 + 6 * 4 + 4 * 3))
+        bands = m[:, 6:30].reshape(n, 4, 6)
+        slips = m[:, 30:].reshape(n, 3, 4)
+        some = np.ones(n)
+        cross_venue(
+            np.ones(n, dtype=np.bool_), m[:, 2], some, some, some, some, bands[:, :, 2:4],
+            bands[:, :, 0:2], m[:, 3], slips[:, :, 0::2], np.zeros(n, dtype=np.int64), 1,
+            np.zeros(n, dtype=np.bool_), some, 3.0, 5.0, 2, np.ones(2), 1.0,
+            np.full((n, 2), np.nan), np.empty((2, n), dtype=np.bool_), np.empty((N_X, n)),
+            np.empty((N_G, 1)), np.zeros((2, 1), dtype=np.int64), np.empty((n, n_feat)),
+        )  # fmt: skip
     combine_scores(
         yes, one, 1, one, 1, s_out, aux, np.ones(N_LOCAL), 3, np.empty(1),
         np.empty((1, N_POINTS)), np.empty(1), np.empty((1, N_POINTS)), np.empty(1),

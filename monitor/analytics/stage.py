@@ -277,33 +277,35 @@ class AnalyticsStage:
         groups = np.empty((ak.N_G, n_assets))
         counts = np.zeros((2, n_assets), dtype=np.int64)
         raw = np.empty((n, self.n_feat))
-        ak.cross_venue(
-            sample.valid,
-            mid,
-            fx,
-            sample.mark_price,
-            sample.index_price,
-            sample.funding_rate,
-            sample.depth_usd,
-            sample.depth_quote,
-            sample.spread_bps,
-            sample.slippage_bps,
-            self.asset_idx,
-            n_assets,
-            self.is_perp,
-            self.periods_per_year,
-            self.settings.clip_mads,
-            MIN_SCALE_BPS,
-            self.band_1pct,
-            self._mark_alpha(dt),
-            (now_s / 3600.0) % 24.0,
-            self.mark_ma,
-            flags,
-            rows,
-            groups,
-            counts,
-            raw,
-        )
+        # (no books, no assets: nothing to compute, and no signature of empty columns)
+        if n:
+            ak.cross_venue(
+                sample.valid,
+                mid,
+                fx,
+                sample.mark_price,
+                sample.index_price,
+                sample.funding_rate,
+                sample.depth_usd,
+                sample.depth_quote,
+                sample.spread_bps,
+                sample.slippage_bps,
+                self.asset_idx,
+                n_assets,
+                self.is_perp,
+                self.periods_per_year,
+                self.settings.clip_mads,
+                MIN_SCALE_BPS,
+                self.band_1pct,
+                self._mark_alpha(dt),
+                (now_s / 3600.0) % 24.0,
+                self.mark_ma,
+                flags,
+                rows,
+                groups,
+                counts,
+                raw,
+            )
         # the logarithmic features: numpy's log (the kernel leaves its arguments)
         np.log(raw[:, : nk + 1], out=raw[:, : nk + 1])
         np.log(raw[:, self.i_slip : self.i_wnet], out=raw[:, self.i_slip : self.i_wnet])
