@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import statistics
 import subprocess
@@ -79,13 +80,18 @@ def scope_key(event: dict[str, Any]) -> str:
 
 
 def entries(events: list[dict[str, Any]]) -> dict[str, list[tuple[int, int, int]]]:
-    """Per scope: (ts ns, level, previous level) of every state change."""
+    """Per scope: (ts ns, level, previous level) of every state change.
+
+    alerts-out events carry the new state only: the previous level is the scope's last
+    event's (normal before the first), so a step down (CRITICAL -> WARNING) is not
+    counted as an entry into WARNING."""
     out: dict[str, list[tuple[int, int, int]]] = {}
     for e in events:
         if e.get("kind") != "score":  # alert rule events share the file
             continue
-        prev = LEVEL.get(e.get("previous", "normal"), 0)
-        out.setdefault(scope_key(e), []).append((round(e["ts"] * 1e9), LEVEL[e["state"]], prev))
+        changes = out.setdefault(scope_key(e), [])
+        prev = changes[-1][1] if changes else 0
+        changes.append((round(e["ts"] * 1e9), LEVEL[e["state"]], prev))
     return out
 
 
@@ -105,9 +111,20 @@ def back_to_normal(changes: list[tuple[int, int, int]], after: int) -> int | Non
     return last
 
 
-def collapse_result(data: Path, variant: str) -> dict[str, Any]:
-    labels = json.loads((data / "labels.json").read_text())
-    changes = entries(load_events(data / f"alerts-{variant}.jsonl"))
+@functools.cache
+def read_labels(data: Path) -> dict[str, Any]:
+    labels: dict[str, Any] = json.loads((data / "labels.json").read_text())
+    return labels
+
+
+def collapse_result(
+    data: Path, variant: str, changes: dict[str, list[tuple[int, int, int]]] | None = None
+) -> dict[str, Any]:
+    """Leads on a collapse run; ``changes`` (see :func:`entries`) default to the run's
+    alerts-out file for ``variant``."""
+    labels = read_labels(data)
+    if changes is None:
+        changes = entries(load_events(data / f"alerts-{variant}.jsonl"))
     trough = labels["market_trough_ns"]
     res: dict[str, Any] = {"seed": labels["seed"], "variant": variant}
     for scope in ("market", "asset:ALT1", "asset:ETH", "asset:XRP"):
@@ -148,6 +165,7 @@ def collapse_result(data: Path, variant: str) -> dict[str, Any]:
         "warning_recall_2min": round(sum(1 for x in got if x >= 2) / books, 3) if books else None,
         "warning_lead_median_min": round(statistics.median(got), 1) if got else None,
         "warning_lead_p10_min": round(got[max(0, int(0.1 * len(got)) - 0)], 1) if got else None,
+        "missed": books - len(got),  # no WARNING in the hour before the book's trough
     }
     depegs = {}
     for w in labels.get("depeg_windows", []):
@@ -162,9 +180,13 @@ def _lead(trough: int, ts: int | None) -> float | None:
     return None if ts is None else round((trough - ts) / MIN, 1)
 
 
-def calm_result(data: Path, variant: str) -> dict[str, Any]:
-    labels = json.loads((data / "labels.json").read_text())
-    changes = entries(load_events(data / f"alerts-{variant}.jsonl"))
+def calm_result(
+    data: Path, variant: str, changes: dict[str, list[tuple[int, int, int]]] | None = None
+) -> dict[str, Any]:
+    """False alarms on a calm day; ``changes`` as in :func:`collapse_result`."""
+    labels = read_labels(data)
+    if changes is None:
+        changes = entries(load_events(data / f"alerts-{variant}.jsonl"))
     days = (labels["end_ns"] - labels["start_ns"]) / (86400e9)
     vac = [e for e in labels["events"] if e["kind"] == "vacuum_no_crash"]
     assets = {f"{b['venue']}:{b['symbol']}": b["asset"] for b in labels["books"]}
