@@ -339,16 +339,18 @@ def main() -> None:
         for theta in THETAS:
             enter, exit_ = thresholds(theta)
             false = {"WATCH": 0, "WARNING": 0, "CRITICAL": 0}
+            vacuum = {"WATCH": 0, "WARNING": 0, "CRITICAL": 0}
             market = 0
             for d in calm_runs:
                 ser = series[(d.name, v)]
                 r = eval_score.calm_result(d, v, changes=ser.changes(ser.run(enter, exit_)))
                 for k in false:
                     false[k] += r["false"][k]
+                    vacuum[k] += r["vacuum_window_alarms"][k]
                 market += r["market_warnings"]
             rows.append(
                 {"theta": theta, "false": false, "per_book_day": false["WARNING"] / book_days,
-                 "market_warnings": market}
+                 "market_warnings": market, "vacuum_window_alarms": vacuum}
             )  # fmt: skip
             print(f"sweep {v} {theta:g}: {false} market {market}", file=sys.stderr)
         results["sweep"][v] = rows
@@ -406,7 +408,10 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
         if theta is not None:
             r = next(x for x in sweep[v] if x["theta"] == theta)
             row.update(
-                false=r["false"], per_book_day=r["per_book_day"], market_false=r["market_warnings"]
+                false=r["false"],
+                per_book_day=r["per_book_day"],
+                market_false=r["market_warnings"],
+                vacuum=r["vacuum_window_alarms"],
             )
             for kind in ("collapse", "general"):
                 leads = [x for x in results["leads"] if x["target"] == target and x["variant"] == v
@@ -443,14 +448,15 @@ def markdown(results: dict[str, Any]) -> str:
         "| false-alarm target | variant | WARNING at | calm false WATCH / WARNING / CRITICAL "
         "(per book-day) | market WARNING lead, collapse seeds (min) | books warned >= 2 min "
         "before their trough | books missed | median book lead (min) | generalisation: market "
-        "lead / books >= 2 min / missed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "lead / books >= 2 min / missed | vacuum without a crash: book entries WATCH / "
+        "WARNING / CRITICAL |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary(results):
         if r["theta"] is None:
-            lines.append(f"| {r['target']} | {r['variant']} | none in 20-100 | | | | | | |")
+            lines.append(f"| {r['target']} | {r['variant']} | none in 40-100 | | | | | | | |")
             continue
-        f, c = r["false"], r["collapse"]
+        f, c, vac = r["false"], r["collapse"], r["vacuum"]
         g = r.get("general", {"runs": 0})
         gen = "-"
         if g["runs"]:
@@ -464,7 +470,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['theta']:g} | {f['WATCH']} / {f['WARNING']} / "
             f"{f['CRITICAL']} ({r['per_book_day']:.3f}) | {_range(c['market_warning_lead_min'])}"
             f"{missed} | {c['books_recall_2min']} of {c['books']} | {c['books_missed']} | "
-            f"{_range(c['book_lead_median_min'])} | {gen} |"
+            f"{_range(c['book_lead_median_min'])} | {gen} | {vac['WATCH']} / {vac['WARNING']} / "
+            f"{vac['CRITICAL']} |"
         )
     lines += [
         "",
