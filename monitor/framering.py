@@ -32,7 +32,7 @@ class RingLimits:
 
     max_age_s: float = 60.0
     max_frames: int = 200_000
-    max_bytes: int = 64_000_000
+    max_bytes: int = 32_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,7 +205,7 @@ class DatabaseSettings(Struct, frozen=True, forbid_unknown_fields=True):
     evidence_frames_before_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
     evidence_frames_after_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     evidence_frames_max_bytes: PositiveInt = 8_000_000  # per alert and venue (oldest cut)
-    frame_ring_max_bytes: PositiveInt = 64_000_000  # recent frames kept in memory per venue
+    frame_ring_max_bytes: PositiveInt = 32_000_000  # recent frames kept in memory per venue
     frame_ring_max_frames: PositiveInt = 500_000
 
     @property

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from alerts.channels.base import Sender
@@ -262,3 +263,35 @@ def _text(body: bytes) -> str:
 
 async def _sent(outbox: PgOutbox, n: int) -> bool:
     return (await outbox.status_counts())[DeliveryStatus.SENT] == n
+
+
+def test_a_groups_repeat_and_a_mixed_flush_are_one_message_each() -> None:
+    """The group still firing after repeat_interval_s: one message for its repeats; a
+    flush that resolves one and fires another: one message saying both."""
+    policy = GroupingPolicy(group_wait_s=0, group_interval_s=1.0, repeat_interval_s=60.0)
+    engine = Engine([RULE], policy)
+    t0 = time.time_ns() - 600 * S
+    values = {s: 5_000.0 for s in ETH[:2]} | {ETH[2]: 200_000.0}
+    engine.evaluate(frame(t0, values))
+    first = engine.notifications(t0)
+    assert len(deliveries_for(first, [tg()])) == 1 and len(first) == 2
+    later = t0 + 61 * S
+    engine.evaluate(frame(later, values))
+    repeats = engine.notifications(later)
+    assert [n.repeat for n in repeats] == [1, 1]
+    (repeat,) = deliveries_for(repeats, [tg()])
+    text = html.unescape(msgspec.json.decode(repeat.body)["text"])
+    assert text.startswith("\U0001f7e0 <b>ETH</b> \u2014 2 alerts firing")
+    assert text.count("(repeat)") == 2
+    # one resolves, the third fires: the next flush, one message
+    values = {ETH[0]: 300_000.0, ETH[1]: 5_000.0, ETH[2]: 4_000.0}
+    mixed_at = later + 2 * S
+    engine.evaluate(frame(mixed_at, values))
+    mixed = engine.notifications(mixed_at)
+    assert sorted(n.event.state.value for n in mixed) == ["firing", "resolved"]
+    (delivery,) = deliveries_for(mixed, [tg()])
+    text = html.unescape(msgspec.json.decode(delivery.body)["text"])
+    lines = text.splitlines()
+    assert lines[0] == "\U0001f7e0 <b>ETH</b> \u2014 1 alert firing, 1 resolved"
+    assert "bybit ETHUSDT" in lines[1] and "resolved" in lines[2] and "binance" in lines[2]
+    assert set(delivery.alert_ids) == {n.event.alert_id for n in mixed}
