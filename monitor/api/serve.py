@@ -122,12 +122,15 @@ async def run_with_api(
             alerts.listeners.append(frames.listen)
             await delivery.enter_async_context(frames.running())
 
-        def attach(daemon: Daemon) -> None:
-            live.attach(daemon)
+        def attach_evidence(daemon: Daemon) -> None:
             if snapshots is not None:
                 snapshots.books = _books_of(daemon)
             if frames is not None:
                 frames.attach(daemon)
+
+        def attach(daemon: Daemon) -> None:
+            live.attach(daemon)
+            attach_evidence(daemon)
 
         if writer is not None:
             snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
@@ -145,7 +148,14 @@ async def run_with_api(
                     f"the page is not served: cannot listen on {settings.api.listen} "
                     f"({exc.strerror or exc}); set api.listen or LIQMON_API__LISTEN"
                 )
-            await run_daemon(settings, stop=stop, sinks=daemon_sinks, status_out=status_out)
+            # no page, but the evidence is still taken (`liqmon serve` reads it)
+            await run_daemon(
+                settings,
+                stop=stop,
+                sinks=daemon_sinks,
+                status_out=status_out,
+                on_daemon=attach_evidence,
+            )
             return
         try:
             if announce is not None:
