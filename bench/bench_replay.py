@@ -1,0 +1,192 @@
+"""``liqmon replay`` of an 8-hour multi-venue recording: records per second of CPU, with
+every 1 s tick, the analytics and the score, and where the CPU goes.
+
+The recording is ``liqmon scenario --kind calm --hours 8`` (seed 1: 25 books on Binance
+spot, Binance USD-M, OKX and Coinbase in their own protocols, ~862k records), generated
+once into ``--cache`` and reused. The replay is the one ``liqmon replay`` runs:
+``BookPipeline.from_settings`` with the scenario's config, ``monitor.replay.replay`` at
+the configured 1 s tick, no sinks (``--metrics-out`` and ``--alerts-out`` add their own
+JSON encoding and rules; see the README).
+
+Three passes in this process, each timed with ``time.process_time`` (CPU of the process:
+the machine is shared, wall time is not a measure here):
+
+1. reading only: the recording decoded into records, nothing fed;
+2. the replay, uninstrumented: the headline records/s;
+3. the replay again with each phase's entry point wrapped in a CPU timer: the breakdown
+   (feeding frames through the venue adapters, applying them to the books, the tick's
+   metrics and columns, the analytics and score; the rest is reading and the replay loop).
+   The timers add a little; the phases are shown as shares of this pass.
+
+Run alone: ``.venv/bin/python bench/bench_replay.py [--hours 8] [--cache DIR] [--json PATH]``.
+Not part of ``run.py`` (it needs a minute and ~170 MB of disk for the recording).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+
+from feeds.recording import RecordingReader
+from feeds.venues import ADAPTERS
+from monitor.instruments import InstrumentRegistry
+from monitor.pipeline import BookPipeline
+from monitor.replay import ReplayResult, replay
+from monitor.settings import Settings, load_settings
+from monitor.warmup import warm_up
+
+TARGET_RECORDS_PER_S = 100_000
+
+
+def recording(cache: Path, hours: float) -> tuple[Path, Path]:
+    """The cached scenario recording and its config (generated on the first run)."""
+    rec, config = cache / "scenario.jsonl.gz", cache / "liqmon.toml"
+    if not (rec.exists() and config.exists()):
+        print(f"generating the {hours:g} h calm scenario into {cache} (once) ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "monitor", "scenario", "--kind", "calm", "--hours", str(hours),
+             "--out", str(cache), "--log-format", "json"],
+            check=True, cwd=_common.ROOT, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    return rec, config
+
+
+def new_pipeline(settings: Settings) -> BookPipeline:
+    registry = InstrumentRegistry.load_cached(settings.venues.keys())
+    return BookPipeline.from_settings(registry, ADAPTERS, settings)
+
+
+def instrumented(settings: Settings, rec: Path) -> tuple[dict[str, float], float, ReplayResult]:
+    """The replay with its phases timed (CPU seconds per phase, total CPU, result)."""
+    pipeline = new_pipeline(settings)
+    raw = dict.fromkeys(("feed", "tick", "analytics", "apply_in_feed", "apply_in_tick"), 0.0)
+    inside = ["feed"]  # whose call the book kernel runs in: a full batch or a snapshot
+    # (feed), or the flush before the tick measures (tick)
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = f"apply_in_{inside[0]}" if name == "apply" else name
+            if name == "tick":
+                inside[0] = "tick"
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                raw[key] += time.process_time() - t0
+                if name == "tick":
+                    inside[0] = "feed"
+
+        return wrapper
+
+    pipeline.feed_frames = timed("feed", pipeline.feed_frames)  # type: ignore[method-assign]
+    pipeline.feed = timed("feed", pipeline.feed)  # type: ignore[method-assign]
+    pipeline.store.apply_sealed = timed("apply", pipeline.store.apply_sealed)  # type: ignore[method-assign]
+    pipeline.tick = timed("tick", pipeline.tick)  # type: ignore[method-assign]
+    stage = pipeline.analytics
+    stage.process = timed("analytics", stage.process)  # type: ignore[method-assign]
+    t0 = time.process_time()
+    result = replay([rec], pipeline, tick_ms=settings.monitor.tick_ms)
+    total = time.process_time() - t0
+    apply_s = raw["apply_in_feed"] + raw["apply_in_tick"]
+    phases = {
+        "feed frames (the adapters' decode, batching)": raw["feed"] - raw["apply_in_feed"],
+        "book kernel (apply the batched deltas)": apply_s,
+        "tick: metrics kernel and sample columns": raw["tick"]
+        - raw["analytics"]
+        - raw["apply_in_tick"],
+        "tick: analytics and score": raw["analytics"],
+        "reading the recording, the replay loop": total - raw["feed"] - raw["tick"],
+    }
+    return phases, total, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=8.0)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/liqmon-bench-replay-8h"))
+    parser.add_argument("--json", default=str(_common.RESULTS / "bench_replay.json"))
+    args = parser.parse_args()
+    _common.quiet_logs()
+    rec, config = recording(args.cache, args.hours)
+    settings = load_settings([config])
+    warm_up(ADAPTERS.values())
+
+    t0 = time.process_time()
+    records = sum(1 for _ in RecordingReader().read(rec))
+    read_s = time.process_time() - t0
+
+    pipeline = new_pipeline(settings)
+    t0, w0 = time.process_time(), time.perf_counter()
+    result = replay([rec], pipeline, tick_ms=settings.monitor.tick_ms)
+    cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
+    rate = result.records / cpu_s
+
+    phases, instrumented_s, check = instrumented(settings, rec)
+    assert (check.records, check.ticks, check.metric_rows) == (
+        result.records,
+        result.ticks,
+        result.metric_rows,
+    ), "the instrumented replay differs"
+
+    books = len(pipeline.books)
+    rows: list[dict[str, Any]] = [
+        {"name": "records", "value": result.records, "unit": ""},
+        {"name": "books / ticks", "value": books, "unit": f"/ {result.ticks}"},
+        {"name": "replay, CPU", "value": cpu_s, "unit": "s", "note": f"wall {wall_s:.1f} s"},
+        {
+            "name": "records per second of CPU",
+            "value": rate,
+            "unit": "rec/s",
+            "ratio": rate / TARGET_RECORDS_PER_S,
+            "note": f"goal {TARGET_RECORDS_PER_S:,}",
+        },
+        {"name": "per tick, all in", "value": cpu_s / result.ticks * 1e6, "unit": "us"},
+        {
+            "name": "reading only (decompress + decode records)",
+            "value": read_s,
+            "unit": "s",
+            "note": f"{records / read_s:,.0f} rec/s",
+        },
+    ]
+    _common.print_rows(f"replay of {rec}", rows)
+    breakdown = [
+        {
+            "name": name,
+            "value": seconds / instrumented_s * 100,
+            "unit": "%",
+            "note": f"{seconds:.2f} s, {seconds / result.ticks * 1e6:.0f} us/tick",
+        }
+        for name, seconds in phases.items()
+    ]
+    _common.print_rows(f"where the CPU goes (instrumented pass: {instrumented_s:.1f} s)", breakdown)
+    _common.write_json(
+        args.json,
+        {
+            "machine": _common.machine(),
+            "recording": str(rec),
+            "records": result.records,
+            "books": books,
+            "ticks": result.ticks,
+            "cpu_s": cpu_s,
+            "wall_s": wall_s,
+            "records_per_cpu_s": rate,
+            "read_only_cpu_s": read_s,
+            "phases_cpu_s": phases,
+            "instrumented_cpu_s": instrumented_s,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
