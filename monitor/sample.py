@@ -28,7 +28,7 @@ changes of the tick (:class:`ScoreEvent`). :meth:`TickSample.asset_records`,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +96,8 @@ def band_label(pct: float) -> str:
     return f"{pct:g}"
 
 
-def _points(row: FloatArray) -> dict[str, float]:
-    return {name: round(float(row[c]), 2) for c, name in enumerate(COMPONENTS)}
+def _points(row: Sequence[float] | FloatArray) -> dict[str, float]:
+    return {name: round(float(x), 2) for name, x in zip(COMPONENTS, row, strict=True)}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -368,12 +368,20 @@ class TickSample:
 
     def records(self, *, changed_only: bool = False) -> list[dict[str, Any]]:
         """Every row (or the changed ones) as :meth:`book_record` dicts."""
-        return [self.book_record(i) for i in self.rows(changed_only=changed_only)]
+        rows = list(self.rows(changed_only=changed_only))
+        if not rows:
+            return []
+        columns = _BookColumns(self)
+        return [self._book_record(i, columns) for i in rows]
 
     def book_record(self, i: int) -> dict[str, Any]:
         """Row ``i`` as the ``--metrics-out`` JSON object (``"kind": "book"``)."""
+        return self._book_record(i, _BookColumns(self))
+
+    def _book_record(self, i: int, c: _BookColumns) -> dict[str, Any]:
         ident = self.books[i]
-        valid = bool(self.valid[i])
+        valid = c.valid[i]
+        lvs = c.lvs[i]
         record: dict[str, Any] = {
             "ts": self.ts_ns / 1e9,
             "kind": "book",
@@ -381,46 +389,48 @@ class TickSample:
             "symbol": ident.symbol,
             "instrument": ident.instrument,
             "valid": valid,
-            "stale": bool(self.stale[i]),
+            "stale": c.stale[i],
             # "state" is the score state (issue 9's contract); the sync state moved to
             # "book_state" (empty | syncing | live | stale)
-            "state": SCORE_STATES[int(self.score_state[i])],
-            "book_state": STATE_NAMES[int(self.book_state[i])],
-            "lvs": _num(round(float(self.lvs[i]), 2)),
-            "components": (None if self.lvs[i] != self.lvs[i] else _points(self.components[i])),
+            "state": SCORE_STATES[c.score_state[i]],
+            "book_state": STATE_NAMES[c.book_state[i]],
+            "lvs": _num(round(lvs, 2)),
+            "components": (None if lvs != lvs else _points(c.components[i])),
         }
         if valid:
-            depth: dict[str, list[float | None]] = {}
-            depth_quote: dict[str, list[float | None]] = {}
-            covered: dict[str, list[bool]] = {}
-            imbalance: dict[str, float | None] = {}
-            for k, pct in enumerate(self.bands_pct):
-                label = band_label(pct)
-                d = self.depth_usd[i, k]
-                q = self.depth_quote[i, k]
-                depth[label] = [_num(d[0]), _num(d[1])]
-                depth_quote[label] = [_num(q[0]), _num(q[1])]
-                covered[label] = [
-                    bool(self.depth_covered[i, k, 0]),
-                    bool(self.depth_covered[i, k, 1]),
-                ]
-                total = q[0] + q[1]
-                imbalance[label] = _num((q[0] - q[1]) / total) if total > 0 else None
-            slippage = {}
-            for n, notional in enumerate(self.notionals_usd):
-                s = self.slippage_bps[i, n]
-                x = self.slippage_exhausted[i, n]
-                slippage[notional_label(notional)] = {
-                    "sell_bps": _num(s[0]),
-                    "sell_exhausted": bool(x[0]),
-                    "buy_bps": _num(s[1]),
-                    "buy_exhausted": bool(x[1]),
+            # comprehensions over plain floats, NaN checked inline (x != x): the hot loop
+            # of --metrics-out, a few dozen values per record
+            labels = c.band_labels
+            row_quote = c.depth_quote[i]
+            depth = {
+                label: [None if u != u else u, None if v != v else v]
+                for label, (u, v) in zip(labels, c.depth_usd[i], strict=True)
+            }
+            depth_quote = {
+                label: [None if u != u else u, None if v != v else v]
+                for label, (u, v) in zip(labels, row_quote, strict=True)
+            }
+            covered = {label: [u, v] for label, (u, v) in zip(labels, c.covered[i], strict=True)}
+            imbalance = {
+                label: _num((u - v) / (u + v)) if u + v > 0 else None
+                for label, (u, v) in zip(labels, row_quote, strict=True)
+            }
+            slippage = {
+                label: {
+                    "sell_bps": None if sell != sell else sell,
+                    "sell_exhausted": sell_x,
+                    "buy_bps": None if buy != buy else buy,
+                    "buy_exhausted": buy_x,
                 }
+                for label, (sell, buy), (sell_x, buy_x) in zip(
+                    c.notional_labels, c.slippage[i], c.exhausted[i], strict=True
+                )
+            }
             record.update(
-                bid=_num(self.bid[i]),
-                ask=_num(self.ask[i]),
-                mid=_num(self.mid[i]),
-                spread_bps=_num(self.spread_bps[i]),
+                bid=_num(c.bid[i]),
+                ask=_num(c.ask[i]),
+                mid=_num(c.mid[i]),
+                spread_bps=_num(c.spread_bps[i]),
                 depth=depth,
                 depth_quote=depth_quote,
                 depth_covered=covered,
@@ -440,18 +450,19 @@ class TickSample:
                 slippage=None,
             )
         record.update(
-            levels=[int(self.levels[i, 0]), int(self.levels[i, 1])],
-            truncated=bool(self.truncated[i]),
-            fx_usd=_num(self.fx_usd[i]),
-            fx_assumed=bool(self.fx_assumed[i]),
-            book_age_s=_num(self.book_age_s[i]),
-            updates=int(self.updates[i]),
+            levels=c.levels[i],
+            truncated=c.truncated[i],
+            fx_usd=_num(c.fx_usd[i]),
+            fx_assumed=c.fx_assumed[i],
+            book_age_s=_num(c.book_age_s[i]),
+            updates=c.updates[i],
         )
-        if self.mark_price[i] == self.mark_price[i] or self.funding_rate[i] == self.funding_rate[i]:
+        mark, funding = c.mark_price[i], c.funding_rate[i]
+        if mark == mark or funding == funding:
             record.update(
-                mark_price=_num(self.mark_price[i]),
-                index_price=_num(self.index_price[i]),
-                funding_rate=_num(self.funding_rate[i]),
+                mark_price=_num(mark),
+                index_price=_num(c.index_price[i]),
+                funding_rate=_num(funding),
             )
         return record
 
@@ -478,71 +489,76 @@ class TickSample:
         ``funding_annual``, ``mark_sensitivity_bps``, ``peg_bps`` are additions (readers
         ignore keys they do not know).
         """
-        assets = self.assets
-        book = self.analytics
-        assert assets is not None and book is not None
+        return self._asset_record(a, _AssetColumns(self))
+
+    def _asset_record(self, a: int, c: _AssetColumns) -> dict[str, Any]:
         venues = []
-        for i in np.flatnonzero(book.asset_row == a).tolist():
+        for i in c.rows_of.get(a, ()):
             ident = self.books[i]
             perp = ident.kind != "spot"
             entry: dict[str, Any] = {
                 "venue": ident.venue,
                 "symbol": ident.symbol,
                 "type": ident.kind,
-                "mid_usd": _num(float(book.mid_usd[i])),
-                "dislocation_bps": _round(book.dislocation_bps[i]),
-                "basis_bps": _round(book.basis_bps[i]) if perp else None,
-                "healthy": bool(book.healthy[i]),
+                "mid_usd": _num(c.mid_usd[i]),
+                "dislocation_bps": _round(c.dislocation_bps[i]),
+                "basis_bps": _round(c.basis_bps[i]) if perp else None,
+                "healthy": c.healthy[i],
             }
             if perp:
                 entry.update(
-                    mark_basis_bps=_round(book.mark_basis_bps[i]),
-                    index_deviation_bps=_round(book.index_deviation_bps[i]),
-                    funding_annual=_num(float(book.funding_annual[i])),
-                    mark_sensitivity_bps=_round(book.mark_sensitivity_bps[i]),
+                    mark_basis_bps=_round(c.mark_basis_bps[i]),
+                    index_deviation_bps=_round(c.index_deviation_bps[i]),
+                    funding_annual=_num(c.funding_annual[i]),
+                    mark_sensitivity_bps=_round(c.mark_sensitivity_bps[i]),
                 )
-            if book.peg_bps[i] == book.peg_bps[i]:
-                entry["peg_bps"] = _round(book.peg_bps[i])
+            peg = c.peg_bps[i]
+            if peg == peg:
+                entry["peg_bps"] = _round(peg)
             venues.append(entry)
         outlier = None
-        o = int(assets.outlier_row[a])
+        o = c.outlier_row[a]
         if o >= 0:
             outlier = {
                 "venue": self.books[o].venue,
                 "symbol": self.books[o].symbol,
-                "dislocation_bps": _round(assets.outlier_bps[a]),
+                "dislocation_bps": _round(c.outlier_bps[a]),
             }
         lowest = None
-        lo, second = int(assets.lowest_row[a]), int(assets.second_row[a])
+        lo, second = c.lowest_row[a], c.second_row[a]
         if lo >= 0 and second >= 0:
             lowest = {
                 "venue": self.books[lo].venue,
                 "symbol": self.books[lo].symbol,
                 "second_venue": self.books[second].venue,
-                "gap_bps": _round(assets.low_gap_bps[a]),
+                "gap_bps": _round(c.low_gap_bps[a]),
             }
-        lvs = float(assets.lvs[a])
+        lvs = c.lvs[a]
         return {
             "ts": self.ts_ns / 1e9,
             "kind": "asset",
-            "asset": assets.assets[a],
-            "consensus_usd": _num(float(assets.consensus_usd[a])),
+            "asset": c.assets[a],
+            "consensus_usd": _num(c.consensus_usd[a]),
             "venues": venues,
             "outlier": outlier,
             "depth_1pct_usd": {
-                "venue_sum": _num(float(assets.depth_venue_sum_usd[a])),
-                "consolidated": _num(float(assets.depth_consolidated_usd[a])),
+                "venue_sum": _num(c.depth_venue_sum_usd[a]),
+                "consolidated": _num(c.depth_consolidated_usd[a]),
             },
             "lvs": _num(round(lvs, 2)),
-            "state": SCORE_STATES[int(assets.state[a])],
-            "components": None if lvs != lvs else _points(assets.components[a]),
+            "state": SCORE_STATES[c.state[a]],
+            "components": None if lvs != lvs else _points(c.components[a]),
             "lowest": lowest,
-            "index_deviation_bps": _round(assets.index_deviation_bps[a]),
-            "peg_bps": _round(assets.peg_bps[a]),
+            "index_deviation_bps": _round(c.asset_index_deviation_bps[a]),
+            "peg_bps": _round(c.asset_peg_bps[a]),
         }
 
     def asset_records(self, *, changed_only: bool = False) -> list[dict[str, Any]]:
-        return [self.asset_record(a) for a in self.asset_rows(changed_only=changed_only)]
+        rows = list(self.asset_rows(changed_only=changed_only))
+        if not rows:
+            return []
+        columns = _AssetColumns(self)
+        return [self._asset_record(a, columns) for a in rows]
 
     def fx_record(self, c: int) -> dict[str, Any]:
         """FX row ``c`` as the ``--metrics-out`` JSON object (``"kind": "fx"``)."""
@@ -559,3 +575,71 @@ class TickSample:
 
     def fx_records(self) -> list[dict[str, Any]]:
         return [self.fx_record(c) for c in range(len(self.fx or ()))]
+
+
+class _BookColumns:
+    """A sample's book columns as Python lists: converted once per call of
+    :meth:`TickSample.records`, then every record is built from plain values."""
+
+    def __init__(self, sample: TickSample) -> None:
+        analytics = sample.analytics or BookAnalytics.empty(len(sample.books))
+        self.band_labels = [band_label(pct) for pct in sample.bands_pct]
+        self.notional_labels = [notional_label(x) for x in sample.notionals_usd]
+        self.valid: list[bool] = sample.valid.tolist()
+        self.stale: list[bool] = sample.stale.tolist()
+        self.score_state: list[int] = analytics.score_state.tolist()
+        self.book_state: list[int] = sample.book_state.tolist()
+        self.lvs: list[float] = analytics.lvs.tolist()
+        self.components: list[list[float]] = analytics.components.tolist()
+        self.bid: list[float] = sample.bid.tolist()
+        self.ask: list[float] = sample.ask.tolist()
+        self.mid: list[float] = sample.mid.tolist()
+        self.spread_bps: list[float] = sample.spread_bps.tolist()
+        self.depth_usd: list[list[list[float]]] = sample.depth_usd.tolist()
+        self.depth_quote: list[list[list[float]]] = sample.depth_quote.tolist()
+        self.covered: list[list[list[bool]]] = sample.depth_covered.tolist()
+        self.slippage: list[list[list[float]]] = sample.slippage_bps.tolist()
+        self.exhausted: list[list[list[bool]]] = sample.slippage_exhausted.tolist()
+        self.levels: list[list[int]] = sample.levels.tolist()
+        self.truncated: list[bool] = sample.truncated.tolist()
+        self.fx_usd: list[float] = sample.fx_usd.tolist()
+        self.fx_assumed: list[bool] = sample.fx_assumed.tolist()
+        self.book_age_s: list[float] = sample.book_age_s.tolist()
+        self.updates: list[int] = sample.updates.tolist()
+        self.mark_price: list[float] = sample.mark_price.tolist()
+        self.index_price: list[float] = sample.index_price.tolist()
+        self.funding_rate: list[float] = sample.funding_rate.tolist()
+
+
+class _AssetColumns:
+    """The analytics' book and asset columns as Python lists (see :class:`_BookColumns`)."""
+
+    def __init__(self, sample: TickSample) -> None:
+        book, assets = sample.analytics, sample.assets
+        assert book is not None and assets is not None
+        self.rows_of: dict[int, list[int]] = {}
+        for i, a in enumerate(book.asset_row.tolist()):
+            self.rows_of.setdefault(a, []).append(i)
+        self.mid_usd: list[float] = book.mid_usd.tolist()
+        self.dislocation_bps: list[float] = book.dislocation_bps.tolist()
+        self.basis_bps: list[float] = book.basis_bps.tolist()
+        self.healthy: list[bool] = book.healthy.tolist()
+        self.mark_basis_bps: list[float] = book.mark_basis_bps.tolist()
+        self.index_deviation_bps: list[float] = book.index_deviation_bps.tolist()
+        self.funding_annual: list[float] = book.funding_annual.tolist()
+        self.mark_sensitivity_bps: list[float] = book.mark_sensitivity_bps.tolist()
+        self.peg_bps: list[float] = book.peg_bps.tolist()
+        self.assets = assets.assets
+        self.outlier_row: list[int] = assets.outlier_row.tolist()
+        self.outlier_bps: list[float] = assets.outlier_bps.tolist()
+        self.lowest_row: list[int] = assets.lowest_row.tolist()
+        self.second_row: list[int] = assets.second_row.tolist()
+        self.low_gap_bps: list[float] = assets.low_gap_bps.tolist()
+        self.lvs: list[float] = assets.lvs.tolist()
+        self.consensus_usd: list[float] = assets.consensus_usd.tolist()
+        self.depth_venue_sum_usd: list[float] = assets.depth_venue_sum_usd.tolist()
+        self.depth_consolidated_usd: list[float] = assets.depth_consolidated_usd.tolist()
+        self.state: list[int] = assets.state.tolist()
+        self.components: list[list[float]] = assets.components.tolist()
+        self.asset_index_deviation_bps: list[float] = assets.index_deviation_bps.tolist()
+        self.asset_peg_bps: list[float] = assets.peg_bps.tolist()

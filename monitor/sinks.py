@@ -126,7 +126,7 @@ class JsonLinesSink:
     async def write(self, sample: TickSample) -> None:
         encode = self._encode
         changed_only = self.changed_only
-        lines = [encode(sample.book_record(i)) for i in sample.rows(changed_only=changed_only)]
+        lines = [encode(r) for r in sample.records(changed_only=changed_only)]
         lines += [encode(a) for a in sample.asset_records(changed_only=changed_only)]
         for record in sample.fx_records():
             key = (record["usd"], record["assumed"])
