@@ -18,7 +18,11 @@ the machine is shared, wall time is not a measure here):
    metrics and columns, the analytics and score; the rest is reading and the replay loop).
    The timers add a little; the phases are shown as shares of this pass.
 
-Run alone: ``.venv/bin/python bench/bench_replay.py [--hours 8] [--cache DIR] [--json PATH]``.
+With ``--metrics-out`` a fourth pass writes the metrics-out rows (``JsonLinesSink``) to
+/dev/null, as ``liqmon replay --metrics-out /dev/null`` does.
+
+Run alone: ``.venv/bin/python bench/bench_replay.py [--hours 8] [--cache DIR] [--metrics-out]
+[--json PATH]``.
 Not part of ``run.py`` (it needs a minute and ~170 MB of disk for the recording).
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import subprocess
 import sys
 import time
@@ -43,6 +48,7 @@ from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
 from monitor.replay import ReplayResult, replay
 from monitor.settings import Settings, load_settings
+from monitor.sinks import JsonLinesSink
 from monitor.warmup import warm_up
 
 TARGET_RECORDS_PER_S = 100_000
@@ -116,6 +122,11 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=8.0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liqmon-bench-replay-8h"))
     parser.add_argument("--json", default=str(_common.RESULTS / "bench_replay.json"))
+    parser.add_argument(
+        "--metrics-out",
+        action="store_true",
+        help="also time the replay with --metrics-out to /dev/null (its JSON rows per tick)",
+    )
     args = parser.parse_args()
     _common.quiet_logs()
     rec, config = recording(args.cache, args.hours)
@@ -131,6 +142,14 @@ def main() -> None:
     result = replay([rec], pipeline, tick_ms=settings.monitor.tick_ms)
     cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
     rate = result.records / cpu_s
+
+    metrics_out_s = None
+    if args.metrics_out:
+        with open(os.devnull, "wb") as null:
+            t0 = time.process_time()
+            sink = JsonLinesSink(null)
+            replay([rec], new_pipeline(settings), tick_ms=settings.monitor.tick_ms, sinks=[sink])
+            metrics_out_s = time.process_time() - t0
 
     phases, instrumented_s, check = instrumented(settings, rec)
     assert (check.records, check.ticks, check.metric_rows) == (
@@ -159,6 +178,15 @@ def main() -> None:
             "note": f"{records / read_s:,.0f} rec/s",
         },
     ]
+    if metrics_out_s is not None:
+        rows.append(
+            {
+                "name": "with --metrics-out /dev/null, CPU",
+                "value": metrics_out_s,
+                "unit": "s",
+                "note": f"{result.records / metrics_out_s:,.0f} rec/s",
+            }
+        )
     _common.print_rows(f"replay of {rec}", rows)
     breakdown = [
         {
@@ -184,6 +212,7 @@ def main() -> None:
             "read_only_cpu_s": read_s,
             "phases_cpu_s": phases,
             "instrumented_cpu_s": instrumented_s,
+            "metrics_out_cpu_s": metrics_out_s,
         },
     )
 
