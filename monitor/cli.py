@@ -508,7 +508,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "demo":
         return _cmd_demo(args)
     if args.command == "run":
-        from monitor.api.serve import run_with_api  # noqa: PLC0415
+        from monitor.app import run_monitor  # noqa: PLC0415
 
         if not settings.enabled_venues():
             sys.stderr.write("liqmon: no venue is enabled in the configuration\n")
@@ -520,7 +520,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
             store_dir = data_dir(settings, args.data_dir)
         return _run_async(
-            lambda stop: run_with_api(
+            lambda stop: run_monitor(
                 settings, stop=stop, status_out=sys.stdout, data_dir=store_dir
             ),
             _api_os_error(settings),

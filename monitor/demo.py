@@ -408,7 +408,7 @@ async def run_demo(
     assets: Sequence[str] = (),
 ) -> int:
     """Start the exchange process, the daemon and the view; returns the exit code."""
-    from monitor.api.serve import run_with_api  # noqa: PLC0415
+    from monitor.app import run_monitor  # noqa: PLC0415
 
     unknown = [a for a in assets if a not in spec.ASSETS]
     if unknown:
@@ -484,7 +484,7 @@ async def run_demo(
         # alert rules and the configured subscriptions (webhooks, Telegram), in memory
         alerting = await outputs.enter_async_context(alert_delivery(settings))
         daemon_task = asyncio.ensure_future(
-            run_with_api(
+            run_monitor(
                 settings,
                 stop=stop,
                 sinks=[sink],

@@ -21,8 +21,8 @@ from monitor.alerting import AlertEngineSink, RuleRunner, alert_delivery
 from monitor.api.alerting import alert_listener
 from monitor.api.app import ApiContext, ApiServer, build_app, live_context
 from monitor.api.auth import TokenCheck, hash_token
-from monitor.api.serve import _books_of, _evidence_on_fire, _no_books, _use_history, opened_store
-from monitor.app import run_daemon
+from monitor.api.serve import _use_history, opened_store
+from monitor.app import _books_of, _no_books, _snapshots_on_fire, run_daemon
 from monitor.daemon import Daemon
 from monitor.domain import Venue
 from monitor.settings import Settings
@@ -146,7 +146,7 @@ async def api_stack(
             sinks.append(writer)
             if evidence:
                 snapshots = SnapshotSink.from_settings(_no_books, writer, settings)
-                alert_sink.listeners.append(_evidence_on_fire(snapshots))
+                alert_sink.listeners.append(_snapshots_on_fire(snapshots))
                 sinks.append(snapshots)
                 assert history is not None
                 frames = FrameEvidence(history.pool, settings.database)
