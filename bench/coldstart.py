@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-async def one(books: int, limit: int, rate: float, timeout_s: float) -> dict[str, Any]:
+async def one(
+    books: int, limit: int, rate: float, timeout_s: float, start_limit: int | None = None
+) -> dict[str, Any]:
     import aiohttp  # noqa: PLC0415
 
     from feeds.binance import SPOT  # noqa: PLC0415
@@ -63,6 +65,8 @@ async def one(books: int, limit: int, rate: float, timeout_s: float) -> dict[str
             names.append(symbol)
         assert len(names) == books, f"only {len(names)} instruments usable"
         extra = f"[venues.{venue.value}]\nsnapshot_limit = {limit}\n"
+        if start_limit is not None:  # None: the shipped start_snapshot_limit
+            extra += f"start_snapshot_limit = {start_limit}\n"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "cold.toml"
             text = settings_toml({venue: names}, port=sim.port)
@@ -74,6 +78,7 @@ async def one(books: int, limit: int, rate: float, timeout_s: float) -> dict[str
             loop_t0 = asyncio.get_running_loop().time()
             daemon = Daemon(settings, http, ADAPTERS, health_interval_s=3600.0)
             task = asyncio.ensure_future(daemon.run())
+            valid_s = None
             try:
                 async with asyncio.timeout(timeout_s):
                     while True:
@@ -83,9 +88,14 @@ async def one(books: int, limit: int, rate: float, timeout_s: float) -> dict[str
                         if daemon.pipeline is None:
                             continue
                         state = daemon.health_state().get(venue.value)
-                        if state and state["valid_books"] == state["books"] == books:
+                        if not state or state["books"] != books:
+                            continue
+                        if valid_s is None and state["valid_books"] == books:
+                            valid_s = time.monotonic() - t0
+                        if state["full_depth_books"] == books:
                             break
                 elapsed = time.monotonic() - t0
+                state = daemon.health_state()[venue.value]
             finally:
                 task.cancel()
                 market.cancel()
@@ -105,7 +115,10 @@ async def one(books: int, limit: int, rate: float, timeout_s: float) -> dict[str
     return {
         "books": books,
         "limit": limit,
-        "valid_s": elapsed,
+        "valid_s": valid_s,
+        "full_s": elapsed,
+        "deepens": state["deepens_ok"],
+        "deepens_failed": state["deepens_failed"],
         "requests": len(log),
         "refused": sum(1 for r in log if r.status != 200),
         "weight": sum(w for _, w in stamps),
@@ -120,17 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--books", default="60,200,500")
     parser.add_argument("--limits", default="100,1000")
     parser.add_argument("--rate", type=float, default=500.0, help="exchange updates/s")
-    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--timeout-s", type=float, default=900.0)
+    parser.add_argument(
+        "--start-limit",
+        type=int,
+        default=None,
+        help="start_snapshot_limit (default: the shipped one; 0: every snapshot at --limits)",
+    )
     args = parser.parse_args(argv)
     from _common import quiet_logs  # noqa: PLC0415
 
     quiet_logs()
     for books in (int(b) for b in args.books.split(",")):
         for limit in (int(x) for x in args.limits.split(",")):
-            r = asyncio.run(one(books, limit, args.rate, args.timeout_s))
+            r = asyncio.run(one(books, limit, args.rate, args.timeout_s, args.start_limit))
             print(
                 f"{r['books']:4d} books, depth {r['limit']:5d}: all valid after "
-                f"{r['valid_s']:6.1f} s; {r['requests']} REST requests, weight {r['weight']:,} "
+                f"{r['valid_s']:6.1f} s, all at depth {r['limit']} after {r['full_s']:6.1f} s "
+                f"({r['deepens']} deepened, {r['deepens_failed']} deepens failed); "
+                f"{r['requests']} REST requests, weight {r['weight']:,} "
                 f"(worst 60 s window {r['worst_60s_weight']:,} of {r['weight_limit']:,}), "
                 f"{r['refused']} refused, {r['connections']} websocket connections",
                 flush=True,

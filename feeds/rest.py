@@ -77,34 +77,68 @@ def parse_retry_after(value: str | None, *, now_epoch_s: float | None = None) ->
     return max(0.0, when.timestamp() - now)
 
 
-class WeightBudget:
-    """Sliding-window request-weight budget: spend at most ``usable_fraction`` of a limit.
+WINDOW_MARGIN_S = 1.0
+"""Added to the venue's one-minute window: the venue counts a request when it arrives, we
+when we send it, so two requests sent exactly 60 s apart may arrive less than 60 s apart."""
 
-    :meth:`spend` waits (FIFO) until the weight spent in the last ``window_s`` plus the new
-    weight fits. A weight larger than the whole usable budget is let through on an empty
-    window rather than waiting forever.
+USABLE_FRACTION = 0.9
+"""Share of the venue's per-minute weight limit this process spends. The rest is the safety
+margin: weight spent by others on the same IP before the venue's used-weight header tells us,
+and rounding in the venue's count."""
+
+
+class WeightBudget:
+    """The venue's per-minute request-weight limit, spent the way the venue counts it.
+
+    A sliding window of ``window_s`` (the venue's minute plus :data:`WINDOW_MARGIN_S`): a
+    request may go as soon as the weight sent in the last ``window_s`` plus its own fits in
+    ``capacity`` (``usable_fraction`` of the limit). Requests are not spaced evenly: a burst
+    may spend the whole capacity at once, and the next request then waits until the
+    oldest weight leaves the window. Any sliding minute the venue looks at (and any fixed
+    minute, as Binance counts) therefore holds at most ``capacity``.
+
+    :meth:`spend` waits (FIFO) until the weight fits. ``keep`` leaves that much of the
+    capacity free for the FIFO spends (a deeper snapshot of a book that is already valid
+    must never delay the snapshot of a book that is not). A weight larger than the whole
+    usable budget is let through on an empty window rather than waiting forever.
     """
 
     def __init__(
         self,
         limit: int,
         *,
-        usable_fraction: float = 0.5,
-        window_s: float = 60.0,
+        usable_fraction: float = USABLE_FRACTION,
+        window_s: float = 60.0 + WINDOW_MARGIN_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.limit = limit
         self.capacity = max(1, int(limit * usable_fraction))
+        self.usable_fraction = usable_fraction
         self.window_s = window_s
         self._clock = clock
         self._sleep = sleep
         self._spent: deque[tuple[float, int]] = deque()
         self._lock = asyncio.Lock()
 
+    def set_limit(self, limit: int) -> None:
+        """The venue's limit as it states it at run time (Binance exchangeInfo.rateLimits)."""
+        if limit > 0 and limit != self.limit:
+            self.limit = limit
+            self.capacity = max(1, int(limit * self.usable_fraction))
+
     def used(self) -> int:
         self._expire(self._clock())
         return sum(weight for _, weight in self._spent)
+
+    def room(self) -> int:
+        """Weight that may be spent now without waiting."""
+        return self.capacity - self.used()
+
+    @property
+    def waiting(self) -> bool:
+        """A FIFO spend is waiting for room."""
+        return self._lock.locked()
 
     def observe_used(self, used: int) -> None:
         """Account for weight the venue reports as used that this process did not spend."""
@@ -112,7 +146,10 @@ class WeightBudget:
         if missing > 0:
             self._spent.append((self._clock(), missing))
 
-    async def spend(self, weight: int) -> None:
+    async def spend(self, weight: int, *, keep: int = 0) -> None:
+        if keep:
+            await self._spend_low(weight, keep)
+            return
         async with self._lock:
             while True:
                 now = self._clock()
@@ -124,6 +161,25 @@ class WeightBudget:
                 wait_s = self._wait_for(weight, used, now)
                 _log.debug("rest.budget_wait", used=used, weight=weight, wait_s=wait_s)
                 await self._sleep(wait_s)
+
+    async def _spend_low(self, weight: int, keep: int) -> None:
+        """Spend leaving ``keep`` free, behind every FIFO spend (those never wait on this)."""
+        await self.wait_room(weight, keep)
+        self._spent.append((self._clock(), weight))
+
+    async def wait_room(self, weight: int, keep: int = 0) -> None:
+        """Wait until ``weight`` fits leaving ``keep`` free and no FIFO spend is waiting (a
+        spend of it right after, with no await between, goes at once)."""
+        while True:
+            now = self._clock()
+            self._expire(now)
+            used = sum(w for _, w in self._spent)
+            locked = self._lock.locked()
+            if not locked and (used + weight + keep <= self.capacity or not self._spent):
+                return
+            wait_s = self._wait_for(weight + keep, used, now) if self._spent else 0.0
+            # behind a waiting FIFO spend: look again soon after it went
+            await self._sleep(max(wait_s, 0.05) if locked else wait_s)
 
     def _wait_for(self, weight: int, used: int, now: float) -> float:
         # time until enough of the oldest spends leave the window
@@ -215,20 +271,22 @@ class RestClient:
         weight: int = 1,
         max_retries: int | None = None,
         body: str | None = None,
+        keep: int = 0,
     ) -> str:
         """GET ``url`` (POST ``body`` as JSON when given) and return a 2xx answer's body.
 
         ``weight`` is spent from the budget before each attempt; ``max_retries`` overrides
-        the client's bound for this call. Raises :class:`VenueBanned` (418, or while a ban
-        lasts), :class:`RateLimited` (429 beyond the retries), :class:`RestTimeout` or
-        :class:`RestError`.
+        the client's bound for this call; ``keep`` (see :meth:`WeightBudget.spend`) marks a
+        request that may wait behind every other (a deeper snapshot of a valid book).
+        Raises :class:`VenueBanned` (418, or while a ban lasts), :class:`RateLimited` (429
+        beyond the retries), :class:`RestTimeout` or :class:`RestError`.
         """
         retries = self._max_retries if max_retries is None else max_retries
         last_error: RestError | None = None
         for attempt in range(retries + 1):
             await self._wait_until_allowed(url)
             if self.budget is not None:
-                await self.budget.spend(weight)
+                await self.budget.spend(weight, keep=keep)
             try:
                 status, retry_after_s, text = await self._get(url, body)
             except RestError as error:  # timeout or connection error: retryable

@@ -14,6 +14,12 @@ feeds.contract; nothing here branches on the venue):
   at most 4 at a time per venue, within the venue's weight budget, once the connection
   delivers deltas so that they buffer first) or resubscribed on their connection (stream
   venues, whose snapshots come in-band); only the broken book is resynced;
+- depth (REST venues with a ``start_snapshot_limit``): a book's snapshot is taken at the full
+  ``snapshot_limit`` when that fits the weight budget now beside the cheap snapshots of the
+  other books still waiting, else at ``start_snapshot_limit``, so that every book is valid
+  as fast as the budget allows; books synced shallow are then deepened one by one by a
+  second sync into the same book (:meth:`BookPipeline.begin_deepen`), with the weight the
+  budget has left after keeping room for resyncs, and never go invalid for it;
 - rotation (:mod:`monitor.rotation`): a connection is replaced before the venue's
   connection lifetime ends (Binance 24 h), or at once when the venue gives notice that it
   will close it (OKX 64008), and no book goes invalid;
@@ -74,6 +80,11 @@ log = get_logger("monitor.daemon")
 
 SNAPSHOT_POLL_S = 0.1
 SNAPSHOTS_IN_FLIGHT_PER_VENUE = 4
+DEEPENS_IN_FLIGHT_PER_VENUE = 4
+DEEPEN_KEEP_FRACTION = 0.05
+"""Share of the venue's weight limit a deeper snapshot of a valid book leaves unspent, for
+the snapshots of books that go invalid meanwhile (these never wait behind a deepen)."""
+DEEPEN_MAX_FAILURES = 5  # consecutive failed deepens of one book before it is left shallow
 HEALTH_LOG_INTERVAL_S = 30.0
 INSTRUMENTS_RETRIES = 1  # metadata at start-up: the cached copy is the fallback
 
@@ -118,6 +129,33 @@ class _VenueRuntime:
     snapshots_ok: int = 0
     snapshots_failed: int = 0
     resubscribes: int = 0
+    syncs_waiting: int = 0  # snapshot fetches of invalid books not yet sent
+    deepens_ok: int = 0
+    deepens_failed: int = 0
+    deepening: set[str] = field(default_factory=set)  # deepens under way
+    deepen_failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def depths(self) -> tuple[int, int]:
+        """(full snapshot depth, start depth); start 0: every snapshot is full."""
+        full = self.settings.snapshot_limit
+        start = self.settings.start_snapshot_limit
+        if self.stream_snapshots or self.rest.budget is None or not 0 < start < full:
+            return full, 0
+        return full, start
+
+    def snapshot_weight(self, symbol: str, limit: int) -> int:
+        request = self.adapter.snapshot_request(self.settings.rest_url, symbol, limit)
+        return 0 if request is None else request.weight
+
+    def sync_depth(self, symbol: str) -> int:
+        """The depth of an invalid book's snapshot, decided as it is sent: full when its
+        weight fits the budget now beside the start snapshots of the books still waiting."""
+        full, start = self.depths()
+        budget = self.rest.budget
+        if not start or budget is None:
+            return full
+        others = max(0, self.syncs_waiting) * self.snapshot_weight(symbol, start)
+        return full if budget.room() - others >= self.snapshot_weight(symbol, full) else start
 
     @property
     def stream_snapshots(self) -> bool:
@@ -368,6 +406,7 @@ class Daemon:
             for connection in connections:
                 group.create_task(self._run_connection(connection))
             group.create_task(self._snapshot_loop())
+            group.create_task(self._deepen_loop())
             for queue in self.sink_queues:
                 queue.start()
             group.create_task(self._tick_loop())
@@ -419,6 +458,7 @@ class Daemon:
                         self._resubscribe(runtime, symbols, group)
                     elif runtime.ready_for_snapshots():
                         for symbol in sorted(symbols):
+                            runtime.syncs_waiting += 1
                             group.create_task(self._fetch_snapshot(runtime, symbol))
                         symbols.clear()
                 self._check_awaiting()
@@ -485,16 +525,26 @@ class Daemon:
     async def _fetch_snapshot_once(self, runtime: _VenueRuntime, symbol: str) -> None:
         assert self.pipeline is not None
         venue = runtime.venue
-        request = runtime.adapter.snapshot_request(
-            runtime.settings.rest_url, symbol, runtime.settings.snapshot_limit
-        )
-        if request is None:
-            self.pipeline.snapshot_failed(venue, symbol)
-            return
-        sync = self.pipeline.resync.get((venue, symbol))
-        resyncs = sync.resyncs if sync is not None else 0
+        waiting = True  # counted in runtime.syncs_waiting until its depth is decided
         try:
+            request = runtime.adapter.snapshot_request(
+                runtime.settings.rest_url, symbol, runtime.settings.snapshot_limit
+            )
+            if request is None:
+                self.pipeline.snapshot_failed(venue, symbol)
+                return
+            sync = self.pipeline.resync.get((venue, symbol))
+            resyncs = sync.resyncs if sync is not None else 0
             async with runtime.semaphore:
+                runtime.syncs_waiting -= 1
+                waiting = False
+                # decided and spent with no await between: the budget seen is the one spent
+                depth = runtime.sync_depth(symbol)
+                if depth != runtime.settings.snapshot_limit:
+                    request = runtime.adapter.snapshot_request(
+                        runtime.settings.rest_url, symbol, depth
+                    )
+                    assert request is not None
                 text = await fetch(runtime.rest, request)
         except VenueBanned as error:
             runtime.snapshots_failed += 1
@@ -525,6 +575,9 @@ class Daemon:
             await asyncio.sleep(delay_s)
             self.pipeline.snapshot_failed(venue, symbol)
             return
+        finally:
+            if waiting:  # ended (cancelled, no request) before its depth was decided
+                runtime.syncs_waiting -= 1
         if sync is not None:
             sync.fetched()
         runtime.snapshots_ok += 1
@@ -541,6 +594,109 @@ class Daemon:
         if ring is not None:
             ring.add_http(request.key, text, recv_ns)
         self.pipeline.on_message(venue, "http", request.key, text, recv_ns)
+
+    async def _deepen_loop(self) -> None:
+        """Books synced from a start-depth snapshot are deepened to the full depth, a few at
+        a time per venue, never while an invalid book of the venue waits for its snapshot."""
+        assert self.pipeline is not None
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await asyncio.sleep(SNAPSHOT_POLL_S)
+                for runtime in self.venues.values():
+                    if not runtime.depths()[1] or runtime.syncs_waiting:
+                        continue
+                    if not runtime.ready_for_snapshots():
+                        continue
+                    for symbol in self._shallow_books(runtime):
+                        if len(runtime.deepening) >= DEEPENS_IN_FLIGHT_PER_VENUE:
+                            break
+                        runtime.deepening.add(symbol)
+                        group.create_task(self._deepen(runtime, symbol))
+
+    def _shallow_books(self, runtime: _VenueRuntime) -> list[str]:
+        """Valid books of the venue below the full depth, due for a deepen."""
+        assert self.pipeline is not None
+        full = runtime.settings.snapshot_limit
+        now = time.monotonic()
+        out = []
+        for symbol in runtime.settings.symbols:
+            info = self.pipeline.books.get((runtime.venue, symbol))
+            if info is None or not 0 < info.limit < full or symbol in runtime.deepening:
+                continue
+            failures, not_before = runtime.deepen_failures.get(symbol, (0, 0.0))
+            if failures >= DEEPEN_MAX_FAILURES or now < not_before:
+                continue
+            if info.needs_snapshot or not self.pipeline.is_valid(info):
+                continue
+            out.append(symbol)
+        return out
+
+    async def _deepen(self, runtime: _VenueRuntime, symbol: str) -> None:
+        assert self.pipeline is not None
+        try:
+            await self._deepen_once(runtime, symbol)
+        except Exception:  # task boundary: a bug here must not end the monitor
+            log.exception("deepen.error", venue=runtime.venue.value, symbol=symbol)
+            self.pipeline.abandon_deepen(runtime.venue, symbol, "error")
+        finally:
+            runtime.deepening.discard(symbol)
+
+    async def _deepen_once(self, runtime: _VenueRuntime, symbol: str) -> None:
+        """One deeper second sync of a valid book (see BookPipeline.begin_deepen)."""
+        assert self.pipeline is not None
+        venue = runtime.venue
+        budget = runtime.rest.budget
+        full = runtime.settings.snapshot_limit
+        request = runtime.adapter.snapshot_request(runtime.settings.rest_url, symbol, full)
+        if request is None or budget is None:
+            return
+        keep = int(budget.limit * DEEPEN_KEEP_FRACTION)
+        # the copy buffers deltas from its start: start it when the weight can go at once
+        await budget.wait_room(request.weight, keep)
+        if runtime.syncs_waiting or not self.pipeline.begin_deepen(venue, symbol):
+            return
+        try:
+            text = await fetch(runtime.rest, request, keep=keep)
+        except RestError as error:
+            self.pipeline.abandon_deepen(venue, symbol, "snapshot failed")
+            wait_s = error.retry_after_s if isinstance(error, VenueBanned) else 0.0
+            self._deepen_failed(runtime, symbol, f"{error.problem}", wait_s)
+            return
+        self._flush()  # deltas received before the snapshot go first
+        if not self.pipeline.deepen_snapshot(venue, symbol, request.key, text, time.time_ns()):
+            self._deepen_failed(runtime, symbol, "the deeper snapshot could not be used")
+            return
+        deadline = time.monotonic() + self.settings.connection.snapshot_timeout_s
+        while self.pipeline.deepening(venue, symbol):  # the copy catches up with the book
+            if time.monotonic() > deadline:
+                self.pipeline.abandon_deepen(venue, symbol, "copy did not catch up in time")
+                break
+            await asyncio.sleep(SNAPSHOT_POLL_S / 2)
+        info = self.pipeline.books.get((venue, symbol))
+        if info is not None and (info.limit == 0 or info.limit >= full):
+            runtime.deepens_ok += 1
+            runtime.deepen_failures.pop(symbol, None)
+        elif info is not None and not info.needs_snapshot:  # (a resync takes its own depth)
+            self._deepen_failed(runtime, symbol, "the deeper copy did not sync")
+
+    def _deepen_failed(
+        self, runtime: _VenueRuntime, symbol: str, problem: str, wait_s: float = 0.0
+    ) -> None:
+        runtime.deepens_failed += 1
+        failures = runtime.deepen_failures.get(symbol, (0, 0.0))[0] + 1
+        backoff = Backoff(self.policy.backoff_initial_s, self.policy.backoff_max_s, self.rng)
+        backoff.attempt = failures - 1
+        delay_s = max(wait_s, backoff.next_delay_s())
+        runtime.deepen_failures[symbol] = (failures, time.monotonic() + delay_s)
+        given_up = failures >= DEEPEN_MAX_FAILURES
+        log.warning(
+            "book.deepen_failed",
+            venue=runtime.venue.value,
+            symbol=symbol,
+            error=problem,
+            failures=failures,
+            **({"left_at_depth": True} if given_up else {"retry_in_s": round(delay_s, 3)}),
+        )
 
     async def _tick_loop(self) -> None:
         assert self.pipeline is not None
@@ -593,15 +749,23 @@ class Daemon:
         for venue, runtime in self.venues.items():
             books = [s for s in summaries if s["venue"] == venue.value]
             prefix = f"{venue.value}."
+            full_depth, start_depth = runtime.depths()
             out[venue.value] = {
                 "books": len(books),
                 "valid_books": sum(1 for s in books if s["valid"]),
+                "full_depth_books": sum(
+                    1
+                    for s in books
+                    if s["valid"] and (not start_depth or not 0 < s["snapshot_limit"] < full_depth)
+                ),
                 "gaps": sum(s["gaps"] for s in books),
                 "resyncs": sum(s["resyncs"] for s in books),
                 "checksum_ok": sum(s["checksum_ok"] for s in books),
                 "checksum_failed": sum(s["checksum_failed"] for s in books),
                 "snapshots_ok": runtime.snapshots_ok,
                 "snapshots_failed": runtime.snapshots_failed,
+                "deepens_ok": runtime.deepens_ok,
+                "deepens_failed": runtime.deepens_failed,
                 "resubscribes": runtime.resubscribes,
                 "rest_requests": runtime.rest.requests,
                 "banned_for_s": round(runtime.rest.banned_for_s(), 1),

@@ -88,6 +88,7 @@ from monitor.settings import Settings
 log = get_logger("monitor.pipeline")
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
+DEEPEN_SLOTS = 8  # books that may be re-synced deeper at the same time (second copies)
 SCAN_MIN_FRAMES = 16  # from this many frames a venue's batch scanner beats per-frame decode
 _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost on the hot path
 _DELTA = EventKind.DELTA
@@ -105,6 +106,9 @@ class BookInfo:
     rejected: int = 0  # malformed, off-grid or crossed events
     stream: bool = False  # snapshots come in-band (resync = resubscribe), not from REST
     dropped_unsynced: int = 0  # deltas of a stream venue that arrived before the snapshot
+    limit: int = 0  # levels per side of the snapshot the book was synced from (0: all)
+    deepens: int = 0  # times the book was re-synced deeper without going invalid
+    shadow_of: BookInfo | None = None  # a deeper copy being synced: the book it will replace
 
     @property
     def needs_snapshot(self) -> bool:
@@ -153,7 +157,7 @@ class BookPipeline:
         analytics: AnalyticsStage | None = None,
     ) -> None:
         self.registry = registry
-        self.store = BookStore(max_books, capacity)
+        self.store = BookStore(max_books, capacity, spare=DEEPEN_SLOTS)
         self.adapters = adapters
         self.batch = EventBatch(batch_size)
         self.bands_pct = tuple(float(b) for b in bands_pct)
@@ -175,7 +179,10 @@ class BookPipeline:
         self._by_id: list[BookInfo] = []
         self.marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
         self.counters = Counters()
-        self._dirty = np.zeros(max_books, dtype=np.bool_)
+        self._dirty = np.zeros(max_books + DEEPEN_SLOTS, dtype=np.bool_)
+        # books being re-synced deeper: book id -> its deeper copy (in a spare store slot)
+        self._deepening: dict[int, BookInfo] = {}
+        self._shadows: dict[int, BookInfo] = {}  # spare slot -> the deeper copy in it
         # per book, kept between ticks: last metrics, the FX rate they used, last validity
         nk, nn = len(self.bands), len(self.notionals)
         self._metrics = np.full((max_books, mk.n_columns(nk, nn)), np.nan)
@@ -271,6 +278,8 @@ class BookPipeline:
                 self._throw_away(info, "reconnect")
 
     def _throw_away(self, info: BookInfo, reason: str) -> None:
+        if info.book in self._deepening:
+            self._end_deepen(self._deepening[info.book], f"book {reason}")
         self.store.invalidate(info.book)
         info.pending.clear()
         info.pending_recv.clear()
@@ -436,8 +445,10 @@ class BookPipeline:
             starts = np.empty((rows.size, 2), dtype=np.int64)
             starts[:, 0] = scan.bid_start[rows]
             starts[:, 1] = scan.ask_start[rows]
+            if self._deepening:  # the deltas of books being deepened go to their copies too
+                meta, starts = self._with_shadow_rows(meta, starts)
             self.batch.load(scan.buf, meta, starts)
-            self._settle(self.store.apply_sealed(self.batch), rows.size)
+            self._settle(self.store.apply_sealed(self.batch), len(meta))
         if rows.size < len(frames):
             # acks, other channels, mark prices, new symbols, anything malformed: decode
             others = np.flatnonzero(~known).tolist()
@@ -552,6 +563,11 @@ class BookPipeline:
         n = batch.count
         if n == 0:
             return
+        if self._deepening:  # the deltas of books being deepened go to their copies too
+            batch.seal()
+            batch.meta, batch.starts = self._with_shadow_rows(batch.meta, batch.starts)
+            self._settle(self.store.apply_sealed(batch), len(batch.meta))
+            return
         self._settle(self.store.apply(batch), n)
 
     def _settle(self, applied: int, n: int) -> None:
@@ -564,10 +580,19 @@ class BookPipeline:
             for row in np.flatnonzero(status != R_APPLIED):
                 self._outcome(int(row), int(status[row]))
         batch.clear()
+        if self._deepening:
+            for shadow in list(self._deepening.values()):
+                self._try_adopt(shadow)
 
     def _outcome(self, row: int, status: int) -> None:
         meta = self.batch.meta[row]
-        info = self._by_id[int(meta[E_BOOK])]
+        book = int(meta[E_BOOK])
+        if book >= len(self._by_id):  # a spare slot: a deeper copy (or one just dropped)
+            shadow = self._shadows.get(book)
+            if shadow is not None:
+                self._shadow_outcome(shadow, row, status)
+            return
+        info = self._by_id[book]
         venue = info.instrument.venue
         if status == R_STALE:
             return
@@ -633,6 +658,9 @@ class BookPipeline:
 
     def _apply_snapshot(self, info: BookInfo, snap: RawBook, recv_ns: int) -> None:
         venue = info.instrument.venue
+        shadow = info.shadow_of is not None
+        if not shadow and info.book in self._deepening:  # a plain resync wins over a deepen
+            self._end_deepen(self._deepening[info.book], "book resynced")
         if info.pending and snapshot_predates(
             self.adapters[venue].sequencing,
             snap.last_seq,
@@ -641,6 +669,9 @@ class BookPipeline:
         ):
             # older than the first buffered delta: the deltas in between are lost to us
             info.sync.snapshot_stale()
+            if shadow:
+                self._end_deepen(info, "deeper snapshot older than the buffered deltas")
+                return
             self.counters.add(venue, "stale_snapshot")
             log.info(
                 "book.snapshot_stale",
@@ -667,6 +698,7 @@ class BookPipeline:
         info.pending.clear()
         info.pending_recv.clear()
         info.sync.snapshot_applied()
+        info.limit = snap.limit
         for ev, ev_recv in pending:
             batch.add(
                 info.book,
@@ -692,6 +724,10 @@ class BookPipeline:
             elif status != R_APPLIED:
                 self._outcome(row, status)
         batch.clear()
+        if shadow:
+            if first_row_status != R_SNAPSHOT and info.book in self._shadows:
+                self._end_deepen(info, "deeper snapshot rejected")
+            return
         if first_row_status == R_SNAPSHOT and not self.is_valid(info):
             # a one-sided or empty book is kept (it is what the venue says) but has no mid
             self.counters.add(venue, "empty_book")
@@ -713,6 +749,172 @@ class BookPipeline:
                 replayed=len(pending),
                 state=self.store.state(info.book).name,
             )
+
+    # --- deepening: a second sync into a valid book -------------------------------------
+    #
+    # A book synced from a shallow snapshot (a fast start) is deepened without going
+    # invalid: a copy of it in a spare store slot starts empty and, from the next flush on,
+    # gets every delta the book gets (buffered while it waits for its snapshot, exactly as a
+    # resyncing book buffers); the deeper snapshot is applied to the copy by the venue's
+    # sync rules (stale snapshots refused, buffered deltas replayed, gaps detected). Once
+    # the copy is synced and stands at the book's own sequence id, both hold the venue's
+    # book at the same update, the copy to the deeper depth: the book takes the copy's
+    # levels and state between two batches. Until then the book carries on as it was.
+
+    def begin_deepen(self, venue: Venue, symbol: str) -> bool:
+        """Start a deeper second sync of a valid book; False if it cannot start now (not
+        valid, a stream venue, already deepening, no spare slot)."""
+        info = self.books.get((venue, symbol))
+        if info is None or info.stream or info.book in self._deepening:
+            return False
+        if not self.is_valid(info) or info.needs_snapshot:
+            return False
+        free = [slot for slot in self.store.spare_slots if slot not in self._shadows]
+        if not free:
+            return False
+        self.flush()  # what the book has applied so far, the copy will not need
+        slot = free[0]
+        self.store.clone_empty(slot, info.book)
+        shadow = BookInfo(book=slot, instrument=info.instrument, shadow_of=info)
+        self._deepening[info.book] = shadow
+        self._shadows[slot] = shadow
+        return True
+
+    def deepening(self, venue: Venue, symbol: str) -> bool:
+        """A deeper sync of the book is under way."""
+        info = self.books.get((venue, symbol))
+        return info is not None and info.book in self._deepening
+
+    def deepen_snapshot(
+        self, venue: Venue, symbol: str, url: str, data: bytes | str, recv_ns: int
+    ) -> bool:
+        """Apply the deeper REST snapshot to the book's copy. True: the book was deepened
+        at once or its copy is synced and follows until it reaches the book's update id
+        (:meth:`deepening` tells when it is over); False: the deepen was dropped."""
+        info = self.books.get((venue, symbol))
+        shadow = self._deepening.get(info.book) if info is not None else None
+        if shadow is None:
+            return False
+        adapter = self.adapters[venue]
+        try:
+            decoded = adapter.decode_http(url, data, recv_ns)
+        except ParseError as exc:
+            self._parse_error(venue, exc)
+            self._end_deepen(shadow, "deeper snapshot did not parse")
+            return False
+        if not (
+            isinstance(decoded, RawBook) and decoded.kind == _SNAPSHOT and decoded.symbol == symbol
+        ):
+            if type(decoded) is VenueMessage:
+                self._dispatch(venue, decoded, recv_ns)
+            self._end_deepen(shadow, "answer is not a depth snapshot")
+            return False
+        self.flush()
+        self._apply_snapshot(shadow, decoded, recv_ns)
+        if shadow.book not in self._shadows:
+            return False
+        self._try_adopt(shadow)
+        return True
+
+    def abandon_deepen(self, venue: Venue, symbol: str, reason: str) -> None:
+        """Drop a deeper sync under way (its snapshot failed or took too long)."""
+        info = self.books.get((venue, symbol))
+        if info is not None and info.book in self._deepening:
+            self._end_deepen(self._deepening[info.book], reason)
+
+    def _with_shadow_rows(
+        self, meta: np.ndarray, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's rows of books being deepened, repeated for their copies (after the
+        batch: books are independent, each book's rows keep their order)."""
+        books = meta[:, E_BOOK]
+        mask = np.isin(books, np.fromiter(self._deepening, dtype=np.int64))
+        if not mask.any():
+            return meta, starts
+        extra = meta[mask].copy()
+        extra[:, E_BOOK] = [self._deepening[b].book for b in extra[:, E_BOOK].tolist()]
+        return np.concatenate((meta, extra)), np.concatenate((starts, starts[mask]))
+
+    def _shadow_outcome(self, shadow: BookInfo, row: int, status: int) -> None:
+        if status in (R_STALE, R_SNAPSHOT):
+            return
+        if status == R_BUFFER:  # the copy waits for its snapshot: keep the delta
+            meta = self.batch.meta[row]
+            bids, asks = self.batch.raw_levels(row)
+            shadow.pending.append(
+                BookMessage(
+                    shadow.instrument.symbol,
+                    EventKind.DELTA,
+                    int(meta[E_FIRST]),
+                    int(meta[E_LAST]),
+                    int(meta[E_PREV]),
+                    bids,
+                    asks,
+                    int(meta[E_TS_EVENT]),
+                )
+            )
+            shadow.pending_recv.append(int(meta[E_TS_RECV]))
+            return
+        reason = {
+            R_GAP: "gap",
+            R_PARSE_ERROR: "parse_error",
+            R_OFF_GRID: "off_grid_price",
+            R_CROSSED: "crossed",
+            R_TOP_UNKNOWN: "top_unknown",
+            R_CHECKSUM: "checksum_failed",
+        }.get(status, f"status {status}")
+        self._end_deepen(shadow, f"deeper copy: {reason}")
+
+    def _try_adopt(self, shadow: BookInfo) -> bool:
+        """The book takes its deeper copy once both stand at the same update id."""
+        info = shadow.shadow_of
+        assert info is not None
+        st = self.store.istate
+        copy, book = st[shadow.book], st[info.book]
+        if int(copy[S_STATE]) == int(BookState.EMPTY) or copy[S_LAST_ID] != book[S_LAST_ID]:
+            return False  # no snapshot yet, or not caught up with the book
+        if not self.is_valid(info) or not self.is_valid(shadow):
+            return False
+        levels = (int(book[S_N_BID]), int(book[S_N_ASK]))
+        self.store.adopt(info.book, shadow.book)
+        info.limit = shadow.limit
+        info.deepens += 1
+        self._dirty[info.book] = True
+        self._release(shadow)
+        self.counters.add(info.instrument.venue, "deepened")
+        log.info(
+            "book.deepened",
+            venue=info.instrument.venue.value,
+            symbol=info.instrument.symbol,
+            limit=info.limit,
+            levels_before=list(levels),
+            levels=[int(book[S_N_BID]), int(book[S_N_ASK])],
+            last_update_id=int(book[S_LAST_ID]),
+        )
+        return True
+
+    def _end_deepen(self, shadow: BookInfo, reason: str) -> None:
+        """Drop a deeper copy; the book carries on as it was."""
+        info = shadow.shadow_of
+        if info is None or shadow.book not in self._shadows:
+            return
+        self._release(shadow)
+        self.counters.add(info.instrument.venue, "deepen_dropped")
+        log.info(
+            "book.deepen_dropped",
+            venue=info.instrument.venue.value,
+            symbol=info.instrument.symbol,
+            reason=reason,
+        )
+
+    def _release(self, shadow: BookInfo) -> None:
+        info = shadow.shadow_of
+        assert info is not None
+        self._shadows.pop(shadow.book, None)
+        self._deepening.pop(info.book, None)
+        self.store.invalidate(shadow.book)
+        shadow.pending.clear()
+        shadow.pending_recv.clear()
 
     # --- state and metrics ----------------------------------------------------------------
     def is_valid(self, info: BookInfo) -> bool:
@@ -885,6 +1087,9 @@ class BookPipeline:
                     "checksum_ok": int(st[S_CHECK_OK]),
                     "checksum_failed": int(st[S_CHECK_FAIL]),
                     "dropped_unsynced": info.dropped_unsynced,
+                    "snapshot_limit": info.limit,
+                    "deepens": info.deepens,
+                    "deepening": info.book in self._deepening,
                     "messages": int(st[S_MESSAGES]),
                     "ts_event": int(st[S_TS_EVENT]) / 1e9,
                 }

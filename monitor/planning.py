@@ -129,10 +129,13 @@ def rest_client(
     )
 
 
-async def fetch(rest: RestClient, request: HttpRequest, max_retries: int | None = None) -> str:
-    """The text of one REST answer (GET, or POST of the request's body)."""
+async def fetch(
+    rest: RestClient, request: HttpRequest, max_retries: int | None = None, *, keep: int = 0
+) -> str:
+    """The text of one REST answer (GET, or POST of the request's body); ``keep``: see
+    :meth:`feeds.rest.WeightBudget.spend`."""
     return await rest.get_text(
-        request.url, weight=request.weight, max_retries=max_retries, body=request.body
+        request.url, weight=request.weight, max_retries=max_retries, body=request.body, keep=keep
     )
 
 

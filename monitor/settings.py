@@ -170,6 +170,11 @@ class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):
     depth_stream: NonEmptyStr
     symbols: tuple[str, ...]
     snapshot_limit: PositiveInt = 1000
+    # REST venues: the depth of a book's first snapshot when the snapshot_limit ones do not
+    # all fit the venue's weight budget at once (0: always snapshot_limit); such a book is
+    # valid at once and deepened to snapshot_limit by a second sync as the budget allows;
+    # one at or above snapshot_limit is snapshot_limit (no deepening)
+    start_snapshot_limit: Annotated[int, Meta(ge=0)] = 0
     market_ws_url: WsUrl | None = None
     mark_price_stream: NonEmptyStr | None = None
     stale_after_s: PositiveFloat = 30.0
@@ -671,6 +676,12 @@ def _check_venue(venue: Venue, table: VenueSettings, layers: _Layers) -> None:
         raise layers.error(
             (*prefix, "snapshot_limit"),
             f"expected {allowed.description} for {venue.value}, got {table.snapshot_limit}",
+        )
+    start = table.start_snapshot_limit
+    if start and allowed is not None and start not in allowed.values:
+        raise layers.error(
+            (*prefix, "start_snapshot_limit"),
+            f"expected 0 or {allowed.description} for {venue.value}, got {start}",
         )
     if not table.enabled:
         return

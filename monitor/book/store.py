@@ -19,10 +19,17 @@ from monitor.book.layout import (
     N_FSTATE,
     N_ISTATE,
     S_CAPACITY,
+    S_CHECK_FAIL,
+    S_CHECK_OK,
     S_CHECKSUM,
     S_COMPLETE_ASK,
     S_COMPLETE_BID,
+    S_CROSSED,
+    S_DROPPED,
     S_FLAGS,
+    S_GAPS,
+    S_LAST_ID,
+    S_MESSAGES,
     S_N_ASK,
     S_N_BID,
     S_PRICE_DEC,
@@ -32,7 +39,10 @@ from monitor.book.layout import (
     S_QTY_PREC,
     S_QTY_WIRE_DEC,
     S_RULE,
+    S_STALE,
     S_STATE,
+    S_TS_EVENT,
+    S_TS_RECV,
 )
 from monitor.domain import BookState, SeqRule, format_units
 
@@ -200,18 +210,23 @@ class BookStore:
     """Fixed-capacity store of L2 books.
 
     ``capacity`` is the number of levels held per side; books are added with
-    :meth:`add_book` up to ``max_books``. Arrays are allocated once, up front.
+    :meth:`add_book` up to ``max_books``. ``spare`` more slots, after the books (ids
+    ``max_books`` on, so the books stay dense from 0), hold second copies of books being
+    re-synced deeper (:meth:`clone_empty`, :meth:`adopt`). Arrays are allocated once, up
+    front.
     """
 
-    def __init__(self, max_books: int, capacity: int) -> None:
-        if max_books <= 0 or capacity <= 0:
+    def __init__(self, max_books: int, capacity: int, *, spare: int = 0) -> None:
+        if max_books <= 0 or capacity <= 0 or spare < 0:
             raise ValueError("max_books and capacity must be positive")
         self.max_books = max_books
         self.capacity = capacity
-        self.istate = np.zeros((max_books, N_ISTATE), dtype=np.int64)
-        self.fstate = np.zeros((max_books, N_FSTATE), dtype=np.float64)
-        self.keys = np.zeros((max_books, 2, capacity), dtype=np.int64)
-        self.qtys = np.zeros((max_books, 2, capacity), dtype=np.float64)
+        rows = max_books + spare
+        self.spare_slots = tuple(range(max_books, rows))
+        self.istate = np.zeros((rows, N_ISTATE), dtype=np.int64)
+        self.fstate = np.zeros((rows, N_FSTATE), dtype=np.float64)
+        self.keys = np.zeros((rows, 2, capacity), dtype=np.int64)
+        self.qtys = np.zeros((rows, 2, capacity), dtype=np.float64)
         self.count = 0
 
     def add_book(
@@ -284,6 +299,55 @@ class BookStore:
         st[S_COMPLETE_BID] = KEY_MIN
         st[S_COMPLETE_ASK] = KEY_MIN
         st[S_FLAGS] &= ~FLAG_TRUNCATED
+
+    def clone_empty(self, slot: int, book: int) -> None:
+        """Make ``slot`` an empty book with ``book``'s settings (rule, decimals, capacity,
+        checksum): it waits for its own snapshot, its counters at zero."""
+        self.istate[slot] = self.istate[book]
+        self.fstate[slot] = self.fstate[book]
+        st = self.istate[slot]
+        for col in (
+            S_LAST_ID,
+            S_MESSAGES,
+            S_GAPS,
+            S_DROPPED,
+            S_CROSSED,
+            S_STALE,
+            S_CHECK_OK,
+            S_CHECK_FAIL,
+            S_TS_EVENT,
+            S_TS_RECV,
+        ):
+            st[col] = 0
+        self.invalidate(slot)
+        st[S_FLAGS] &= FLAG_WINDOW
+
+    def adopt(self, book: int, slot: int) -> None:
+        """``book`` takes ``slot``'s levels and sync state (its sequence id, completeness
+        bounds, flags); ``book``'s own counters carry on. The caller has checked that both
+        stand at the same sequence id."""
+        src = self.istate[slot]
+        dst = self.istate[book]
+        nb = int(src[S_N_BID])
+        na = int(src[S_N_ASK])
+        self.keys[book, 0, :nb] = self.keys[slot, 0, :nb]
+        self.qtys[book, 0, :nb] = self.qtys[slot, 0, :nb]
+        self.keys[book, 1, :na] = self.keys[slot, 1, :na]
+        self.qtys[book, 1, :na] = self.qtys[slot, 1, :na]
+        for col in (
+            S_STATE,
+            S_LAST_ID,
+            S_N_BID,
+            S_N_ASK,
+            S_COMPLETE_BID,
+            S_COMPLETE_ASK,
+            S_PX_WIRE_DEC,
+            S_QTY_WIRE_DEC,
+            S_TS_EVENT,
+            S_TS_RECV,
+        ):
+            dst[col] = src[col]
+        dst[S_FLAGS] = (dst[S_FLAGS] & FLAG_WINDOW) | (src[S_FLAGS] & ~FLAG_WINDOW)
 
     def state(self, book: int) -> BookState:
         return BookState(int(self.istate[book, S_STATE]))

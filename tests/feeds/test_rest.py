@@ -209,7 +209,8 @@ class TestWeightBudget:
     async def test_a_mass_resync_is_spread_over_minutes(
         self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
-        """30 snapshots of weight 250 against 6000/min: 12 per minute (half the budget)."""
+        """30 snapshots of weight 250 against 6000/min: 21 at once (90% of the limit is 5400),
+        the rest once the first burst leaves the window (the minute plus its 1 s margin)."""
         budget = WeightBudget(6000, clock=fake.clock, sleep=fake.sleep)
         client = make_client(http, fake, budget=budget)
         weight = SPOT.snapshot_weight(5000)
@@ -218,35 +219,35 @@ class TestWeightBudget:
             await client.get_text(depth_url(sim, limit=5000), weight=weight)
             sent_at.append(fake.now)
         assert len(sim.requests) == 30
-        assert fake.sleeps == [60.0, 60.0]
-        assert sent_at == [1000.0] * 12 + [1060.0] * 12 + [1120.0] * 6
-        assert budget.used() == 6 * weight
+        assert fake.sleeps == [61.0]
+        assert sent_at == [1000.0] * 21 + [1061.0] * 9
+        assert budget.used() == 9 * weight
 
     async def test_concurrent_requests_queue_on_the_budget(
         self, sim: ExchangeSim, http: aiohttp.ClientSession, fake: FakeTime
     ) -> None:
         budget = WeightBudget(2400, clock=fake.clock, sleep=fake.sleep)
         client = make_client(http, fake, budget=budget)
-        weight = USDM.snapshot_weight(1000)  # 20: 60 per minute fit in 1200
+        weight = USDM.snapshot_weight(1000)  # 20: 108 per window fit in 2160
         await asyncio.gather(
-            *(client.get_text(depth_url(sim, limit=1000), weight=weight) for _ in range(150))
+            *(client.get_text(depth_url(sim, limit=1000), weight=weight) for _ in range(250))
         )
-        assert len(sim.requests) == 150
-        assert fake.sleeps == [60.0, 60.0]
+        assert len(sim.requests) == 250
+        assert fake.sleeps == [61.0, 61.0]
 
-    async def test_spending_never_exceeds_half_the_limit_in_any_minute(
+    async def test_spending_never_exceeds_the_usable_budget_in_any_window(
         self, fake: FakeTime
     ) -> None:
         budget = WeightBudget(2400, clock=fake.clock, sleep=fake.sleep)
         spends: list[tuple[float, int]] = []
-        for index in range(200):
+        for index in range(600):
             weight = USDM.snapshot_weight((5, 100, 500, 1000)[index % 4])
             await budget.spend(weight)
             spends.append((fake.now, weight))
             fake.now += 0.1
         for start, _ in spends:
-            in_window = sum(w for t, w in spends if start <= t < start + 60.0)
-            assert in_window <= 1200
+            in_window = sum(w for t, w in spends if start <= t < start + 61.0)
+            assert in_window <= 2160
         assert fake.sleeps  # it did have to wait
 
     async def test_weight_reported_by_the_venue_counts_against_the_budget(
@@ -254,10 +255,10 @@ class TestWeightBudget:
     ) -> None:
         budget = WeightBudget(6000, clock=fake.clock, sleep=fake.sleep)
         await budget.spend(100)
-        budget.observe_used(2950)  # another process on this IP spent weight too
-        assert budget.used() == 2950
+        budget.observe_used(5350)  # another process on this IP spent weight too
+        assert budget.used() == 5350
         await budget.spend(100)
-        assert fake.sleeps == [60.0]
+        assert fake.sleeps == [61.0]
 
     async def test_a_weight_above_the_budget_passes_on_an_empty_window(
         self, fake: FakeTime
@@ -265,6 +266,22 @@ class TestWeightBudget:
         budget = WeightBudget(100, clock=fake.clock, sleep=fake.sleep)
         await budget.spend(250)
         assert fake.sleeps == []
+
+    async def test_a_spend_that_keeps_room_goes_behind_and_leaves_the_room(
+        self, fake: FakeTime
+    ) -> None:
+        """A deeper snapshot (keep > 0) leaves ``keep`` free for the snapshots of books that
+        are not valid, and never delays one of them."""
+        budget = WeightBudget(1000, clock=fake.clock, sleep=fake.sleep)  # capacity 900
+        await budget.spend(50, keep=100)
+        await budget.spend(700)
+        assert budget.used() == 750 and fake.sleeps == []
+        low = asyncio.ensure_future(budget.spend(50, keep=200))  # 750 + 50 + 200 > 900
+        await asyncio.sleep(0)
+        await budget.spend(140)  # the FIFO spend fits in the room the low one left
+        assert fake.sleeps == [61.0] and budget.used() == 140
+        await low
+        assert budget.used() == 190  # after the window emptied
 
     def test_depth_weights_follow_the_venue_tables(self) -> None:
         assert [SPOT.snapshot_weight(n) for n in (5, 100, 101, 500, 1000, 5000)] == [
@@ -290,5 +307,7 @@ class TestWeightBudget:
         futures = RestClient.for_venue(
             http, Venue.BINANCE_FUTURES, weight_limit_per_minute=USDM.weight_limit_per_minute
         )
-        assert spot.budget is not None and spot.budget.capacity == 3000
-        assert futures.budget is not None and futures.budget.capacity == 1200
+        assert spot.budget is not None and spot.budget.capacity == 5400
+        assert futures.budget is not None and futures.budget.capacity == 2160
+        spot.budget.set_limit(1200)  # the limit exchangeInfo states at run time
+        assert spot.budget.capacity == 1080
