@@ -62,6 +62,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -160,11 +161,26 @@ class _Symbol(msgspec.Struct):
     filters: list[_Filter] = []
 
 
+class _RateLimit(msgspec.Struct):
+    rateLimitType: str = ""
+    interval: str = ""
+    intervalNum: int = 1
+    limit: int = 0
+
+
 class _ExchangeInfo(msgspec.Struct):
     symbols: list[_Symbol]
 
 
+class _RateLimits(msgspec.Struct):
+    rateLimits: list[_RateLimit] = []
+
+
+_INTERVAL_S = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+
+
 _exchange_info = msgspec.json.Decoder(_ExchangeInfo)
+_rate_limits = msgspec.json.Decoder(_RateLimits)
 _frame = msgspec.json.Decoder(_Frame)
 _snapshot = msgspec.json.Decoder(_Snapshot)
 
@@ -215,6 +231,25 @@ def parse_exchange_info(venue: Venue, text: str | bytes) -> list[Instrument]:
             )
         )
     return instruments
+
+
+def stated_weight_limit(request: HttpRequest, text: str | bytes) -> tuple[int, float] | None:
+    """The IP's ``REQUEST_WEIGHT`` limit an ``exchangeInfo`` answer states, as (weight,
+    window seconds): the tightest per second if it states several; None if it states none
+    (or the answer is not exchangeInfo, or is malformed). Pure."""
+    try:
+        stated = _rate_limits.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    best: tuple[int, float] | None = None
+    for rate in stated.rateLimits:
+        unit = _INTERVAL_S.get(rate.interval)
+        if rate.rateLimitType != "REQUEST_WEIGHT" or unit is None or rate.limit <= 0:
+            continue
+        window_s = unit * max(1, rate.intervalNum)
+        if best is None or rate.limit / window_s < best[0] / best[1]:
+            best = (rate.limit, window_s)
+    return best
 
 
 def _float(raw: msgspec.Raw) -> float:
@@ -275,6 +310,8 @@ class BinanceAdapter:
     connection_sequence: SequenceHook | None = None  # continuity is per book (update ids)
     reconnect_notice: NoticeHook | None = None
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
+    # exchangeInfo.rateLimits states the IP's weight limit: read at run time
+    stated_weight_limit: WeightLimitHook | None = staticmethod(stated_weight_limit)
 
     # --- batch scanning (hot path) ----------------------------------------------------
     @property

@@ -64,6 +64,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -304,6 +305,8 @@ class BybitAdapter:
     def instruments_requests(self, rest_url: str) -> list[HttpRequest]:
         url = self.instruments_url(rest_url)
         return [HttpRequest(url=url, key=url)]
+
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
 
     def next_instruments_page(self, request: HttpRequest, text: str | bytes) -> HttpRequest | None:
         """The request for the page after ``request``'s answer ``text``: the same query with

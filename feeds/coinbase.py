@@ -60,6 +60,7 @@ from feeds.contract import (
     ReplyHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -236,6 +237,7 @@ class CoinbaseAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     reconnect_notice: NoticeHook | None = None
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
 
     # --- URLs and subscriptions -------------------------------------------------------

@@ -192,6 +192,10 @@ PageHook = Callable[[HttpRequest, bytes | str], HttpRequest | None]
 """Given a metadata request and its answer: the request for the next page (Bybit
 ``nextPageCursor``), or None when that was the last page."""
 
+WeightLimitHook = Callable[[HttpRequest, bytes | str], tuple[int, float] | None]
+"""Given a metadata request and its answer: the REST weight limit the venue states there
+for this IP, as (weight, window in seconds) (Binance ``exchangeInfo.rateLimits``), or None."""
+
 NoticeHook = Callable[[bytes | str], str | None]
 """Called on every frame: why the venue will soon close this connection (a maintenance
 notice such as OKX 64008), or None. The session then reconnects at once."""
@@ -204,7 +208,8 @@ class VenueAdapter(Protocol):
     ``scanner`` (batch scanning of depth frames), ``reply_to`` (answers to venue
     keepalives, Deribit ``test_request``), ``connection_sequence`` (per-connection message
     counters, Coinbase), ``reconnect_notice`` (advance notice of a disconnect, OKX),
-    ``next_instruments_page`` (paginated metadata, Bybit).
+    ``next_instruments_page`` (paginated metadata, Bybit), ``stated_weight_limit`` (the REST
+    weight limit read from the metadata at run time, Binance).
     Nothing shared probes an adapter for a member.
     """
 
@@ -288,6 +293,11 @@ class VenueAdapter(Protocol):
         ...
 
     @property
+    def stated_weight_limit(self) -> WeightLimitHook | None:
+        """Reads the REST weight limit the venue states in its metadata (Binance), or None."""
+        ...
+
+    @property
     def reconnect_notice(self) -> NoticeHook | None:
         """Reads a venue's notice that it will close the connection (OKX 64008), or None."""
         ...
@@ -352,4 +362,5 @@ __all__ = [
     "SnapshotSource",
     "VenueAdapter",
     "VenueMessage",
+    "WeightLimitHook",
 ]

@@ -64,6 +64,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -205,6 +206,7 @@ class DeribitAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
     book_depth = 0  # full books: the store's default capacity
     limits = Limits(

@@ -61,6 +61,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -183,6 +184,7 @@ class HyperliquidAdapter:
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
     book_depth = 0  # the store's default capacity: every message replaces the whole book
     limits = Limits(

@@ -62,6 +62,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -195,6 +196,7 @@ class KrakenAdapter:
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
     px_index = 0
     qty_index = 1

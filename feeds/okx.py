@@ -66,6 +66,7 @@ from feeds.contract import (
     SequenceHook,
     SnapshotSource,
     VenueMessage,
+    WeightLimitHook,
 )
 from monitor.domain import (
     EventKind,
@@ -262,6 +263,7 @@ class OkxAdapter:
     scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
+    stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
     # OKX v5 docs: 3 connections/s per IP; 480 subscribe/unsubscribe/login ops per
     # hour per connection; fewer than 30 channels of 400/50-level books per connection

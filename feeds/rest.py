@@ -121,11 +121,14 @@ class WeightBudget:
         self._spent: deque[tuple[float, int]] = deque()
         self._lock = asyncio.Lock()
 
-    def set_limit(self, limit: int) -> None:
-        """The venue's limit as it states it at run time (Binance exchangeInfo.rateLimits)."""
-        if limit > 0 and limit != self.limit:
+    def set_limit(self, limit: int, interval_s: float | None = None) -> None:
+        """The venue's limit as it states it at run time (Binance exchangeInfo.rateLimits):
+        ``limit`` weight per ``interval_s`` (None: the interval stays)."""
+        if limit > 0:
             self.limit = limit
             self.capacity = max(1, int(limit * self.usable_fraction))
+        if interval_s is not None and interval_s > 0:
+            self.window_s = interval_s + WINDOW_MARGIN_S
 
     def used(self) -> int:
         self._expire(self._clock())

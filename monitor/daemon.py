@@ -240,6 +240,7 @@ class Daemon:
                     fresh = fresh.merge(
                         InstrumentRegistry(adapter.parse_instruments(request.key, text))
                     )
+                    self._read_weight_limit(runtime, request, text)
             except MonitorError as error:
                 fresh = InstrumentRegistry.load_cached([venue])
                 log.warning(
@@ -256,6 +257,25 @@ class Daemon:
                 if registry.get(venue, symbol) is None:
                     log.warning("instruments.unknown_symbol", venue=venue.value, symbol=symbol)
         return registry
+
+    @staticmethod
+    def _read_weight_limit(runtime: _VenueRuntime, request: HttpRequest, text: str) -> None:
+        """The REST weight limit the venue states in its metadata replaces the documented
+        one the budget started with (Binance exchangeInfo.rateLimits)."""
+        read = runtime.adapter.stated_weight_limit
+        budget = runtime.rest.budget
+        stated = None if read is None or budget is None else read(request, text)
+        if stated is None or budget is None:
+            return
+        limit, interval_s = stated
+        budget.set_limit(limit, interval_s)
+        log.info(
+            "rest.weight_limit",
+            venue=runtime.venue.value,
+            limit=limit,
+            interval_s=interval_s,
+            budget=budget.capacity,
+        )
 
     @staticmethod
     def _metadata_getter(runtime: _VenueRuntime) -> Callable[[HttpRequest], Awaitable[str]]:

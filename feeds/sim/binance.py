@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from feeds.binance import SPOT, USDM
 from feeds.recording import RecordKind, iter_recording
 from feeds.sim.base import Change, ExchangeSim, ProtocolBase, RestRequest, SimBook, SimConnection
 from monitor.domain import Venue
@@ -111,6 +113,12 @@ class BinanceProtocol(ProtocolBase):
     envelopes, under any prefix such as USD-M's ``/public`` and ``/market``) or by
     ``SUBSCRIBE``. Snapshots are REST only (``lastUpdateId`` = the book's last update id);
     each update is one ``depthUpdate`` with ``U = u = `` its id (USD-M adds ``pu``).
+
+    REST weight as Binance counts it: every synthetic answer weighs what Binance's docs say
+    (depth by its limit, exchangeInfo, 1 otherwise); ``exchangeInfo.rateLimits`` states
+    ``weight_limit`` per ``weight_interval_s`` (default the venue's documented 6000 or 2400
+    a minute), and a request that would take the weight of the last ``weight_interval_s``
+    over it is refused with 429, as Binance refuses it.
     """
 
     server_ping_s: float | None = DEFAULT_PING_INTERVAL_S
@@ -121,12 +129,19 @@ class BinanceProtocol(ProtocolBase):
         *,
         recording: BinanceRecording | None = None,
         server_ping_s: float | None = DEFAULT_PING_INTERVAL_S,
+        weight_limit: int | None = None,
+        weight_interval_s: float = 60.0,
     ) -> None:
         self.venue = venue
         self.futures = venue == Venue.BINANCE_FUTURES  # the protocol object is per market
         self.api = "/fapi/v1" if self.futures else "/api/v3"
         self.recording = recording
         self.server_ping_s = server_ping_s
+        self.adapter = USDM if self.futures else SPOT
+        self.weight_limit = weight_limit or self.adapter.weight_limit_per_minute
+        self.weight_interval_s = weight_interval_s
+        self.weighed: deque[tuple[float, int]] = deque()  # (arrival, weight) in the interval
+        self.refused = 0
 
     # websocket -------------------------------------------------------------------------
     def on_open(self, sim: ExchangeSim, conn: SimConnection) -> None:
@@ -248,9 +263,36 @@ class BinanceProtocol(ProtocolBase):
         return [self._wrap(conn, f"{book.symbol.lower()}@markPrice@1s", _compact(payload))]
 
     # REST ------------------------------------------------------------------------------
+    def weight(self, path: str, query: dict[str, str]) -> int:
+        """The weight Binance counts for one request."""
+        if path == f"{self.api}/depth":
+            try:
+                return self.adapter.snapshot_weight(int(query.get("limit", "100") or 100))
+            except ValueError:
+                return 1
+        if path == f"{self.api}/exchangeInfo":
+            return self.adapter.instruments_weight
+        return 1
+
+    def _over_limit(self, request: RestRequest) -> tuple[int, str] | None:
+        """Count the request's weight; a 429 answer if it takes the interval over the limit."""
+        now = asyncio.get_running_loop().time()
+        while self.weighed and self.weighed[0][0] <= now - self.weight_interval_s:
+            self.weighed.popleft()
+        weight = self.weight(request.path, request.query)
+        used = sum(w for _, w in self.weighed)
+        if used + weight > self.weight_limit:
+            self.refused += 1
+            return 429, '{"code":-1003,"msg":"Too much request weight used."}'
+        self.weighed.append((now, weight))
+        return None
+
     def rest(self, sim: ExchangeSim, request: RestRequest) -> tuple[int, str] | None:
         if self.recording is not None:
             return self.recording.answer(request.path, request.query)
+        refused = self._over_limit(request)
+        if refused is not None:
+            return refused
         if request.path == f"{self.api}/depth":
             book = sim.books.get((self.venue, request.query.get("symbol", "")))
             if book is None:
@@ -267,7 +309,25 @@ class BinanceProtocol(ProtocolBase):
             ]
             return 200, _compact(answer)
         if request.path == f"{self.api}/exchangeInfo":
-            return 200, _compact({"symbols": [self._symbol_info(b) for b in self._books(sim)]})
+            interval, count = (
+                ("SECOND", round(self.weight_interval_s))
+                if self.weight_interval_s < 60.0
+                else ("MINUTE", round(self.weight_interval_s / 60.0))
+            )
+            rate_limits = [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": interval,
+                    "intervalNum": count,
+                    "limit": self.weight_limit,
+                }
+            ]
+            return 200, _compact(
+                {
+                    "rateLimits": rate_limits,
+                    "symbols": [self._symbol_info(b) for b in self._books(sim)],
+                }
+            )
         return None
 
     def _books(self, sim: ExchangeSim) -> list[SimBook]:
