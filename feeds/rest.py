@@ -81,6 +81,7 @@ WINDOW_MARGIN_S = 1.0
 """Added to the venue's one-minute window: the venue counts a request when it arrives, we
 when we send it, so two requests sent exactly 60 s apart may arrive less than 60 s apart."""
 
+MIN_WAIT_S = 0.001
 USABLE_FRACTION = 0.9
 """Share of the venue's per-minute weight limit this process spends. The rest is the safety
 margin: weight spent by others on the same IP before the venue's used-weight header tells us,
@@ -180,17 +181,18 @@ class WeightBudget:
             locked = self._lock.locked()
             if not locked and (used + weight + keep <= self.capacity or not self._spent):
                 return
-            wait_s = self._wait_for(weight + keep, used, now) if self._spent else 0.0
+            wait_s = self._wait_for(weight + keep, used, now) if self._spent else MIN_WAIT_S
             # behind a waiting FIFO spend: look again soon after it went
             await self._sleep(max(wait_s, 0.05) if locked else wait_s)
 
     def _wait_for(self, weight: int, used: int, now: float) -> float:
-        # time until enough of the oldest spends leave the window
+        # time until enough of the oldest spends leave the window (at least 1 ms: a wait
+        # that rounds to nothing in float arithmetic would spin without the clock moving)
         for stamp, spent in self._spent:
             used -= spent
             if used + weight <= self.capacity:
-                return max(0.0, stamp + self.window_s - now)
-        return max(0.0, self._spent[-1][0] + self.window_s - now)
+                return max(MIN_WAIT_S, stamp + self.window_s - now)
+        return max(MIN_WAIT_S, self._spent[-1][0] + self.window_s - now)
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window_s

@@ -677,10 +677,13 @@ class Daemon:
             return
         try:
             text = await fetch(runtime.rest, request, keep=keep)
+        except VenueBanned as error:  # the REST client logged the ban (rest.banned)
+            self.pipeline.abandon_deepen(venue, symbol, "banned")
+            self._deepen_failed(runtime, symbol, error.problem, error.retry_after_s, said=True)
+            return
         except RestError as error:
             self.pipeline.abandon_deepen(venue, symbol, "snapshot failed")
-            wait_s = error.retry_after_s if isinstance(error, VenueBanned) else 0.0
-            self._deepen_failed(runtime, symbol, f"{error.problem}", wait_s)
+            self._deepen_failed(runtime, symbol, error.problem)
             return
         self._flush()  # deltas received before the snapshot go first
         if not self.pipeline.deepen_snapshot(venue, symbol, request.key, text, time.time_ns()):
@@ -700,8 +703,15 @@ class Daemon:
             self._deepen_failed(runtime, symbol, "the deeper copy did not sync")
 
     def _deepen_failed(
-        self, runtime: _VenueRuntime, symbol: str, problem: str, wait_s: float = 0.0
+        self,
+        runtime: _VenueRuntime,
+        symbol: str,
+        problem: str,
+        wait_s: float = 0.0,
+        *,
+        said: bool = False,
     ) -> None:
+        """Count a failed deepen and back off (one warning, unless ``said`` already)."""
         runtime.deepens_failed += 1
         failures = runtime.deepen_failures.get(symbol, (0, 0.0))[0] + 1
         backoff = Backoff(self.policy.backoff_initial_s, self.policy.backoff_max_s, self.rng)
@@ -709,6 +719,8 @@ class Daemon:
         delay_s = max(wait_s, backoff.next_delay_s())
         runtime.deepen_failures[symbol] = (failures, time.monotonic() + delay_s)
         given_up = failures >= DEEPEN_MAX_FAILURES
+        if said and not given_up:
+            return
         log.warning(
             "book.deepen_failed",
             venue=runtime.venue.value,
