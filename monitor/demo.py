@@ -127,7 +127,8 @@ class Row:
 
 @dataclass
 class FirstTimes:
-    """First time a scope reached each state, and when it was last back to NORMAL."""
+    """First time a scope reached each state, and when it was back to NORMAL from its last
+    WATCH/WARNING/CRITICAL episode after the trough (a return from DATA is not one)."""
 
     first: dict[int, int] = field(default_factory=dict)
     normal_after: int | None = None
@@ -240,7 +241,9 @@ class DemoView:
             scope = "market"
         times = self.scopes.setdefault(scope, FirstTimes())
         times.first.setdefault(state, now)
-        if state == 0 and now > self.trough_ns:
+        if 1 <= state <= 3:  # an episode: the return to NORMAL that counts comes after it
+            times.normal_after = None
+        elif state == 0 and 1 <= times.state <= 3 and now > self.trough_ns:
             times.normal_after = times.normal_after or now
         times.state = state
         value = "" if event.value != event.value else f"LVS {event.value:5.1f}"

@@ -1,4 +1,5 @@
-"""The demo's clock: its config divides every time setting of the score by the speed.
+"""The demo's clock: its config divides every time setting of the score by the speed;
+and its summary.
 
 The daemon in ``liqmon demo`` ticks on wall time while the exchange plays scenario time
 ``speed`` x faster. The same score on a clock ``speed`` x faster, with every time setting
@@ -9,14 +10,16 @@ scores, states, components and mark sensitivity with the uncompressed run.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from monitor.analytics.stage import AnalyticsStage
-from monitor.demo import demo_config
-from monitor.sample import SCORE_NORMAL, SCORE_WARNING, TickSample
+from monitor.demo import DemoView, demo_config
+from monitor.sample import SCORE_NORMAL, SCORE_WARNING, ScoreEvent, TickSample
 from monitor.settings import AnalyticsSettings, load_settings
 from tests.monitor.analytics_helpers import Book, make_sample
 
@@ -133,3 +136,28 @@ def test_a_compressed_clock_with_the_demo_settings_scores_as_the_scenario_clock(
         np.testing.assert_allclose(b.assets.lvs, a.assets.lvs, rtol=1e-9, atol=1e-9)
         assert b.assets.market_state == a.assets.market_state
         assert [e.record()["state"] for e in b.events] == [e.record()["state"] for e in a.events]
+
+
+def test_the_demo_summary_counts_the_return_to_normal_after_an_episode_not_after_data() -> None:
+    """A pegged asset's book goes DATA and back during the cascade's feed faults, after the
+    trough, and warns later in its depeg: "NORMAL again" is the end of that episode."""
+    start = 1_760_000_000_000_000_000
+    minute = 60_000_000_000
+    trough = start + 60 * minute
+    view = DemoView(io.StringIO(), tty=False, speed=1.0, scenario_start_ns=start, trough_ns=trough)
+    view.wall_start = start / 1e9  # speed 1: the scenario clock is the samples' clock
+    books = [Book("binance", "WBETHETH", "WBETH", "ETH", 1.07)]
+
+    def at(minutes: float, state: int) -> None:
+        ts = start + round(minutes * minute)
+        event = ScoreEvent(ts, state, 0, 0.0 if state != 4 else math.nan, (0.0,) * 7, "WBETH")
+        view.on_sample(dataclasses.replace(make_sample(ts / 1e9, books), events=(event,)))
+
+    at(62, 4)  # DATA (feed fault) after the trough
+    at(64, 0)  # back from DATA: not a recovery
+    at(80, 2)  # the depeg: WARNING
+    at(85, 3)
+    at(95, 2)
+    at(100, 0)  # NORMAL again, 40 minutes after the trough
+    (line,) = [x for x in view.summary() if "asset:WBETH" in x]
+    assert "NORMAL again" in line and "(+40.0 min)" in line, line
