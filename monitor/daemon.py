@@ -81,7 +81,7 @@ log = get_logger("monitor.daemon")
 SNAPSHOT_POLL_S = 0.1
 SNAPSHOTS_IN_FLIGHT_PER_VENUE = 4
 DEEPENS_IN_FLIGHT_PER_VENUE = 4
-DEEPEN_KEEP_FRACTION = 0.05
+DEEPEN_KEEP_FRACTION = 0.02
 """Share of the venue's weight limit a deeper snapshot of a valid book leaves unspent, for
 the snapshots of books that go invalid meanwhile (these never wait behind a deepen)."""
 DEEPEN_MAX_FAILURES = 5  # consecutive failed deepens of one book before it is left shallow
