@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -99,7 +99,8 @@ class _Entry(msgspec.Struct, gc=False):
     bids: list[_Level] | None = None
     asks: list[_Level] | None = None
     checksum: int | None = None  # CRC32 (unsigned) of the top 10 levels after this message
-    timestamp: datetime | None = None  # RFC 3339, e.g. "2023-10-06T17:35:55.440160Z"
+    # RFC 3339, e.g. "2023-10-06T17:35:55.440160Z"; one without its offset is malformed
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     system: str | None = None  # status channel: online, maintenance, cancel_only, post_only
 
 

@@ -184,6 +184,13 @@ class TestBookUpdate:
         assert bytes(decoded.asks) == b"[[45285.2,0],[45300.1,0.5]]"
         assert decoded.ts_event_ns == 1696613755540160000
 
+    def test_an_update_time_without_its_utc_offset_is_a_parse_error(self) -> None:
+        # found by the fuzz test: a naive time reached the epoch subtraction as a TypeError
+        text = frame("ws_book_update").replace(".540160Z", "")
+        assert '"2023-10-06T17:35:55"' in text
+        with pytest.raises(ParseError):
+            SPOT.decode(text, 0)
+
     def test_book_truncated_to_depth_after_the_update_matches_the_checksum(self) -> None:
         shallow = KrakenAdapter(depth=10)
         book = DecimalBook(shallow.book_depth)
