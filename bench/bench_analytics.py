@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stage = AnalyticsStage()
     # time the kernels inside the stage too (wrapping the module's references)
     kernel_s = [0.0]
-    originals = {name: getattr(ak, name) for name in ("group_consensus", "asset_rollup",
+    originals = {name: getattr(ak, name) for name in ("cross_venue", "asset_rollup",
                  "book_components", "combine_scores", "step_states")}  # fmt: skip
 
     def timed(fn: Any) -> Any:
