@@ -15,7 +15,8 @@ the scenario's ``labels.json``:
   "vacuum without a crash" window is scored apart: an alarm there is a true vacuum);
 - the real recordings in tests/recordings: entries per book;
 - ablations (``--ablations``): the same score with the spread or the depth component only
-  (weights 1), on the same data;
+  (weights 1), on the same data, at the same thresholds (bench/eval_sweep.py compares them
+  at the same false-alarm rate instead);
 - generalisation: ``general-*`` (ETH/XRP/SOL, timeline x1.5, V4 hit hardest).
 
 Writes bench/results/eval_score.json and prints markdown tables.
