@@ -50,6 +50,11 @@ ABLATIONS = {
         "[analytics.weights]\ndepth = 1.0\nwithdrawal = 0.0\nspread = 0.0\nimpact = 0.0\n"
         "asymmetry = 0.0\ndislocation = 0.0\n"
     ),
+    # the full score without its spread component (the others' weights x 1 / 0.85)
+    "no-spread": (
+        f"[analytics.weights]\ndepth = {6 / 17!r}\nwithdrawal = {4 / 17!r}\nspread = 0.0\n"
+        f"impact = {3 / 17!r}\nasymmetry = {2 / 17!r}\ndislocation = {2 / 17!r}\n"
+    ),
 }
 
 

@@ -9,6 +9,12 @@ depth-only at the same thresholds, which says little: each variant has its own s
 its own false-alarm rate. Here every variant is compared at the same calm-day false-alarm
 rate instead:
 
+Variants (eval_score.ABLATIONS): the full score, spread-only and depth-only (the weights
+set to one component), and no-spread (the full score without its spread component, the
+others' weights scaled to sum to 1). The depth+spread override (a 1% depth collapse with
+a wide spread scores at least 80) reads the components themselves, whatever their
+weights, so depth-only and no-spread still see the spread there.
+
 1. **Capture** (once per recording and variant, cached beside the recording as
    ``series-<variant>.npz``): the recording is replayed in-process exactly as
    ``liqmon replay --config <its liqmon.toml> --config <variant overlay>`` does (same
@@ -62,7 +68,7 @@ import eval_score  # noqa: E402  (bench/eval_score.py: the scoring of leads and 
 
 from monitor.analytics import kernels as ak  # noqa: E402
 
-VARIANTS = ("full", "spread-only", "depth-only")
+VARIANTS = ("full", "spread-only", "depth-only", "no-spread")
 THETAS = tuple(float(t) for t in range(20, 101))
 EXACT_FROM = 40.0  # below, WATCH moves with theta: see the module doc
 TARGET_PER_BOOK_DAY = 0.05  # the reference protocol: WARNING <= 0.05 per book-day
