@@ -123,6 +123,28 @@ class TestDamagedFiles:
         assert [r.data for r in records] == [FRAMES[0][3], FRAMES[1][3]]
         assert [entry["event"] for entry in logs] == ["recording.truncated"]
 
+    def test_members_zero_padding_and_a_cut_tail_read_as_the_gzip_module_reads_them(
+        self, tmp_path: Path
+    ) -> None:
+        # the reader inflates with ISA-L: what it yields must be what gzip itself yields
+        path = tmp_path / "restarted.jsonl.gz"
+        first = write_frames(path)
+        second = write_frames(path)  # a restarted recorder appends a second member
+        tail = tmp_path / "tail.jsonl.gz"
+        write_frames(tail)
+        cut = tail.read_bytes()
+        with path.open("ab") as stream:
+            stream.write(b"\0" * 64 + cut[: len(cut) - 30])  # padding, then a cut member
+        expected = []
+        with gzip.open(path, "rb") as stream, pytest.raises(EOFError):
+            for line in stream:
+                expected.append(json.loads(line))
+        with capture_logs() as logs:
+            records = list(iter_recording(path))
+        assert [r.data for r in records] == [e["data"] for e in expected]
+        assert [r.data for r in records][: 2 * len(FRAMES)] == [r.data for r in first + second]
+        assert [entry["event"] for entry in logs] == ["recording.truncated"]
+
     def test_an_unfinished_last_line_ends_the_file_with_a_warning(self, tmp_path: Path) -> None:
         path = tmp_path / "a.jsonl"
         write_frames(path)
