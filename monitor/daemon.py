@@ -81,6 +81,8 @@ log = get_logger("monitor.daemon")
 SNAPSHOT_POLL_S = 0.1
 SNAPSHOTS_IN_FLIGHT_PER_VENUE = 4
 DEEPENS_IN_FLIGHT_PER_VENUE = 4
+DEEPEN_POLL_S = 0.5  # how often the books are looked over for a deepen (the budget's
+#                      windows are a minute: a shorter look costs CPU and gains nothing)
 DEEPEN_KEEP_FRACTION = 0.02
 """Share of the venue's weight limit a deeper snapshot of a valid book leaves unspent, for
 the snapshots of books that go invalid meanwhile (these never wait behind a deepen)."""
@@ -621,7 +623,7 @@ class Daemon:
         assert self.pipeline is not None
         async with asyncio.TaskGroup() as group:
             while True:
-                await asyncio.sleep(SNAPSHOT_POLL_S)
+                await asyncio.sleep(DEEPEN_POLL_S)
                 for runtime in self.venues.values():
                     if not runtime.depths()[1] or runtime.syncs_waiting:
                         continue
