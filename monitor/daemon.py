@@ -653,15 +653,24 @@ class Daemon:
             out.append(symbol)
         return out
 
-    async def _deepen(self, runtime: _VenueRuntime, symbol: str) -> None:
+    async def _deepen(self, runtime: _VenueRuntime, symbol: str | None) -> None:
+        """Deepen ``symbol``, then the next shallow book, while there is one and no invalid
+        book of the venue waits (a slot goes on at once: the loop only looks every
+        DEEPEN_POLL_S)."""
         assert self.pipeline is not None
-        try:
-            await self._deepen_once(runtime, symbol)
-        except Exception:  # task boundary: a bug here must not end the monitor
-            log.exception("deepen.error", venue=runtime.venue.value, symbol=symbol)
-            self.pipeline.abandon_deepen(runtime.venue, symbol, "error")
-        finally:
-            runtime.deepening.discard(symbol)
+        while symbol is not None:
+            try:
+                await self._deepen_once(runtime, symbol)
+            except Exception:  # task boundary: a bug here must not end the monitor
+                log.exception("deepen.error", venue=runtime.venue.value, symbol=symbol)
+                self.pipeline.abandon_deepen(runtime.venue, symbol, "error")
+            finally:
+                runtime.deepening.discard(symbol)
+            symbol = None
+            if not runtime.syncs_waiting and runtime.ready_for_snapshots():
+                symbol = next(iter(self._shallow_books(runtime)), None)
+                if symbol is not None:
+                    runtime.deepening.add(symbol)
 
     async def _deepen_once(self, runtime: _VenueRuntime, symbol: str) -> None:
         """One deeper second sync of a valid book (see BookPipeline.begin_deepen)."""
