@@ -65,13 +65,13 @@ def alert_listener(live: LiveState) -> Callable[[list[AlertEvent]], None]:
     return listen
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=msgspec.json.encode(body), status=status, content_type="application/json"
     )
 
 
-def _sink(request: web.Request) -> AlertEngineSink:
+def alert_sink(request: web.Request) -> AlertEngineSink:
     from monitor.api.app import CTX  # noqa: PLC0415 (app imports this module)
 
     sink = request.app[CTX].alerts
@@ -132,8 +132,8 @@ async def list_alerts(request: web.Request) -> web.Response:
         if not ALERT_ID.fullmatch(wanted):
             raise bad("alert_id", "expected an alert id (20 lowercase hexadecimal characters)")
         found = await _find(request, wanted)
-        return _json({"alerts": [] if found is None else [found.body], "next_cursor": None})
-    engine = _sink(request).engine
+        return json_response({"alerts": [] if found is None else [found.body], "next_cursor": None})
+    engine = alert_sink(request).engine
     chosen: list[Alert]
     if state == "firing":
         chosen = engine.firing()
@@ -147,7 +147,7 @@ async def list_alerts(request: web.Request) -> web.Response:
         chosen = [*engine.firing(), *engine.pending()]
     chosen.sort(key=lambda a: (a.pending_since_ns, a.id))
     page, following = _page([_alert(a) for a in chosen], query)
-    return _json({"alerts": page, "next_cursor": following})
+    return json_response({"alerts": page, "next_cursor": following})
 
 
 def _ctx(request: web.Request) -> Any:
@@ -245,7 +245,7 @@ async def _stored_between(request: web.Request, query: Query, state: str) -> web
         if (found := _stored_alert(alert_id, events, acks.get(alert_id))).body["state"] in wanted
     ]
     page, following = _page(bodies, query)
-    return _json({"alerts": page, "next_cursor": following})
+    return json_response({"alerts": page, "next_cursor": following})
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -255,7 +255,7 @@ async def get_alert(request: web.Request) -> web.Response:
     found = await _find(request, alert_id)
     if found is None:
         raise ApiError(404, f"no alert {alert_id!r}", "alert_id")
-    return _json(found.body)
+    return json_response(found.body)
 
 
 async def alert_evidence(request: web.Request) -> web.Response:
@@ -306,7 +306,7 @@ async def alert_evidence(request: web.Request) -> web.Response:
         }
         for r in rows[:limit]
     ]
-    return _json(
+    return json_response(
         {
             "alert": found.body,
             "at": rfc3339(found.anchor_ns // 1_000_000),
@@ -371,11 +371,11 @@ async def alert_deliveries(request: web.Request) -> web.Response:
     """The delivery log of an alert: each delivery (subscription), its status, its attempts."""
     from alerts.render import iso  # noqa: PLC0415
 
-    outbox = _sink(request).outbox
+    outbox = alert_sink(request).outbox
     alert_id = request.match_info["alert_id"]
     # evaluation without delivery (no outbox): nothing was sent, the log is empty
     log = [] if outbox is None else await outbox.attempts(alert_id)
-    return _json(
+    return json_response(
         {
             "alert_id": alert_id,
             "deliveries": [
@@ -430,7 +430,7 @@ async def ack_alert(request: web.Request) -> web.Response:
     """Acknowledge a firing alert: no more repeats (its resolution is still sent)."""
     Query(request, set())
     body: AckIn = await _body(request, AckIn)
-    sink = _sink(request)
+    sink = alert_sink(request)
     alert_id = request.match_info["alert_id"]
     found = sink.engine.find(alert_id)
     if found is None:
@@ -441,15 +441,15 @@ async def ack_alert(request: web.Request) -> web.Response:
         raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
     if acked is None:
         raise ApiError(409, f"alert {alert_id!r} is {found.state.value}, not firing", "alert_id")
-    return _json(_alert(acked))
+    return json_response(_alert(acked))
 
 
 async def list_silences(request: web.Request) -> web.Response:
     query = Query(request, {"limit", "cursor"})
-    engine = _sink(request).engine
+    engine = alert_sink(request).engine
     items = sorted(engine.silences.values(), key=lambda s: (s.starts_at_ns, s.id))
     page, following = _page([_silence(s) for s in items], query)
-    return _json({"silences": page, "next_cursor": following})
+    return json_response({"silences": page, "next_cursor": following})
 
 
 async def add_silence(request: web.Request) -> web.Response:
@@ -463,7 +463,7 @@ async def add_silence(request: web.Request) -> web.Response:
         raise bad("body", f"matchers: unknown field {unknown[0]!r} (one of {MATCHER_FIELDS})")
     now = time.time_ns()
     try:
-        silence = await _sink(request).add_silence(
+        silence = await alert_sink(request).add_silence(
             dict(body.matchers),
             now,
             now + int(body.duration_s * 1e9),
@@ -472,19 +472,19 @@ async def add_silence(request: web.Request) -> web.Response:
         )
     except DB_ERRORS as exc:
         raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
-    return _json(_silence(silence), 201)
+    return json_response(_silence(silence), 201)
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     Query(request, set())
     silence_id = request.match_info["silence_id"]
     try:
-        removed = await _sink(request).remove_silence(silence_id)
+        removed = await alert_sink(request).remove_silence(silence_id)
     except DB_ERRORS as exc:
         raise ApiError(503, f"database unavailable: {str(exc)[:200]}") from None
     if not removed:
         raise ApiError(404, f"no silence {silence_id!r}", "silence_id")
-    return _json({"deleted": silence_id})
+    return json_response({"deleted": silence_id})
 
 
 def alert_routes(max_limit: int) -> Sequence[Route]:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from alerts.rules import RuleInvalidError, RuleSpec, rule_from_json
 from monitor.alerting import RuleConflictError, metric_problem
-from monitor.api.alerting import DB_ERRORS
+from monitor.api.alerting import DB_ERRORS, alert_sink, json_response
 from monitor.api.params import ApiError, Query, bad, offset_page
 from monitor.api.spec import P_CURSOR, Param, Route, p_limit
 
@@ -60,21 +60,6 @@ class RuleDeleted(msgspec.Struct):
     firing_resolved: int  # its firing alerts, resolved at the next tick (rule_removed)
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(body), status=status, content_type="application/json"
-    )
-
-
-def _sink(request: web.Request) -> AlertEngineSink:
-    from monitor.api.app import CTX  # noqa: PLC0415 (app imports this module)
-
-    sink = request.app[CTX].alerts
-    if sink is None:
-        raise ApiError(503, "alerting is not running in this process (it runs with `liqmon run`)")
-    return sink  # type: ignore[no-any-return]
-
-
 def _out(sink: AlertEngineSink, rule: RuleSpec, source: str) -> dict[str, Any]:
     body = msgspec.structs.asdict(rule)
     body["scope"] = msgspec.structs.asdict(rule.scope)
@@ -116,26 +101,26 @@ def _db(exc: BaseException) -> ApiError:
 async def list_rules(request: web.Request) -> web.Response:
     query = Query(request, {"source", "limit", "cursor"})
     source = query.choice("source", SOURCES, "all")
-    sink = _sink(request)
+    sink = alert_sink(request)
     rows = [_out(sink, r, src) for r, src in sink.rules() if source in ("all", src)]
     page, following, _ = offset_page(rows, query, 500, 10_000)
-    return _json({"rules": page, "next_cursor": following})
+    return json_response({"rules": page, "next_cursor": following})
 
 
 async def get_rule(request: web.Request) -> web.Response:
     Query(request, set())
     name = _name(request)
-    sink = _sink(request)
+    sink = alert_sink(request)
     found = sink.find_rule(name)
     if found is None:
         raise ApiError(404, f"no rule {name!r}", "name")
-    return _json(_out(sink, *found))
+    return json_response(_out(sink, *found))
 
 
 async def create_rule(request: web.Request) -> web.Response:
     """A new rule, evaluated from the next tick."""
     Query(request, set())
-    sink = _sink(request)
+    sink = alert_sink(request)
     rule = await _rule_body(request)
     try:
         await sink.create_rule(rule)
@@ -143,14 +128,14 @@ async def create_rule(request: web.Request) -> web.Response:
         raise _conflict(exc) from None
     except DB_ERRORS as exc:
         raise _db(exc) from None
-    return _json(_out(sink, rule, "api"), 201)
+    return json_response(_out(sink, rule, "api"), 201)
 
 
 async def replace_rule(request: web.Request) -> web.Response:
     """Replace an API rule; its alerts carry over or end at the next tick (docs/alerts.md)."""
     Query(request, set())
     name = _name(request)
-    sink = _sink(request)
+    sink = alert_sink(request)
     rule = await _rule_body(request)
     if rule.name != name:
         raise bad("name", f"the body's name {rule.name!r} is not the path's {name!r} "
@@ -163,14 +148,14 @@ async def replace_rule(request: web.Request) -> web.Response:
         raise _db(exc) from None
     if not replaced:
         raise ApiError(404, f"no rule {name!r} (POST /api/v1/rules creates one)", "name")
-    return _json(_out(sink, rule, "api"))
+    return json_response(_out(sink, rule, "api"))
 
 
 async def delete_rule(request: web.Request) -> web.Response:
     """Remove an API rule; its firing alerts resolve at the next tick (reason rule_removed)."""
     Query(request, set())
     name = _name(request)
-    sink = _sink(request)
+    sink = alert_sink(request)
     firing = sum(
         1 for (n, _), a in sink.engine.active.items() if n == name and a.state.value == "firing"
     )
@@ -182,7 +167,7 @@ async def delete_rule(request: web.Request) -> web.Response:
         raise _db(exc) from None
     if not deleted:
         raise ApiError(404, f"no rule {name!r}", "name")
-    return _json({"deleted": name, "firing_resolved": firing})
+    return json_response({"deleted": name, "firing_resolved": firing})
 
 
 def rule_routes(max_limit: int) -> Sequence[Route]:

@@ -28,6 +28,7 @@ from monitor.domain import Venue
 from monitor.settings import Settings
 from monitor.store.command import SnapshotSink
 from monitor.store.evidence import FrameEvidence
+from tests.alerts.receivers import WebhookReceiver
 from tests.e2e.harness import exchange, until, write_settings
 
 # Three venues, two assets on several of them: enough for consensus, basis and a table.
@@ -202,3 +203,14 @@ def _api(settings: Settings, **changes: object) -> Settings:
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with api_stack(tmp_path) as s:
         yield s
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver on loopback (no signature key: it records what it gets)."""
+    r = WebhookReceiver(None)
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()

@@ -32,16 +32,6 @@ RULES = (
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver(None)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
-@pytest.fixture
 async def delivering(
     tmp_path: Path,
     db_dsn: str,  # noqa: F811

@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +41,6 @@ RULES = (
 )
 BEFORE_S = 30.0
 AFTER_S = 1.5
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver(None)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
 
 
 def _stack(tmp_path: Path, dsn: str, receiver: WebhookReceiver, **frames: Any) -> Any:

@@ -4,7 +4,6 @@ daemon and its API (the alert engine, the outbox, the dispatcher) on the same da
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.integration
 
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 BOOKS: dict[Venue, tuple[str, ...]] = {Venue.COINBASE: ("BTC-USD",), Venue.BINANCE: ("BTCUSDT",)}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver(None)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
 
 
 async def _json(stack: Stack, method: str, path: str, **kw: Any) -> tuple[int, Any]:

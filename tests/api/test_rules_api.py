@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +42,6 @@ RULE = {
     "labels": {"team": "desk"},
 }
 FAST = {"group_interval_s": 0.0, "group_wait_s": 0.0}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver(None)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
 
 
 async def call(stack: Stack, method: str, path: str, **kw: Any) -> tuple[int, Any]:
