@@ -13,6 +13,9 @@ setup(
         *find_packages(include=["monitor*", "feeds*", "alerts*"]),
         "monitor.config",
         "monitor.config.instruments",
+        # the page's files: data directories, declared so setuptools ships them as such
+        "monitor.api.static",
+        "monitor.api.static.vendor",
     ],
     package_dir={"monitor.config": "config"},
 )

@@ -96,6 +96,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert pip.returncode == 0, (
         f"pip install failed (needs setuptools>=77: pip install -e '.[test]'):\n{pip.stdout}\n{pip.stderr}"
     )
+    # a newcomer's install says nothing alarming about liqmon's own packaging
+    assert "Package would be ignored" not in pip.stdout + pip.stderr
     return venv / "bin"
 
 
@@ -138,3 +140,18 @@ def test_shipped_configs_resolve_from_another_directory(installed: Path, tmp_pat
     assert "site-packages" in default and default.endswith("monitor/config/default.toml")
     assert "site-packages" in sim and sim.endswith("monitor/config/sim.toml")
     assert int(enabled) > 0
+
+
+def test_the_page_is_installed(installed: Path, tmp_path: Path) -> None:
+    """The page and its vendored chart library ship with the package (`liqmon run` serves
+    them from the installed copy)."""
+    code = (
+        "from monitor.api.app import static_dir; d = static_dir(); "
+        "print(d); print(*sorted(p.name for p in d.rglob('*') if p.is_file()))"
+    )
+    proc = _run([installed / "python", "-c", code], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    where, files = proc.stdout.splitlines()
+    assert "site-packages" in where
+    for name in ("index.html", "app.js", "style.css", "uPlot.iife.min.js", "uPlot.LICENSE"):
+        assert name in files.split(), files
