@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -86,6 +86,14 @@ from monitor.sample import BookIdentity, TickSample
 from monitor.settings import Settings
 
 log = get_logger("monitor.pipeline")
+# the kernel's outcomes that reject a message (the book is thrown away and resynced)
+REJECTED: Final = {
+    R_PARSE_ERROR: "parse_error",
+    R_OFF_GRID: "off_grid_price",
+    R_CROSSED: "crossed",
+    R_TOP_UNKNOWN: "top_unknown",
+    R_CHECKSUM: "checksum_failed",
+}
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
 DEEPEN_SLOTS = 8  # books that may be re-synced deeper at the same time (second copies)
@@ -626,28 +634,9 @@ class BookPipeline:
                     prev=int(meta[E_PREV]),
                 )
                 self._throw_away(info, "gap")
-            bids, asks = self.batch.raw_levels(row)
-            info.pending.append(
-                BookMessage(
-                    info.instrument.symbol,
-                    EventKind.DELTA,
-                    int(meta[E_FIRST]),
-                    int(meta[E_LAST]),
-                    int(meta[E_PREV]),
-                    bids,
-                    asks,
-                    int(meta[E_TS_EVENT]),
-                )
-            )
-            info.pending_recv.append(int(meta[E_TS_RECV]))
+            self._buffer_delta(info, row)
             return
-        reason = {
-            R_PARSE_ERROR: "parse_error",
-            R_OFF_GRID: "off_grid_price",
-            R_CROSSED: "crossed",
-            R_TOP_UNKNOWN: "top_unknown",
-            R_CHECKSUM: "checksum_failed",
-        }.get(status)
+        reason = REJECTED.get(status)
         if reason is not None:
             info.rejected += 1
             self.counters.add(venue, reason)
@@ -835,34 +824,31 @@ class BookPipeline:
         extra[:, E_BOOK] = [self._deepening[b].book for b in extra[:, E_BOOK].tolist()]
         return np.concatenate((meta, extra)), np.concatenate((starts, starts[mask]))
 
+    def _buffer_delta(self, info: BookInfo, row: int) -> None:
+        """Keep the batch's delta ``row`` until the book's snapshot arrives (replayed then)."""
+        meta = self.batch.meta[row]
+        bids, asks = self.batch.raw_levels(row)
+        info.pending.append(
+            BookMessage(
+                info.instrument.symbol,
+                EventKind.DELTA,
+                int(meta[E_FIRST]),
+                int(meta[E_LAST]),
+                int(meta[E_PREV]),
+                bids,
+                asks,
+                int(meta[E_TS_EVENT]),
+            )
+        )
+        info.pending_recv.append(int(meta[E_TS_RECV]))
+
     def _shadow_outcome(self, shadow: BookInfo, row: int, status: int) -> None:
         if status in (R_STALE, R_SNAPSHOT):
             return
         if status == R_BUFFER:  # the copy waits for its snapshot: keep the delta
-            meta = self.batch.meta[row]
-            bids, asks = self.batch.raw_levels(row)
-            shadow.pending.append(
-                BookMessage(
-                    shadow.instrument.symbol,
-                    EventKind.DELTA,
-                    int(meta[E_FIRST]),
-                    int(meta[E_LAST]),
-                    int(meta[E_PREV]),
-                    bids,
-                    asks,
-                    int(meta[E_TS_EVENT]),
-                )
-            )
-            shadow.pending_recv.append(int(meta[E_TS_RECV]))
+            self._buffer_delta(shadow, row)
             return
-        reason = {
-            R_GAP: "gap",
-            R_PARSE_ERROR: "parse_error",
-            R_OFF_GRID: "off_grid_price",
-            R_CROSSED: "crossed",
-            R_TOP_UNKNOWN: "top_unknown",
-            R_CHECKSUM: "checksum_failed",
-        }.get(status, f"status {status}")
+        reason = "gap" if status == R_GAP else REJECTED.get(status, f"status {status}")
         self._end_deepen(shadow, f"deeper copy: {reason}")
 
     def _try_adopt(self, shadow: BookInfo) -> bool:
