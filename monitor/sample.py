@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,20 @@ SCORE_WARNING = 2
 SCORE_CRITICAL = 3
 SCORE_DATA = 4  # no score: the book is stale or not synced (the asset: no healthy book)
 SCORE_STATES = ("normal", "watch", "warning", "critical", "data")
+# a metrics-out book record's market fields while the book is not valid
+NO_BOOK_FIELDS: Final[dict[str, None]] = dict.fromkeys(
+    (
+        "bid",
+        "ask",
+        "mid",
+        "spread_bps",
+        "depth",
+        "depth_quote",
+        "depth_covered",
+        "imbalance",
+        "slippage",
+    )
+)
 # severity written with each score event: the state's level, DATA counted as 1 (a data
 # gap deserves attention, not alarm)
 SCORE_SEVERITY = (0, 1, 2, 3, 1)
@@ -438,17 +452,7 @@ class TickSample:
                 slippage=slippage,
             )
         else:
-            record.update(
-                bid=None,
-                ask=None,
-                mid=None,
-                spread_bps=None,
-                depth=None,
-                depth_quote=None,
-                depth_covered=None,
-                imbalance=None,
-                slippage=None,
-            )
+            record.update(NO_BOOK_FIELDS)
         record.update(
             levels=c.levels[i],
             truncated=c.truncated[i],

@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.sample import (
     COMPONENTS,
+    NO_BOOK_FIELDS,
     SCORE_STATES,
     STATE_NAMES,
     TickSample,
@@ -288,17 +289,7 @@ def book_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
             slippage=slippage,
         )
     else:
-        record.update(
-            bid=None,
-            ask=None,
-            mid=None,
-            spread_bps=None,
-            depth=None,
-            depth_quote=None,
-            depth_covered=None,
-            imbalance=None,
-            slippage=None,
-        )
+        record.update(NO_BOOK_FIELDS)
     record.update(
         levels=[row["levels_bid"], row["levels_ask"]],
         truncated=row["truncated"],
