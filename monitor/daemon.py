@@ -59,6 +59,7 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.framering import FrameRing
 from monitor.instruments import InstrumentRegistry
 from monitor.log import get_logger
+from monitor.memory import fix_mmap_threshold
 from monitor.pipeline import BookPipeline
 from monitor.planning import (
     ConnectionPlan,
@@ -423,6 +424,7 @@ class Daemon:
         # so that no full collection walks the instruments, books and adapters again
         gc.collect()
         gc.freeze()
+        fix_mmap_threshold()  # large buffers back to the system on free (monitor.memory)
         async with asyncio.TaskGroup() as group:
             self._group = group
             for connection in connections:
