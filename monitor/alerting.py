@@ -704,30 +704,49 @@ def add_subscriptions_parser(
     add_data_dir: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     """``liqmon subscriptions list|add|remove`` (stored ones live in the database)."""
-    parser = sub.add_parser("subscriptions", help="list, add or remove alert subscriptions")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    for verb, text in (
-        ("list", "configured ([[subscriptions]]) and stored subscriptions"),
-        ("add", "store a subscription (webhook URL or Telegram chat)"),
-        ("remove", "remove a stored subscription"),
-    ):
-        p = verbs.add_parser(verb, help=text)
+    verbs = _verb_parsers(
+        sub,
+        "subscriptions",
+        "list, add or remove alert subscriptions",
+        {
+            "list": "configured ([[subscriptions]]) and stored subscriptions",
+            "add": "store a subscription (webhook URL or Telegram chat)",
+            "remove": "remove a stored subscription",
+        },
+        add_config,
+        add_data_dir,
+    )
+    p = verbs["add"]
+    p.add_argument("name")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--webhook", metavar="URL", help="http(s) URL to POST to")
+    target.add_argument("--telegram-chat", metavar="CHAT_ID", help="Telegram chat id")
+    p.add_argument("--secret-env", help="environment variable holding the HMAC key")
+    p.add_argument("--min-severity", default="warning", choices=["info", "warning", "critical"])
+    p.add_argument("--rules", default="*", help="comma-separated rule name patterns")
+    p.add_argument("--asset", default="*", help="asset pattern, e.g. BTC or SOL*")
+    p.add_argument("--venue", default="*", help="venue pattern, e.g. binance*")
+    verbs["remove"].add_argument("name")
+
+
+def _verb_parsers(
+    sub: Any,
+    command: str,
+    text: str,
+    verbs: dict[str, str],
+    add_config: Callable[[argparse.ArgumentParser], None],
+    add_data_dir: Callable[[argparse.ArgumentParser], None],
+) -> dict[str, argparse.ArgumentParser]:
+    """``liqmon COMMAND VERB``: one parser per verb, each taking --config and --data-dir."""
+    parser = sub.add_parser(command, help=text)
+    subparsers = parser.add_subparsers(dest="verb", required=True)
+    out = {}
+    for verb, help_text in verbs.items():
+        p = subparsers.add_parser(verb, help=help_text)
         add_config(p)
         add_data_dir(p)
-        if verb == "add":
-            p.add_argument("name")
-            target = p.add_mutually_exclusive_group(required=True)
-            target.add_argument("--webhook", metavar="URL", help="http(s) URL to POST to")
-            target.add_argument("--telegram-chat", metavar="CHAT_ID", help="Telegram chat id")
-            p.add_argument("--secret-env", help="environment variable holding the HMAC key")
-            p.add_argument(
-                "--min-severity", default="warning", choices=["info", "warning", "critical"]
-            )
-            p.add_argument("--rules", default="*", help="comma-separated rule name patterns")
-            p.add_argument("--asset", default="*", help="asset pattern, e.g. BTC or SOL*")
-            p.add_argument("--venue", default="*", help="venue pattern, e.g. binance*")
-        elif verb == "remove":
-            p.add_argument("name")
+        out[verb] = p
+    return out
 
 
 def run_subscriptions(args: argparse.Namespace, settings: Settings) -> int:
@@ -817,23 +836,23 @@ def add_rules_parser(
 ) -> None:
     """``liqmon rules list|add|remove``: stored rules live in the database, as the API's
     (a running ``liqmon run`` on that database applies a change within a few seconds)."""
-    parser = sub.add_parser("rules", help="list, add or remove alert rules")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    for verb, text in (
-        ("list", "config rules (the rules files) and stored rules (the API's)"),
-        ("add", "store the [[rules]] of a TOML file (or one rule as a JSON object)"),
-        ("remove", "remove a stored rule"),
-    ):
-        p = verbs.add_parser(verb, help=text)
-        add_config(p)
-        add_data_dir(p)
-        if verb == "add":
-            p.add_argument("file", help="a TOML file of [[rules]] tables, or a .json rule")
-            p.add_argument(
-                "--replace", action="store_true", help="replace stored rules of the same name"
-            )
-        elif verb == "remove":
-            p.add_argument("name")
+    verbs = _verb_parsers(
+        sub,
+        "rules",
+        "list, add or remove alert rules",
+        {
+            "list": "config rules (the rules files) and stored rules (the API's)",
+            "add": "store the [[rules]] of a TOML file (or one rule as a JSON object)",
+            "remove": "remove a stored rule",
+        },
+        add_config,
+        add_data_dir,
+    )
+    verbs["add"].add_argument("file", help="a TOML file of [[rules]] tables, or a .json rule")
+    verbs["add"].add_argument(
+        "--replace", action="store_true", help="replace stored rules of the same name"
+    )
+    verbs["remove"].add_argument("name")
 
 
 def _rules_to_add(path: Path, config_names: set[str]) -> list[RuleSpec]:

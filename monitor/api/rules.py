@@ -8,8 +8,8 @@ engine at the next tick, without a restart. Writes need a bearer token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -117,17 +117,26 @@ async def get_rule(request: web.Request) -> web.Response:
     return json_response(_out(sink, *found))
 
 
+T = TypeVar("T")
+
+
+async def _stored(change: Awaitable[T]) -> T:
+    """A rule change stored and applied by the alert sink; a name clash or a config rule is
+    409, the database away 503."""
+    try:
+        return await change
+    except RuleConflictError as exc:
+        raise _conflict(exc) from None
+    except DB_ERRORS as exc:
+        raise _db(exc) from None
+
+
 async def create_rule(request: web.Request) -> web.Response:
     """A new rule, evaluated from the next tick."""
     Query(request, set())
     sink = alert_sink(request)
     rule = await _rule_body(request)
-    try:
-        await sink.create_rule(rule)
-    except RuleConflictError as exc:
-        raise _conflict(exc) from None
-    except DB_ERRORS as exc:
-        raise _db(exc) from None
+    await _stored(sink.create_rule(rule))
     return json_response(_out(sink, rule, "api"), 201)
 
 
@@ -140,12 +149,7 @@ async def replace_rule(request: web.Request) -> web.Response:
     if rule.name != name:
         raise bad("name", f"the body's name {rule.name!r} is not the path's {name!r} "
                   "(to rename a rule: create the new one, delete the old)")  # fmt: skip
-    try:
-        replaced = await sink.replace_rule(rule)
-    except RuleConflictError as exc:
-        raise _conflict(exc) from None
-    except DB_ERRORS as exc:
-        raise _db(exc) from None
+    replaced = await _stored(sink.replace_rule(rule))
     if not replaced:
         raise ApiError(404, f"no rule {name!r} (POST /api/v1/rules creates one)", "name")
     return json_response(_out(sink, rule, "api"))
@@ -159,12 +163,7 @@ async def delete_rule(request: web.Request) -> web.Response:
     firing = sum(
         1 for (n, _), a in sink.engine.active.items() if n == name and a.state.value == "firing"
     )
-    try:
-        deleted = await sink.delete_rule(name)
-    except RuleConflictError as exc:
-        raise _conflict(exc) from None
-    except DB_ERRORS as exc:
-        raise _db(exc) from None
+    deleted = await _stored(sink.delete_rule(name))
     if not deleted:
         raise ApiError(404, f"no rule {name!r}", "name")
     return json_response({"deleted": name, "firing_resolved": firing})
