@@ -29,25 +29,9 @@ from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
-import numpy as np
 
 from feeds.base import book_events, chunks, encode
-from feeds.binance_scan import (
-    F_ASK_END,
-    F_ASK_START,
-    F_BID_END,
-    F_BID_START,
-    F_FIRST,
-    F_LAST,
-    F_PREV,
-    F_STATUS,
-    F_SYMBOL_HASH,
-    F_TS_MS,
-    FRAME_DEPTH,
-    N_FRAME,
-    scan_depth_frames,
-    symbol_hash,
-)
+from feeds.binance_scan import scan_depth_frames
 from feeds.contract import (
     BookMessage,
     Checksum,
@@ -64,6 +48,7 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
+from feeds.scan import join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -319,42 +304,14 @@ class BinanceAdapter:
         """This adapter: it scans Binance depth frames in batches (feeds.binance_scan)."""
         return self
 
-    symbol_key = staticmethod(symbol_hash)
+    symbol_key = staticmethod(symbol_key)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.binance_scan). Pure."""
-        kinds = {type(f) for f in frames}
-        raw = b""
-        if kinds == {bytes}:
-            raw = b"".join(frames)  # type: ignore[arg-type]
-            lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
-        elif kinds == {str}:  # websockets hands text frames over as str
-            text = "".join(frames)  # type: ignore[arg-type]
-            raw = text.encode()
-            lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
-            if len(raw) != len(text):  # not all ASCII: character and byte offsets differ
-                raw = b""
-        if not raw and frames:
-            encoded = [f.encode() if isinstance(f, str) else bytes(f) for f in frames]
-            raw = b"".join(encoded)
-            lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        ends = np.cumsum(lens)
-        out = np.zeros((len(frames), N_FRAME), dtype=np.int64)
-        scan_depth_frames(buf, ends - lens, ends, out)
-        return ScannedFrames(
-            buf=buf,
-            is_delta=out[:, F_STATUS] == FRAME_DEPTH,
-            symbol_key=out[:, F_SYMBOL_HASH],
-            first_seq=out[:, F_FIRST],
-            last_seq=out[:, F_LAST],
-            prev_seq=out[:, F_PREV],
-            ts_event_ns=out[:, F_TS_MS] * MS,
-            bid_start=out[:, F_BID_START],
-            bid_len=out[:, F_BID_END] - out[:, F_BID_START],
-            ask_start=out[:, F_ASK_START],
-            ask_len=out[:, F_ASK_END] - out[:, F_ASK_START],
-        )
+        buf, starts, ends = join_frames(frames)
+        table = new_table(len(frames))
+        scan_depth_frames(buf, starts, ends, table)
+        return ScannedFrames(buf, table)
 
     def snapshot_weight(self, limit: int) -> int:
         """Request weight of one depth snapshot of ``limit`` levels."""

@@ -17,98 +17,48 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# output columns
-F_STATUS = 0  # FRAME_* below
-F_SYMBOL_HASH = 1  # symbol_hash() of the "s" value
-F_FIRST = 2  # U
-F_LAST = 3  # u
-F_PREV = 4  # pu (-1 when absent)
-F_TS_MS = 5  # E
-F_BID_START = 6  # byte range of the "b" array inside the buffer
-F_BID_END = 7
-F_ASK_START = 8
-F_ASK_END = 9
-F_OBJECT_END = 10  # scratch: index after the object just scanned
-N_FRAME = 11
+from feeds.scan import (
+    SCAN_BOOK,
+    SCAN_OTHER,
+    T_ASK_END,
+    T_ASK_START,
+    T_BID_END,
+    T_BID_START,
+    T_FIRST,
+    T_LAST,
+    T_PREV,
+    T_SCRATCH,
+    T_STATUS,
+    T_SYMBOL_KEY,
+    T_TS_NS,
+    hash_string,
+    is_space,
+    parse_int,
+    skip_string,
+    skip_value,
+)
 
-FRAME_DEPTH = 1  # a depthUpdate with every field the book needs
-FRAME_OTHER = 2  # anything else: hand the frame to the adapter's decode
+# the shared scan table's columns this scanner fills (feeds.scan)
+F_STATUS = T_STATUS
+F_SYMBOL_HASH = T_SYMBOL_KEY
+F_FIRST = T_FIRST  # U
+F_LAST = T_LAST  # u
+F_PREV = T_PREV  # pu (-1 when absent)
+F_TS_MS = T_TS_NS  # E, in ms while scanning; ns once the frame is accepted
+F_BID_START = T_BID_START
+F_BID_END = T_BID_END
+F_ASK_START = T_ASK_START
+F_ASK_END = T_ASK_END
+F_OBJECT_END = T_SCRATCH  # index after the object just scanned
 
-FNV_OFFSET = np.uint64(14695981039346656037)
-FNV_PRIME = np.uint64(1099511628211)
+FRAME_DEPTH = SCAN_BOOK  # a depthUpdate with every field the book needs
+FRAME_OTHER = SCAN_OTHER  # anything else: hand the frame to the adapter's decode
 
+MS = 1_000_000
 
-def symbol_hash(symbol: str) -> int:
-    """FNV-1a 64 of the symbol's bytes as a signed int64 (what the scanner computes)."""
-    h = 14695981039346656037
-    for byte in symbol.encode():
-        h ^= byte
-        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h - (1 << 64) if h >= 1 << 63 else h
-
-
-@njit(cache=True, inline="always")
-def _space(c: int) -> bool:
-    return c == 32 or c == 9 or c == 10 or c == 13
-
-
-@njit(cache=True)
-def _skip_string(buf: np.ndarray, i: int, end: int) -> int:
-    """``i`` at an opening quote: index after the closing quote, or -1."""
-    i += 1
-    while i < end:
-        c = buf[i]
-        if c == 92:  # backslash
-            i += 2
-            continue
-        if c == 34:
-            return i + 1
-        i += 1
-    return -1
-
-
-@njit(cache=True)
-def _skip_value(buf: np.ndarray, i: int, end: int) -> int:
-    """Index after the JSON value starting at ``i`` (strings, arrays, objects, scalars), or -1."""
-    c = buf[i]
-    if c == 34:
-        return _skip_string(buf, i, end)
-    if c == 91 or c == 123:  # '[' or '{': count brackets, skipping strings
-        depth = 0
-        while i < end:
-            c = buf[i]
-            if c == 34:
-                i = _skip_string(buf, i, end)
-                if i < 0:
-                    return -1
-                continue
-            if c == 91 or c == 123:
-                depth += 1
-            elif c == 93 or c == 125:
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-            i += 1
-        return -1
-    while i < end:
-        c = buf[i]
-        if c == 44 or c == 125 or c == 93 or _space(c):
-            return i
-        i += 1
-    return i
-
-
-@njit(cache=True)
-def _int(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
-    """Parse a non-negative JSON integer at ``i``: (value, index after) or (-1, -1)."""
-    v = 0
-    j = i
-    while j < end and 48 <= buf[j] <= 57:
-        v = v * 10 + (buf[j] - 48)
-        j += 1
-    if j == i or j - i > 18:
-        return -1, -1
-    return v, j
+_space = is_space
+_skip_string = skip_string
+_skip_value = skip_value
 
 
 @njit(cache=True)
@@ -169,18 +119,10 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                     )
             elif c0 == 115:  # "s"
                 bit = 2
-                if buf[i] != 34:
+                h, j = hash_string(buf, i, end)
+                if j < 0:
                     return FRAME_OTHER
-                h = FNV_OFFSET
-                j = i + 1
-                while j < end and buf[j] != 34:
-                    if buf[j] == 92:
-                        return FRAME_OTHER
-                    h = (h ^ np.uint64(buf[j])) * FNV_PRIME
-                    j += 1
-                if j >= end or j == i + 1:
-                    return FRAME_OTHER
-                row[F_SYMBOL_HASH] = np.int64(h)
+                row[F_SYMBOL_HASH] = h
             elif c0 == 85 or c0 == 117 or c0 == 69:  # "U", "u", "E": integers
                 if c0 == 85:
                     bit, col = 4, F_FIRST
@@ -188,7 +130,9 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                     bit, col = 8, F_LAST
                 else:
                     bit, col = 16, F_TS_MS
-                v, j = _int(buf, i, end)
+                if buf[i] == 34:
+                    return FRAME_OTHER  # ids and times are bare numbers here
+                v, j = parse_int(buf, i, end)
                 if v < 0:
                     return FRAME_OTHER
                 row[col] = v
@@ -204,7 +148,9 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                 row[F_ASK_START] = i
         elif klen == 2 and c0 == 112 and buf[k0 + 1] == 117:  # "pu"
             bit = 128
-            v, j = _int(buf, i, end)
+            if buf[i] == 34:
+                return FRAME_OTHER
+            v, j = parse_int(buf, i, end)
             if v < 0:
                 return FRAME_OTHER
             row[F_PREV] = v
@@ -246,11 +192,11 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
 def scan_depth_frames(
     buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray
 ) -> int:
-    """Scan frame k in ``buf[starts[k]:ends[k]]`` into ``out[k]``. Returns depth frames found."""
+    """Scan frame k in ``buf[starts[k]:ends[k]]`` into row k of the scan table ``out``
+    (``feeds.scan.new_table``). Returns depth frames found."""
     found = 0
     for k in range(starts.shape[0]):
         row = out[k]
-        row[F_PREV] = -1
         i = starts[k]
         end = ends[k]
         while i < end and _space(buf[i]):
@@ -266,5 +212,6 @@ def scan_depth_frames(
                     status = FRAME_OTHER
         row[F_STATUS] = status
         if status == FRAME_DEPTH:
+            row[F_TS_MS] *= MS
             found += 1
     return found

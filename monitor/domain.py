@@ -334,25 +334,16 @@ class RawBook(msgspec.Struct, gc=False):
 
 @dataclass(slots=True)
 class ScannedFrames:
-    """Many websocket frames scanned at once by a venue's batch scanner (columnar).
+    """Many websocket frames scanned at once by a venue's batch scanner.
 
-    ``buf`` holds the frames back to back; per frame: ``is_delta`` (a well-formed book
-    delta; every other frame goes through the adapter's ``decode``), ``symbol_key`` (the
-    adapter's ``symbol_key`` of its symbol), sequence ids, venue time in ns, and the
-    offsets and lengths of its raw bid and ask level arrays inside ``buf``.
+    ``table`` has one row per frame, in the layout of ``feeds.scan`` (status, symbol key,
+    kind, sequence ids, venue time, checksum, and the byte ranges of the frame's bid and
+    ask level arrays inside ``buf``). Rows the scanner did not vouch for go through the
+    adapter's ``decode``.
     """
 
     buf: npt.NDArray[np.uint8]
-    is_delta: npt.NDArray[np.bool_]
-    symbol_key: IntArray
-    first_seq: IntArray
-    last_seq: IntArray
-    prev_seq: IntArray
-    ts_event_ns: IntArray
-    bid_start: IntArray
-    bid_len: IntArray
-    ask_start: IntArray
-    ask_len: IntArray
+    table: IntArray
 
 
 @dataclass(slots=True)

@@ -26,13 +26,12 @@ from feeds.contract import (
     VenueAdapter,
     VenueMessage,
 )
+from feeds.scan import SCAN_TAKEN, T_STATUS
 from monitor.analytics.stage import AnalyticsStage
+from monitor.book.intake import intake
 from monitor.book.layout import (
-    E_ASK_LEN,
-    E_BID_LEN,
     E_BOOK,
     E_FIRST,
-    E_KIND,
     E_LAST,
     E_PREV,
     E_STATUS,
@@ -431,35 +430,21 @@ class BookPipeline:
         keys, key_books = index
         self.flush()  # events queued earlier go first
         scan = scanner.scan_frames(frames)
-        if len(keys):
-            pos = np.searchsorted(keys, scan.symbol_key)
-            pos[pos >= len(keys)] = 0
-            known = scan.is_delta & (keys[pos] == scan.symbol_key)
-        else:
-            pos = np.zeros(len(frames), dtype=np.int64)
-            known = np.zeros(len(frames), dtype=np.bool_)
-        rows = np.flatnonzero(known)
-        if rows.size:
-            meta = np.zeros((rows.size, N_EVENT), dtype=np.int64)
-            meta[:, E_BOOK] = key_books[pos[rows]]
-            meta[:, E_KIND] = KIND_DELTA
-            meta[:, E_FIRST] = scan.first_seq[rows]
-            meta[:, E_LAST] = scan.last_seq[rows]
-            meta[:, E_PREV] = scan.prev_seq[rows]
-            meta[:, E_BID_LEN] = scan.bid_len[rows]
-            meta[:, E_ASK_LEN] = scan.ask_len[rows]
-            meta[:, E_TS_EVENT] = scan.ts_event_ns[rows]
-            meta[:, E_TS_RECV] = np.asarray(recv_ns, dtype=np.int64)[rows]
-            starts = np.empty((rows.size, 2), dtype=np.int64)
-            starts[:, 0] = scan.bid_start[rows]
-            starts[:, 1] = scan.ask_start[rows]
+        n = len(frames)
+        meta = np.empty((n, N_EVENT), dtype=np.int64)
+        starts = np.empty((n, 2), dtype=np.int64)
+        recv = np.fromiter(recv_ns, dtype=np.int64, count=n)
+        m = intake(scan.table, keys, key_books, recv, meta, starts)
+        if m:
+            meta = meta[:m]
+            starts = starts[:m]
             if self._deepening:  # the deltas of books being deepened go to their copies too
                 meta, starts = self._with_shadow_rows(meta, starts)
             self.batch.load(scan.buf, meta, starts)
             self._settle(self.store.apply_sealed(self.batch), len(meta))
-        if rows.size < len(frames):
+        if m < n:
             # acks, other channels, mark prices, new symbols, anything malformed: decode
-            others = np.flatnonzero(~known).tolist()
+            others = np.flatnonzero(scan.table[:, T_STATUS] != SCAN_TAKEN).tolist()
             self._feed_decoded(
                 venue, adapter, [frames[k] for k in others], [recv_ns[k] for k in others]
             )

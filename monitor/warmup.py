@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 
 from feeds.contract import VenueAdapter
+from feeds.scan import new_table
 from monitor.analytics import kernels as analytics_kernels
 from monitor.book import kernels
+from monitor.book.intake import intake
+from monitor.book.layout import N_EVENT
 from monitor.book.store import BookStore, EventBatch
 from monitor.domain import SeqRule
 from monitor.log import get_logger
@@ -101,6 +104,14 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
     for adapter in adapters:
         if adapter.scanner is not None:
             adapter.scanner.scan_frames([b"{}", b"{}"])
+    intake(
+        new_table(1),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.empty((1, N_EVENT), dtype=np.int64),
+        np.empty((1, 2), dtype=np.int64),
+    )
     kernels.book_checksum(
         2,
         store.istate[book],

@@ -10,6 +10,7 @@ import pytest
 from feeds.binance import ADAPTERS, SPOT
 from monitor.domain import RawBook, Venue
 from tests.conftest import SPOT_RECORDING, USDM_RECORDING
+from tests.feeds.scan_check import assert_scan_equals_decode, scanned
 
 
 def ws_frames() -> list[tuple[Venue, str]]:
@@ -26,28 +27,15 @@ def ws_frames() -> list[tuple[Venue, str]]:
 def test_every_recorded_frame_scans_to_what_decode_reads() -> None:
     frames = ws_frames()
     for venue in (Venue.BINANCE, Venue.BINANCE_FUTURES):
-        adapter = ADAPTERS[venue]
         mine = [data for v, data in frames if v == venue]
-        scan = adapter.scan_frames(mine)
-        deltas = 0
-        for k, data in enumerate(mine):
-            decoded = adapter.decode(data, 0)
-            assert bool(scan.is_delta[k]) == isinstance(decoded, RawBook), data[:120]
-            if not isinstance(decoded, RawBook):
-                continue
-            deltas += 1
-            raw = scan.buf.tobytes()
-            assert scan.symbol_key[k] == adapter.symbol_key(decoded.symbol)
-            assert (scan.first_seq[k], scan.last_seq[k], scan.prev_seq[k]) == (
-                decoded.first_seq,
-                decoded.last_seq,
-                decoded.prev_seq,
-            )
-            assert scan.ts_event_ns[k] == decoded.ts_event_ns
-            b0, a0 = int(scan.bid_start[k]), int(scan.ask_start[k])
-            assert raw[b0 : b0 + int(scan.bid_len[k])] == bytes(decoded.bids)
-            assert raw[a0 : a0 + int(scan.ask_len[k])] == bytes(decoded.asks)
-        assert deltas > 100
+        assert assert_scan_equals_decode(ADAPTERS[venue], mine) > 100
+        # the scanner vouches for every recorded delta, byte for byte
+        rows = scanned(ADAPTERS[venue].scan_frames(mine))
+        for data, row in zip(mine, rows, strict=True):
+            decoded = ADAPTERS[venue].decode(data, 0)
+            assert row.is_book == isinstance(decoded, RawBook), data[:120]
+            if isinstance(decoded, RawBook):
+                assert (row.bids, row.asks) == (bytes(decoded.bids), bytes(decoded.asks))
 
 
 GOOD = '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"a":[]}'
@@ -82,25 +70,23 @@ GOOD = '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"
     ],
 )
 def test_frames_the_scanner_cannot_vouch_for_go_to_decode(frame: str, delta: bool) -> None:
-    scan = SPOT.scan_frames([frame, GOOD])
-    assert bool(scan.is_delta[0]) == delta
-    assert bool(scan.is_delta[1])  # a bad neighbour does not spoil the next frame
+    rows = scanned(SPOT.scan_frames([frame, GOOD]))
+    assert rows[0].is_book == delta
+    assert rows[1].is_book  # a bad neighbour does not spoil the next frame
     if delta:
-        assert scan.symbol_key[0] == SPOT.symbol_key("NKNUSDT")
-        assert (scan.first_seq[0], scan.last_seq[0], scan.ts_event_ns[0]) == (10, 12, 5_000_000)
+        assert rows[0].symbol_key == SPOT.symbol_key("NKNUSDT")
+        assert (rows[0].first_seq, rows[0].last_seq, rows[0].ts_event_ns) == (10, 12, 5_000_000)
 
 
 def test_text_and_bytes_frames_scan_alike() -> None:
-    as_text = SPOT.scan_frames([GOOD, GOOD])
-    as_bytes = SPOT.scan_frames([GOOD.encode(), GOOD.encode()])
-    assert as_text.is_delta.tolist() == as_bytes.is_delta.tolist() == [True, True]
-    assert as_text.bid_start.tolist() == as_bytes.bid_start.tolist()
+    as_text = scanned(SPOT.scan_frames([GOOD, GOOD]))
+    as_bytes = scanned(SPOT.scan_frames([GOOD.encode(), GOOD.encode()]))
+    assert as_text == as_bytes
+    assert [r.is_book for r in as_text] == [True, True]
 
 
 def test_non_ascii_text_frames_keep_byte_offsets_right() -> None:
     other = '{"result":null,"id":"é"}'  # two bytes for one character
-    scan = SPOT.scan_frames([other, GOOD])
-    assert scan.is_delta.tolist() == [False, True]
-    raw = scan.buf.tobytes()
-    start = int(scan.bid_start[1])
-    assert raw[start : start + int(scan.bid_len[1])] == b'[["1.0","2"]]'
+    rows = scanned(SPOT.scan_frames([other, GOOD]))
+    assert [r.is_book for r in rows] == [False, True]
+    assert rows[1].bids == b'[["1.0","2"]]'

@@ -1,0 +1,213 @@
+"""What every venue's batch frame scanner shares: the scan table and the frame joiner.
+
+A scanner (``adapter.scanner``) reads many raw websocket frames laid back to back in one
+byte buffer, in one numba call, and writes one row per frame into the *scan table*, an
+int64 matrix whose columns are named here. A row whose ``T_STATUS`` is ``SCAN_BOOK`` is a
+well-formed book event of one symbol: its symbol key (``symbol_key`` below, FNV-1a 64 of
+the symbol's bytes), kind, sequence ids, venue time in ns, checksum, and the byte ranges
+of its bid and ask level arrays inside the scan's buffer (JSON arrays of level arrays,
+which the book store's kernel then parses exactly). Every other frame is ``SCAN_OTHER``
+and goes through the adapter's ``decode``, which handles or rejects it with a clear error:
+a scanner never guesses.
+
+The buffer the ranges refer to is the joined frames for venues whose levels are already
+arrays of arrays (Binance, OKX); a venue whose levels are objects (Coinbase, Kraken,
+Hyperliquid) may write its levels as arrays into a buffer of its own and point there.
+
+The table layout is shared so that one kernel on the pipeline's side turns any venue's
+table into store events (``monitor.book.intake``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from monitor.domain import EventKind
+
+# --- columns of the scan table: table[frame, T_*] ------------------------------------------
+T_STATUS = 0  # SCAN_* below
+T_SYMBOL_KEY = 1  # symbol_key() of the event's symbol
+T_KIND = 2  # KIND_DELTA or KIND_SNAPSHOT (in-band snapshots: venues that send them)
+T_FIRST = 3  # first sequence id, -1 when the venue has none
+T_LAST = 4  # last sequence id, -1 when none
+T_PREV = 5  # previous event's last id, -1 when none
+T_TS_NS = 6  # venue time of the event, ns since the epoch
+T_BID_START = 7  # byte range of the bid level array inside the scan's buffer
+T_BID_END = 8
+T_ASK_START = 9  # byte range of the ask level array
+T_ASK_END = 10
+T_LIMIT = 11  # snapshot: levels per side the venue sends (0 = full book)
+T_CHECKSUM = 12  # the venue's checksum of the book after this event
+T_HAS_CHECKSUM = 13  # 1: the event carries a checksum
+T_SCRATCH = 14  # the scanner's own use (e.g. the end of the object just scanned)
+T_SCRATCH2 = 15
+N_SCAN = 16
+
+SCAN_OTHER = 0  # not a book event the scanner vouches for: the adapter's decode
+SCAN_BOOK = 1  # a well-formed book event
+SCAN_TAKEN = 2  # written by the intake kernel: the event went to the store
+
+KIND_SNAPSHOT = int(EventKind.SNAPSHOT)
+KIND_DELTA = int(EventKind.DELTA)
+
+FNV_OFFSET = np.uint64(14695981039346656037)
+FNV_PRIME = np.uint64(1099511628211)
+
+ByteArray = npt.NDArray[np.uint8]
+IntArray = npt.NDArray[np.int64]
+
+
+def symbol_key(symbol: str) -> int:
+    """FNV-1a 64 of the symbol's bytes as a signed int64 (what the scanners compute)."""
+    h = 14695981039346656037
+    for byte in symbol.encode():
+        h ^= byte
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def new_table(n: int) -> IntArray:
+    """A scan table of ``n`` rows with every row's defaults: not a book event, a delta,
+    no sequence ids, no checksum."""
+    table = np.zeros((n, N_SCAN), dtype=np.int64)
+    table[:, T_KIND] = KIND_DELTA
+    table[:, T_FIRST : T_PREV + 1] = -1
+    return table
+
+
+def join_frames(frames: Sequence[bytes | str]) -> tuple[ByteArray, IntArray, IntArray]:
+    """The frames back to back in one byte buffer, and each frame's start and end in it.
+
+    Bytes are joined as they are; text frames (websockets hands them over as str) are
+    encoded once, in one piece when they are all ASCII.
+    """
+    kinds = {type(f) for f in frames}
+    raw = b""
+    lens: IntArray | None = None
+    if kinds == {bytes}:
+        raw = b"".join(frames)  # type: ignore[arg-type]
+        lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+    elif kinds == {str}:
+        text = "".join(frames)  # type: ignore[arg-type]
+        raw = text.encode()
+        lens = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+        if len(raw) != len(text):  # not all ASCII: character and byte offsets differ
+            lens = None
+    if lens is None:
+        encoded = [f.encode() if isinstance(f, str) else bytes(f) for f in frames]
+        raw = b"".join(encoded)
+        lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    ends = np.cumsum(lens)
+    return np.frombuffer(raw, dtype=np.uint8), ends - lens, ends
+
+
+# --- small numba helpers the scanners share ------------------------------------------------
+@njit(cache=True, inline="always")
+def is_space(c: int) -> bool:
+    return c == 32 or c == 9 or c == 10 or c == 13
+
+
+@njit(cache=True)
+def skip_space(buf: ByteArray, i: int, end: int) -> int:
+    while i < end and is_space(buf[i]):
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def skip_string(buf: ByteArray, i: int, end: int) -> int:
+    """``i`` at an opening quote: index after the closing quote, or -1."""
+    i += 1
+    while i < end:
+        c = buf[i]
+        if c == 92:  # backslash
+            i += 2
+            continue
+        if c == 34:
+            return i + 1
+        i += 1
+    return -1
+
+
+@njit(cache=True)
+def skip_value(buf: ByteArray, i: int, end: int) -> int:
+    """Index after the JSON value starting at ``i`` (strings, arrays, objects, scalars), or -1."""
+    c = buf[i]
+    if c == 34:
+        return skip_string(buf, i, end)
+    if c == 91 or c == 123:  # '[' or '{': count brackets, skipping strings
+        depth = 0
+        while i < end:
+            c = buf[i]
+            if c == 34:
+                i = skip_string(buf, i, end)
+                if i < 0:
+                    return -1
+                continue
+            if c == 91 or c == 123:
+                depth += 1
+            elif c == 93 or c == 125:
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return -1
+    while i < end:
+        c = buf[i]
+        if c == 44 or c == 125 or c == 93 or is_space(c):
+            return i
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def parse_int(buf: ByteArray, i: int, end: int) -> tuple[int, int]:
+    """A non-negative JSON integer at ``i``, bare or quoted: (value, index after) or (-1, -1)."""
+    quoted = i < end and buf[i] == 34
+    if quoted:
+        i += 1
+    v = 0
+    j = i
+    while j < end and 48 <= buf[j] <= 57:
+        v = v * 10 + (buf[j] - 48)
+        j += 1
+    if j == i or j - i > 18:
+        return -1, -1
+    if quoted:
+        if j >= end or buf[j] != 34:
+            return -1, -1
+        j += 1
+    return v, j
+
+
+@njit(cache=True)
+def hash_string(buf: ByteArray, i: int, end: int) -> tuple[int, int]:
+    """FNV-1a 64 of the JSON string at ``i`` (no escapes allowed, not empty):
+    (hash as int64, index after the closing quote) or (0, -1)."""
+    if i >= end or buf[i] != 34:
+        return 0, -1
+    h = FNV_OFFSET
+    j = i + 1
+    while j < end and buf[j] != 34:
+        if buf[j] == 92:
+            return 0, -1
+        h = (h ^ np.uint64(buf[j])) * FNV_PRIME
+        j += 1
+    if j >= end or j == i + 1:
+        return 0, -1
+    return np.int64(h), j + 1  # type: ignore[return-value]
+
+
+@njit(cache=True)
+def key_is(buf: ByteArray, k0: int, klen: int, word: bytes) -> bool:
+    """The key ``buf[k0:k0+klen]`` equals ``word`` (an ASCII literal)."""
+    if klen != len(word):
+        return False
+    for m in range(klen):
+        if buf[k0 + m] != word[m]:
+            return False
+    return True
