@@ -37,9 +37,12 @@ comma-separated list, so one settings string can name several):
   subscribed for derivatives only (funding for perpetual swaps only), and ``index-tickers``
   under the index id, once per index. ``mark-price,funding-rate,index-tickers`` gives all.
 
-Parsing is pure: no I/O, no clock, no globals mutated. The hot path (:meth:`OkxAdapter.decode`)
-is one msgspec decode per frame and hands the raw level arrays on as ``msgspec.Raw``
-(price at index 0, size at index 1); :func:`parse` converts them, for tests and tools.
+Parsing is pure: no I/O, no clock, no globals mutated. :meth:`OkxAdapter.decode` is one
+msgspec decode per frame and hands the raw level arrays on as ``msgspec.Raw`` (price at
+index 0, size at index 1); :func:`parse` converts them, for tests and tools. The hot path
+scans batches of frames instead (:meth:`OkxAdapter.scan_frames`, feeds.okx_scan): one numba
+call reads every ``books`` frame into the shared scan table, and hands every other frame
+(events, pong, other channels, several books in one frame, anything odd) to decode.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
+from feeds.okx_scan import scan_book_frames
+from feeds.scan import join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -75,6 +80,7 @@ from monitor.domain import (
     Instrument,
     InstrumentKind,
     MarkPriceEvent,
+    ScannedFrames,
     SeqRule,
     Venue,
     format_units,
@@ -260,7 +266,6 @@ class OkxAdapter:
     qty_index = 1
     book_depth = 400  # `books` keeps 400 levels a side (and deletes what leaves the window)
     subscribe_in_url = False
-    scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
@@ -423,6 +428,21 @@ class OkxAdapter:
         if type(decoded) is VenueMessage and decoded.reconnect:
             return f"notice {decoded.code}: {decoded.message}"
         return None
+
+    # --- batch scanning (hot path) ----------------------------------------------------------
+    @property
+    def scanner(self) -> FrameScanner:
+        """This adapter: it scans OKX book frames in batches (feeds.okx_scan)."""
+        return self
+
+    symbol_key = staticmethod(symbol_key)
+
+    def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
+        """Scan many frames in one numba call (see feeds.okx_scan). Pure."""
+        buf, starts, ends = join_frames(frames)
+        table = new_table(len(frames))
+        scan_book_frames(buf, starts, ends, table)
+        return ScannedFrames(buf, table)
 
     # --- parsing ----------------------------------------------------------------------------
     def decode(self, data: bytes | str, recv_ns: int) -> DecodeResult:
