@@ -32,6 +32,10 @@ Instruments: REST ``GET https://api.kraken.com/0/public/AssetPairs``. Its ``wsna
 v1 spelling (``XBT/USD``); v2 spells Kraken's legacy asset codes by their common names
 (``XBT`` -> ``BTC``, ``XDG`` -> ``DOGE``), see :data:`V2_ASSET_NAMES`.
 
+Batches of frames are scanned in one numba call (:meth:`KrakenAdapter.scan_frames`,
+``feeds.kraken_scan``): single-book ``book`` frames become scan-table rows with their
+levels transcoded to arrays; everything else goes through :meth:`~KrakenAdapter.decode`.
+
 Parsing is pure: no I/O, no clock, no globals mutated. :func:`parse` is :meth:`decode` with
 the levels converted to arrays (tests and tools).
 """
@@ -45,6 +49,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from feeds.base import book_events, chunks, encode
 from feeds.contract import (
@@ -64,12 +69,15 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
+from feeds.kraken_scan import scan_book_frames
+from feeds.scan import join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
     InstrumentKind,
+    ScannedFrames,
     SeqRule,
     Venue,
 )
@@ -193,7 +201,6 @@ class KrakenAdapter:
     snapshot_source = SnapshotSource.STREAM
     checksum = Checksum.KRAKEN
     subscribe_in_url = False  # subscriptions are sent as frames
-    scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
@@ -225,6 +232,23 @@ class KrakenAdapter:
     def book_depth(self) -> int:
         """Capacity of each book: Kraken books are truncated to the subscribed depth."""
         return self.depth
+
+    # --- batch scanning (hot path) ----------------------------------------------------
+    @property
+    def scanner(self) -> FrameScanner:
+        """This adapter: it scans Kraken book frames in batches (feeds.kraken_scan)."""
+        return self
+
+    symbol_key = staticmethod(symbol_key)
+
+    def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
+        """Scan many frames in one numba call (see feeds.kraken_scan): the levels of book
+        frames are transcoded into arrays in a buffer of the scan's own. Pure."""
+        buf, starts, ends = join_frames(frames)
+        table = new_table(len(frames))
+        out = np.empty(len(buf) + 4 * len(frames), dtype=np.uint8)
+        used = scan_book_frames(buf, starts, ends, table, out, self.depth)
+        return ScannedFrames(out[:used], table)
 
     # --- URLs and subscriptions ------------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:

@@ -1,0 +1,466 @@
+"""numba scanner of Kraken websocket v2 ``book`` frames: the batch hot path of the adapter.
+
+``scan_book_frames`` reads many raw frames laid back to back in one byte buffer and writes,
+per frame, one row of the shared scan table (``feeds.scan``): the symbol's key, the kind
+(``snapshot`` or ``update``), the snapshot's limit (the subscribed depth), the CRC32
+checksum, the venue time in ns, and the byte ranges of the bid and ask levels. Kraken
+writes levels as objects (``{"price":45283.5,"qty":0.1}``); the scanner *transcodes* them
+into level arrays (``[[45283.5,0.1],...]``) in an output buffer of its own, copying every
+number's wire text byte for byte, exactly as ``KrakenAdapter.decode`` does (the checksum
+needs every digit). The ranges point into that buffer.
+
+Grammar vouched for (anything else goes to the adapter's msgspec ``decode``, which handles
+or rejects it with a clear error; the scanner never guesses): one JSON object with exactly
+the keys ``channel`` (``"book"``), ``type`` (``"snapshot"`` or ``"update"``) and ``data``
+(an array of exactly one entry), in any order, whitespace where JSON allows it. The entry
+holds ``symbol`` (a non-empty string without escapes), ``timestamp`` (RFC 3339
+``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``, a valid date from 1970 to 2200), and optionally
+``bids``/``asks`` (arrays of objects with exactly ``price`` and ``qty``, bare JSON
+numbers; both required in a snapshot) and ``checksum`` (a bare non-negative integer of at
+most 18 digits). A key seen twice, any other key, an escape in a key, a null, a frame with
+several entries (several books) or without a timestamp (decode uses the receive time) is
+handed over; so are heartbeats, acks, status and error messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from feeds.scan import (
+    KIND_DELTA,
+    KIND_SNAPSHOT,
+    SCAN_BOOK,
+    SCAN_OTHER,
+    T_ASK_END,
+    T_ASK_START,
+    T_BID_END,
+    T_BID_START,
+    T_CHECKSUM,
+    T_HAS_CHECKSUM,
+    T_KIND,
+    T_LIMIT,
+    T_STATUS,
+    T_SYMBOL_KEY,
+    T_TS_NS,
+    hash_string,
+    key_is,
+    parse_int,
+    skip_space,
+)
+
+US = 1_000  # ns per microsecond
+DAY_US = 86_400_000_000
+MIN_YEAR = 1970
+MAX_YEAR = 2200  # ns since the epoch stay well inside int64
+
+# what the entry and frame objects held: bits of ``seen``
+_CHANNEL, _TYPE, _DATA = 1, 2, 4
+_SYMBOL, _BIDS, _ASKS, _CHECKSUM, _TIMESTAMP = 1, 2, 4, 8, 16
+_PRICE, _QTY = 1, 2
+
+
+@njit(cache=True)
+def key_at(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
+    """The object key at ``i`` (an opening quote, no escapes) and the ``:`` after it:
+    (key start, key length, index of the value) or (0, 0, -1)."""
+    if i >= end or buf[i] != 34:
+        return 0, 0, -1
+    k0 = i + 1
+    j = k0
+    while j < end and buf[j] != 34:
+        if buf[j] == 92:  # an escaped key may spell a known one: decode reads it
+            return 0, 0, -1
+        j += 1
+    if j >= end:
+        return 0, 0, -1
+    klen = j - k0
+    j = skip_space(buf, j + 1, end)
+    if j >= end or buf[j] != 58:  # ':'
+        return 0, 0, -1
+    j = skip_space(buf, j + 1, end)
+    if j >= end:
+        return 0, 0, -1
+    return k0, klen, j
+
+
+@njit(cache=True)
+def after_member(buf: np.ndarray, i: int, end: int) -> tuple[int, bool]:
+    """After an object member's value: (index of the next key, False) after a ``,``;
+    (index after the ``}``, True) at the end of the object; (-1, False) otherwise."""
+    i = skip_space(buf, i, end)
+    if i >= end:
+        return -1, False
+    if buf[i] == 44:  # ','
+        return skip_space(buf, i + 1, end), False
+    if buf[i] == 125:  # '}'
+        return i + 1, True
+    return -1, False
+
+
+@njit(cache=True)
+def number_end(buf: np.ndarray, i: int, end: int) -> int:
+    """A bare JSON number at ``i`` (``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``):
+    the index after it, or -1."""
+    j = i
+    if j < end and buf[j] == 45:  # '-'
+        j += 1
+    if j >= end or not 48 <= buf[j] <= 57:
+        return -1
+    if buf[j] == 48:
+        j += 1
+    else:
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+    if j < end and buf[j] == 46:  # '.'
+        j += 1
+        d = j
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+        if j == d:
+            return -1
+    if j < end and (buf[j] == 101 or buf[j] == 69):  # 'e' / 'E'
+        j += 1
+        if j < end and (buf[j] == 43 or buf[j] == 45):
+            j += 1
+        d = j
+        while j < end and 48 <= buf[j] <= 57:
+            j += 1
+        if j == d:
+            return -1
+    return j
+
+
+@njit(cache=True)
+def _digits(buf: np.ndarray, i: int, n: int) -> int:
+    """``n`` ASCII digits at ``i`` as an integer, or -1."""
+    v = 0
+    for m in range(n):
+        c = buf[i + m]
+        if not 48 <= c <= 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+@njit(cache=True)
+def days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def parse_timestamp(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
+    """The JSON string at ``i`` as an RFC 3339 time ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``:
+    (ns since the epoch, at whole microseconds as msgspec decodes it; index after the
+    closing quote) or (0, -1) for anything else (other forms go to decode)."""
+    if i + 22 > end or buf[i] != 34:
+        return 0, -1
+    j = i + 1
+    if (
+        buf[j + 4] != 45
+        or buf[j + 7] != 45
+        or buf[j + 10] != 84  # 'T'
+        or buf[j + 13] != 58
+        or buf[j + 16] != 58
+    ):
+        return 0, -1
+    year = _digits(buf, j, 4)
+    month = _digits(buf, j + 5, 2)
+    day = _digits(buf, j + 8, 2)
+    hour = _digits(buf, j + 11, 2)
+    minute = _digits(buf, j + 14, 2)
+    second = _digits(buf, j + 17, 2)
+    if year < MIN_YEAR or year > MAX_YEAR or month < 1 or month > 12 or day < 1:
+        return 0, -1
+    if hour < 0 or hour > 23 or minute < 0 or minute > 59 or second < 0 or second > 59:
+        return 0, -1
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        month_days = 29 if leap else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        month_days = 30
+    else:
+        month_days = 31
+    if day > month_days:
+        return 0, -1
+    j += 19
+    micros = 0
+    if j < end and buf[j] == 46:  # '.': 1 to 6 digits (more are rounded by msgspec)
+        j += 1
+        n = 0
+        while j < end and 48 <= buf[j] <= 57:
+            if n == 6:
+                return 0, -1
+            micros = micros * 10 + (buf[j] - 48)
+            n += 1
+            j += 1
+        if n == 0:
+            return 0, -1
+        for _ in range(6 - n):
+            micros *= 10
+    if j + 1 >= end or buf[j] != 90 or buf[j + 1] != 34:  # 'Z"'
+        return 0, -1
+    us = days_from_civil(year, month, day) * DAY_US
+    us += ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
+    return us * US, j + 2
+
+
+@njit(cache=True)
+def _transcode_levels(
+    buf: np.ndarray, i: int, end: int, out: np.ndarray, o: int
+) -> tuple[int, int]:
+    """The array of level objects at ``i`` written as level arrays at ``out[o:]``:
+    (index after the array, index after the written text) or (-1, o)."""
+    o0 = o
+    if buf[i] != 91:  # '['
+        return -1, o0
+    out[o] = 91
+    o += 1
+    i = skip_space(buf, i + 1, end)
+    if i < end and buf[i] == 93:  # ']'
+        out[o] = 93
+        return i + 1, o + 1
+    while True:
+        if i >= end or buf[i] != 123:  # '{'
+            return -1, o0
+        i = skip_space(buf, i + 1, end)
+        seen = 0
+        p0 = p1 = q0 = q1 = 0
+        done = False
+        while not done:
+            k0, klen, v = key_at(buf, i, end)
+            if v < 0:
+                return -1, o0
+            j = number_end(buf, v, end)
+            if j < 0:
+                return -1, o0
+            if key_is(buf, k0, klen, b"price"):
+                bit = _PRICE
+                p0, p1 = v, j
+            elif key_is(buf, k0, klen, b"qty"):
+                bit = _QTY
+                q0, q1 = v, j
+            else:
+                return -1, o0
+            if seen & bit:
+                return -1, o0
+            seen |= bit
+            i, done = after_member(buf, j, end)
+            if i < 0:
+                return -1, o0
+        if seen != _PRICE | _QTY:
+            return -1, o0
+        out[o] = 91
+        o += 1
+        for m in range(p0, p1):
+            out[o] = buf[m]
+            o += 1
+        out[o] = 44
+        o += 1
+        for m in range(q0, q1):
+            out[o] = buf[m]
+            o += 1
+        out[o] = 93
+        o += 1
+        i = skip_space(buf, i, end)
+        if i >= end:
+            return -1, o0
+        if buf[i] == 93:
+            out[o] = 93
+            return i + 1, o + 1
+        if buf[i] != 44:
+            return -1, o0
+        out[o] = 44
+        o += 1
+        i = skip_space(buf, i + 1, end)
+
+
+@njit(cache=True)
+def _scan_entry(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndarray, o: int
+) -> tuple[int, int, int]:
+    """The one entry of ``data`` at ``i`` into ``row``, its levels written at ``out[o:]``:
+    (index after the entry, index after the written levels, fields seen) or (-1, o, 0)."""
+    o0 = o
+    if buf[i] != 123:
+        return -1, o0, 0
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return -1, o0, 0
+        c = buf[v]
+        if key_is(buf, k0, klen, b"symbol"):
+            bit = _SYMBOL
+            h, j = hash_string(buf, v, end)
+            if j < 0:
+                return -1, o0, 0
+            for m in range(v + 1, j - 1):
+                if buf[m] < 32 or buf[m] > 126:  # control bytes, non-ASCII: decode
+                    return -1, o0, 0
+            row[T_SYMBOL_KEY] = h
+        elif key_is(buf, k0, klen, b"bids") or key_is(buf, k0, klen, b"asks"):
+            bit = _BIDS if buf[k0] == 98 else _ASKS
+            if seen & bit:
+                return -1, o0, 0
+            if c != 91:
+                return -1, o0, 0
+            start = o
+            j, o = _transcode_levels(buf, v, end, out, o)
+            if j < 0:
+                return -1, o0, 0
+            if bit == _BIDS:
+                row[T_BID_START] = start
+                row[T_BID_END] = o
+            else:
+                row[T_ASK_START] = start
+                row[T_ASK_END] = o
+        elif key_is(buf, k0, klen, b"checksum"):
+            bit = _CHECKSUM
+            if c == 34 or c == 45 or (c == 48 and v + 1 < end and 48 <= buf[v + 1] <= 57):
+                return -1, o0, 0  # quoted, negative or a leading zero: decode judges
+            value, j = parse_int(buf, v, end)
+            if value < 0:
+                return -1, o0, 0
+            row[T_CHECKSUM] = value
+            row[T_HAS_CHECKSUM] = 1
+        elif key_is(buf, k0, klen, b"timestamp"):
+            bit = _TIMESTAMP
+            ts, j = parse_timestamp(buf, v, end)
+            if j < 0:
+                return -1, o0, 0
+            row[T_TS_NS] = ts
+        else:
+            return -1, o0, 0
+        if seen & bit:
+            return -1, o0, 0
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return -1, o0, 0
+    return i, o, seen
+
+
+@njit(cache=True)
+def _scan_frame(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndarray, o: int, depth: int
+) -> int:
+    """The frame at ``i`` (its first non-space byte) into ``row``: the index after the
+    levels written at ``out[o:]`` for a book frame, or -1 (row left for decode)."""
+    if buf[i] != 123:
+        return -1
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    entry = 0
+    kind = KIND_DELTA
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return -1
+        if key_is(buf, k0, klen, b"channel"):
+            bit = _CHANNEL
+            if v + 6 > end or not key_is(buf, v, 6, b'"book"'):
+                return -1
+            j = v + 6
+        elif key_is(buf, k0, klen, b"type"):
+            bit = _TYPE
+            if v + 10 <= end and key_is(buf, v, 10, b'"snapshot"'):
+                kind = KIND_SNAPSHOT
+                j = v + 10
+            elif v + 8 <= end and key_is(buf, v, 8, b'"update"'):
+                kind = KIND_DELTA
+                j = v + 8
+            else:
+                return -1
+        elif key_is(buf, k0, klen, b"data"):
+            bit = _DATA
+            if buf[v] != 91 or seen & _DATA:
+                return -1
+            j = skip_space(buf, v + 1, end)
+            if j >= end:
+                return -1
+            j, o, entry = _scan_entry(buf, j, end, row, out, o)
+            if j < 0:
+                return -1
+            j = skip_space(buf, j, end)
+            if j >= end or buf[j] != 93:  # several entries (or none): decode
+                return -1
+            j += 1
+        else:
+            return -1
+        if seen & bit:
+            return -1
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return -1
+    if seen != _CHANNEL | _TYPE | _DATA:
+        return -1
+    if entry & _SYMBOL == 0 or entry & _TIMESTAMP == 0:
+        return -1
+    if kind == KIND_SNAPSHOT:
+        if entry & _BIDS == 0 or entry & _ASKS == 0:
+            return -1
+        row[T_LIMIT] = depth
+    else:
+        row[T_LIMIT] = 0
+    row[T_KIND] = kind
+    if entry & _BIDS == 0:  # an update without a side: an empty array, as decode writes
+        row[T_BID_START] = o
+        out[o] = 91
+        out[o + 1] = 93
+        o += 2
+        row[T_BID_END] = o
+    if entry & _ASKS == 0:
+        row[T_ASK_START] = o
+        out[o] = 91
+        out[o + 1] = 93
+        o += 2
+        row[T_ASK_END] = o
+    i = skip_space(buf, i, end)
+    if i != end:  # bytes after the object: not a frame we vouch for
+        return -1
+    return o
+
+
+@njit(cache=True)
+def scan_book_frames(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    table: np.ndarray,
+    out: np.ndarray,
+    depth: int,
+) -> int:
+    """Scan frame k in ``buf[starts[k]:ends[k]]`` into row k of the scan table ``table``
+    (``feeds.scan.new_table``), the levels of book frames transcoded into ``out`` (at
+    least ``len(buf) + 4 * len(starts)`` bytes); ``depth`` is a snapshot's limit. Returns
+    the bytes of ``out`` used."""
+    o = 0
+    for k in range(starts.shape[0]):
+        row = table[k]
+        end = ends[k]
+        i = skip_space(buf, starts[k], end)
+        status = SCAN_OTHER
+        if i < end:
+            o_next = _scan_frame(buf, i, end, row, out, o, depth)
+            if o_next >= 0:
+                status = SCAN_BOOK
+                o = o_next
+        if status != SCAN_BOOK:  # a row for decode keeps the table's defaults
+            row[T_KIND] = KIND_DELTA
+            row[T_HAS_CHECKSUM] = 0
+            row[T_CHECKSUM] = 0
+        row[T_STATUS] = status
+    return o
