@@ -34,6 +34,10 @@ book can show is ``10**-(6 - szDecimals)``: that is the tick and ``price_precisi
 (The 5-significant-figure rule makes the effective step coarser for large prices, e.g. 1
 for BTC above 100 000, but every price is a whole multiple of this tick.)
 
+Batches of frames are scanned in one numba call (:meth:`HyperliquidAdapter.scan_frames`,
+``feeds.hyperliquid_scan``): ``l2Book`` frames become scan-table rows with their levels
+transcoded to arrays; everything else goes through :meth:`~HyperliquidAdapter.decode`.
+
 Parsing is pure: no I/O, no clock, no globals mutated. :func:`parse` is :meth:`decode` with
 the levels converted to arrays (tests and tools).
 """
@@ -45,6 +49,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from feeds.base import book_events, encode
 from feeds.contract import (
@@ -63,6 +68,8 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
+from feeds.hyperliquid_scan import scan_book_frames
+from feeds.scan import join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -70,6 +77,7 @@ from monitor.domain import (
     Instrument,
     InstrumentKind,
     MarkPriceEvent,
+    ScannedFrames,
     SeqRule,
     Venue,
 )
@@ -180,7 +188,6 @@ class HyperliquidAdapter:
     px_index = 0
     qty_index = 1
     subscribe_in_url = False  # subscriptions are sent as frames
-    scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     connection_sequence: SequenceHook | None = None
     reconnect_notice: NoticeHook | None = None
@@ -199,6 +206,23 @@ class HyperliquidAdapter:
     used_weight_header: str | None = None
 
     __slots__ = ()
+
+    # --- batch scanning (hot path) ----------------------------------------------------
+    @property
+    def scanner(self) -> FrameScanner:
+        """This adapter: it scans ``l2Book`` frames in batches (feeds.hyperliquid_scan)."""
+        return self
+
+    symbol_key = staticmethod(symbol_key)
+
+    def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
+        """Scan many frames in one numba call (see feeds.hyperliquid_scan): the levels of
+        ``l2Book`` frames are transcoded into arrays in a buffer of the scan's own. Pure."""
+        buf, starts, ends = join_frames(frames)
+        table = new_table(len(frames))
+        out = np.empty(len(buf) + 16, dtype=np.uint8)
+        used = scan_book_frames(buf, starts, ends, table, out)
+        return ScannedFrames(out[:used], table)
 
     # --- URLs and subscriptions ------------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:

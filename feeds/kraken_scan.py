@@ -43,8 +43,11 @@ from feeds.scan import (
     T_STATUS,
     T_SYMBOL_KEY,
     T_TS_NS,
+    after_member,
     hash_string,
+    key_at,
     key_is,
+    number_end,
     parse_int,
     skip_space,
 )
@@ -58,77 +61,6 @@ MAX_YEAR = 2200  # ns since the epoch stay well inside int64
 _CHANNEL, _TYPE, _DATA = 1, 2, 4
 _SYMBOL, _BIDS, _ASKS, _CHECKSUM, _TIMESTAMP = 1, 2, 4, 8, 16
 _PRICE, _QTY = 1, 2
-
-
-@njit(cache=True)
-def key_at(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
-    """The object key at ``i`` (an opening quote, no escapes) and the ``:`` after it:
-    (key start, key length, index of the value) or (0, 0, -1)."""
-    if i >= end or buf[i] != 34:
-        return 0, 0, -1
-    k0 = i + 1
-    j = k0
-    while j < end and buf[j] != 34:
-        if buf[j] == 92:  # an escaped key may spell a known one: decode reads it
-            return 0, 0, -1
-        j += 1
-    if j >= end:
-        return 0, 0, -1
-    klen = j - k0
-    j = skip_space(buf, j + 1, end)
-    if j >= end or buf[j] != 58:  # ':'
-        return 0, 0, -1
-    j = skip_space(buf, j + 1, end)
-    if j >= end:
-        return 0, 0, -1
-    return k0, klen, j
-
-
-@njit(cache=True)
-def after_member(buf: np.ndarray, i: int, end: int) -> tuple[int, bool]:
-    """After an object member's value: (index of the next key, False) after a ``,``;
-    (index after the ``}``, True) at the end of the object; (-1, False) otherwise."""
-    i = skip_space(buf, i, end)
-    if i >= end:
-        return -1, False
-    if buf[i] == 44:  # ','
-        return skip_space(buf, i + 1, end), False
-    if buf[i] == 125:  # '}'
-        return i + 1, True
-    return -1, False
-
-
-@njit(cache=True)
-def number_end(buf: np.ndarray, i: int, end: int) -> int:
-    """A bare JSON number at ``i`` (``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``):
-    the index after it, or -1."""
-    j = i
-    if j < end and buf[j] == 45:  # '-'
-        j += 1
-    if j >= end or not 48 <= buf[j] <= 57:
-        return -1
-    if buf[j] == 48:
-        j += 1
-    else:
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-    if j < end and buf[j] == 46:  # '.'
-        j += 1
-        d = j
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-        if j == d:
-            return -1
-    if j < end and (buf[j] == 101 or buf[j] == 69):  # 'e' / 'E'
-        j += 1
-        if j < end and (buf[j] == 43 or buf[j] == 45):
-            j += 1
-        d = j
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-        if j == d:
-            return -1
-    return j
 
 
 @njit(cache=True)

@@ -1,0 +1,286 @@
+"""numba scanner of Hyperliquid ``l2Book`` frames: the batch hot path of the adapter.
+
+``scan_book_frames`` reads many raw frames laid back to back in one byte buffer and writes,
+per frame, one row of the shared scan table (``feeds.scan``). Every ``l2Book`` message is a
+whole book, so a row is an in-band snapshot (limit 20) whose last id is the block time in
+ms, with that time in ns as the venue time, exactly as ``HyperliquidAdapter.decode`` gives
+it. Hyperliquid writes levels as objects (``{"px":"113377.0","sz":"7.6699","n":17}``); the
+scanner *transcodes* them into level arrays (``[["113377.0","7.6699"],...]``) in an output
+buffer of its own, copying each price and size as written (quotes included), as decode
+does. The ranges point into that buffer.
+
+Grammar vouched for (anything else goes to the adapter's msgspec ``decode``, which handles
+or rejects it with a clear error; the scanner never guesses): one JSON object with exactly
+the keys ``channel`` (``"l2Book"``) and ``data``, in any order, whitespace where JSON
+allows it. ``data`` holds exactly ``coin`` (a non-empty string of printable ASCII without
+escapes), ``time`` (a bare non-negative integer below 9e12) and ``levels`` (an array of
+exactly two arrays of level objects). A level object holds ``px`` and ``sz`` (decimal
+strings, or bare JSON numbers) and optionally ``n`` (a bare JSON number), nothing else.
+A key seen twice, any other key, an escape in a key or a null is handed over; so are
+``activeAssetCtx``, pongs, subscription answers and errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from feeds.scan import (
+    KIND_SNAPSHOT,
+    SCAN_BOOK,
+    SCAN_OTHER,
+    T_ASK_END,
+    T_ASK_START,
+    T_BID_END,
+    T_BID_START,
+    T_KIND,
+    T_LAST,
+    T_LIMIT,
+    T_STATUS,
+    T_SYMBOL_KEY,
+    T_TS_NS,
+    after_member,
+    hash_string,
+    key_at,
+    key_is,
+    number_end,
+    parse_int,
+    skip_space,
+)
+
+MS = 1_000_000  # ns per ms
+BOOK_LEVELS = 20  # a snapshot's limit: l2Book carries at most 20 levels a side
+MAX_TIME_MS = 9_000_000_000_000  # ns since the epoch stay inside int64
+
+_CHANNEL, _DATA = 1, 2
+_COIN, _TIME, _LEVELS = 1, 2, 4
+_PX, _SZ, _N = 1, 2, 4
+
+
+@njit(cache=True)
+def _decimal_end(buf: np.ndarray, i: int, end: int) -> int:
+    """A price or size at ``i``: a string of digits, ``.``, ``-``, ``+``, ``e``/``E`` (at
+    least one), or a bare JSON number. The index after it, or -1."""
+    if i >= end:
+        return -1
+    if buf[i] != 34:
+        return number_end(buf, i, end)
+    j = i + 1
+    while j < end:
+        c = buf[j]
+        if c == 34:
+            return j + 1 if j > i + 1 else -1
+        if not (48 <= c <= 57 or c == 46 or c == 45 or c == 43 or c == 101 or c == 69):
+            return -1
+        j += 1
+    return -1
+
+
+@njit(cache=True)
+def _transcode_levels(
+    buf: np.ndarray, i: int, end: int, out: np.ndarray, o: int
+) -> tuple[int, int]:
+    """The array of level objects at ``i`` written as level arrays at ``out[o:]``:
+    (index after the array, index after the written text) or (-1, o)."""
+    o0 = o
+    if i >= end or buf[i] != 91:  # '['
+        return -1, o0
+    out[o] = 91
+    o += 1
+    i = skip_space(buf, i + 1, end)
+    if i < end and buf[i] == 93:  # ']'
+        out[o] = 93
+        return i + 1, o + 1
+    while True:
+        if i >= end or buf[i] != 123:  # '{'
+            return -1, o0
+        i = skip_space(buf, i + 1, end)
+        seen = 0
+        p0 = p1 = q0 = q1 = 0
+        done = False
+        while not done:
+            k0, klen, v = key_at(buf, i, end)
+            if v < 0:
+                return -1, o0
+            if key_is(buf, k0, klen, b"px"):
+                bit = _PX
+                j = _decimal_end(buf, v, end)
+                p0, p1 = v, j
+            elif key_is(buf, k0, klen, b"sz"):
+                bit = _SZ
+                j = _decimal_end(buf, v, end)
+                q0, q1 = v, j
+            elif key_is(buf, k0, klen, b"n"):
+                bit = _N
+                j = number_end(buf, v, end)
+            else:
+                return -1, o0
+            if j < 0 or seen & bit:
+                return -1, o0
+            seen |= bit
+            i, done = after_member(buf, j, end)
+            if i < 0:
+                return -1, o0
+        if seen & (_PX | _SZ) != _PX | _SZ:
+            return -1, o0
+        out[o] = 91
+        o += 1
+        for m in range(p0, p1):
+            out[o] = buf[m]
+            o += 1
+        out[o] = 44
+        o += 1
+        for m in range(q0, q1):
+            out[o] = buf[m]
+            o += 1
+        out[o] = 93
+        o += 1
+        i = skip_space(buf, i, end)
+        if i >= end:
+            return -1, o0
+        if buf[i] == 93:
+            out[o] = 93
+            return i + 1, o + 1
+        if buf[i] != 44:
+            return -1, o0
+        out[o] = 44
+        o += 1
+        i = skip_space(buf, i + 1, end)
+
+
+@njit(cache=True)
+def _scan_data(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndarray, o: int
+) -> tuple[int, int, int]:
+    """The ``data`` object at ``i`` into ``row``, its levels written at ``out[o:]``:
+    (index after the object, index after the written levels, fields seen) or (-1, o, 0)."""
+    o0 = o
+    if buf[i] != 123:
+        return -1, o0, 0
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return -1, o0, 0
+        c = buf[v]
+        if key_is(buf, k0, klen, b"coin"):
+            bit = _COIN
+            h, j = hash_string(buf, v, end)
+            if j < 0:
+                return -1, o0, 0
+            for m in range(v + 1, j - 1):
+                if buf[m] < 32 or buf[m] > 126:  # control bytes, non-ASCII: decode
+                    return -1, o0, 0
+            row[T_SYMBOL_KEY] = h
+        elif key_is(buf, k0, klen, b"time"):
+            bit = _TIME
+            if c == 34 or c == 45 or (c == 48 and v + 1 < end and 48 <= buf[v + 1] <= 57):
+                return -1, o0, 0  # quoted, negative or a leading zero: decode judges
+            t, j = parse_int(buf, v, end)
+            if t < 0 or t >= MAX_TIME_MS:
+                return -1, o0, 0
+            row[T_LAST] = t
+            row[T_TS_NS] = t * MS
+        elif key_is(buf, k0, klen, b"levels"):
+            bit = _LEVELS
+            if c != 91 or seen & _LEVELS:
+                return -1, o0, 0
+            j = skip_space(buf, v + 1, end)
+            row[T_BID_START] = o
+            j, o = _transcode_levels(buf, j, end, out, o)
+            if j < 0:
+                return -1, o0, 0
+            row[T_BID_END] = o
+            j = skip_space(buf, j, end)
+            if j >= end or buf[j] != 44:  # exactly two sides
+                return -1, o0, 0
+            j = skip_space(buf, j + 1, end)
+            row[T_ASK_START] = o
+            j, o = _transcode_levels(buf, j, end, out, o)
+            if j < 0:
+                return -1, o0, 0
+            row[T_ASK_END] = o
+            j = skip_space(buf, j, end)
+            if j >= end or buf[j] != 93:
+                return -1, o0, 0
+            j += 1
+        else:
+            return -1, o0, 0
+        if seen & bit:
+            return -1, o0, 0
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return -1, o0, 0
+    return i, o, seen
+
+
+@njit(cache=True)
+def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndarray, o: int) -> int:
+    """The frame at ``i`` (its first non-space byte) into ``row``: the index after the
+    levels written at ``out[o:]`` for a book frame, or -1 (row left for decode)."""
+    if buf[i] != 123:
+        return -1
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    data = 0
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return -1
+        if key_is(buf, k0, klen, b"channel"):
+            bit = _CHANNEL
+            if v + 8 > end or not key_is(buf, v, 8, b'"l2Book"'):
+                return -1
+            j = v + 8
+        elif key_is(buf, k0, klen, b"data"):
+            bit = _DATA
+            if seen & _DATA:
+                return -1
+            j, o, data = _scan_data(buf, v, end, row, out, o)
+            if j < 0:
+                return -1
+        else:
+            return -1
+        if seen & bit:
+            return -1
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return -1
+    if seen != _CHANNEL | _DATA or data != _COIN | _TIME | _LEVELS:
+        return -1
+    i = skip_space(buf, i, end)
+    if i != end:  # bytes after the object: not a frame we vouch for
+        return -1
+    return o
+
+
+@njit(cache=True)
+def scan_book_frames(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, table: np.ndarray, out: np.ndarray
+) -> int:
+    """Scan frame k in ``buf[starts[k]:ends[k]]`` into row k of the scan table ``table``
+    (``feeds.scan.new_table``), the levels of book frames transcoded into ``out`` (at
+    least ``len(buf)`` bytes). Returns the bytes of ``out`` used."""
+    o = 0
+    for k in range(starts.shape[0]):
+        row = table[k]
+        end = ends[k]
+        i = skip_space(buf, starts[k], end)
+        status = SCAN_OTHER
+        if i < end:
+            o_next = _scan_frame(buf, i, end, row, out, o)
+            if o_next >= 0:
+                status = SCAN_BOOK
+                o = o_next
+        if status == SCAN_BOOK:
+            row[T_KIND] = KIND_SNAPSHOT
+            row[T_LIMIT] = BOOK_LEVELS
+        else:  # a row for decode keeps the table's defaults
+            row[T_LAST] = -1
+        row[T_STATUS] = status
+    return o

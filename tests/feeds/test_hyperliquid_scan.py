@@ -1,0 +1,167 @@
+"""The Hyperliquid numba scanner reads exactly what the msgspec decode reads, or hands
+over; books fed through the scanned path equal books fed frame by frame through decode."""
+
+from __future__ import annotations
+
+import pytest
+
+from feeds.hyperliquid import BOOK_LEVELS, PERP
+from feeds.scan import KIND_SNAPSHOT
+from feeds.venues import ADAPTERS
+from monitor.domain import RawBook, Venue
+from monitor.instruments import InstrumentRegistry
+from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+from tests.feeds.sim_stream import sim_frames
+
+SYMBOLS = ["BTC", "ETH", "SOL", "DOGE", "kPEPE", "@107"]
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[bytes]:
+    frames, _ = sim_frames(
+        Venue.HYPERLIQUID, PERP, SYMBOLS, ["l2Book", "activeAssetCtx"], 2000, path="/ws"
+    )
+    return frames
+
+
+def test_every_frame_of_the_local_exchange_scans_to_what_decode_reads(
+    stream: list[bytes],
+) -> None:
+    assert assert_scan_equals_decode(PERP, stream) > 1000
+    # every book frame is vouched for, its levels byte for byte as decode writes them
+    rows = scanned(PERP.scan_frames(stream))
+    others = 0
+    for data, row in zip(stream, rows, strict=True):
+        decoded = PERP.decode(data, 0)
+        assert row.is_book == isinstance(decoded, RawBook), data[:120]
+        if isinstance(decoded, RawBook):
+            assert (row.bids, row.asks) == (bytes(decoded.bids), bytes(decoded.asks))
+        else:
+            others += 1
+    assert others > 10  # subscription answers and mark prices went to decode
+
+
+GOOD = (
+    '{"channel":"l2Book","data":{"coin":"BTC","time":1754450974231,"levels":'
+    '[[{"px":"113377.0","sz":"7.6699","n":17}],[{"px":"113378.0","sz":"0.001","n":1}]]}}'
+)
+
+
+def frame(data: str, channel: str = '"l2Book"') -> str:
+    return '{"channel":' + channel + ',"data":' + data + "}"
+
+
+def book(levels: str = '[[{"px":"1.5","sz":"2","n":1}],[]]', rest: str = "") -> str:
+    return frame('{"coin":"BTC","time":5,"levels":' + levels + rest + "}")
+
+
+@pytest.mark.parametrize(
+    ("text", "is_book"),
+    [
+        (GOOD, True),
+        (book(), True),
+        (book("[[],[]]"), True),  # empty sides
+        (book('[[{"sz":"2","px":"1.5"}],[ ]]'), True),  # no n, any order
+        (book('[[{"px":1.5,"sz":2e1,"n":1}],[]]'), True),  # bare numbers, as decode copies
+        (
+            ' { "data" : { "levels" : [ [ { "n" : 1 , "px" : "1" , "sz" : "2" } ] , [ ] ] , '
+            '"time" : 0 , "coin" : "@107" } , "channel" : "l2Book" } ',
+            True,
+        ),  # whitespace, key order, channel last
+        (book("[[],[],[]]"), False),  # three sides
+        (book("[[]]"), False),
+        (book("null"), False),
+        (book("[null,[]]"), False),
+        (book('[[{"px":"1","sz":"2","n":1,"n":2}],[]]'), False),  # duplicate key
+        (book('[[{"px":"1","sz":"2","x":0}],[]]'), False),  # another key
+        (book('[[{"px":"1"}],[]]'), False),  # no size
+        (book('[[{"px":"1","sz":"2","n":"1"}],[]]'), False),  # quoted n
+        (book('[[{"px":"1","sz":"2","n":[1]}],[]]'), False),
+        (book('[[{"px":"abc","sz":"2"}],[]]'), False),
+        (book('[[{"px":"","sz":"2"}],[]]'), False),
+        (book('[[{"px":"1\\u0030","sz":"2"}],[]]'), False),  # an escape
+        (book('[[{"px":null,"sz":"2"}],[]]'), False),
+        (book('[[{"px":"1","sz":"2"},],[]]'), False),  # trailing comma
+        (book('[[{"px":"1","sz":"2"}][]]'), False),  # missing comma
+        (book(rest=',"ctx":{}'), False),
+        (book(rest=',"time":6'), False),  # duplicate time
+        (book(rest=',"\\u0074ime":6'), False),  # an escaped key
+        (frame('{"coin":"BTC","time":"5","levels":[[],[]]}'), False),  # quoted time
+        (frame('{"coin":"BTC","time":-5,"levels":[[],[]]}'), False),
+        (frame('{"coin":"BTC","time":05,"levels":[[],[]]}'), False),
+        (frame('{"coin":"BTC","time":5.0,"levels":[[],[]]}'), False),
+        (frame('{"coin":"BTC","time":99999999999999999,"levels":[[],[]]}'), False),
+        (frame('{"coin":"BTC","levels":[[],[]]}'), False),  # no time
+        (frame('{"time":5,"levels":[[],[]]}'), False),  # no coin
+        (frame('{"coin":"","time":5,"levels":[[],[]]}'), False),
+        (frame('{"coin":"B\\"TC","time":5,"levels":[[],[]]}'), False),
+        (frame('{"coin":"BTC","time":5}'), False),  # no levels
+        (frame('{"coin":"BTC","time":5,"levels":[[],[]]}', '"l2book"'), False),
+        (frame('{"coin":"BTC","time":5,"levels":[[],[]]}', "null"), False),
+        (frame('"text"'), False),
+        (frame("[]"), False),
+        ('{"data":{"coin":"BTC","time":5,"levels":[[],[]]}}', False),  # no channel
+        (GOOD.replace('{"channel"', '{"channel":"l2Book","channel"'), False),
+        (GOOD[:-1] + ',"x":1}', False),  # another key on the frame
+        (GOOD[:-1], False),  # cut short
+        (GOOD + "}", False),  # trailing bytes
+        ('{"channel":"pong"}', False),
+        (
+            '{"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"markPx":"1",'
+            '"oraclePx":"1","funding":"0.0001"}}}',
+            False,
+        ),
+        ('{"channel":"error","data":"Invalid subscription {\\"coin\\":\\"XYZ\\"}"}', False),
+        ('{"channel":"subscriptionResponse","data":{"method":"subscribe"}}', False),
+        ("", False),
+        ("[]", False),
+        ("garbage", False),
+    ],
+)
+def test_frames_the_scanner_cannot_vouch_for_go_to_decode(text: str, is_book: bool) -> None:
+    rows = scanned(PERP.scan_frames([text, GOOD]))
+    assert rows[0].is_book == is_book
+    assert rows[1].is_book  # a bad neighbour does not spoil the next frame
+    assert_scan_equals_decode(PERP, [text, GOOD], recv_ns=123)
+
+
+def test_a_good_frame_scans_to_a_whole_book() -> None:
+    (row,) = scanned(PERP.scan_frames([GOOD.encode()]))
+    assert row.is_book and row.kind == KIND_SNAPSHOT and row.limit == BOOK_LEVELS
+    assert row.symbol_key == PERP.symbol_key("BTC")
+    assert (row.first_seq, row.last_seq, row.prev_seq) == (-1, 1754450974231, -1)
+    assert row.ts_event_ns == 1754450974231 * 1_000_000
+    assert not row.has_checksum
+    assert row.bids == b'[["113377.0","7.6699"]]'
+    assert row.asks == b'[["113378.0","0.001"]]'
+
+
+def test_non_ascii_text_frames_keep_byte_offsets_right() -> None:
+    other = '{"channel":"error","data":"é"}'  # two bytes for one character
+    rows = scanned(PERP.scan_frames([other, GOOD]))
+    assert [r.is_book for r in rows] == [False, True]
+    assert rows[1].bids == b'[["113377.0","7.6699"]]'
+
+
+def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> None:
+    registry = InstrumentRegistry.load_cached([Venue.HYPERLIQUID])
+    scanned_pipe = BookPipeline(registry, ADAPTERS)
+    decoded_pipe = BookPipeline(registry, ADAPTERS)
+    for pipeline in (scanned_pipe, decoded_pipe):
+        for symbol in SYMBOLS:
+            assert pipeline.add_book(Venue.HYPERLIQUID, symbol) is not None
+    batch = 4 * SCAN_MIN_FRAMES
+    recv = list(range(1, len(stream) + 1))
+    for at in range(0, len(stream), batch):
+        scanned_pipe.feed_frames(Venue.HYPERLIQUID, stream[at : at + batch], recv[at : at + batch])
+    for data, t in zip(stream, recv, strict=True):
+        decoded_pipe.feed_frames(Venue.HYPERLIQUID, [data], [t])
+    mine = scanned_pipe.book_summaries(depth=1000)
+    theirs = decoded_pipe.book_summaries(depth=1000)
+    assert mine == theirs
+    assert len(mine) == len(SYMBOLS)
+    for summary in mine:
+        assert summary["valid"] and summary["messages"] > 100, summary["symbol"]
+    assert scanned_pipe.counters.messages == decoded_pipe.counters.messages
+    assert scanned_pipe.marks == decoded_pipe.marks
