@@ -43,8 +43,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import msgspec
+import numpy as np
 
 from feeds.base import book_events, chunks, encode
+from feeds.coinbase_scan import N_LEVEL, level_rows, scan_l2_frames
 from feeds.contract import (
     BookMessage,
     Checksum,
@@ -62,12 +64,14 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
+from feeds.scan import join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
     Ignored,
     Instrument,
     InstrumentKind,
+    ScannedFrames,
     SeqRule,
     Venue,
     significant_decimals,
@@ -234,11 +238,29 @@ class CoinbaseAdapter:
     used_weight_header: str | None = None
     book_depth = 0  # full books: the store's default capacity
     subscribe_in_url = False
-    scanner: FrameScanner | None = None  # every frame goes through decode
     reply_to: ReplyHook | None = None
     reconnect_notice: NoticeHook | None = None
     stated_weight_limit: WeightLimitHook | None = None  # no limit stated in its metadata
     next_instruments_page: PageHook | None = None  # one answer lists every instrument
+
+    # --- batch scanning (hot path) ----------------------------------------------------
+    @property
+    def scanner(self) -> FrameScanner:
+        """This adapter: it scans ``l2_data`` frames in batches (feeds.coinbase_scan)."""
+        return self
+
+    symbol_key = staticmethod(symbol_key)
+
+    def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
+        """Scan many frames in one numba call (see feeds.coinbase_scan): the levels are
+        written as arrays into a buffer of their own, which the ranges point into. Pure."""
+        buf, starts, ends = join_frames(frames)
+        table = new_table(len(frames))
+        largest = int((ends - starts).max()) if len(frames) else 0
+        out = np.empty(len(buf) + 64, dtype=np.uint8)  # a book frame's levels are shorter
+        levels = np.empty((level_rows(largest), N_LEVEL), dtype=np.int64)
+        used = scan_l2_frames(buf, starts, ends, out, levels, table)
+        return ScannedFrames(out[:used], table)
 
     # --- URLs and subscriptions -------------------------------------------------------
     def ws_url(self, base_url: str, symbols: Sequence[str], channels: Sequence[str]) -> str:

@@ -282,3 +282,77 @@ def key_is(buf: ByteArray, k0: int, klen: int, word: bytes) -> bool:
         if buf[k0 + m] != word[m]:
             return False
     return True
+
+
+@njit(cache=True)
+def civil_days(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to the proleptic Gregorian date (month 1..12, year >= 1)."""
+    y = year - 1 if month <= 2 else year
+    era = y // 400
+    yoe = y - era * 400
+    mp = month - 3 if month > 2 else month + 9
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(cache=True)
+def _digits(buf: ByteArray, i: int, n: int) -> int:
+    """The ``n`` ASCII digits at ``i`` as an int, or -1."""
+    v = 0
+    for m in range(n):
+        c = buf[i + m]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (int(c) - 48)
+    return v
+
+
+@njit(cache=True)
+def rfc3339_ns(buf: ByteArray, i: int, end: int) -> int:
+    """Nanoseconds since the epoch of the UTC time ``buf[i:end]`` (a string's contents),
+    or -1 when it is not exactly ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``.
+
+    Strict on purpose (scanners hand anything else to their venue's decode): upper-case
+    ``T`` and ``Z``, a real calendar date, hour 0-23, minute and second 0-59 (no leap
+    second), a fraction of one or more digits, read to 9 digits (ns) and truncated there.
+    """
+    n = end - i
+    if n < 20:
+        return -1
+    if buf[i + 4] != 45 or buf[i + 7] != 45 or buf[i + 10] != 84:  # '-', '-', 'T'
+        return -1
+    if buf[i + 13] != 58 or buf[i + 16] != 58 or buf[end - 1] != 90:  # ':', ':', 'Z'
+        return -1
+    year = _digits(buf, i, 4)
+    month = _digits(buf, i + 5, 2)
+    day = _digits(buf, i + 8, 2)
+    hour = _digits(buf, i + 11, 2)
+    minute = _digits(buf, i + 14, 2)
+    second = _digits(buf, i + 17, 2)
+    if year < 1 or month < 1 or month > 12 or day < 1 or hour < 0 or hour > 23:
+        return -1
+    if minute < 0 or minute > 59 or second < 0 or second > 59:
+        return -1
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if month == 2:
+        month_days = 29 if leap else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        month_days = 30
+    else:
+        month_days = 31
+    if day > month_days:
+        return -1
+    fraction = 0
+    if n > 20:
+        if buf[i + 19] != 46 or n == 21:  # '.' and at least one digit
+            return -1
+        scale = 100_000_000
+        for m in range(i + 20, end - 1):
+            c = buf[m]
+            if c < 48 or c > 57:
+                return -1
+            fraction += (int(c) - 48) * scale
+            scale //= 10
+    seconds = civil_days(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    return seconds * 1_000_000_000 + fraction

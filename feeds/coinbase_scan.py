@@ -1,0 +1,445 @@
+"""numba scanner of Coinbase Advanced Trade ``l2_data`` frames: the batch hot path of the adapter.
+
+``scan_l2_frames`` reads many raw frames laid back to back in one byte buffer and writes,
+per frame, one row of the shared scan table (``feeds.scan``): the product's key, snapshot
+or update, the venue time (the frame's RFC 3339 ``timestamp``, in ns) and the byte ranges
+of the bid and ask level arrays. Coinbase's levels are objects with a per-level side
+(``{"side":"bid"|"offer","event_time":..,"price_level":"P","new_quantity":"Q"}``), so the
+scanner *transcodes*: it writes ``[["P","Q"],..]`` per side, in wire order, into an output
+buffer, byte for byte what the adapter's ``decode`` puts in ``RawBook.bids``/``asks``
+(msgspec's encoding of the same strings), and the ranges point there.
+
+The scanner vouches only for the common shape: one object ``{"channel":"l2_data",
+"timestamp":..,"sequence_num":..,"events":[<one event>],..}`` whose one event has a
+``type`` of ``snapshot`` or ``update``, a ``product_id`` and an ``updates`` array, every
+string printable ASCII without escapes, keys in any order, each once, whitespace where
+JSON allows it, and a timestamp exactly ``YYYY-MM-DDTHH:MM:SS[.digits]Z``. Anything else
+(heartbeats, subscriptions, errors, several events in one frame, escapes, odd timestamps,
+duplicate keys, malformed JSON) is handed to the adapter's ``decode``.
+
+Order: the pipeline applies the scanned rows of a batch first and decodes the handed-over
+frames after them. Coinbase books have no sequence ids to catch an update applied out of
+order, so once a frame that may carry a book is handed over (anything but a well-formed
+frame of another channel, or without a channel), every later frame of the batch is handed
+over too: the decoded frames then keep their order relative to each other and come after
+every scanned one, which came before them on the wire.
+
+The per-connection ``sequence_num`` check stays in the session layer (CoinbaseSequence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from feeds.scan import (
+    KIND_DELTA,
+    KIND_SNAPSHOT,
+    SCAN_BOOK,
+    SCAN_OTHER,
+    T_ASK_END,
+    T_ASK_START,
+    T_BID_END,
+    T_BID_START,
+    T_KIND,
+    T_STATUS,
+    T_SYMBOL_KEY,
+    T_TS_NS,
+    hash_string,
+    is_space,
+    key_is,
+    rfc3339_ns,
+    skip_value,
+)
+
+# what one frame is, for the batch loop
+BOOK = 0  # a book frame the scanner vouches for
+SAFE = 1  # a well-formed frame of another channel (or none): decode, order does not matter
+HAND_OVER = 2  # anything else: decode this frame and every later one of the batch
+
+SIDE_BID = 0
+SIDE_ASK = 1
+# columns of the per-frame scratch table of levels: one row per update
+L_SIDE = 0
+L_PX = 1  # start of the price text (inside the quotes)
+L_PX_END = 2
+L_QTY = 3
+L_QTY_END = 4
+N_LEVEL = 5
+
+MIN_UPDATE_BYTES = 40  # an update object is longer: levels per frame <= bytes // this + 1
+
+_space = is_space
+
+
+@njit(cache=True)
+def clean_string(buf: np.ndarray, i: int, end: int) -> int:
+    """``i`` at an opening quote: index after the closing quote when every byte between is
+    printable ASCII other than a backslash, else -1 (the text is then what msgspec reads
+    and writes back unchanged)."""
+    if i >= end or buf[i] != 34:
+        return -1
+    i += 1
+    while i < end:
+        c = buf[i]
+        if c == 34:
+            return i + 1
+        if c < 32 or c > 126 or c == 92:
+            return -1
+        i += 1
+    return -1
+
+
+@njit(cache=True)
+def _ws(buf: np.ndarray, i: int, end: int) -> int:
+    while i < end and _space(buf[i]):
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _key(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
+    """At an object's key (after '{' or ','): (key start, key length, index of its value)
+    or (-1, 0, -1)."""
+    i = _ws(buf, i, end)
+    k0 = i + 1
+    j = clean_string(buf, i, end)
+    if j < 0:
+        return -1, 0, -1
+    klen = j - 1 - k0
+    j = _ws(buf, j, end)
+    if j >= end or buf[j] != 58:  # ':'
+        return -1, 0, -1
+    j = _ws(buf, j + 1, end)
+    if j >= end:
+        return -1, 0, -1
+    return k0, klen, j
+
+
+@njit(cache=True)
+def _next(buf: np.ndarray, i: int, end: int, close: int) -> tuple[int, bool]:
+    """After a member or element: (index after ',', False), (index after ``close``, True),
+    or (-1, True)."""
+    i = _ws(buf, i, end)
+    if i >= end:
+        return -1, True
+    if buf[i] == 44:
+        return i + 1, False
+    if buf[i] == close:
+        return i + 1, True
+    return -1, True
+
+
+@njit(cache=True)
+def _is_word(buf: np.ndarray, i: int, j: int, word: bytes) -> bool:
+    """The string ``buf[i:j]`` (quotes included) is ``word``."""
+    return j - i == len(word) + 2 and key_is(buf, i + 1, len(word), word)
+
+
+@njit(cache=True)
+def _update(buf: np.ndarray, i: int, end: int, level: np.ndarray) -> int:
+    """The update object at ``i`` into ``level`` (L_* columns): index after it, or -1."""
+    if i >= end or buf[i] != 123:
+        return -1
+    i = _ws(buf, i + 1, end)
+    if i < end and buf[i] == 125:
+        return -1  # {}: the required fields are missing
+    seen = 0
+    while True:
+        k0, klen, i = _key(buf, i, end)
+        if i < 0:
+            return -1
+        j = clean_string(buf, i, end)  # every value of an update is a plain string
+        if j < 0:
+            return -1
+        bit = 0
+        if key_is(buf, k0, klen, b"side"):
+            bit = 1
+            if _is_word(buf, i, j, b"bid"):
+                level[L_SIDE] = SIDE_BID
+            elif _is_word(buf, i, j, b"offer") or _is_word(buf, i, j, b"ask"):
+                level[L_SIDE] = SIDE_ASK
+            else:
+                return -1
+        elif key_is(buf, k0, klen, b"price_level"):
+            bit = 2
+            level[L_PX] = i + 1
+            level[L_PX_END] = j - 1
+        elif key_is(buf, k0, klen, b"new_quantity"):
+            bit = 4
+            level[L_QTY] = i + 1
+            level[L_QTY_END] = j - 1
+        if seen & bit:
+            return -1  # duplicate key
+        seen |= bit
+        i, last = _next(buf, j, end, 125)
+        if i < 0:
+            return -1
+        if last:
+            break
+    return i if seen == 7 else -1
+
+
+@njit(cache=True)
+def _updates(buf: np.ndarray, i: int, end: int, levels: np.ndarray) -> tuple[int, int]:
+    """The ``updates`` array at ``i`` into ``levels``: (index after it, levels) or (-1, 0)."""
+    if i >= end or buf[i] != 91:
+        return -1, 0
+    i = _ws(buf, i + 1, end)
+    if i < end and buf[i] == 93:
+        return i + 1, 0
+    n = 0
+    while True:
+        if n >= levels.shape[0]:
+            return -1, 0
+        i = _update(buf, _ws(buf, i, end), end, levels[n])
+        if i < 0:
+            return -1, 0
+        n += 1
+        i, last = _next(buf, i, end, 93)
+        if i < 0:
+            return -1, 0
+        if last:
+            return i, n
+
+
+@njit(cache=True)
+def _event(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarray
+) -> tuple[int, int]:
+    """The one event object at ``i``: kind and product key into ``row``, levels into
+    ``levels``; (index after it, levels) or (-1, 0)."""
+    if i >= end or buf[i] != 123:
+        return -1, 0
+    i = _ws(buf, i + 1, end)
+    if i < end and buf[i] == 125:
+        return -1, 0
+    seen = 0
+    n = 0
+    while True:
+        k0, klen, i = _key(buf, i, end)
+        if i < 0:
+            return -1, 0
+        bit = 0
+        if key_is(buf, k0, klen, b"type"):
+            bit = 1
+            j = clean_string(buf, i, end)
+            if j < 0:
+                return -1, 0
+            if _is_word(buf, i, j, b"update"):
+                row[T_KIND] = KIND_DELTA
+            elif _is_word(buf, i, j, b"snapshot"):
+                row[T_KIND] = KIND_SNAPSHOT
+            else:
+                return -1, 0
+        elif key_is(buf, k0, klen, b"product_id"):
+            bit = 2
+            j = clean_string(buf, i, end)
+            if j < 0:
+                return -1, 0
+            h, j = hash_string(buf, i, end)  # not empty
+            if j < 0:
+                return -1, 0
+            row[T_SYMBOL_KEY] = h
+        elif key_is(buf, k0, klen, b"updates"):
+            bit = 4
+            j, n = _updates(buf, i, end, levels)
+        else:
+            j = clean_string(buf, i, end)  # other members: plain strings only
+        if j < 0:
+            return -1, 0
+        if seen & bit:
+            return -1, 0
+        seen |= bit
+        i, last = _next(buf, j, end, 125)
+        if i < 0:
+            return -1, 0
+        if last:
+            break
+    if seen != 7:
+        return -1, 0
+    return i, n
+
+
+@njit(cache=True)
+def _events(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarray
+) -> tuple[int, int]:
+    """The ``events`` array at ``i`` holding exactly one event: (index after it, levels)
+    or (-1, 0)."""
+    if i >= end or buf[i] != 91:
+        return -1, 0
+    i, n = _event(buf, _ws(buf, i + 1, end), end, row, levels)
+    if i < 0:
+        return -1, 0
+    i = _ws(buf, i, end)
+    if i >= end or buf[i] != 93:
+        return -1, 0  # several events (decode gives a list), or malformed
+    return i + 1, n
+
+
+@njit(cache=True)
+def _frame(
+    buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarray
+) -> tuple[int, int]:
+    """Scan the frame ``buf[i:end]``: (BOOK, levels), (SAFE, 0) or (HAND_OVER, 0)."""
+    i = _ws(buf, i, end)
+    if i >= end or buf[i] != 123:
+        return HAND_OVER, 0
+    i = _ws(buf, i + 1, end)
+    if i < end and buf[i] == 125:
+        i += 1
+    else:
+        book = True  # every member so far is what a book frame may hold
+        channel = 0  # 0: none, 1: l2_data, 2: another channel (a plain string)
+        seen = 0
+        n = 0
+        while True:
+            k0, klen, i = _key(buf, i, end)
+            if i < 0:
+                return HAND_OVER, 0
+            bit = 0
+            j = -1
+            if key_is(buf, k0, klen, b"channel"):
+                bit = 1
+                j = clean_string(buf, i, end)
+                if j < 0:
+                    return HAND_OVER, 0
+                channel = 1 if _is_word(buf, i, j, b"l2_data") else 2
+            elif key_is(buf, k0, klen, b"timestamp"):
+                bit = 2
+                j = clean_string(buf, i, end)
+                if j >= 0:
+                    ts = rfc3339_ns(buf, i + 1, j - 1)
+                    if ts < 0:
+                        book = False
+                    row[T_TS_NS] = ts
+            elif key_is(buf, k0, klen, b"sequence_num"):
+                bit = 4
+                # a JSON integer (msgspec's int): no sign, no leading zero, no fraction
+                j = i
+                while j < end and 48 <= buf[j] <= 57:
+                    j += 1
+                if j == i or j - i > 18 or (buf[i] == 48 and j - i > 1):
+                    book = False
+                    j = -1
+            elif key_is(buf, k0, klen, b"events"):
+                bit = 8
+                if book:
+                    j, n = _events(buf, i, end, row, levels)
+            elif key_is(buf, k0, klen, b"type") or key_is(buf, k0, klen, b"message"):
+                book = False  # the error shape's fields
+            else:
+                j = clean_string(buf, i, end)
+            if j < 0:  # not what a book frame holds here: skip the value as JSON
+                book = False
+                j = skip_value(buf, i, end)
+                if j < 0:
+                    return HAND_OVER, 0
+            if seen & bit:
+                return HAND_OVER, 0  # a duplicate key: decode reads the last one
+            seen |= bit
+            i, last = _next(buf, j, end, 125)
+            if i < 0:
+                return HAND_OVER, 0
+            if last:
+                break
+        if channel == 1:
+            # the timestamp and the events were read, nothing follows the object
+            if book and (seen & 10) == 10 and _ws(buf, i, end) == end:
+                return BOOK, n
+            return HAND_OVER, 0
+    if _ws(buf, i, end) != end:
+        return HAND_OVER, 0
+    return SAFE, 0
+
+
+@njit(cache=True)
+def _put(out: np.ndarray, o: int, buf: np.ndarray, a: int, b: int) -> int:
+    for m in range(a, b):
+        out[o] = buf[m]
+        o += 1
+    return o
+
+
+@njit(cache=True)
+def _side(out: np.ndarray, o: int, buf: np.ndarray, levels: np.ndarray, n: int, side: int) -> int:
+    """Write the levels of ``side`` as ``[["P","Q"],..]`` at ``out[o]``: index after, or -1
+    when ``out`` has no room."""
+    need = 2
+    for m in range(n):
+        lv = levels[m]
+        if lv[L_SIDE] == side:
+            need += 8 + lv[L_PX_END] - lv[L_PX] + lv[L_QTY_END] - lv[L_QTY]
+    if o + need > out.shape[0]:
+        return -1
+    out[o] = 91
+    o += 1
+    first = True
+    for m in range(n):
+        lv = levels[m]
+        if lv[L_SIDE] != side:
+            continue
+        if not first:
+            out[o] = 44
+            o += 1
+        first = False
+        out[o] = 91
+        out[o + 1] = 34
+        o = _put(out, o + 2, buf, lv[L_PX], lv[L_PX_END])
+        out[o] = 34
+        out[o + 1] = 44
+        out[o + 2] = 34
+        o = _put(out, o + 3, buf, lv[L_QTY], lv[L_QTY_END])
+        out[o] = 34
+        out[o + 1] = 93
+        o += 2
+    out[o] = 93
+    return o + 1
+
+
+@njit(cache=True)
+def scan_l2_frames(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    out: np.ndarray,
+    levels: np.ndarray,
+    table: np.ndarray,
+) -> int:
+    """Scan frame k in ``buf[starts[k]:ends[k]]`` into row k of the scan table ``table``
+    (``feeds.scan.new_table``), its levels transcoded into ``out``; ``levels`` is scratch
+    (N_LEVEL columns, rows for the largest frame's updates). Returns the bytes of ``out``
+    written."""
+    o = 0
+    handed_over = False
+    for k in range(starts.shape[0]):
+        row = table[k]
+        row[T_STATUS] = SCAN_OTHER
+        if handed_over:
+            continue
+        what, n = _frame(buf, starts[k], ends[k], row, levels)
+        if what == HAND_OVER:
+            handed_over = True
+            continue
+        if what != BOOK:
+            continue
+        bid_start = o
+        o = _side(out, o, buf, levels, n, SIDE_BID)
+        if o < 0:
+            return bid_start  # no room (cannot happen: see scan_frames): the rest to decode
+        ask_start = o
+        o = _side(out, o, buf, levels, n, SIDE_ASK)
+        if o < 0:
+            return bid_start
+        row[T_STATUS] = SCAN_BOOK
+        row[T_BID_START] = bid_start
+        row[T_BID_END] = ask_start
+        row[T_ASK_START] = ask_start
+        row[T_ASK_END] = o
+    return o
+
+
+def level_rows(largest_frame: int) -> int:
+    """Rows of the levels scratch table for frames of up to ``largest_frame`` bytes."""
+    return largest_frame // MIN_UPDATE_BYTES + 1

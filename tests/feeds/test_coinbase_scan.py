@@ -1,0 +1,233 @@
+"""The numba scanner of Coinbase ``l2_data`` frames reads exactly what the msgspec decode
+reads (levels transcoded to the arrays decode builds, byte for byte), or hands over."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from feeds.coinbase import ADAPTER
+from feeds.scan import rfc3339_ns
+from feeds.sim.base import ExchangeSim, SimConnection
+from feeds.sim.coinbase import CoinbaseProtocol
+from monitor.domain import EventKind, RawBook, Venue
+from monitor.instruments import InstrumentRegistry
+from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+
+MIDS = {"BTC-USD": "60000", "ETH-USD": "3000", "DOGE-USD": "0.1"}
+
+
+def sim_frames(steps: int, *, seed: int = 7, levels: int = 80) -> tuple[list[bytes], list[str]]:
+    """The frames the local exchange sends one connection subscribed as the adapter
+    subscribes: subscription answers, snapshots, updates, heartbeats, an error, and a
+    product unsubscribed and subscribed again mid-stream (a second snapshot)."""
+    registry = InstrumentRegistry.load_cached([Venue.COINBASE])
+    protocol = CoinbaseProtocol()
+    sim = ExchangeSim([protocol], seed=seed)
+    for symbol, mid in MIDS.items():
+        instrument = registry.get(Venue.COINBASE, symbol)
+        assert instrument is not None
+        sim.add_instrument(instrument, mid=mid, levels=levels)
+    conn = SimConnection(
+        id=1,
+        venue=Venue.COINBASE,
+        path="/",
+        query={},
+        websocket=None,  # type: ignore[arg-type]  # nothing is sent: frames stay queued
+        transport=None,
+        opened_at=0.0,
+    )
+    sim.connections.append(conn)
+    protocol.on_open(sim, conn)
+    for text in ADAPTER.subscribe_frames(list(MIDS), ["level2"]):
+        protocol.on_text(sim, conn, text)
+    out: list[bytes] = []
+    for step in range(steps):
+        sim.step(Venue.COINBASE, n_changes=1 + step % 7)
+        if step % 25 == 0:
+            for text in protocol.heartbeat_frames(conn):
+                conn.send(text)
+        if step == steps // 2:
+            protocol.on_text(
+                sim, conn, '{"type":"subscribe","product_ids":["NOPE-USD"],"channel":"level2"}'
+            )
+            protocol.on_text(
+                sim, conn, '{"type":"unsubscribe","product_ids":["ETH-USD"],"channel":"level2"}'
+            )
+            protocol.on_text(
+                sim, conn, '{"type":"subscribe","product_ids":["ETH-USD"],"channel":"level2"}'
+            )
+        while not conn.queue.empty():
+            out.append(conn.queue.get_nowait().encode())
+    return out, list(MIDS)
+
+
+def test_every_frame_of_the_local_exchange_scans_to_what_decode_reads() -> None:
+    frames, _ = sim_frames(400)
+    assert assert_scan_equals_decode(ADAPTER, frames) > 300
+    # every book frame is scanned, its levels byte for byte what decode builds; the rest
+    # (subscriptions, heartbeats, the error) is handed over
+    rows = scanned(ADAPTER.scan_frames(frames))
+    kinds = set()
+    for data, row in zip(frames, rows, strict=True):
+        decoded = ADAPTER.decode(data, 0)
+        assert row.is_book == isinstance(decoded, RawBook), data[:120]
+        if isinstance(decoded, RawBook):
+            kinds.add(decoded.kind)
+            assert (row.bids, row.asks) == (bytes(decoded.bids), bytes(decoded.asks))
+    assert kinds == {EventKind.SNAPSHOT, EventKind.DELTA}
+    assert sum(b'"heartbeats"' in f[:40] for f in frames) > 10
+    assert sum(b'"type":"error"' in f for f in frames) == 1
+
+
+def test_text_and_bytes_frames_scan_alike() -> None:
+    frames, _ = sim_frames(30)
+    as_bytes = scanned(ADAPTER.scan_frames(frames))
+    as_text = scanned(ADAPTER.scan_frames([f.decode() for f in frames]))
+    assert as_text == as_bytes
+
+
+def frame(event: str, *, ts: str = '"2023-02-09T20:32:50.714964855Z"', head: str = "") -> str:
+    return (
+        '{"channel":"l2_data","client_id":"",' + head + '"timestamp":' + ts + ","
+        '"sequence_num":7,"events":[' + event + "]}"
+    )
+
+
+def event(updates: str, *, kind: str = "update", product: str = "BTC-USD") -> str:
+    return '{"type":"' + kind + '","product_id":"' + product + '","updates":[' + updates + "]}"
+
+
+BID = '{"side":"bid","event_time":"2023-02-09T20:32:50.714964855Z","price_level":"21921.73","new_quantity":"0.06317902"}'
+ASK = '{"side":"offer","event_time":"2023-02-09T20:32:50.714964855Z","price_level":"21921.74","new_quantity":"0"}'
+GOOD = frame(event(BID + "," + ASK + "," + BID.replace("21921.73", "21920")))
+
+
+@pytest.mark.parametrize(
+    ("data", "book"),
+    [
+        (GOOD, True),
+        (frame(event(BID, kind="snapshot")), True),
+        (frame(event("")), True),  # no levels at all
+        (frame(event(ASK.replace('"offer"', '"ask"'))), True),
+        (frame(event(BID), ts='"2023-02-09T20:32:50Z"'), True),  # no fraction
+        (frame(event(BID), ts='"2023-02-09T20:32:50.7Z"'), True),
+        (frame(event(BID), ts='"2023-02-09T20:32:50.7149648551234Z"'), True),  # to ns
+        (
+            ' { "events" : [ { "updates" : [ { "new_quantity" : "1" , "price_level" : "2" ,'
+            ' "side" : "bid" } ] , "product_id" : "BTC-USD" , "type" : "update" } ] ,'
+            ' "timestamp" : "2023-02-09T20:32:50Z" , "channel" : "l2_data" } ',
+            True,
+        ),  # keys in any order, whitespace everywhere
+        (frame(event(BID) + "," + event(ASK, product="ETH-USD")), False),  # two books
+        (frame(event(BID) + "," + event(ASK)), False),  # two events of one book
+        (frame(""), False),  # no events
+        (frame(event(BID), ts='""'), False),  # the time of receipt
+        (frame(event(BID), ts='"2023-02-09t20:32:50Z"'), False),  # odd, though decode reads it
+        (frame(event(BID), ts='"2023-02-09 20:32:50Z"'), False),
+        (frame(event(BID), ts='"2023-02-09T20:32:50.Z"'), False),
+        (frame(event(BID), ts='"2023-02-09T20:32:50+00:00"'), False),
+        (frame(event(BID), ts='"2023-02-30T20:32:50Z"'), False),
+        (frame(event(BID), ts='"2023-13-09T20:32:50Z"'), False),
+        (frame(event(BID), ts="1675974770"), False),
+        (frame(event(BID), head='"timestamp":"2023-02-09T20:32:50Z",'), False),  # duplicate key
+        (frame(event(BID), head='"type":"error",'), False),
+        (frame(event(BID), head='"extra":{"a":[1]},'), False),  # not a plain string
+        (frame(event(BID.replace('"bid"', '"buy"'))), False),
+        (frame(event(BID.replace('"side":"bid",', ""))), False),  # no side
+        (frame(event(BID.replace('"21921.73"', "21921.73"))), False),  # bare number
+        (frame(event(BID.replace("21921.73", "21921\\u002e73"))), False),  # an escape
+        (frame(event(BID.replace("21921.73", "21921.73é"))), False),  # not ASCII
+        (frame(event(BID.replace('"bid",', '"bid","side":"bid",'))), False),  # duplicate
+        (frame(event(BID, kind="partial")), False),
+        (frame(event(BID, product="")), False),
+        (frame(event(BID).replace('"product_id":"BTC-USD",', "")), False),
+        (frame(event(BID).replace('"updates":[' + BID + "]", '"updates":null')), False),
+        (frame(event(BID + ",")), False),  # a trailing comma
+        (frame(event(BID)).replace('"sequence_num":7', '"sequence_num":7.0'), False),
+        (frame(event(BID)).replace('"sequence_num":7', '"sequence_num":07'), False),
+        (frame(event(BID)).replace('"sequence_num":7', '"sequence_num":"7"'), False),
+        (frame(event(BID)).replace('"l2_data"', '"l2_dat\\u0061"'), False),
+        (frame(event(BID))[:-1], False),  # truncated
+        (frame(event(BID))[:-40], False),
+        (frame(event(BID)) + "x", False),  # extra bytes
+        (frame(event(BID)) + frame(event(BID)), False),
+        (
+            '{"channel":"heartbeats","client_id":"","timestamp":"2023-02-09T20:32:50Z",'
+            '"sequence_num":8,"events":[{"current_time":"x","heartbeat_counter":"3"}]}',
+            False,
+        ),
+        ('{"type":"error","message":"Failed to subscribe: unknown product NOPE-USD"}', False),
+        ("{}", False),
+        ("[]", False),
+        ("", False),
+        ("garbage", False),
+    ],
+)
+def test_frames_the_scanner_cannot_vouch_for_go_to_decode(data: str, book: bool) -> None:
+    assert_scan_equals_decode(ADAPTER, [GOOD, data])
+    rows = scanned(ADAPTER.scan_frames([GOOD, data, GOOD]))
+    assert rows[0].is_book
+    assert rows[1].is_book == book
+    if book:
+        decoded = ADAPTER.decode(data, 0)
+        assert isinstance(decoded, RawBook)
+        assert (rows[1].bids, rows[1].asks) == (bytes(decoded.bids), bytes(decoded.asks))
+        assert rows[1].ts_event_ns == decoded.ts_event_ns
+
+
+def test_levels_keep_their_wire_order_per_side() -> None:
+    (row,) = scanned(ADAPTER.scan_frames([GOOD]))
+    assert json.loads(row.bids) == [["21921.73", "0.06317902"], ["21920", "0.06317902"]]
+    assert json.loads(row.asks) == [["21921.74", "0"]]
+    assert row.ts_event_ns == 1675974770_714964855
+    assert row.symbol_key == ADAPTER.symbol_key("BTC-USD")
+
+
+@pytest.mark.parametrize(
+    "handed_over",
+    [
+        frame(event(BID) + "," + event(ASK, product="ETH-USD")),  # decode gives a list
+        frame(event(BID, kind="snapshot"), ts='"2023-02-09 20:32:50Z"'),
+        "garbage",
+    ],
+)
+def test_after_a_book_frame_is_handed_over_the_rest_of_the_batch_is_too(handed_over: str) -> None:
+    """Coinbase books have no sequence ids: the pipeline applies scanned rows before the
+    decoded frames, so nothing after a handed-over frame may be scanned ahead of it."""
+    heartbeat = (
+        '{"channel":"heartbeats","timestamp":"2023-02-09T20:32:50Z","sequence_num":8,'
+        '"events":[{"current_time":"x","heartbeat_counter":"3"}]}'
+    )
+    rows = scanned(ADAPTER.scan_frames([GOOD, heartbeat, GOOD, handed_over, GOOD, heartbeat, GOOD]))
+    assert [r.is_book for r in rows] == [True, False, True, False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("1970-01-01T00:00:00Z", 0),
+        ("2023-02-09T20:32:50.714964855Z", 1675974770_714964855),
+        ("2024-02-29T23:59:59.5Z", 1709251199_500000000),
+        ("2000-03-01T00:00:00.000000001Z", 951868800_000000001),
+        ("1969-12-31T23:59:59Z", -1_000_000_000),
+        ("2023-02-29T00:00:00Z", -1),
+        ("2100-02-29T00:00:00Z", -1),
+        ("2023-02-09T24:00:00Z", -1),
+        ("2023-02-09T20:60:00Z", -1),
+        ("2023-02-09T20:32:60Z", -1),
+        ("2023-00-09T20:32:50Z", -1),
+        ("2023-02-00T20:32:50Z", -1),
+        ("2023-02-09T20:32:50", -1),
+        ("2023-02-09T20:32:5xZ", -1),
+        ("2023-02-09T20:32:50.1x2Z", -1),
+        ("2023-2-09T20:32:50Z", -1),
+    ],
+)
+def test_rfc3339_ns_reads_strict_utc_times_exactly(text: str, ns: int) -> None:
+    raw = np.frombuffer(text.encode(), dtype=np.uint8)
+    assert rfc3339_ns(raw, 0, len(raw)) == ns
+    twin = getattr(rfc3339_ns, "py_func", rfc3339_ns)  # the plain-Python kernel
+    assert twin(raw, 0, len(raw)) == ns
