@@ -53,6 +53,9 @@ def merged_records(
     )
 
 
+MAX_GROUP = 4096  # frames of one venue fed in one call, at most
+
+
 def replay(
     paths: Iterable[str | Path],
     pipeline: BookPipeline,
@@ -109,16 +112,16 @@ async def areplay(
         rows += int(sample.changed.sum())
         await drive(sinks, sample)
 
-    # consecutive websocket frames of one venue go to the pipeline together (its hot path)
-    group_venue: Venue | None = None
-    group_frames: list[str] = []
-    group_recv: list[int] = []
+    # The websocket frames of each venue between two ticks go to the pipeline together (its
+    # hot path scans big batches in one call). Books are per venue, so feeding one venue's
+    # frames before another's changes nothing a tick sees; a venue's order is kept, and its
+    # REST answers are fed in their place (every venue's frames before them go first).
+    groups: dict[Venue, tuple[list[str], list[int]]] = {}
 
-    def flush_group() -> None:
-        if group_venue is not None and group_frames:
-            pipeline.feed_frames(group_venue, group_frames, group_recv)
-            group_frames.clear()
-            group_recv.clear()
+    def flush_groups() -> None:
+        for venue, (frames, stamps) in groups.items():
+            pipeline.feed_frames(venue, frames, stamps)
+        groups.clear()
 
     venues = {v.value: v for v in Venue}
     for rec in merged_records(paths, reader):
@@ -127,7 +130,7 @@ async def areplay(
             next_tick = (recv_ns // tick_ns + 1) * tick_ns
             first_ns = recv_ns
         if recv_ns >= next_tick:
-            flush_group()
+            flush_groups()
             idle = 0
             while recv_ns >= next_tick and idle < max_idle_ticks:
                 await emit(next_tick)
@@ -144,7 +147,7 @@ async def areplay(
         if speed is not None and first_ns is not None:
             lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
             if lag > 0:
-                flush_group()
+                flush_groups()
                 await asyncio.sleep(lag)
         venue = venues.get(rec.venue)
         if venue is None:
@@ -155,15 +158,18 @@ async def areplay(
             continue
         records += 1
         if rec.kind == "ws":
-            if venue is not group_venue or len(group_frames) >= 256:
-                flush_group()
-                group_venue = venue
-            group_frames.append(rec.data)
-            group_recv.append(recv_ns)
+            group = groups.get(venue)
+            if group is None:
+                group = groups[venue] = ([], [])
+            elif len(group[0]) >= MAX_GROUP:
+                pipeline.feed_frames(venue, *group)
+                group = groups[venue] = ([], [])
+            group[0].append(rec.data)
+            group[1].append(recv_ns)
         else:
-            flush_group()
+            flush_groups()
             pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
-    flush_group()
+    flush_groups()
     if next_tick is not None:
         await emit(next_tick)
     result = ReplayResult(records, ticks, rows, unknown, time.perf_counter() - started)
