@@ -140,6 +140,26 @@ class Counters:
         self.messages[f"{venue.value}.{what}"] += n
 
 
+@dataclass(slots=True)
+class Prescan:
+    """One venue's frames, scanned ahead of feeding (``BookPipeline.prescan``).
+
+    ``meta``/``starts``: the store events of the frames the scanner vouched for, of known
+    books, in frame order (``taken``: each event's frame); ``others``: the frames that
+    need the adapter's ``decode``; ``done``: frames fed so far.
+    """
+
+    venue: Venue
+    frames: Sequence[bytes | str]
+    recv_ns: Sequence[int]
+    buf: np.ndarray
+    meta: np.ndarray
+    starts: np.ndarray
+    taken: np.ndarray
+    others: list[int]
+    done: int = 0
+
+
 class BookPipeline:
     """Books of many venues, kept in sync from raw messages, with batched metrics.
 
@@ -352,11 +372,10 @@ class BookPipeline:
         if adapter is None:
             self.counters.add(venue, "no_adapter", len(frames))
             return
-        scanner = adapter.scanner
-        if scanner is not None and len(frames) >= SCAN_MIN_FRAMES:
-            index = self._symbol_index(venue, scanner)
-            if index is not None:
-                self._feed_scanned(venue, adapter, scanner, index, frames, recv_ns)
+        if adapter.scanner is not None and len(frames) >= SCAN_MIN_FRAMES:
+            pre = self.prescan(venue, frames, recv_ns)
+            if pre is not None:
+                self.feed_prescanned(pre, len(frames))
                 return
         self._feed_decoded(venue, adapter, frames, recv_ns)
 
@@ -416,38 +435,72 @@ class BookPipeline:
                 else:
                     self._dispatch(venue, item, recv)
 
-    def _feed_scanned(
-        self,
-        venue: Venue,
-        adapter: VenueAdapter,
-        scanner: FrameScanner,
-        index: tuple[np.ndarray, np.ndarray],
-        frames: Sequence[bytes | str],
-        recv_ns: Sequence[int],
-    ) -> None:
-        """The adapter's batch scanner reads every frame in one call; the well-formed deltas
-        of known books go to the store in one more call, the rest through ``decode``."""
+    def prescan(
+        self, venue: Venue, frames: Sequence[bytes | str], recv_ns: Sequence[int]
+    ) -> Prescan | None:
+        """Scan a venue's frames ahead of feeding them (``feed_prescanned``): one scanner
+        call and one intake call for the whole run. None when the venue has no scanner
+        (or its symbol keys collide): feed those frames with ``feed_frames``."""
+        adapter = self.adapters.get(venue)
+        scanner = adapter.scanner if adapter is not None else None
+        if scanner is None:
+            return None
+        index = self._symbol_index(venue, scanner)
+        if index is None:
+            return None
         keys, key_books = index
-        self.flush()  # events queued earlier go first
         scan = scanner.scan_frames(frames)
         n = len(frames)
         meta = np.empty((n, N_EVENT), dtype=np.int64)
         starts = np.empty((n, 2), dtype=np.int64)
         recv = np.fromiter(recv_ns, dtype=np.int64, count=n)
         m = intake(scan.table, keys, key_books, recv, meta, starts)
-        if m:
-            meta = meta[:m]
-            starts = starts[:m]
-            if self._deepening:  # the deltas of books being deepened go to their copies too
-                meta, starts = self._with_shadow_rows(meta, starts)
-            self.batch.load(scan.buf, meta, starts)
-            self._settle(self.store.apply_sealed(self.batch), len(meta))
-        if m < n:
-            # acks, other channels, mark prices, new symbols, anything malformed: decode
-            others = np.flatnonzero(scan.table[:, T_STATUS] != SCAN_TAKEN).tolist()
-            self._feed_decoded(
-                venue, adapter, [frames[k] for k in others], [recv_ns[k] for k in others]
-            )
+        taken = scan.table[:, T_STATUS] == SCAN_TAKEN
+        return Prescan(
+            venue,
+            frames,
+            recv_ns,
+            scan.buf,
+            meta[:m],
+            starts[:m],
+            np.flatnonzero(taken),
+            np.flatnonzero(~taken).tolist() if m < n else [],
+        )
+
+    def feed_prescanned(self, pre: Prescan, upto: int) -> None:
+        """Feed frames ``pre.done`` to ``upto`` of a prescanned run, in their order: the
+        scanned events go to the store in one kernel call per stretch between two frames
+        that need the adapter's ``decode`` (acks, other channels, new symbols, malformed)."""
+        lo = pre.done
+        if upto <= lo:
+            return
+        pre.done = upto
+        taken = pre.taken
+        row = int(np.searchsorted(taken, lo))
+        end = int(np.searchsorted(taken, upto))
+        if pre.others:
+            adapter = self.adapters[pre.venue]
+            for k in pre.others:
+                if k < lo:
+                    continue
+                if k >= upto:
+                    break
+                cut = int(np.searchsorted(taken, k))
+                self._apply_scanned(pre, row, cut)
+                row = cut
+                self._feed_decoded(pre.venue, adapter, (pre.frames[k],), (pre.recv_ns[k],))
+        self._apply_scanned(pre, row, end)
+
+    def _apply_scanned(self, pre: Prescan, a: int, b: int) -> None:
+        if b <= a:
+            return
+        self.flush()  # events queued earlier go first
+        meta = pre.meta[a:b]
+        starts = pre.starts[a:b]
+        if self._deepening:  # the deltas of books being deepened go to their copies too
+            meta, starts = self._with_shadow_rows(meta, starts)
+        self.batch.load(pre.buf, meta, starts)
+        self._settle(self.store.apply_sealed(self.batch), len(meta))
 
     def _symbol_index(
         self, venue: Venue, scanner: FrameScanner

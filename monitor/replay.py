@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import msgspec
 from feeds.recording import Record, RecordingReader
 from monitor.domain import Venue
 from monitor.log import get_logger
-from monitor.pipeline import BookPipeline
+from monitor.pipeline import BookPipeline, Prescan
 from monitor.sinks import Sink, drive
 
 log = get_logger("monitor.replay")
@@ -54,6 +55,7 @@ def merged_records(
 
 
 MAX_GROUP = 4096  # frames of one venue fed in one call, at most
+BLOCK = 16_384  # records read ahead; the frames of each venue among them are scanned at once
 
 
 def replay(
@@ -112,63 +114,91 @@ async def areplay(
         rows += int(sample.changed.sum())
         await drive(sinks, sample)
 
-    # The websocket frames of each venue between two ticks go to the pipeline together (its
-    # hot path scans big batches in one call). Books are per venue, so feeding one venue's
-    # frames before another's changes nothing a tick sees; a venue's order is kept, and its
-    # REST answers are fed in their place (every venue's frames before them go first).
+    # The websocket frames of each venue between two ticks go to the pipeline together.
+    # Books are per venue, so feeding one venue's frames before another's changes nothing a
+    # tick sees; a venue's order is kept, and REST answers are fed in their place (every
+    # venue's frames before them go first). Records are read in blocks, and each venue with
+    # a batch scanner has its frames of the block scanned in one call up front
+    # (``BookPipeline.prescan``); ticks then feed them stretch by stretch.
     groups: dict[Venue, tuple[list[str], list[int]]] = {}
+    prescans: dict[Venue, Prescan] = {}
+    fed: dict[Venue, int] = {}  # frames of the block reached, per prescanned venue
 
     def flush_groups() -> None:
+        for venue, upto in fed.items():
+            pipeline.feed_prescanned(prescans[venue], upto)
         for venue, (frames, stamps) in groups.items():
             pipeline.feed_frames(venue, frames, stamps)
         groups.clear()
 
     venues = {v.value: v for v in Venue}
-    for rec in merged_records(paths, reader):
-        recv_ns = round(rec.ts * 1e9)
-        if next_tick is None:
-            next_tick = (recv_ns // tick_ns + 1) * tick_ns
-            first_ns = recv_ns
-        if recv_ns >= next_tick:
-            flush_groups()
-            idle = 0
-            while recv_ns >= next_tick and idle < max_idle_ticks:
-                await emit(next_tick)
-                next_tick += tick_ns
-                idle += 1
+    source = merged_records(paths, reader)
+    while block := list(itertools.islice(source, BLOCK)):
+        stamps = [round(rec.ts * 1e9) for rec in block]
+        flush_groups()
+        prescans.clear()
+        fed.clear()
+        if speed is None:
+            per_venue: dict[Venue, tuple[list[str], list[int]]] = {}
+            for rec, recv_ns in zip(block, stamps, strict=True):
+                venue = venues.get(rec.venue)
+                if venue is not None and rec.kind == "ws":
+                    run = per_venue.get(venue)
+                    if run is None:
+                        run = per_venue[venue] = ([], [])
+                    run[0].append(rec.data)
+                    run[1].append(recv_ns)
+            for venue, (frames, recvs) in per_venue.items():
+                pre = pipeline.prescan(venue, frames, recvs)
+                if pre is not None:
+                    prescans[venue] = pre
+        for rec, recv_ns in zip(block, stamps, strict=True):
+            if next_tick is None:
+                next_tick = (recv_ns // tick_ns + 1) * tick_ns
+                first_ns = recv_ns
             if recv_ns >= next_tick:
-                # a hole in the recording (recorder stopped, or files of different days):
-                # skip it rather than print the same books for every tick of the hole
-                skipped_to = (recv_ns // tick_ns) * tick_ns
-                log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
-                next_tick = skipped_to
-                if next_tick <= recv_ns:
-                    next_tick += tick_ns
-        if speed is not None and first_ns is not None:
-            lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
-            if lag > 0:
                 flush_groups()
-                await asyncio.sleep(lag)
-        venue = venues.get(rec.venue)
-        if venue is None:
-            unknown += 1
-            if rec.venue not in unknown_venues:
-                unknown_venues.add(rec.venue)
-                log.warning("replay.unknown_venue", venue=rec.venue)
-            continue
-        records += 1
-        if rec.kind == "ws":
-            group = groups.get(venue)
-            if group is None:
-                group = groups[venue] = ([], [])
-            elif len(group[0]) >= MAX_GROUP:
-                pipeline.feed_frames(venue, *group)
-                group = groups[venue] = ([], [])
-            group[0].append(rec.data)
-            group[1].append(recv_ns)
-        else:
-            flush_groups()
-            pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
+                idle = 0
+                while recv_ns >= next_tick and idle < max_idle_ticks:
+                    await emit(next_tick)
+                    next_tick += tick_ns
+                    idle += 1
+                if recv_ns >= next_tick:
+                    # a hole in the recording (recorder stopped, or files of different days):
+                    # skip it rather than print the same books for every tick of the hole
+                    skipped_to = (recv_ns // tick_ns) * tick_ns
+                    log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
+                    next_tick = skipped_to
+                    if next_tick <= recv_ns:
+                        next_tick += tick_ns
+            if speed is not None and first_ns is not None:
+                lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
+                if lag > 0:
+                    flush_groups()
+                    await asyncio.sleep(lag)
+            venue = venues.get(rec.venue)
+            if venue is None:
+                unknown += 1
+                if rec.venue not in unknown_venues:
+                    unknown_venues.add(rec.venue)
+                    log.warning("replay.unknown_venue", venue=rec.venue)
+                continue
+            records += 1
+            if rec.kind == "ws":
+                if venue in prescans:
+                    fed[venue] = fed.get(venue, 0) + 1
+                    continue
+                group = groups.get(venue)
+                if group is None:
+                    group = groups[venue] = ([], [])
+                elif len(group[0]) >= MAX_GROUP:
+                    pipeline.feed_frames(venue, *group)
+                    group = groups[venue] = ([], [])
+                group[0].append(rec.data)
+                group[1].append(recv_ns)
+            else:
+                flush_groups()
+                pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
     flush_groups()
     if next_tick is not None:
         await emit(next_tick)
