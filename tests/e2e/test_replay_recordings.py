@@ -448,5 +448,5 @@ def test_a_frame_the_scanner_hands_over_is_fed_in_its_place() -> None:
     pipeline.feed_prescanned(pre, 40)
     info = pipeline._venue_books[venue]["NKNUSDT"]
     assert pipeline.is_valid(info)
-    assert pipeline.counters.messages.get((venue, "gap"), 0) == 0
+    assert pipeline.counters.messages["binance.gap"] == 0
     assert int(pipeline.store.istate[info.book, S_LAST_ID]) == 141
