@@ -71,6 +71,7 @@ from monitor.domain import (
     EventKind,
     Ignored,
     Instrument,
+    IntArray,
     MarkPriceEvent,
     RawBook,
     Venue,
@@ -225,6 +226,7 @@ class BookPipeline:
         self._notionals_usd = tuple(float(x) for x in self.notionals)
         # mark, index and funding per book (NaN: none received), kept with self.marks
         self._mark_columns = np.full((3, max_books), np.nan)
+        self._book_id_column = np.zeros(0, dtype=np.int64)
 
     @classmethod
     def from_settings(
@@ -1055,7 +1057,7 @@ class BookPipeline:
             books=identities,
             bands_pct=self.bands_pct,
             notionals_usd=self._notionals_usd,
-            book_id=np.arange(n, dtype=np.int64),  # dense: book i is self._by_id[i]
+            book_id=self._book_ids(n),
             valid=flags[mk.T_VALID],
             stale=flags[mk.T_STALE],
             changed=flags[mk.T_CHANGED],
@@ -1080,6 +1082,16 @@ class BookPipeline:
             funding_rate=mark[2],
         )
         return self.analytics.process(sample)
+
+    def _book_ids(self, n: int) -> IntArray:
+        """0..n-1 (ids are dense: book i is self._by_id[i]), read-only and shared by the
+        samples until the book set grows."""
+        ids = self._book_id_column
+        if len(ids) != n:
+            ids = np.arange(n, dtype=np.int64)
+            ids.flags.writeable = False
+            self._book_id_column = ids
+        return ids
 
     def book_summaries(self, depth: int = 50) -> list[dict[str, Any]]:
         """Per-book state and counters, with the top levels written as the venue writes them."""

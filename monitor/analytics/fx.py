@@ -23,7 +23,6 @@ the books by one tick.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,17 @@ import numpy as np
 from monitor.domain import FloatArray
 from monitor.fx import MidLookup, ParFx
 from monitor.sample import BoolArray
+
+
+def median(values: list[float]) -> float:
+    """``statistics.median`` of a non-empty list, the same arithmetic without its
+    dispatch (it runs on a few values several times a tick)."""
+    data = sorted(values)
+    n = len(data)
+    h = n // 2
+    if n % 2 == 1:
+        return data[h]
+    return (data[h - 1] + data[h]) / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +80,29 @@ class LiveFx:
         self.now_ns = now_ns
 
     def rates(self, currencies: Sequence[str], mids: MidLookup) -> tuple[FloatArray, BoolArray]:
-        usd = np.full(len(currencies), np.nan)
-        assumed = np.ones(len(currencies), dtype=np.bool_)
+        # plain lists first, one array each at the end (a handful of currencies a tick)
+        rate: list[float] = []
+        flagged: list[bool] = []
         fallback: list[int] = []
+        good_ns, now_ns, carry_ns = self._good_ns, self.now_ns, self.carry_ns
         for k, currency in enumerate(currencies):
             if currency == "USD":
-                usd[k], assumed[k] = 1.0, False
+                rate.append(1.0)
+                flagged.append(False)
                 continue
-            good = self._good_ns.get(currency)
-            if good is not None and self.now_ns - good <= self.carry_ns:
-                usd[k], assumed[k] = self._published[currency], False
+            good = good_ns.get(currency)
+            if good is not None and now_ns - good <= carry_ns:
+                rate.append(self._published[currency])
+                flagged.append(False)
             elif currency in self.usd_stables:
-                usd[k], assumed[k] = 1.0, True
+                rate.append(1.0)
+                flagged.append(True)
             else:
+                rate.append(math.nan)
+                flagged.append(True)
                 fallback.append(k)
+        usd = np.array(rate, dtype=np.float64)
+        assumed = np.array(flagged, dtype=np.bool_)
         if fallback:
             # a cross through any valid book, against the rates known so far (assumed)
             known = tuple(c for k, c in enumerate(currencies) if usd[k] == usd[k])
@@ -140,7 +159,7 @@ class LiveFx:
                 direct.setdefault(q.base, []).append(m)
             elif q.base == "USD" and q.quote != "USD":
                 direct.setdefault(q.quote, []).append(1.0 / m)
-        measured = {c: (statistics.median(v), len(v)) for c, v in direct.items()}
+        measured = {c: (median(v), len(v)) for c, v in direct.items()}
         crossed: dict[str, list[float]] = {}
         for q in fresh:
             m = mids[q.row]
@@ -149,7 +168,7 @@ class LiveFx:
             elif q.base in direct and q.quote not in direct and q.quote != "USD":
                 crossed.setdefault(q.quote, []).append(measured[q.base][0] / m)
         for c, v in crossed.items():
-            measured[c] = (statistics.median(v), len(v))
+            measured[c] = (median(v), len(v))
         for c, (price, count) in consensus_usd.items():
             if c not in self.usd_stables and c not in measured and price == price and count:
                 measured[c] = (price, count)

@@ -48,13 +48,13 @@ Where this departs from the reference spec (LVS section), and why:
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from monitor.analytics import kernels as ak
-from monitor.analytics.fx import FxQuote, LiveFx
+from monitor.analytics.fx import FxQuote, LiveFx, median
 from monitor.domain import FloatArray, Venue
 from monitor.sample import (
     N_COMPONENTS,
@@ -90,6 +90,20 @@ def _quote_venues(books: Iterable[BookIdentity]) -> frozenset[str]:
 
 def _pegs_by_asset(pegs: Iterable[PegPair]) -> dict[str, PegPair]:
     return {p.asset: p for p in pegs}
+
+
+_PEG_MID = 0  # the book is quoted in the peg's currency: its own mid
+_PEG_USD = 1  # pegged to USD: the book's USD mid
+_PEG_CROSS = 2  # pegged to another asset: the USD mid over that asset's consensus
+
+
+@dataclass(frozen=True, slots=True)
+class _PegRow:
+    row: int
+    source: int
+    asset: int  # the asset row of the peg's currency (_PEG_CROSS), -1 when none
+    fair: float | None
+    others: tuple[int, ...]  # the rows whose observed rates make the fair (in row order)
 
 
 class AnalyticsStage:
@@ -168,6 +182,8 @@ class AnalyticsStage:
         self._asset_of: dict[str, int] = {}
         self._venue_of: dict[str, int] = {}
         self._last_s: float | None = None
+        self._mark_alpha_dt: float | None = None
+        self._mark_alpha_value = np.empty(0)
         self._allocate(0, 0)
         self._grow(())
 
@@ -242,6 +258,8 @@ class AnalyticsStage:
             and b.quote in currencies
         )
         self.peg_rows = [(i, self.pegs[b.base]) for i, b in enumerate(books) if b.base in self.pegs]
+        self._peg_plan = self._plan_pegs(books)
+        self._no_peg = np.full(n, np.nan)
         self.currencies = tuple(sorted({b.quote for b in books}))
         # quote currencies that are assets too (BTC, ETH): priced by their consensus
         self.quote_assets = tuple(
@@ -370,7 +388,7 @@ class AnalyticsStage:
         values = np.concatenate((book_lvs, asset_lvs, market[:1]))
         smoothed = self._smooth(values, dt)
         before = self.state.copy()
-        ak.step_states(
+        moved = ak.step_states(
             now_s,
             values,
             self.state,
@@ -381,7 +399,9 @@ class AnalyticsStage:
             self.exit_s,
             self.settings.min_dwell_s,
         )
-        events = self._events(sample, before, values, book_points, asset_points, market)
+        events = (
+            self._events(sample, before, values, book_points, asset_points, market) if moved else ()
+        )
         self.scored |= np.isfinite(values)
         # per asset
         out_int = np.empty((n_assets, 5), dtype=np.int64)
@@ -408,22 +428,24 @@ class AnalyticsStage:
             out_float,
         )
         state = self.state
+        # one copy each, column-major: every column below is a contiguous row of it
+        by_int, by_float = out_int.T.copy(), out_float.T.copy()
         assets = AssetTable(
             assets=tuple(self.assets),
             consensus_usd=consensus,
             perp_consensus_usd=perp,
-            healthy_books=out_int[:, 3].copy(),
-            books=out_int[:, 4].copy(),
-            outlier_row=out_int[:, 0].copy(),
-            outlier_bps=out_float[:, 0].copy(),
-            lowest_row=out_int[:, 1].copy(),
-            second_row=out_int[:, 2].copy(),
-            low_gap_bps=out_float[:, 1].copy(),
-            basis_bps=out_float[:, 6].copy(),
-            index_deviation_bps=out_float[:, 4].copy(),
-            peg_bps=out_float[:, 5].copy(),
-            depth_venue_sum_usd=out_float[:, 2].copy(),
-            depth_consolidated_usd=out_float[:, 3].copy(),
+            healthy_books=by_int[3],
+            books=by_int[4],
+            outlier_row=by_int[0],
+            outlier_bps=by_float[0],
+            lowest_row=by_int[1],
+            second_row=by_int[2],
+            low_gap_bps=by_float[1],
+            basis_bps=by_float[6],
+            index_deviation_bps=by_float[4],
+            peg_bps=by_float[5],
+            depth_venue_sum_usd=by_float[2],
+            depth_consolidated_usd=by_float[3],
             breadth=asset_breadth,
             lvs=asset_lvs,
             lvs_smoothed=smoothed[n : n + n_assets],
@@ -431,7 +453,7 @@ class AnalyticsStage:
             components=asset_points,
             market_lvs=float(market[0]),
             market_state=int(state[-1]),
-            market_components=tuple(float(x) for x in market[1 : 1 + N_COMPONENTS]),
+            market_components=tuple(market[1 : 1 + N_COMPONENTS].tolist()),
         )
         book = BookAnalytics(
             asset_row=self.asset_idx.copy(),
@@ -451,11 +473,11 @@ class AnalyticsStage:
         )
         fx_table = self._fx_table(sample)
         book_state = state[:n]
-        stressed = frozenset(
-            self.venues[v]
-            for v in self.venue_idx[
-                (book_state >= SCORE_WARNING) & (book_state < SCORE_DATA)
-            ].tolist()
+        stressed_rows = (book_state >= SCORE_WARNING) & (book_state < SCORE_DATA)
+        stressed = (
+            frozenset(self.venues[v] for v in self.venue_idx[stressed_rows].tolist())
+            if stressed_rows.any()
+            else frozenset()
         )
         self.fx.observe(
             sample.ts_ns,
@@ -466,7 +488,8 @@ class AnalyticsStage:
             stressed,
             {c: (float(consensus[k]), int(spot_n[k] + perp_n[k])) for c, k in self.quote_assets},
         )
-        changed = sample.changed | (before[:n] != state[:n])
+        # no state moved: the sample's own column (never written after the tick)
+        changed = sample.changed | (before[:n] != state[:n]) if moved else sample.changed
         return sample.extended(
             changed=changed, analytics=book, assets=assets, fx=fx_table, events=events
         )
@@ -493,13 +516,38 @@ class AnalyticsStage:
 
     def _mark_alpha(self, dt: float) -> FloatArray:
         """Per mark window, the EWMA weight of this tick's basis (tau = window / 2, so the
-        EWMA has the window's mean lag; 1 on the first tick)."""
-        return np.array(
+        EWMA has the window's mean lag; 1 on the first tick). Kept for the next tick: the
+        tick interval rarely changes (the kernel only reads it)."""
+        if dt == self._mark_alpha_dt:
+            return self._mark_alpha_value
+        self._mark_alpha_dt = dt
+        self._mark_alpha_value = np.array(
             [
                 1.0 - math.exp(-dt / (window / 2.0)) if dt > 0 else 1.0
                 for window in self.settings.mark_windows_s
             ]
         )
+        return self._mark_alpha_value
+
+    def _plan_pegs(self, books: tuple[BookIdentity, ...]) -> list[_PegRow]:
+        """What :meth:`_pegs` reads per configured peg book, resolved once per book set."""
+        plan = []
+        for i, pair in self.peg_rows:
+            b = books[i]
+            if b.quote == pair.against:
+                source, asset = _PEG_MID, -1
+            elif pair.against == "USD":
+                source, asset = _PEG_USD, -1
+            else:
+                source, asset = _PEG_CROSS, self._asset_of.get(pair.against, -1)
+            # the venues a fair rate is taken from: the asset's other peg books
+            others = tuple(
+                j
+                for j, _ in self.peg_rows
+                if books[j].base == pair.asset and books[j].venue != b.venue
+            )
+            plan.append(_PegRow(i, source, asset, pair.fair, others))
+        return plan
 
     def _pegs(
         self,
@@ -510,38 +558,33 @@ class AnalyticsStage:
     ) -> FloatArray:
         """(P_observed / fair - 1) x 1e4 per configured peg book; fair configured, or the
         median of the other venues' observed rates (a venue never sets its own fair)."""
-        peg = np.full(len(sample.books), np.nan)
-        if not self.peg_rows:
+        peg = self._no_peg.copy()
+        if not self._peg_plan:
             return peg
         # plain floats: a few rows, read one by one
         ok, mids, usd = healthy.tolist(), sample.mid.tolist(), mid_usd.tolist()
-        books = sample.books
         observed: dict[int, float] = {}
-        for i, pair in self.peg_rows:
+        for row in self._peg_plan:
+            i = row.row
             if not ok[i]:
                 continue
-            if books[i].quote == pair.against:
+            if row.source == _PEG_MID:
                 value = mids[i]
-            elif pair.against == "USD":
+            elif row.source == _PEG_USD:
                 value = usd[i]
             else:
-                k = self._asset_of.get(pair.against)
-                ref = float(consensus[k]) if k is not None else math.nan
+                ref = float(consensus[row.asset]) if row.asset >= 0 else math.nan
                 value = usd[i] / ref if ref > 0 else math.nan
             if value == value:
                 observed[i] = value
-        for i, pair in self.peg_rows:
+        for row in self._peg_plan:
+            i = row.row
             if i not in observed:
                 continue
-            fair = pair.fair
+            fair = row.fair
             if fair is None:
-                venue = books[i].venue
-                others = [
-                    v
-                    for j, v in observed.items()
-                    if books[j].base == pair.asset and books[j].venue != venue
-                ]
-                fair = statistics.median(others) if others else None
+                others = [observed[j] for j in row.others if j in observed]
+                fair = median(others) if others else None
             if fair:
                 peg[i] = (observed[i] / fair - 1.0) * 1e4
         return peg
@@ -549,12 +592,13 @@ class AnalyticsStage:
     def _fx_table(self, sample: TickSample) -> FxTable:
         rows = self.currency_row
         age_s, sources = self.fx.age_s, self.fx.sources
+        # (indexing by an array copies)
         usd = sample.fx_usd[rows] if len(rows) else np.empty(0)
         assumed = sample.fx_assumed[rows] if len(rows) else np.empty(0, dtype=np.bool_)
         return FxTable(
             currencies=self.currencies,
-            usd=usd.copy(),
-            assumed=assumed.copy(),
+            usd=usd,
+            assumed=assumed,
             age_s=np.array([age_s(c) for c in self.currencies]),
             sources=np.array([sources.get(c, 0) for c in self.currencies], dtype=np.int64),
         )
