@@ -927,6 +927,65 @@ def step_states(
     return changed
 
 
+@njit(cache=True)
+def score_tick(
+    now_s: float,
+    healthy: np.ndarray,
+    asset: np.ndarray,
+    n_assets: int,
+    venue: np.ndarray,
+    n_venues: int,
+    s: np.ndarray,
+    aux: np.ndarray,
+    weights: np.ndarray,
+    min_books: int,
+    display_alpha: float,
+    enter: np.ndarray,
+    enter_s: np.ndarray,
+    exit_: np.ndarray,
+    exit_s: np.ndarray,
+    min_dwell_s: float,
+    state: np.ndarray,
+    timers: np.ndarray,
+    display: np.ndarray,
+    scored: np.ndarray,
+    book_points: np.ndarray,
+    asset_points: np.ndarray,
+    asset_breadth: np.ndarray,
+    market: np.ndarray,
+    values: np.ndarray,
+    smoothed: np.ndarray,
+    before: np.ndarray,
+) -> int:
+    """The score half of the analytics tick in one call: :func:`combine_scores`, every
+    entity's score in ``values`` (books, then assets, then the market), its display EWMA
+    (``smoothed``; ``display`` is the previous one, a non-finite one restarts at the
+    score, and it is updated), the states before (``before``) and after
+    :func:`step_states`. ``scored`` (ever had a score) is updated for the entities whose
+    state did not move: the caller reads it for the moved ones first (an entity's first
+    score is not an event), then sets them. Returns how many states moved.
+    """
+    n = healthy.shape[0]
+    book_lvs = values[:n]
+    asset_lvs = values[n : n + n_assets]
+    combine_scores(
+        healthy, asset, n_assets, venue, n_venues, s, aux, weights, min_books,
+        book_lvs, book_points, asset_lvs, asset_points, asset_breadth, market,
+    )  # fmt: skip
+    values[n + n_assets] = market[0]
+    for e in range(values.shape[0]):
+        prev = display[e]
+        v = values[e]
+        smoothed[e] = v if not np.isfinite(prev) else prev + display_alpha * (v - prev)
+        display[e] = smoothed[e]
+        before[e] = state[e]
+    moved = step_states(now_s, values, state, timers, enter, enter_s, exit_, exit_s, min_dwell_s)
+    for e in range(values.shape[0]):
+        if state[e] == before[e] and np.isfinite(values[e]):
+            scored[e] = True
+    return moved
+
+
 ENTRY_KERNELS = (
     group_consensus,
     cross_venue,
@@ -934,6 +993,7 @@ ENTRY_KERNELS = (
     book_components,
     combine_scores,
     step_states,
+    score_tick,
 )
 
 
@@ -985,4 +1045,11 @@ def warm_up() -> None:
     step_states(
         1.0, val, np.zeros(1, dtype=np.int8), np.full((1, 5), np.nan), np.ones(3), np.ones(3),
         np.zeros(3), np.ones(3), 1.0,
+    )  # fmt: skip
+    score_tick(
+        1.0, yes, one, 1, one, 1, s_out, aux, np.ones(N_LOCAL), 3, 0.5, np.ones(3), np.ones(3),
+        np.zeros(3), np.ones(3), 1.0, np.zeros(3, dtype=np.int8), np.full((3, 5), np.nan),
+        np.full(3, np.nan), np.zeros(3, dtype=np.bool_), np.empty((1, N_POINTS)),
+        np.empty((1, N_POINTS)), np.empty(1), np.empty(N_POINTS + 2), np.empty(3), np.empty(3),
+        np.empty(3, dtype=np.int8),
     )  # fmt: skip

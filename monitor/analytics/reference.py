@@ -565,3 +565,49 @@ def step_states(
         state[i] = s
         changed += s != before
     return changed
+
+
+def score_tick(
+    now_s: float,
+    healthy: np.ndarray,
+    asset: np.ndarray,
+    n_assets: int,
+    venue: np.ndarray,
+    n_venues: int,
+    s: np.ndarray,
+    aux: np.ndarray,
+    weights: np.ndarray,
+    min_books: int,
+    display_alpha: float,
+    enter: np.ndarray,
+    enter_s: np.ndarray,
+    exit_: np.ndarray,
+    exit_s: np.ndarray,
+    min_dwell_s: float,
+    state: np.ndarray,
+    timers: np.ndarray,
+    display: np.ndarray,
+    scored: np.ndarray,
+    book_points: np.ndarray,
+    asset_points: np.ndarray,
+    asset_breadth: np.ndarray,
+    market: np.ndarray,
+    values: np.ndarray,
+    smoothed: np.ndarray,
+    before: np.ndarray,
+) -> int:
+    n = len(healthy)
+    book_lvs = np.empty(n)
+    asset_lvs = np.empty(n_assets)
+    combine_scores(
+        healthy, asset, n_assets, venue, n_venues, s, aux, weights, min_books,
+        book_lvs, book_points, asset_lvs, asset_points, asset_breadth, market,
+    )  # fmt: skip
+    values[:] = np.concatenate((book_lvs, asset_lvs, market[:1]))
+    fresh = ~np.isfinite(display)
+    smoothed[:] = np.where(fresh, values, display + display_alpha * (values - display))
+    display[:] = smoothed
+    before[:] = state
+    moved = step_states(now_s, values, state, timers, enter, enter_s, exit_, exit_s, min_dwell_s)
+    scored |= (state == before) & np.isfinite(values)
+    return moved

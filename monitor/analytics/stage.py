@@ -362,13 +362,16 @@ class AnalyticsStage:
             s_out,
             aux,
         )
-        book_lvs = np.empty(n)
         book_points = np.empty((n, N_COMPONENTS))
-        asset_lvs = np.empty(n_assets)
         asset_points = np.empty((n_assets, N_COMPONENTS))
         asset_breadth = np.empty(n_assets)
         market = np.empty(N_COMPONENTS + 2)
-        ak.combine_scores(
+        entities = n + n_assets + 1
+        values = np.empty(entities)  # the scores: books, assets, the market
+        smoothed = np.empty(entities)
+        before = np.empty(entities, dtype=np.int8)
+        moved = ak.score_tick(
+            now_s,
             scored,
             self.asset_idx,
             n_assets,
@@ -378,31 +381,29 @@ class AnalyticsStage:
             aux,
             self.weights,
             MIN_BREADTH_BOOKS,
-            book_lvs,
-            book_points,
-            asset_lvs,
-            asset_points,
-            asset_breadth,
-            market,
-        )
-        values = np.concatenate((book_lvs, asset_lvs, market[:1]))
-        smoothed = self._smooth(values, dt)
-        before = self.state.copy()
-        moved = ak.step_states(
-            now_s,
-            values,
-            self.state,
-            self.timers,
+            self._display_alpha(dt),
             self.enter_points_at(now_s),
             self.enter_s,
             self.exit,
             self.exit_s,
             self.settings.min_dwell_s,
+            self.state,
+            self.timers,
+            self.display,
+            self.scored,
+            book_points,
+            asset_points,
+            asset_breadth,
+            market,
+            values,
+            smoothed,
+            before,
         )
-        events = (
-            self._events(sample, before, values, book_points, asset_points, market) if moved else ()
-        )
-        self.scored |= np.isfinite(values)
+        book_lvs, asset_lvs = values[:n], values[n : n + n_assets]
+        events: tuple[ScoreEvent, ...] = ()
+        if moved:
+            events = self._events(sample, before, values, book_points, asset_points, market)
+            self.scored |= np.isfinite(values)  # the moved ones (the kernel set the others)
         # per asset
         out_int = np.empty((n_assets, 5), dtype=np.int64)
         out_float = np.empty((n_assets, 7))
@@ -504,15 +505,10 @@ class AnalyticsStage:
             return self.enter + s.scheduled_mask_points
         return self.enter
 
-    def _smooth(self, values: FloatArray, dt: float) -> FloatArray:
-        """EWMA of every entity's score for display (NaN while DATA, restarts after it)."""
+    def _display_alpha(self, dt: float) -> float:
+        """The display EWMA's weight of this tick's score (1: no smoothing)."""
         hl = self.settings.display_half_life_s
-        alpha = 1.0 if hl <= 0 or dt <= 0 else 1.0 - 2.0 ** (-dt / hl)
-        prev = self.display
-        fresh = ~np.isfinite(prev)
-        out = np.where(fresh, values, prev + alpha * (values - prev))
-        self.display = out
-        return out
+        return 1.0 if hl <= 0 or dt <= 0 else 1.0 - 2.0 ** (-dt / hl)
 
     def _mark_alpha(self, dt: float) -> FloatArray:
         """Per mark window, the EWMA weight of this tick's basis (tau = window / 2, so the

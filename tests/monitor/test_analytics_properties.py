@@ -283,6 +283,81 @@ def test_step_states_matches_twin_over_ticks(
         np.testing.assert_array_equal(timers_k, timers_r)
 
 
+@SETTINGS
+@given(
+    data=st.data(),
+    n=st.integers(0, 10),
+    n_assets=st.integers(1, 4),
+    ticks=st.integers(1, 12),
+    alpha=st.sampled_from([1.0, 0.5, 0.045]),
+    dwell=st.sampled_from([0.0, 3.0]),
+)
+def test_score_tick_matches_twin_over_ticks(
+    data: st.DataObject, n: int, n_assets: int, ticks: int, alpha: float, dwell: float
+) -> None:
+    """The fused score kernel (combine, display EWMA, states, first-score bookkeeping)
+    against the twins called one after the other, state carried over ticks."""
+    entities = n + n_assets + 1
+    asset = np.array(
+        data.draw(st.lists(st.integers(-1, n_assets - 1), min_size=n, max_size=n)), dtype=np.int64
+    )
+    venue = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int64)
+    weights = np.array([0.30, 0.20, 0.15, 0.15, 0.10, 0.10])
+    enter, enter_s = np.array([40.0, 60.0, 80.0]), np.array([3.0, 2.0, 1.0])
+    exit_, exit_s = np.array([30.0, 45.0, 65.0]), np.array([4.0, 6.0, 2.0])
+    state = np.array(
+        data.draw(st.lists(st.integers(0, 4), min_size=entities, max_size=entities)), dtype=np.int8
+    )
+    timers = np.full((entities, 5), np.nan)
+    timers[:, 0] = 0.0
+    display = np.full(entities, np.nan)
+    scored = np.array(
+        data.draw(st.lists(st.booleans(), min_size=entities, max_size=entities)), dtype=np.bool_
+    )
+    sides = [[state, timers, display, scored], [state.copy(), timers.copy(), display.copy()]]
+    sides[1].append(scored.copy())
+    now = 0.0
+    for _ in range(ticks):
+        now += data.draw(st.sampled_from([1.0, 1.0, 2.0]))
+        healthy = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        s = data.draw(
+            hnp.arrays(
+                np.float64, (n, ak.N_LOCAL), elements=st.sampled_from([0.0, 0.3, 0.5, 0.95, 1.0])
+            )
+        )
+        aux = np.zeros((n, 5))
+        aux[:, 0] = 100.0 * s @ weights
+        aux[:, 1] = data.draw(
+            hnp.arrays(np.float64, n, elements=st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+        )
+        aux[:, 2] = ((s[:, 0] >= 0.5) | (aux[:, 0] >= 40.0)).astype(np.float64)
+        aux[:, 3] = data.draw(
+            hnp.arrays(np.float64, n, elements=st.one_of(st.just(0.0), st.floats(1.0, 5000.0)))
+        )
+        outs = [
+            (
+                np.empty((n, ak.N_POINTS)),
+                np.empty((n_assets, ak.N_POINTS)),
+                np.empty(n_assets),
+                np.empty(ak.N_POINTS + 2),
+                np.empty(entities),
+                np.empty(entities),
+                np.empty(entities, dtype=np.int8),
+            )
+            for _ in range(2)
+        ]
+        args = (now, healthy, asset, n_assets, venue, 3, s, aux, weights, 3, alpha)
+        limits = (enter, enter_s, exit_, exit_s, dwell)
+        moved_k = ak.score_tick(*args, *limits, *sides[0], *outs[0])
+        moved_r = ref.score_tick(*args, *limits, *sides[1], *outs[1])
+        assert moved_k == moved_r
+        for a, b in zip((*sides[0], *outs[0]), (*sides[1], *outs[1]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True)
+        # what the stage does after the kernel when states moved
+        for side in sides:
+            side[3] |= np.isfinite(outs[0][4])
+
+
 @given(x=st.one_of(st.floats(allow_nan=True), st.just(math.nan)), a=st.floats(-10, 10))
 def test_ramp_matches_twin(x: float, a: float) -> None:
     assert ak.ramp(x, a, a + 1.5) == ref.ramp(x, a, a + 1.5)
