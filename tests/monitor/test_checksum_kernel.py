@@ -8,6 +8,7 @@ what shows that the conversion round-trips exactly to the strings the venue hash
 
 from __future__ import annotations
 
+import zlib
 from decimal import Decimal
 
 import numpy as np
@@ -131,3 +132,12 @@ def test_okx_documented_example_through_the_kernel() -> None:
     store, b = load(1, 0, [(33661, 7), (33660, 6)], [(33668, 9), (33680, 8)], checksum=Checksum.OKX)
     got = kernel_checksum(store, b, Checksum.OKX)
     assert got - 2**32 == -1881014294
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_the_kernels_crc32_is_zlibs_at_every_length(data: bytes) -> None:
+    # eight bytes a step, then byte by byte: every remainder, and its plain-Python twin
+    buf = np.frombuffer(data + b"\x00" * 8, dtype=np.uint8)
+    assert kernels._crc32(buf, len(data)) == zlib.crc32(data)
+    assert kernels._crc32.py_func(buf, len(data)) == zlib.crc32(data)
