@@ -72,7 +72,7 @@ MIN_UPDATE_BYTES = 40  # an update object is longer: levels per frame <= bytes /
 _space = is_space
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def clean_string(buf: np.ndarray, i: int, end: int) -> int:
     """``i`` at an opening quote: index after the closing quote when every byte between is
     printable ASCII other than a backslash, else -1 (the text is then what msgspec reads
@@ -90,14 +90,14 @@ def clean_string(buf: np.ndarray, i: int, end: int) -> int:
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ws(buf: np.ndarray, i: int, end: int) -> int:
     while i < end and _space(buf[i]):
         i += 1
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
     """At an object's key (after '{' or ','): (key start, key length, index of its value)
     or (-1, 0, -1)."""
@@ -116,7 +116,7 @@ def _key(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
     return k0, klen, j
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next(buf: np.ndarray, i: int, end: int, close: int) -> tuple[int, bool]:
     """After a member or element: (index after ',', False), (index after ``close``, True),
     or (-1, True)."""
@@ -130,7 +130,7 @@ def _next(buf: np.ndarray, i: int, end: int, close: int) -> tuple[int, bool]:
     return -1, True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _is_word(buf: np.ndarray, i: int, j: int, word: bytes) -> bool:
     """The string ``buf[i:j]`` (quotes included) is ``word``."""
     return j - i == len(word) + 2 and key_is(buf, i + 1, len(word), word)
@@ -354,7 +354,7 @@ def _frame(
     return SAFE, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _put(out: np.ndarray, o: int, buf: np.ndarray, a: int, b: int) -> int:
     for m in range(a, b):
         out[o] = buf[m]
