@@ -17,12 +17,9 @@ JSON allows it, and a timestamp exactly ``YYYY-MM-DDTHH:MM:SS[.digits]Z``. Anyth
 (heartbeats, subscriptions, errors, several events in one frame, escapes, odd timestamps,
 duplicate keys, malformed JSON) is handed to the adapter's ``decode``.
 
-Order: the pipeline applies the scanned rows of a batch first and decodes the handed-over
-frames after them. Coinbase books have no sequence ids to catch an update applied out of
-order, so once a frame that may carry a book is handed over (anything but a well-formed
-frame of another channel, or without a channel), every later frame of the batch is handed
-over too: the decoded frames then keep their order relative to each other and come after
-every scanned one, which came before them on the wire.
+Order: the pipeline decodes a handed-over frame in its place between the scanned ones
+(``BookPipeline.feed_prescanned``), which Coinbase books need: they have no sequence ids
+to catch an update applied out of order.
 
 The per-connection ``sequence_num`` check stays in the session layer (CoinbaseSequence).
 """
@@ -49,13 +46,7 @@ from feeds.scan import (
     is_space,
     key_is,
     rfc3339_ns,
-    skip_value,
 )
-
-# what one frame is, for the batch loop
-BOOK = 0  # a book frame the scanner vouches for
-SAFE = 1  # a well-formed frame of another channel (or none): decode, order does not matter
-HAND_OVER = 2  # anything else: decode this frame and every later one of the batch
 
 SIDE_BID = 0
 SIDE_ASK = 1
@@ -279,79 +270,63 @@ def _events(
 
 
 @njit(cache=True)
-def _frame(
-    buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarray
-) -> tuple[int, int]:
-    """Scan the frame ``buf[i:end]``: (BOOK, levels), (SAFE, 0) or (HAND_OVER, 0)."""
+def _frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarray) -> int:
+    """Scan the frame ``buf[i:end]``: the number of levels of a book frame the scanner
+    vouches for (kind, product key and time in ``row``, levels in ``levels``), else -1."""
     i = _ws(buf, i, end)
     if i >= end or buf[i] != 123:
-        return HAND_OVER, 0
-    i = _ws(buf, i + 1, end)
-    if i < end and buf[i] == 125:
-        i += 1
-    else:
-        book = True  # every member so far is what a book frame may hold
-        channel = 0  # 0: none, 1: l2_data, 2: another channel (a plain string)
-        seen = 0
-        n = 0
-        while True:
-            k0, klen, i = _key(buf, i, end)
-            if i < 0:
-                return HAND_OVER, 0
-            bit = 0
-            j = -1
-            if key_is(buf, k0, klen, b"channel"):
-                bit = 1
-                j = clean_string(buf, i, end)
-                if j < 0:
-                    return HAND_OVER, 0
-                channel = 1 if _is_word(buf, i, j, b"l2_data") else 2
-            elif key_is(buf, k0, klen, b"timestamp"):
-                bit = 2
-                j = clean_string(buf, i, end)
-                if j >= 0:
-                    ts = rfc3339_ns(buf, i + 1, j - 1)
-                    if ts < 0:
-                        book = False
-                    row[T_TS_NS] = ts
-            elif key_is(buf, k0, klen, b"sequence_num"):
-                bit = 4
-                # a JSON integer (msgspec's int): no sign, no leading zero, no fraction
-                j = i
-                while j < end and 48 <= buf[j] <= 57:
-                    j += 1
-                if j == i or j - i > 18 or (buf[i] == 48 and j - i > 1):
-                    book = False
-                    j = -1
-            elif key_is(buf, k0, klen, b"events"):
-                bit = 8
-                if book:
-                    j, n = _events(buf, i, end, row, levels)
-            elif key_is(buf, k0, klen, b"type") or key_is(buf, k0, klen, b"message"):
-                book = False  # the error shape's fields
-            else:
-                j = clean_string(buf, i, end)
-            if j < 0:  # not what a book frame holds here: skip the value as JSON
-                book = False
-                j = skip_value(buf, i, end)
-                if j < 0:
-                    return HAND_OVER, 0
-            if seen & bit:
-                return HAND_OVER, 0  # a duplicate key: decode reads the last one
-            seen |= bit
-            i, last = _next(buf, j, end, 125)
-            if i < 0:
-                return HAND_OVER, 0
-            if last:
-                break
-        if channel == 1:
-            # the timestamp and the events were read, nothing follows the object
-            if book and (seen & 10) == 10 and _ws(buf, i, end) == end:
-                return BOOK, n
-            return HAND_OVER, 0
-    if _ws(buf, i, end) != end:
-        return HAND_OVER, 0
-    return SAFE, 0
+        return -1
+    seen = 0
+    n = 0
+    i += 1
+    while True:
+        k0, klen, i = _key(buf, i, end)
+        if i < 0:
+            return -1
+        bit = 0
+        j = -1
+        if key_is(buf, k0, klen, b"channel"):
+            bit = 1
+            j = clean_string(buf, i, end)
+            if j < 0 or not _is_word(buf, i, j, b"l2_data"):
+                return -1
+        elif key_is(buf, k0, klen, b"timestamp"):
+            bit = 2
+            j = clean_string(buf, i, end)
+            if j < 0:
+                return -1
+            ts = rfc3339_ns(buf, i + 1, j - 1)
+            if ts < 0:
+                return -1  # odd (or empty: the time of receipt): decode
+            row[T_TS_NS] = ts
+        elif key_is(buf, k0, klen, b"sequence_num"):
+            bit = 4
+            # a JSON integer (msgspec's int): no sign, no leading zero, no fraction
+            j = i
+            while j < end and 48 <= buf[j] <= 57:
+                j += 1
+            if j == i or j - i > 18 or (buf[i] == 48 and j - i > 1):
+                return -1
+        elif key_is(buf, k0, klen, b"events"):
+            bit = 8
+            j, n = _events(buf, i, end, row, levels)
+        else:
+            j = clean_string(buf, i, end)  # client_id; other members: plain strings only
+            # "type" and "message" are the error shape's: decode reads them as such
+            if key_is(buf, k0, klen, b"type") or key_is(buf, k0, klen, b"message"):
+                return -1
+        if j < 0 or seen & bit:
+            return -1  # not what a book frame holds, or a duplicate key
+        seen |= bit
+        i, last = _next(buf, j, end, 125)
+        if i < 0:
+            return -1
+        if last:
+            break
+    # the channel, the timestamp and the events were read, nothing follows the object
+    if (seen & 11) == 11 and _ws(buf, i, end) == end:
+        return n
+    return -1
 
 
 @njit(cache=True, inline="always")
@@ -412,17 +387,11 @@ def scan_l2_frames(
     (N_LEVEL columns, rows for the largest frame's updates). Returns the bytes of ``out``
     written."""
     o = 0
-    handed_over = False
     for k in range(starts.shape[0]):
         row = table[k]
         row[T_STATUS] = SCAN_OTHER
-        if handed_over:
-            continue
-        what, n = _frame(buf, starts[k], ends[k], row, levels)
-        if what == HAND_OVER:
-            handed_over = True
-            continue
-        if what != BOOK:
+        n = _frame(buf, starts[k], ends[k], row, levels)
+        if n < 0:
             continue
         bid_start = o
         o = _side(out, o, buf, levels, n, SIDE_BID)

@@ -18,7 +18,8 @@ from tests.feeds.test_coinbase_scan import sim_frames
 
 def merged(frames: list[bytes]) -> list[bytes]:
     """The frames with, every 97 frames, two updates of different products merged into one
-    frame of two events (decode returns a list: the scanner hands it over)."""
+    frame of two events (decode returns a list: the scanner hands it over, and the
+    pipeline must decode it in its place between the scanned frames)."""
     out: list[bytes] = []
     k = 0
     while k < len(frames):
@@ -66,8 +67,7 @@ def test_scanned_and_decoded_paths_leave_the_same_books(batch: int) -> None:
     assert sorted(b["symbol"] for b in books) == sorted(symbols)
     assert all(b["valid"] and b["state"] == "live" for b in books), books
     assert sum(b["messages"] for b in books) > 1000
-    # the scanner reads every book frame of such batches (a merged frame hands over the
-    # rest of its batch)
+    # the scanner reads every book frame of such batches
     rows = scanned(ADAPTER.scan_frames(raw[:batch]))
     assert [r.is_book for r in rows] == [
         isinstance(ADAPTER.decode(f, 0), RawBook) for f in raw[:batch]
