@@ -78,10 +78,15 @@ def instrumented(settings: Settings, rec: Path) -> tuple[dict[str, float], float
     raw = dict.fromkeys(("feed", "tick", "analytics", "apply_in_feed", "apply_in_tick"), 0.0)
     inside = ["feed"]  # whose call the book kernel runs in: a full batch or a snapshot
     # (feed), or the flush before the tick measures (tick)
+    feeding = [0]  # depth of feed calls (feed_frames calls prescan and feed_prescanned)
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if name == "feed":
+                if feeding[0]:
+                    return fn(*args, **kwargs)
+                feeding[0] += 1
             key = f"apply_in_{inside[0]}" if name == "apply" else name
             if name == "tick":
                 inside[0] = "tick"
@@ -92,11 +97,16 @@ def instrumented(settings: Settings, rec: Path) -> tuple[dict[str, float], float
                 raw[key] += time.process_time() - t0
                 if name == "tick":
                     inside[0] = "feed"
+                elif name == "feed":
+                    feeding[0] -= 1
 
         return wrapper
 
     pipeline.feed_frames = timed("feed", pipeline.feed_frames)  # type: ignore[method-assign]
     pipeline.feed = timed("feed", pipeline.feed)  # type: ignore[method-assign]
+    # replay scans each venue's frames a block ahead, then feeds them tick by tick
+    pipeline.prescan = timed("feed", pipeline.prescan)  # type: ignore[method-assign]
+    pipeline.feed_prescanned = timed("feed", pipeline.feed_prescanned)  # type: ignore[method-assign]
     pipeline.store.apply_sealed = timed("apply", pipeline.store.apply_sealed)  # type: ignore[method-assign]
     pipeline.tick = timed("tick", pipeline.tick)  # type: ignore[method-assign]
     stage = pipeline.analytics
@@ -106,7 +116,7 @@ def instrumented(settings: Settings, rec: Path) -> tuple[dict[str, float], float
     total = time.process_time() - t0
     apply_s = raw["apply_in_feed"] + raw["apply_in_tick"]
     phases = {
-        "feed frames (the adapters' decode, batching)": raw["feed"] - raw["apply_in_feed"],
+        "feed frames (scan or decode, batching)": raw["feed"] - raw["apply_in_feed"],
         "book kernel (apply the batched deltas)": apply_s,
         "tick: metrics kernel and sample columns": raw["tick"]
         - raw["analytics"]
