@@ -20,6 +20,7 @@ from numba import njit
 from feeds.scan import (
     SCAN_BOOK,
     SCAN_OTHER,
+    SCAN_SIDE,
     T_ASK_END,
     T_ASK_START,
     T_BID_END,
@@ -36,6 +37,7 @@ from feeds.scan import (
     parse_int,
     skip_string,
     skip_value,
+    value_is,
 )
 
 # the shared scan table's columns this scanner fills (feeds.scan)
@@ -68,7 +70,8 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         return FRAME_OTHER
     i += 1
     is_depth = False
-    inner = False  # the "data" object held a depthUpdate
+    is_mark = False  # "e" is "markPriceUpdate": not a book event (decode reads it)
+    inner = 0  # what the "data" object held: FRAME_DEPTH or SCAN_SIDE (0: no "data")
     seen = 0  # bit per field
     while True:
         while i < end and _space(buf[i]):
@@ -117,6 +120,7 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                         and buf[i + 10] == 116  # t
                         and buf[i + 11] == 101  # e
                     )
+                is_mark = value_is(buf, i, end, b"markPriceUpdate")
             elif c0 == 115:  # "s"
                 bit = 2
                 h, j = hash_string(buf, i, end)
@@ -161,9 +165,11 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
             and buf[k0 + 2] == 116
             and buf[k0 + 3] == 97
         ):  # "data": the combined-stream payload
-            if inner or _scan_object(buf, i, end, row) != FRAME_DEPTH:
+            if inner:
+                return FRAME_OTHER  # "data" twice
+            inner = _scan_object(buf, i, end, row)
+            if inner != FRAME_DEPTH and inner != SCAN_SIDE:
                 return FRAME_OTHER
-            inner = True
             i = row[F_OBJECT_END]
             continue
         if bit != 0 and inner:
@@ -181,7 +187,9 @@ def _scan_object(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
             row[F_ASK_END] = j
         i = j
     if inner:
-        return FRAME_DEPTH if seen == 0 else FRAME_OTHER
+        return inner if seen == 0 else FRAME_OTHER
+    if is_mark:
+        return SCAN_SIDE
     # e, s, U, u, E, b, a are required
     if is_depth and (seen & 127) == 127:
         return FRAME_DEPTH
@@ -204,7 +212,7 @@ def scan_depth_frames(
         status = FRAME_OTHER
         if i < end:
             status = _scan_object(buf, i, end, row)
-            if status == FRAME_DEPTH:
+            if status == FRAME_DEPTH or status == SCAN_SIDE:
                 j = row[F_OBJECT_END]
                 while j < end and _space(buf[j]):
                     j += 1

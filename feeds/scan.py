@@ -50,6 +50,9 @@ N_SCAN = 16
 SCAN_OTHER = 0  # not a book event the scanner vouches for: the adapter's decode
 SCAN_BOOK = 1  # a well-formed book event
 SCAN_TAKEN = 2  # written by the intake kernel: the event went to the store
+SCAN_SIDE = 3  # not a book event of any book (Binance mark prices): the adapter's decode
+# reads it, and its place among the book events does not matter, so it does not split a
+# run of scanned events
 
 KIND_SNAPSHOT = int(EventKind.SNAPSHOT)
 KIND_DELTA = int(EventKind.DELTA)
@@ -271,6 +274,18 @@ def number_end(buf: ByteArray, i: int, end: int) -> int:
         if j == d:
             return -1
     return j
+
+
+@njit(cache=True)
+def value_is(buf: ByteArray, i: int, end: int, word: bytes) -> bool:
+    """The JSON value at ``i`` is the string ``word`` (an ASCII literal, no escapes)."""
+    n = len(word)
+    if i + n + 1 >= end or buf[i] != 34 or buf[i + n + 1] != 34:
+        return False
+    for m in range(n):
+        if buf[i + 1 + m] != word[m]:
+            return False
+    return True
 
 
 @njit(cache=True)

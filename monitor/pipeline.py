@@ -26,7 +26,7 @@ from feeds.contract import (
     VenueAdapter,
     VenueMessage,
 )
-from feeds.scan import SCAN_TAKEN, T_STATUS
+from feeds.scan import SCAN_SIDE, SCAN_TAKEN, T_STATUS
 from monitor.analytics.stage import AnalyticsStage
 from monitor.book.intake import intake
 from monitor.book.layout import (
@@ -147,7 +147,8 @@ class Prescan:
 
     ``meta``/``starts``: the store events of the frames the scanner vouched for, of known
     books, in frame order (``taken``: each event's frame); ``others``: the frames that
-    need the adapter's ``decode``; ``done``: frames fed so far.
+    need the adapter's ``decode`` in their place; ``side``: frames that are no book's
+    events (``SCAN_SIDE``), decoded wherever; ``done``: frames fed so far.
     """
 
     venue: Venue
@@ -158,7 +159,10 @@ class Prescan:
     starts: np.ndarray
     taken: np.ndarray
     others: list[int]
+    side: list[int]
     done: int = 0
+    others_next: int = 0  # first of ``others`` not fed yet
+    side_next: int = 0
 
 
 class BookPipeline:
@@ -457,7 +461,8 @@ class BookPipeline:
         starts = np.empty((n, 2), dtype=np.int64)
         recv = np.fromiter(recv_ns, dtype=np.int64, count=n)
         m = intake(scan.table, keys, key_books, recv, meta, starts)
-        taken = scan.table[:, T_STATUS] == SCAN_TAKEN
+        status = scan.table[:, T_STATUS]
+        side = status == SCAN_SIDE
         return Prescan(
             venue,
             frames,
@@ -465,32 +470,47 @@ class BookPipeline:
             scan.buf,
             meta[:m],
             starts[:m],
-            np.flatnonzero(taken),
-            np.flatnonzero(~taken).tolist() if m < n else [],
+            np.flatnonzero(status == SCAN_TAKEN),
+            np.flatnonzero((status != SCAN_TAKEN) & ~side).tolist() if m < n else [],
+            np.flatnonzero(side).tolist() if m < n else [],
         )
 
     def feed_prescanned(self, pre: Prescan, upto: int) -> None:
         """Feed frames ``pre.done`` to ``upto`` of a prescanned run, in their order: the
         scanned events go to the store in one kernel call per stretch between two frames
-        that need the adapter's ``decode`` (acks, other channels, new symbols, malformed)."""
+        that need the adapter's ``decode`` (acks, other channels, new symbols, malformed).
+        Frames the scanner knows are no book's events (mark prices) are decoded first,
+        together: their place among the book events does not matter."""
         lo = pre.done
         if upto <= lo:
             return
         pre.done = upto
+        adapter = self.adapters[pre.venue]
+        if pre.side_next < len(pre.side):
+            side = pre.side
+            a = b = pre.side_next
+            while b < len(side) and side[b] < upto:
+                b += 1
+            if b > a:
+                pre.side_next = b
+                picked = side[a:b]
+                self._feed_decoded(
+                    pre.venue,
+                    adapter,
+                    [pre.frames[k] for k in picked],
+                    [pre.recv_ns[k] for k in picked],
+                )
         taken = pre.taken
         row = int(np.searchsorted(taken, lo))
         end = int(np.searchsorted(taken, upto))
-        if pre.others:
-            adapter = self.adapters[pre.venue]
-            for k in pre.others:
-                if k < lo:
-                    continue
-                if k >= upto:
-                    break
-                cut = int(np.searchsorted(taken, k))
-                self._apply_scanned(pre, row, cut)
-                row = cut
-                self._feed_decoded(pre.venue, adapter, (pre.frames[k],), (pre.recv_ns[k],))
+        others = pre.others
+        while pre.others_next < len(others) and others[pre.others_next] < upto:
+            k = others[pre.others_next]
+            pre.others_next += 1
+            cut = int(np.searchsorted(taken, k))
+            self._apply_scanned(pre, row, cut)
+            row = cut
+            self._feed_decoded(pre.venue, adapter, (pre.frames[k],), (pre.recv_ns[k],))
         self._apply_scanned(pre, row, end)
 
     def _apply_scanned(self, pre: Prescan, a: int, b: int) -> None:

@@ -20,6 +20,7 @@ from feeds.contract import SnapshotSource, VenueAdapter
 from feeds.scan import (
     KIND_DELTA,
     SCAN_BOOK,
+    SCAN_SIDE,
     T_ASK_END,
     T_ASK_START,
     T_BID_END,
@@ -41,6 +42,7 @@ from monitor.domain import EventKind, RawBook, ScannedFrames
 @dataclass(frozen=True)
 class Row:
     is_book: bool
+    is_side: bool  # SCAN_SIDE: the scanner says no book's event
     symbol_key: int
     kind: int
     first_seq: int
@@ -61,6 +63,7 @@ def scanned(scan: ScannedFrames) -> list[Row]:
         rows.append(
             Row(
                 r[T_STATUS] == SCAN_BOOK,
+                r[T_STATUS] == SCAN_SIDE,
                 r[T_SYMBOL_KEY],
                 r[T_KIND],
                 r[T_FIRST],
@@ -110,6 +113,9 @@ def assert_scan_equals_decode(
             decoded = None
         book = batched(adapter, decoded)
         what = str(data)[:160]
+        if row.is_side:  # no book event, whatever else decode makes of it
+            items = decoded if isinstance(decoded, list) else [decoded]
+            assert not any(isinstance(item, RawBook) for item in items), what
         if book is None:
             assert not row.is_book, what
             continue

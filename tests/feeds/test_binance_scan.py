@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from feeds.binance import ADAPTERS, SPOT
+from feeds.binance import ADAPTERS, SPOT, USDM
 from monitor.domain import RawBook, Venue
 from tests.conftest import SPOT_RECORDING, USDM_RECORDING
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
@@ -90,3 +90,30 @@ def test_non_ascii_text_frames_keep_byte_offsets_right() -> None:
     rows = scanned(SPOT.scan_frames([other, GOOD]))
     assert [r.is_book for r in rows] == [False, True]
     assert rows[1].bids == b'[["1.0","2"]]'
+
+
+MARK = (
+    '{"e":"markPriceUpdate","E":5,"s":"BTCUSDT","p":"1.5","i":"1.4","P":"1.5","r":"0.0001","T":8}'
+)
+
+
+@pytest.mark.parametrize(
+    ("frame", "side"),
+    [
+        (MARK, True),
+        ('{"stream":"btcusdt@markPrice","data":' + MARK + "}", True),
+        # decode reads "data" when there is one: a depthUpdate there is a book event
+        ('{"e":"markPriceUpdate","data":' + GOOD + "}", False),
+        ('{"stream":"x","data":' + MARK + ',"data":' + GOOD + "}", False),  # "data" twice
+        ('{"e":"markPriceUpdatex","s":"BTCUSDT"}', False),
+        (MARK + "x", False),
+    ],
+)
+def test_mark_prices_are_marked_as_no_book_event(frame: str, side: bool) -> None:
+    """Mark prices are decoded wherever they fall in a run of scanned deltas, so the
+    scanner marks them only when decode cannot read a book event there."""
+    rows = scanned(USDM.scan_frames([frame, GOOD]))
+    assert rows[0].is_side == side
+    assert not rows[0].is_book
+    assert rows[1].is_book
+    assert assert_scan_equals_decode(USDM, [frame, GOOD]) == 1
