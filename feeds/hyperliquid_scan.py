@@ -77,6 +77,89 @@ def _decimal_end(buf: np.ndarray, i: int, end: int) -> int:
 
 
 @njit(cache=True)
+def _compact_level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, int, int]:
+    """The level object at ``i`` if it is written ``{"px":P,"sz":S}`` or
+    ``{"px":P,"sz":S,"n":N}`` without spaces (as Hyperliquid writes it): (price start,
+    price end, size start, size end, index after the object), else an index of -1."""
+    j = i + 6
+    if (
+        j >= end
+        or buf[i + 1] != 34
+        or buf[i + 2] != 112  # p
+        or buf[i + 3] != 120  # x
+        or buf[i + 4] != 34
+        or buf[i + 5] != 58
+    ):
+        return 0, 0, 0, 0, -1
+    p1 = _decimal_end(buf, j, end)
+    if p1 < 0 or p1 + 6 >= end:
+        return 0, 0, 0, 0, -1
+    if (
+        buf[p1] != 44
+        or buf[p1 + 1] != 34
+        or buf[p1 + 2] != 115  # s
+        or buf[p1 + 3] != 122  # z
+        or buf[p1 + 4] != 34
+        or buf[p1 + 5] != 58
+    ):
+        return 0, 0, 0, 0, -1
+    q1 = _decimal_end(buf, p1 + 6, end)
+    if q1 < 0 or q1 >= end:
+        return 0, 0, 0, 0, -1
+    if buf[q1] == 125:  # '}'
+        return j, p1, p1 + 6, q1, q1 + 1
+    if (
+        q1 + 5 >= end
+        or buf[q1] != 44
+        or buf[q1 + 1] != 34
+        or buf[q1 + 2] != 110  # n
+        or buf[q1 + 3] != 34
+        or buf[q1 + 4] != 58
+    ):
+        return 0, 0, 0, 0, -1
+    k = number_end(buf, q1 + 5, end)
+    if k < 0 or k >= end or buf[k] != 125:
+        return 0, 0, 0, 0, -1
+    return j, p1, p1 + 6, q1, k + 1
+
+
+@njit(cache=True)
+def _level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, int, int]:
+    """The level object at ``i`` in any key order and spacing: (price start, price end,
+    size start, size end, index after the object), or an index of -1."""
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    p0 = p1 = q0 = q1 = 0
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return 0, 0, 0, 0, -1
+        if key_is(buf, k0, klen, b"px"):
+            bit = _PX
+            j = _decimal_end(buf, v, end)
+            p0, p1 = v, j
+        elif key_is(buf, k0, klen, b"sz"):
+            bit = _SZ
+            j = _decimal_end(buf, v, end)
+            q0, q1 = v, j
+        elif key_is(buf, k0, klen, b"n"):
+            bit = _N
+            j = number_end(buf, v, end)
+        else:
+            return 0, 0, 0, 0, -1
+        if j < 0 or seen & bit:
+            return 0, 0, 0, 0, -1
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return 0, 0, 0, 0, -1
+    if seen & (_PX | _SZ) != _PX | _SZ:
+        return 0, 0, 0, 0, -1
+    return p0, p1, q0, q1, i
+
+
+@njit(cache=True)
 def _transcode_levels(
     buf: np.ndarray, i: int, end: int, out: np.ndarray, o: int
 ) -> tuple[int, int]:
@@ -94,35 +177,13 @@ def _transcode_levels(
     while True:
         if i >= end or buf[i] != 123:  # '{'
             return -1, o0
-        i = skip_space(buf, i + 1, end)
-        seen = 0
-        p0 = p1 = q0 = q1 = 0
-        done = False
-        while not done:
-            k0, klen, v = key_at(buf, i, end)
-            if v < 0:
-                return -1, o0
-            if key_is(buf, k0, klen, b"px"):
-                bit = _PX
-                j = _decimal_end(buf, v, end)
-                p0, p1 = v, j
-            elif key_is(buf, k0, klen, b"sz"):
-                bit = _SZ
-                j = _decimal_end(buf, v, end)
-                q0, q1 = v, j
-            elif key_is(buf, k0, klen, b"n"):
-                bit = _N
-                j = number_end(buf, v, end)
-            else:
-                return -1, o0
-            if j < 0 or seen & bit:
-                return -1, o0
-            seen |= bit
-            i, done = after_member(buf, j, end)
+        p0, p1, q0, q1, j = _compact_level(buf, i, end)
+        if j > 0:  # the common shape, checked byte by byte: no key loop
+            i = j
+        else:
+            p0, p1, q0, q1, i = _level(buf, i, end)
             if i < 0:
                 return -1, o0
-        if seen & (_PX | _SZ) != _PX | _SZ:
-            return -1, o0
         out[o] = 91
         o += 1
         for m in range(p0, p1):

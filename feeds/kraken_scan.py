@@ -146,6 +146,77 @@ def parse_timestamp(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
 
 
 @njit(cache=True)
+def _compact_level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, int, int]:
+    """The level object at ``i`` if it is written ``{"price":P,"qty":Q}`` without spaces
+    (as Kraken writes it): (price start, price end, size start, size end, index after the
+    object), else an index of -1."""
+    j = i + 9
+    if (
+        j >= end
+        or buf[i + 1] != 34
+        or buf[i + 2] != 112  # p
+        or buf[i + 3] != 114  # r
+        or buf[i + 4] != 105  # i
+        or buf[i + 5] != 99  # c
+        or buf[i + 6] != 101  # e
+        or buf[i + 7] != 34
+        or buf[i + 8] != 58
+    ):
+        return 0, 0, 0, 0, -1
+    p1 = number_end(buf, j, end)
+    if p1 < 0 or p1 + 7 >= end:
+        return 0, 0, 0, 0, -1
+    if (
+        buf[p1] != 44
+        or buf[p1 + 1] != 34
+        or buf[p1 + 2] != 113  # q
+        or buf[p1 + 3] != 116  # t
+        or buf[p1 + 4] != 121  # y
+        or buf[p1 + 5] != 34
+        or buf[p1 + 6] != 58
+    ):
+        return 0, 0, 0, 0, -1
+    q1 = number_end(buf, p1 + 7, end)
+    if q1 < 0 or q1 >= end or buf[q1] != 125:  # '}'
+        return 0, 0, 0, 0, -1
+    return j, p1, p1 + 7, q1, q1 + 1
+
+
+@njit(cache=True)
+def _level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, int, int]:
+    """The level object at ``i`` in any key order and spacing: (price start, price end,
+    size start, size end, index after the object), or an index of -1."""
+    i = skip_space(buf, i + 1, end)
+    seen = 0
+    p0 = p1 = q0 = q1 = 0
+    done = False
+    while not done:
+        k0, klen, v = key_at(buf, i, end)
+        if v < 0:
+            return 0, 0, 0, 0, -1
+        j = number_end(buf, v, end)
+        if j < 0:
+            return 0, 0, 0, 0, -1
+        if key_is(buf, k0, klen, b"price"):
+            bit = _PRICE
+            p0, p1 = v, j
+        elif key_is(buf, k0, klen, b"qty"):
+            bit = _QTY
+            q0, q1 = v, j
+        else:
+            return 0, 0, 0, 0, -1
+        if seen & bit:
+            return 0, 0, 0, 0, -1
+        seen |= bit
+        i, done = after_member(buf, j, end)
+        if i < 0:
+            return 0, 0, 0, 0, -1
+    if seen != _PRICE | _QTY:
+        return 0, 0, 0, 0, -1
+    return p0, p1, q0, q1, i
+
+
+@njit(cache=True)
 def _transcode_levels(
     buf: np.ndarray, i: int, end: int, out: np.ndarray, o: int
 ) -> tuple[int, int]:
@@ -163,33 +234,13 @@ def _transcode_levels(
     while True:
         if i >= end or buf[i] != 123:  # '{'
             return -1, o0
-        i = skip_space(buf, i + 1, end)
-        seen = 0
-        p0 = p1 = q0 = q1 = 0
-        done = False
-        while not done:
-            k0, klen, v = key_at(buf, i, end)
-            if v < 0:
-                return -1, o0
-            j = number_end(buf, v, end)
-            if j < 0:
-                return -1, o0
-            if key_is(buf, k0, klen, b"price"):
-                bit = _PRICE
-                p0, p1 = v, j
-            elif key_is(buf, k0, klen, b"qty"):
-                bit = _QTY
-                q0, q1 = v, j
-            else:
-                return -1, o0
-            if seen & bit:
-                return -1, o0
-            seen |= bit
-            i, done = after_member(buf, j, end)
+        p0, p1, q0, q1, j = _compact_level(buf, i, end)
+        if j > 0:  # the common shape, checked byte by byte: no key loop
+            i = j
+        else:
+            p0, p1, q0, q1, i = _level(buf, i, end)
             if i < 0:
                 return -1, o0
-        if seen != _PRICE | _QTY:
-            return -1, o0
         out[o] = 91
         o += 1
         for m in range(p0, p1):
