@@ -13,13 +13,14 @@ Grammar vouched for (anything else goes to the adapter's msgspec ``decode``, whi
 or rejects it with a clear error; the scanner never guesses): one JSON object with exactly
 the keys ``channel`` (``"book"``), ``type`` (``"snapshot"`` or ``"update"``) and ``data``
 (an array of exactly one entry), in any order, whitespace where JSON allows it. The entry
-holds ``symbol`` (a non-empty string without escapes), ``timestamp`` (RFC 3339
-``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``, a valid date from 1970 to 2200), and optionally
-``bids``/``asks`` (arrays of objects with exactly ``price`` and ``qty``, bare JSON
-numbers; both required in a snapshot) and ``checksum`` (a bare non-negative integer of at
-most 18 digits). A key seen twice, any other key, an escape in a key, a null, a frame with
-several entries (several books) or without a timestamp (decode uses the receive time) is
-handed over; so are heartbeats, acks, status and error messages.
+holds ``symbol`` (a non-empty string of printable ASCII without escapes), ``timestamp``
+(RFC 3339 ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``, a valid date from 1970 to 2200, read by the
+shared ``feeds.scan.rfc3339_ns``), and optionally ``bids``/``asks`` (arrays of objects
+with exactly ``price`` and ``qty``, bare JSON numbers; both required in a snapshot) and
+``checksum`` (a bare non-negative integer of at most 18 digits). A key seen twice, any
+other key, an escape in a key, a null, a frame with several entries (several books) or
+without a timestamp (decode uses the receive time) is handed over; so are heartbeats,
+acks, status and error messages.
 """
 
 from __future__ import annotations
@@ -49,13 +50,12 @@ from feeds.scan import (
     key_is,
     number_end,
     parse_int,
+    rfc3339_ns,
     skip_space,
 )
 
-US = 1_000  # ns per microsecond
-DAY_US = 86_400_000_000
-MIN_YEAR = 1970
 MAX_YEAR = 2200  # ns since the epoch stay well inside int64
+MAX_TIMESTAMP_LEN = len("2023-10-06T17:35:55.440160Z")  # microseconds at most
 
 # what the entry and frame objects held: bits of ``seen``
 _CHANNEL, _TYPE, _DATA = 1, 2, 4
@@ -64,85 +64,27 @@ _PRICE, _QTY = 1, 2
 
 
 @njit(cache=True)
-def _digits(buf: np.ndarray, i: int, n: int) -> int:
-    """``n`` ASCII digits at ``i`` as an integer, or -1."""
-    v = 0
-    for m in range(n):
-        c = buf[i + m]
-        if not 48 <= c <= 57:
-            return -1
-        v = v * 10 + (c - 48)
-    return v
-
-
-@njit(cache=True)
-def days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    mp = m - 3 if m > 2 else m + 9
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-@njit(cache=True)
 def parse_timestamp(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
-    """The JSON string at ``i`` as an RFC 3339 time ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``:
-    (ns since the epoch, at whole microseconds as msgspec decodes it; index after the
-    closing quote) or (0, -1) for anything else (other forms go to decode)."""
-    if i + 22 > end or buf[i] != 34:
+    """The JSON string at ``i`` as an RFC 3339 time ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``
+    (``feeds.scan.rfc3339_ns``) from 1970 to 2200: (ns since the epoch, at whole
+    microseconds as msgspec decodes it; index after the closing quote) or (0, -1) for
+    anything else (msgspec rounds a 7th digit; other forms go to decode)."""
+    if i >= end or buf[i] != 34:
         return 0, -1
     j = i + 1
-    if (
-        buf[j + 4] != 45
-        or buf[j + 7] != 45
-        or buf[j + 10] != 84  # 'T'
-        or buf[j + 13] != 58
-        or buf[j + 16] != 58
-    ):
-        return 0, -1
-    year = _digits(buf, j, 4)
-    month = _digits(buf, j + 5, 2)
-    day = _digits(buf, j + 8, 2)
-    hour = _digits(buf, j + 11, 2)
-    minute = _digits(buf, j + 14, 2)
-    second = _digits(buf, j + 17, 2)
-    if year < MIN_YEAR or year > MAX_YEAR or month < 1 or month > 12 or day < 1:
-        return 0, -1
-    if hour < 0 or hour > 23 or minute < 0 or minute > 59 or second < 0 or second > 59:
-        return 0, -1
-    if month == 2:
-        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        month_days = 29 if leap else 28
-    elif month == 4 or month == 6 or month == 9 or month == 11:
-        month_days = 30
-    else:
-        month_days = 31
-    if day > month_days:
-        return 0, -1
-    j += 19
-    micros = 0
-    if j < end and buf[j] == 46:  # '.': 1 to 6 digits (more are rounded by msgspec)
+    while j < end and buf[j] != 34:
         j += 1
-        n = 0
-        while j < end and 48 <= buf[j] <= 57:
-            if n == 6:
-                return 0, -1
-            micros = micros * 10 + (buf[j] - 48)
-            n += 1
-            j += 1
-        if n == 0:
-            return 0, -1
-        for _ in range(6 - n):
-            micros *= 10
-    if j + 1 >= end or buf[j] != 90 or buf[j + 1] != 34:  # 'Z"'
+    if j >= end or j - (i + 1) > MAX_TIMESTAMP_LEN:
         return 0, -1
-    us = days_from_civil(year, month, day) * DAY_US
-    us += ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros
-    return us * US, j + 2
+    ns = rfc3339_ns(buf, i + 1, j)
+    if ns < 0:
+        return 0, -1
+    year = 0
+    for m in range(i + 1, i + 5):  # four digits: rfc3339_ns checked them
+        year = year * 10 + (buf[m] - 48)
+    if year > MAX_YEAR:
+        return 0, -1
+    return ns, j + 1
 
 
 @njit(cache=True)

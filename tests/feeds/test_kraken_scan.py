@@ -113,6 +113,10 @@ ENTRY = '{"symbol":"BTC/USD","bids":[],"asks":[],"checksum":1,"timestamp":"' + T
         (book(ts='"2023-10-06T17:35:55.Z"'), False),
         (book(ts='"2023-10-06T17:35:55+00:00"'), False),
         (book(ts='"2023-10-06 17:35:55Z"'), False),
+        (book(ts='"2023-10-06t17:35:55z"'), False),  # decode reads it: handed over
+        (book(ts='"1969-12-31T23:59:59Z"'), False),
+        (book(ts='"2201-01-01T00:00:00Z"'), False),
+        (book(ts='"2023-10-06T17:35:55.44016Z0"'), False),
         (book(ts="null"), False),  # decode takes the receive time
         (book(ts="1696613755"), False),
         ('{"channel":"book","type":"update","data":[' + ENTRY + "," + ENTRY + "]}", False),
