@@ -8,7 +8,9 @@ connect timeout), sends the stored subscribe frames after every (re)connect, rea
 The client is aiohttp's (``ws_connect``): bench/blast.py measured it at about a quarter of
 websockets' CPU per frame in the same run. Every frame already parsed from one socket read
 is handed over in the same event-loop turn (``receive()`` does not suspend while frames are
-buffered), so the owner's per-turn flush sees the whole read as one batch.
+buffered), and ``on_batch()`` is called right after the last of them (the next ``receive()``
+would wait): the owner applies the whole read as one batch in the same turn, with no
+event-loop turn of its own per read.
 Permessage-deflate is off unless the venue asks for it (``compress``): no venue liqmon
 supports requires it, and inflating costs more than the frames' bytes on the wire.
 When the connection ends for any reason it waits a capped exponential backoff with full
@@ -23,7 +25,7 @@ import contextlib
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -52,6 +54,7 @@ POLICY_VIOLATION = 1008
 
 Sleep = Callable[[float], Awaitable[None]]
 FrameHandler = Callable[[str | bytes, int], None]
+BatchHandler = Callable[[], None]
 ClientWebSocketResponse = _ClientWebSocketResponse[bool]
 """aiohttp's websocket, text frames as str or bytes (``text_as_bytes``)."""
 
@@ -212,6 +215,9 @@ class WsSession:
     ``text_as_bytes``: hand text frames over as their UTF-8 bytes, undecoded (the batch
     scanners read bytes; a ``str`` would be decoded here only to be encoded again there).
     ``compress``: offer permessage-deflate (only where a venue requires it).
+    ``on_batch()`` is called once the frames of a socket read have all been handed to
+    ``on_frame``: when aiohttp's queue of parsed frames is empty (it holds every frame of
+    the read before the read loop runs), else at the end of the event-loop turn.
     """
 
     def __init__(
@@ -220,6 +226,7 @@ class WsSession:
         *,
         venue: str,
         on_frame: FrameHandler,
+        on_batch: BatchHandler | None = None,
         subscribe_frames: Sequence[str] = (),
         open_frames: Sequence[str] = (),
         on_connect: Callable[[], None] | None = None,
@@ -255,6 +262,7 @@ class WsSession:
         self.connected = asyncio.Event()
         self.connected_at: float | None = None
         self._on_frame = on_frame
+        self._on_batch = on_batch
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._ping_interval_s = ping_interval_s
@@ -490,6 +498,14 @@ class WsSession:
         reply_to = self._reply_to
         notice = self._notice
         on_frame = self._on_frame
+        on_batch = self._on_batch
+        # the frames aiohttp parsed from the socket and this loop has not taken yet: empty
+        # after a frame means the read is handed over (on_batch). Without that queue (an
+        # aiohttp that keeps it elsewhere), on_batch runs at the end of the turn instead.
+        parsed = getattr(getattr(websocket, "_reader", None), "_buffer", None)
+        if on_batch is not None and not isinstance(parsed, Sized):
+            on_batch = self._batch_at_end_of_turn(on_batch)
+            parsed = ()
         health = self.health
         receive = websocket.receive
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
@@ -523,6 +539,31 @@ class WsSession:
                 health.errors += 1
                 health.last_error = repr(error)
                 self._log.exception("feed.frame_handler_failed", error=repr(error))
+            if on_batch is not None and not parsed:
+                try:
+                    on_batch()
+                except Exception as error:  # nor a batch handler bug
+                    health.errors += 1
+                    health.last_error = repr(error)
+                    self._log.exception("feed.batch_handler_failed", error=repr(error))
+
+    @staticmethod
+    def _batch_at_end_of_turn(on_batch: BatchHandler) -> BatchHandler:
+        """``on_batch`` once per event-loop turn with frames, at its end (call_soon)."""
+        scheduled = False
+
+        def run() -> None:
+            nonlocal scheduled
+            scheduled = False
+            on_batch()
+
+        def schedule() -> None:
+            nonlocal scheduled
+            if not scheduled:
+                scheduled = True
+                asyncio.get_running_loop().call_soon(run)
+
+        return schedule
 
     def _ended(
         self, websocket: ClientWebSocketResponse, message: Any

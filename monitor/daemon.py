@@ -222,8 +222,9 @@ class Daemon:
             raise ConfigError("venues", "enabled", "no enabled venue has live support")
         self.pipeline: BookPipeline | None = None
         self.last_sample: TickSample | None = None
-        self._flush_scheduled = False
         self._pending: dict[Venue, tuple[list[str | bytes], list[int]]] = {}
+        # the venues whose lists above got frames since the last flush (each once)
+        self._ready: list[tuple[Venue, list[str | bytes], list[int]]] = []
         self._group: asyncio.TaskGroup | None = None
         # the black box (monitor.framering): each venue's recent raw frames, when evidence
         # capture asks for them (monitor.store.evidence)
@@ -326,24 +327,30 @@ class Daemon:
         symbols = connection.symbols
         carries_books = connection.plan.carries_books
 
-        # frames wait in the venue's lists until the flush at the end of this event-loop
-        # turn decodes and applies them together (batching without added latency); a burst
-        # is flushed every FLUSH_MAX_FRAMES frames rather than waiting for the whole turn
-        frames, stamps = self._pending.setdefault(venue, ([], []))
+        # frames wait in the venue's lists until the session has handed over every frame of
+        # the socket read (on_batch): then they are decoded and applied together, in the
+        # same event-loop turn (batching without added latency); a burst is flushed every
+        # FLUSH_MAX_FRAMES frames rather than waiting for the whole read
+        entry = (venue, *self._pending.setdefault(venue, ([], [])))
+        _, frames, stamps = entry
         add_frame = frames.append
         add_stamp = stamps.append
+        ready = self._ready
 
         def on_frame(data: str | bytes, recv_ns: int) -> None:
             if connection.muted:
                 return
             connection.live = True
+            if not frames:
+                ready.append(entry)
             add_frame(data)
             add_stamp(recv_ns)
             if len(frames) >= FLUSH_MAX_FRAMES:
                 self._flush_pending()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+
+        def on_batch() -> None:
+            if ready:
+                self._flush_pending()
 
         def on_connect() -> None:
             connection.live = False  # ready again once frames flow (deltas buffer first)
@@ -369,6 +376,7 @@ class Daemon:
             runtime.adapter,
             connection.plan,
             on_frame=on_frame,
+            on_batch=on_batch,
             on_connect=on_connect,
             on_disconnect=on_disconnect,
             on_notice=lambda _why: connection.replace_now.set(),
@@ -385,24 +393,28 @@ class Daemon:
         self.pipeline.expect_snapshots(runtime.venue, symbols, deadline)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
         self._flush_pending()
 
     def _flush_pending(self) -> None:
-        """Decode and apply every queued frame (the end of a turn, or a full burst)."""
-        if self.pipeline is None:
+        """Decode and apply every queued frame (a socket read handed over, a full burst,
+        before a snapshot, a tick or a reconnect)."""
+        pipeline = self.pipeline
+        if pipeline is None:
             return
-        rings = self.frame_rings
-        for venue, (frames, stamps) in self._pending.items():
-            if frames:
-                if rings:
-                    ring = rings.get(venue)
-                    if ring is not None:
-                        ring.add(frames, stamps)
-                self.pipeline.feed_frames(venue, frames, stamps)
-                frames.clear()
-                stamps.clear()
-        self.pipeline.flush()
+        ready = self._ready
+        if ready:
+            rings = self.frame_rings
+            for venue, frames, stamps in ready:
+                if frames:
+                    if rings:
+                        ring = rings.get(venue)
+                        if ring is not None:
+                            ring.add(frames, stamps)
+                    pipeline.feed_frames(venue, frames, stamps)
+                    frames.clear()
+                    stamps.clear()
+            ready.clear()
+        pipeline.flush()
 
     # --- loops --------------------------------------------------------------------------
     async def run(self) -> None:

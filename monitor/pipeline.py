@@ -212,6 +212,7 @@ class BookPipeline:
         self.marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
         self.counters = Counters()
         self._dirty = np.zeros(max_books + DEEPEN_SLOTS, dtype=np.bool_)
+        self._dirty_bytes = self._dirty.data.cast("B")  # the same flags, set from Python
         # books being re-synced deeper: book id -> its deeper copy (in a spare store slot)
         self._deepening: dict[int, BookInfo] = {}
         self._shadows: dict[int, BookInfo] = {}  # spare slot -> the deeper copy in it
@@ -396,10 +397,8 @@ class BookPipeline:
         decode = adapter.decode
         books = self._venue_books[venue]
         batch = self.batch
-        rows = batch.rows
-        extend = rows.extend
-        append = batch.pieces.append
-        full = batch.capacity * N_EVENT
+        add = batch.add
+        dirty = self._dirty_bytes
         in_band = adapter.snapshot_source == SnapshotSource.STREAM
         for data, recv in zip(frames, recv_ns, strict=True):
             try:
@@ -412,31 +411,23 @@ class BookPipeline:
                     info = books.get(item.symbol) or self.add_book(venue, item.symbol)
                     if info is None:
                         continue
-                    bids = item.bids
-                    asks = item.asks
-                    # EventBatch.add, inlined: this loop is the hot path
-                    extend(
-                        (
-                            info.book,
-                            item.kind,
-                            item.first_seq,
-                            item.last_seq,
-                            item.prev_seq,
-                            len(bids),
-                            len(asks),
-                            item.ts_event_ns,
-                            recv,
-                            item.limit,
-                            0,
-                            0,
-                            0,
-                            item.checksum,
-                            item.has_checksum,
-                        )
+                    book = info.book
+                    add(
+                        book,
+                        item.kind,
+                        item.first_seq,
+                        item.last_seq,
+                        item.prev_seq,
+                        item.bids,
+                        item.asks,
+                        item.ts_event_ns,
+                        recv,
+                        item.limit,
+                        item.checksum,
+                        item.has_checksum,
                     )
-                    append(bids)
-                    append(asks)
-                    if len(rows) >= full:
+                    dirty[book] = 1  # the flush's _settle need not mark the batch's books
+                    if batch.full():
                         self.flush()
                 else:
                     self._dispatch(venue, item, recv)
@@ -561,6 +552,7 @@ class BookPipeline:
                 self.flush()
                 self._apply_snapshot(info, decoded, recv_ns)
             else:
+                self._dirty_bytes[info.book] = 1
                 self.batch.add(
                     info.book,
                     int(decoded.kind),
@@ -631,18 +623,21 @@ class BookPipeline:
         n = batch.count
         if n == 0:
             return
+        batch.seal()
         if self._deepening:  # the deltas of books being deepened go to their copies too
-            batch.seal()
             batch.meta, batch.starts = self._with_shadow_rows(batch.meta, batch.starts)
             self._settle(self.store.apply_sealed(batch), len(batch.meta))
             return
-        self._settle(self.store.apply(batch), n)
+        # the batch's books were marked dirty as their events were added
+        self._settle(self.store.apply_sealed(batch), n, marked=True)
 
-    def _settle(self, applied: int, n: int) -> None:
-        """After a kernel call on the sealed batch: mark books dirty, handle non-applied."""
+    def _settle(self, applied: int, n: int, *, marked: bool = False) -> None:
+        """After a kernel call on the sealed batch: mark books dirty (unless ``marked``
+        already), handle the events not applied."""
         batch = self.batch
         meta = batch.meta
-        self._dirty[meta[:, E_BOOK]] = True
+        if not marked:
+            self._dirty[meta[:, E_BOOK]] = True
         if applied != n:  # the kernel counts the R_APPLIED events: look at the others
             status = meta[:, E_STATUS]
             for row in np.flatnonzero(status != R_APPLIED):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,33 +69,88 @@ def snapshot_predates(rule: SeqRule, last_update_id: int, first_seq: int, prev_s
     return last_update_id < first_seq
 
 
+_ROW = struct.Struct(f"<{N_EVENT}q")  # one meta row, packed in place
+_ROW_BYTES = _ROW.size
+_STARTS = struct.Struct("<2q")  # one row of starts
+_VIEWS = 16  # sealed views of the first rows, made once: a small batch slices nothing
+_LEVEL_BYTES = 512 * 1024  # first size of the level buffer (it grows to the largest batch)
+
+
 class EventBatch:
     """Events of many books in one columnar batch: one int64 row per event, raw level
     arrays back to back in one byte buffer. One kernel call applies the whole batch.
 
-    Rows are gathered in the plain list ``rows`` (one ``extend`` of N_EVENT ints per event,
-    the cheapest way to collect ints in CPython) and the level arrays in ``pieces``; the
-    hot path may append to both directly, as :meth:`add` does. :meth:`seal` turns them
-    into the ``meta`` matrix and ``buf`` once per batch; these stay readable until the
-    next seal, with the kernel's per-event outcome and top of book in ``meta``.
+    Storage is allocated once and reused by every batch: :meth:`add` packs an event's row
+    in place into the ``meta`` storage (``struct.pack_into``, no Python list, no array
+    built per batch), its offsets into ``starts`` and copies its level arrays into the
+    level buffer, which grow (doubling) only when a batch outgrows them. So a live batch of
+    one or two events costs no allocation: :meth:`seal` only points ``meta``, ``starts``
+    and ``buf`` at the filled rows. They stay readable, with the kernel's per-event
+    outcome and top of book in ``meta``, until the next :meth:`add` or :meth:`load`.
+    ``capacity`` is when the owner should flush (:meth:`full`), not a hard limit.
     """
 
-    __slots__ = ("buf", "capacity", "meta", "pieces", "rows", "starts")
+    __slots__ = (
+        "_buf",
+        "_levels",
+        "_lmv",
+        "_meta_all",
+        "_mv",
+        "_n",
+        "_pos",
+        "_smv",
+        "_starts_all",
+        "_views",
+        "buf",
+        "capacity",
+        "meta",
+        "starts",
+    )
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
-        self.rows: list[int] = []
-        self.pieces: list[bytes | memoryview] = []
-        self.meta = np.zeros((0, N_EVENT), dtype=np.int64)
-        self.starts = np.zeros((0, 2), dtype=np.int64)
-        self.buf = np.zeros(0, dtype=np.uint8)
+        self._n = 0  # events added since the last clear
+        self._pos = 0  # bytes of level arrays added since the last clear
+        self._meta_all: np.ndarray = np.zeros((0, N_EVENT), dtype=np.int64)
+        self._starts_all: np.ndarray = np.zeros((0, 2), dtype=np.int64)
+        self._levels: np.ndarray = np.zeros(0, dtype=np.uint8)
+        self._rows(max(capacity, _VIEWS))
+        self._level_buffer(_LEVEL_BYTES)
+        self.meta = self._meta_all[:0]
+        self.starts = self._starts_all[:0]
+
+    def _rows(self, rows: int) -> None:
+        """(Re)allocate the row storage for ``rows`` events, keeping the rows added."""
+        meta = np.zeros((rows, N_EVENT), dtype=np.int64)
+        starts = np.zeros((rows, 2), dtype=np.int64)
+        n = self._n
+        if n:
+            meta[:n] = self._meta_all[:n]
+            starts[:n] = self._starts_all[:n]
+        self._meta_all = meta
+        self._starts_all = starts
+        self._mv = meta.data.cast("B")
+        self._smv = starts.data.cast("B")
+        self._views = [(meta[:k], starts[:k]) for k in range(_VIEWS)]
+
+    def _level_buffer(self, size: int) -> None:
+        """(Re)allocate the level buffer for ``size`` bytes, keeping the bytes added."""
+        levels = np.zeros(size, dtype=np.uint8)
+        if self._n:
+            levels[: self._pos] = self._levels[: self._pos]
+        self._levels = levels
+        self._lmv = levels.data
+        buf = levels.view()
+        buf.flags.writeable = False  # the kernel's buffer type: read-only bytes
+        self._buf = buf
+        self.buf = buf
 
     @property
     def count(self) -> int:
-        return len(self.rows) // N_EVENT
+        return self._n
 
     def full(self) -> bool:
-        return len(self.rows) >= self.capacity * N_EVENT
+        return self._n >= self.capacity
 
     def add(
         self,
@@ -112,16 +168,26 @@ class EventBatch:
         has_checksum: bool = False,
     ) -> int:
         """Append one event; ``bids``/``asks`` are the raw JSON level arrays. Returns its row."""
-        # column order: see layout.E_*
-        self.rows.extend(
-            (
+        n = self._n
+        if n == len(self._meta_all):
+            self._rows(2 * n)
+        pos = self._pos
+        nb = len(bids)
+        mid = pos + nb
+        end = mid + len(asks)
+        if end > len(self._levels):
+            self._level_buffer(max(2 * len(self._levels), end))
+        try:  # column order: see layout.E_*
+            _ROW.pack_into(
+                self._mv,
+                n * _ROW_BYTES,
                 book,
                 kind,
                 first,
                 last,
                 prev,
-                len(bids),
-                len(asks),
+                nb,
+                end - mid,
                 ts_event_ns,
                 ts_recv_ns,
                 limit,
@@ -129,30 +195,55 @@ class EventBatch:
                 0,
                 0,
                 checksum,
-                1 if has_checksum else 0,
+                has_checksum,
             )
-        )
-        self.pieces.append(bids)
-        self.pieces.append(asks)
-        return len(self.rows) // N_EVENT - 1
+        except (struct.error, TypeError):
+            values = (book, kind, first, last, prev, nb, end - mid, ts_event_ns, ts_recv_ns, limit)
+            if self._odd_row(n, (*values, 0, 0, 0, checksum, has_checksum)):
+                bids, asks, mid, end = b"x", b"", pos + 1, pos + 1
+                if end > len(self._levels):
+                    self._level_buffer(2 * len(self._levels))
+        lmv = self._lmv
+        lmv[pos:mid] = bids
+        lmv[mid:end] = asks
+        _STARTS.pack_into(self._smv, n * 16, pos, mid)
+        self._pos = end
+        self._n = n + 1
+        return n
+
+    def _odd_row(self, n: int, values: tuple[object, ...]) -> bool:
+        """A row ``pack_into`` refused. Numbers that are not ints are truncated as numpy
+        would; an event carrying a number beyond int64 (a garbage id, time or checksum from
+        a venue) becomes a malformed event of its book: its levels are replaced by an
+        invalid array, so the kernel rejects it as it rejects malformed levels (that book is
+        thrown away and resynced) while the other events of the batch apply as usual.
+        Returns whether the row was spoiled so."""
+        row: list[int] = []
+        spoiled = False
+        for value in values:
+            try:
+                number = int(value)  # type: ignore[call-overload]
+            except (TypeError, ValueError, OverflowError):
+                number = _INT64_MAX + 1
+            if not _INT64_MIN <= number <= _INT64_MAX:
+                number = 0
+                spoiled = True
+            row.append(number)
+        if spoiled:
+            row[E_BID_LEN] = 1
+            row[E_ASK_LEN] = 0
+        _ROW.pack_into(self._mv, n * _ROW_BYTES, *row)
+        return spoiled
 
     def seal(self) -> None:
-        """Build ``meta``, ``starts`` and ``buf`` from the events added since the last clear."""
-        try:
-            meta = np.array(self.rows, dtype=np.int64).reshape(-1, N_EVENT)
-        except OverflowError:
-            meta = self._spoil_out_of_range()
-        if len(meta) == 1:  # the common live case: skip the vector arithmetic
-            starts = np.array([[0, self.rows[E_BID_LEN]]], dtype=np.int64)
+        """Point ``meta``, ``starts`` and ``buf`` at the events added since the last clear."""
+        n = self._n
+        if n < _VIEWS:
+            self.meta, self.starts = self._views[n]
         else:
-            bid_len = meta[:, E_BID_LEN]
-            ends = np.cumsum(bid_len + meta[:, E_ASK_LEN])
-            starts = np.empty((len(meta), 2), dtype=np.int64)
-            starts[:, 0] = ends - bid_len - meta[:, E_ASK_LEN]
-            starts[:, 1] = starts[:, 0] + bid_len
-        self.meta = meta
-        self.starts = starts
-        self.buf = np.frombuffer(b"".join(self.pieces), dtype=np.uint8)
+            self.meta = self._meta_all[:n]
+            self.starts = self._starts_all[:n]
+        self.buf = self._buf
 
     def load(self, buf: np.ndarray, meta: np.ndarray, starts: np.ndarray) -> None:
         """Take a batch built elsewhere (a venue's frame scanner) as the sealed batch.
@@ -172,28 +263,11 @@ class EventBatch:
             self.buf[ask : ask + int(self.meta[row, E_ASK_LEN])].tobytes(),
         )
 
-    def _spoil_out_of_range(self) -> np.ndarray:
-        """An event carrying a number beyond int64 (a garbage id, time or checksum from a
-        venue) becomes a malformed event of its book: its levels are replaced by an invalid
-        array, so the kernel rejects it as it rejects malformed levels (that book is thrown
-        away and resynced) while the other events of the batch apply as usual."""
-        rows = self.rows
-        for base in range(0, len(rows), N_EVENT):
-            if all(_INT64_MIN <= v <= _INT64_MAX for v in rows[base : base + N_EVENT]):
-                continue
-            for i in range(base, base + N_EVENT):
-                if not _INT64_MIN <= rows[i] <= _INT64_MAX:
-                    rows[i] = 0
-            rows[base + E_BID_LEN] = 1
-            rows[base + E_ASK_LEN] = 0
-            self.pieces[2 * (base // N_EVENT)] = b"x"
-            self.pieces[2 * (base // N_EVENT) + 1] = b""
-        return np.array(rows, dtype=np.int64).reshape(-1, N_EVENT)
-
     def clear(self) -> None:
-        """Forget the events (``meta`` and ``buf`` of the last seal stay readable)."""
-        self.rows.clear()
-        self.pieces.clear()
+        """Forget the events (``meta`` and ``buf`` of the last seal stay readable until the
+        next add)."""
+        self._n = 0
+        self._pos = 0
 
 
 @dataclass(frozen=True, slots=True)
