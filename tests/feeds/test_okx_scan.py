@@ -128,6 +128,7 @@ U = '{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{'
 D = '"asks":[["2","1","0","1"]],"bids":[["1","3","0","2"]],"ts":"1652458996256",'
 GOOD = U + D + '"checksum":-1230,"prevSeqId":7,"seqId":8}]}'
 SNAP = GOOD.replace('"update"', '"snapshot"')
+ETH = GOOD.replace('"BTC-USDT"', '"ETH-USDT"')
 
 
 @pytest.mark.parametrize(
@@ -214,9 +215,9 @@ SNAP = GOOD.replace('"update"', '"snapshot"')
     ],
 )
 def test_frames_the_scanner_cannot_vouch_for_go_to_decode(frame: str, book: bool) -> None:
-    rows = scanned(OKX.scan_frames([frame, GOOD]))
-    assert rows[0].is_book == book
-    assert rows[1].is_book  # a bad neighbour does not spoil the next frame
+    rows = scanned(OKX.scan_frames([ETH, frame]))
+    assert rows[0].is_book  # another book's frame before it: nothing of it leaks
+    assert rows[1].is_book == book
     # and whatever it said, it agrees with decode, as text and as bytes
     assert_scan_equals_decode(OKX, [frame, GOOD])
     assert_scan_equals_decode(OKX, [frame.encode(), GOOD.encode()])
@@ -277,6 +278,12 @@ def _same_books(frames: list[Any], http: list[tuple[str, str]]) -> list[dict[str
 
 def test_the_recording_leaves_the_same_books_scanned_or_decoded() -> None:
     http, frames = recorded()
+    # a few updates in mid-stream handed over to decode (an unknown field that is not a
+    # scalar): the later frames of their books still come after them (no ids here)
+    odd = [k for k, f in enumerate(frames) if '"update"' in f][10::40]
+    assert len(odd) >= 5
+    for k in odd:
+        frames[k] = frames[k][:-1] + ',"extra":[1]}'
     books = _same_books(frames, http)
     assert len(books) == 3
     assert all(b["valid"] and b["checksum_ok"] > 50 for b in books)
