@@ -83,19 +83,6 @@ def _median_sorted(v: np.ndarray, n: int) -> float:
 
 
 @njit(cache=True)
-def _median_in_place(v: np.ndarray, n: int) -> float:
-    """Median of ``v[:n]``, sorting it in place (insertion sort: n is a handful)."""
-    for j in range(1, n):
-        x = v[j]
-        k = j - 1
-        while k >= 0 and v[k] > x:
-            v[k + 1] = v[k]
-            k -= 1
-        v[k + 1] = x
-    return _median_sorted(v, n)
-
-
-@njit(cache=True)
 def group_consensus(
     group: np.ndarray,
     n_groups: int,
@@ -480,6 +467,37 @@ def cross_venue(
 
 
 @njit(cache=True)
+def _window_remove(vals: np.ndarray, pos: np.ndarray, count: int, slot: int) -> int:
+    """Remove the entry of ring slot ``slot`` from a sorted window (if there); returns the
+    new count. The freed tail entry is NaN / -1."""
+    k = 0
+    while k < count and pos[k] != slot:
+        k += 1
+    if k == count:
+        return count
+    for j in range(k, count - 1):
+        vals[j] = vals[j + 1]
+        pos[j] = pos[j + 1]
+    vals[count - 1] = np.nan
+    pos[count - 1] = -1
+    return count - 1
+
+
+@njit(cache=True)
+def _window_insert(vals: np.ndarray, pos: np.ndarray, count: int, value: float, slot: int) -> int:
+    """Insert ``value`` of ring slot ``slot`` into a sorted window: ordered by value, equal
+    values by slot, the order a stable sort of the ring's slots gives. Returns the count."""
+    k = count
+    while k > 0 and (vals[k - 1] > value or (vals[k - 1] == value and pos[k - 1] > slot)):
+        vals[k] = vals[k - 1]
+        pos[k] = pos[k - 1]
+        k -= 1
+    vals[k] = value
+    pos[k] = slot
+    return count + 1
+
+
+@njit(cache=True)
 def book_components(
     now_s: float,
     dt_s: float,
@@ -495,6 +513,9 @@ def book_components(
     params: np.ndarray,
     ring: np.ndarray,
     ring_n: np.ndarray,
+    window: np.ndarray,
+    window_slot: np.ndarray,
+    window_n: np.ndarray,
     mu: np.ndarray,
     mad: np.ndarray,
     nobs: np.ndarray,
@@ -509,6 +530,9 @@ def book_components(
     ln max(bps, 1); obi: 1% order-book imbalance; dislocation: bps; slippage: ln max(bps,
     0.1) per notional); the kernel fills the two withdrawal columns itself from
     ``d1_total`` (both sides' 1% depth, USD) and smooths the others over the ``ring``.
+    ``window[i, f]`` holds the ring's non-NaN values of feature ``f`` sorted (equal values
+    in slot order; ``window_slot``: their ring slots, ``window_n``: how many), kept as the
+    ring turns: one removal and one insertion a tick instead of a sort.
 
     ``params``: hl_mu_s, hl_sigma_s, rebaseline_after_s, warmup_s, resync_quiet_s,
     withdrawal_tau_s, the six weights, fast_s (a new book's baseline is a running mean for
@@ -557,7 +581,6 @@ def book_components(
         params[11],
     )
     x = np.empty(n_feat)
-    tmp = np.empty(smooth)
     for i in range(n):
         if not healthy[i]:
             ring_n[i] = 0
@@ -586,20 +609,25 @@ def book_components(
             dec = -delta / dt_s if delta < 0.0 else 0.0
             flow[i, 1] += alpha * (dec - flow[i, 1])
         flow[i, 0] = d1
-        # smoothed features: the median of the last `smooth` ticks
+        # smoothed features: the median of the last `smooth` ticks (the sorted window
+        # follows the ring: a restarted ring empties it, a full one drops its oldest)
         pos = ring_n[i] % smooth
         for f in range(i_wnet):
-            ring[i, f, pos] = raw[i, f]
+            vals = window[i, f]
+            slots = window_slot[i, f]
+            if ring_n[i] == 0:
+                vals[:] = np.nan
+                slots[:] = -1
+                window_n[i, f] = 0
+            elif ring_n[i] >= smooth:
+                window_n[i, f] = _window_remove(vals, slots, window_n[i, f], pos)
+            v = raw[i, f]
+            ring[i, f, pos] = v
+            if v == v:
+                window_n[i, f] = _window_insert(vals, slots, window_n[i, f], v, pos)
+            m = window_n[i, f]
+            x[f] = _median_sorted(vals, m) if m else np.nan
         ring_n[i] += 1
-        filled = ring_n[i] if ring_n[i] < smooth else smooth
-        for f in range(i_wnet):
-            m = 0
-            for j in range(filled):
-                v = ring[i, f, j]
-                if v == v:
-                    tmp[m] = v
-                    m += 1
-            x[f] = _median_in_place(tmp, m) if m else np.nan
         level = x[band_1pct]
         if level == level:
             if flow[i, 2] != flow[i, 2]:
@@ -1019,7 +1047,9 @@ def warm_up() -> None:
             1.0, 1.0, yes, np.zeros((1, n_feat)), val, exhausted,
             np.zeros(1), val, 0, np.ones(n_feat), np.zeros(1, dtype=np.int8), np.ones(13),
             np.full((1, n_feat, 2), np.nan), np.zeros(1, dtype=np.int64),
-            np.full((1, n_feat), np.nan), np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
+            np.full((1, n_feat, 2), np.nan), np.full((1, n_feat, 2), -1, dtype=np.int64),
+            np.zeros((1, n_feat), dtype=np.int64), np.full((1, n_feat), np.nan),
+            np.zeros((1, n_feat)), np.zeros(1, dtype=np.int64),
             np.full((1, 3), np.nan), np.full((1, 3), np.nan), s_out, aux,
         )  # fmt: skip
     # cross_venue reads the tick sample's columns: views of one metric matrix, contiguous or

@@ -305,6 +305,9 @@ def book_components(
     params: np.ndarray,
     ring: np.ndarray,
     ring_n: np.ndarray,
+    window: np.ndarray,
+    window_slot: np.ndarray,
+    window_n: np.ndarray,
     mu: np.ndarray,
     mad: np.ndarray,
     nobs: np.ndarray,
@@ -346,11 +349,21 @@ def book_components(
         flow[i, 0] = d1
         ring[i, :i_wnet, int(ring_n[i]) % smooth] = raw[i, :i_wnet]
         ring_n[i] += 1
-        window = ring[i, :, : min(int(ring_n[i]), smooth)]
+        held = ring[i, :, : min(int(ring_n[i]), smooth)]
         x = []
         for f in range(i_wnet):
-            vals = [v for v in window[f].tolist() if not math.isnan(v)]
+            vals = [v for v in held[f].tolist() if not math.isnan(v)]
             x.append(statistics.median(vals) if vals else math.nan)
+            # the kernel's sorted window: the held values by value, equal ones by slot
+            ordered = sorted(
+                ((v, j) for j, v in enumerate(held[f].tolist()) if not math.isnan(v)),
+                key=lambda entry: entry[0],
+            )
+            window[i, f] = math.nan
+            window_slot[i, f] = -1
+            window[i, f, : len(ordered)] = [v for v, _ in ordered]
+            window_slot[i, f, : len(ordered)] = [j for _, j in ordered]
+            window_n[i, f] = len(ordered)
         level = x[band_1pct]
         if not math.isnan(level):
             m60 = flow[i, 2]

@@ -196,6 +196,9 @@ class AnalyticsStage:
         self.periods_per_year = np.full(n, np.nan)
         self.ring = np.full((n, self.n_feat, smooth), np.nan)
         self.ring_n = np.zeros(n, dtype=np.int64)
+        self.window = np.full((n, self.n_feat, smooth), np.nan)
+        self.window_slot = np.full((n, self.n_feat, smooth), -1, dtype=np.int64)
+        self.window_n = np.zeros((n, self.n_feat), dtype=np.int64)
         self.mu = np.full((n, self.n_feat), np.nan)
         self.mad = np.zeros((n, self.n_feat))
         self.nobs = np.zeros(n, dtype=np.int64)
@@ -219,7 +222,19 @@ class AnalyticsStage:
         n, n_assets = len(books), len(self.assets)
         keep = {
             name: getattr(self, name)
-            for name in ("ring", "ring_n", "mu", "mad", "nobs", "clock", "flow", "mark_ma")
+            for name in (
+                "ring",
+                "ring_n",
+                "window",
+                "window_slot",
+                "window_n",
+                "mu",
+                "mad",
+                "nobs",
+                "clock",
+                "flow",
+                "mark_ma",
+            )
         }
         state, timers, scored, display = self.state, self.timers, self.scored, self.display
         self._allocate(n, n_assets)
@@ -354,6 +369,9 @@ class AnalyticsStage:
             self.params,
             self.ring,
             self.ring_n,
+            self.window,
+            self.window_slot,
+            self.window_n,
             self.mu,
             self.mad,
             self.nobs,

@@ -106,6 +106,9 @@ def _component_state(n: int, n_feat: int, smooth: int) -> list[np.ndarray]:
     return [
         np.full((n, n_feat, smooth), np.nan),  # ring
         np.zeros(n, dtype=np.int64),  # ring_n
+        np.full((n, n_feat, smooth), np.nan),  # window
+        np.full((n, n_feat, smooth), -1, dtype=np.int64),  # window_slot
+        np.zeros((n, n_feat), dtype=np.int64),  # window_n
         np.full((n, n_feat), np.nan),  # mu
         np.zeros((n, n_feat)),  # mad
         np.zeros(n, dtype=np.int64),  # nobs
