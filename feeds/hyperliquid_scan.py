@@ -17,7 +17,9 @@ escapes), ``time`` (a bare non-negative integer below 9e12) and ``levels`` (an a
 exactly two arrays of level objects). A level object holds ``px`` and ``sz`` (decimal
 strings, or bare JSON numbers) and optionally ``n`` (a bare JSON number), nothing else.
 A key seen twice, any other key, an escape in a key or a null is handed over; so are
-``activeAssetCtx``, pongs, subscription answers and errors.
+pongs, subscription answers and errors. A frame of exactly ``channel``
+(``"activeAssetCtx"``) and ``data`` is marked ``SCAN_SIDE``: decode reads it (a mark
+price, never a book event), wherever it falls among the book events.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from feeds.scan import (
     KIND_SNAPSHOT,
     SCAN_BOOK,
     SCAN_OTHER,
+    SCAN_SIDE,
     T_ASK_END,
     T_ASK_START,
     T_BID_END,
@@ -46,6 +49,7 @@ from feeds.scan import (
     number_end,
     parse_int,
     skip_space,
+    skip_value,
 )
 
 MS = 1_000_000  # ns per ms
@@ -53,6 +57,8 @@ BOOK_LEVELS = 20  # a snapshot's limit: l2Book carries at most 20 levels a side
 MAX_TIME_MS = 9_000_000_000_000  # ns since the epoch stay inside int64
 
 _CHANNEL, _DATA = 1, 2
+_L2BOOK, _ASSET_CTX = 1, 2  # the channels read
+SIDE = -2  # _scan_frame: a mark price frame (SCAN_SIDE)
 _COIN, _TIME, _LEVELS = 1, 2, 4
 _PX, _SZ, _N = 1, 2, 4
 
@@ -281,11 +287,13 @@ def _scan_data(
 @njit(cache=True)
 def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndarray, o: int) -> int:
     """The frame at ``i`` (its first non-space byte) into ``row``: the index after the
-    levels written at ``out[o:]`` for a book frame, or -1 (row left for decode)."""
+    levels written at ``out[o:]`` for a book frame, ``SIDE`` for an ``activeAssetCtx``
+    frame, or -1 (row left for decode)."""
     if buf[i] != 123:
         return -1
     i = skip_space(buf, i + 1, end)
     seen = 0
+    channel = 0
     data = 0
     done = False
     while not done:
@@ -294,16 +302,28 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndar
             return -1
         if key_is(buf, k0, klen, b"channel"):
             bit = _CHANNEL
-            if v + 8 > end or not key_is(buf, v, 8, b'"l2Book"'):
+            if v + 8 <= end and key_is(buf, v, 8, b'"l2Book"'):
+                channel = _L2BOOK
+                j = v + 8
+            elif v + 16 <= end and key_is(buf, v, 16, b'"activeAssetCtx"'):
+                channel = _ASSET_CTX
+                j = v + 16
+            else:
                 return -1
-            j = v + 8
         elif key_is(buf, k0, klen, b"data"):
             bit = _DATA
             if seen & _DATA:
                 return -1
-            j, o, data = _scan_data(buf, v, end, row, out, o)
-            if j < 0:
-                return -1
+            j = -1
+            if channel != _ASSET_CTX:
+                j, o, data = _scan_data(buf, v, end, row, out, o)
+            if j < 0:  # not a book's data: only a mark price's may follow
+                if channel == _L2BOOK:
+                    return -1
+                data = 0
+                j = skip_value(buf, v, end)
+                if j < 0:
+                    return -1
         else:
             return -1
         if seen & bit:
@@ -312,10 +332,11 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndar
         i, done = after_member(buf, j, end)
         if i < 0:
             return -1
-    if seen != _CHANNEL | _DATA or data != _COIN | _TIME | _LEVELS:
-        return -1
-    i = skip_space(buf, i, end)
-    if i != end:  # bytes after the object: not a frame we vouch for
+    if seen != _CHANNEL | _DATA or skip_space(buf, i, end) != end:
+        return -1  # bytes after the object: not a frame we vouch for
+    if channel == _ASSET_CTX:
+        return SIDE
+    if data != _COIN | _TIME | _LEVELS:
         return -1
     return o
 
@@ -338,6 +359,8 @@ def scan_book_frames(
             if o_next >= 0:
                 status = SCAN_BOOK
                 o = o_next
+            elif o_next == SIDE:
+                status = SCAN_SIDE
         if status == SCAN_BOOK:
             row[T_KIND] = KIND_SNAPSHOT
             row[T_LIMIT] = BOOK_LEVELS

@@ -26,9 +26,12 @@ def sim_frames(
     path: str = "/",
     seed: int = 7,
     levels: int = 60,
+    marks_every: int = 0,
 ) -> tuple[list[bytes], list[Instrument]]:
     """At least ``n_frames`` frames the local exchange sends a connection of ``adapter``
-    subscribed to ``symbols`` on ``channels``, in order, and the books' instruments."""
+    subscribed to ``symbols`` on ``channels``, in order, and the books' instruments.
+    ``marks_every``: after every that many market steps, the mark-price frames the
+    exchange's mark timer would send (derivative books), as it sends them."""
     registry = InstrumentRegistry.load_cached([venue])
     (protocol,) = all_protocols([venue])
     sim = ExchangeSim([protocol], seed=seed)
@@ -48,10 +51,17 @@ def sim_frames(
     for text in [*adapter.open_frames(), *adapter.subscribe_frames(symbols, channels)]:
         protocol.on_text(sim, conn, text)
     out: list[bytes] = []
+    steps = 0
     while len(out) < n_frames:
         while not conn.queue.empty():
             out.append(conn.queue.get_nowait().encode())
         if len(out) < n_frames:
             sim.step(venue)
+            steps += 1
+            if marks_every and steps % marks_every == 0:
+                for book in books:
+                    if book.derivative and book.symbol in conn.subscriptions:
+                        for text in protocol.mark_frames(conn, book):
+                            conn.send(text)
     instruments = [registry.get(venue, s) for s in symbols]
     return out, [i for i in instruments if i is not None]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from feeds.hyperliquid import BOOK_LEVELS, PERP
-from feeds.scan import KIND_SNAPSHOT
+from feeds.scan import KIND_SNAPSHOT, SCAN_OTHER, SCAN_SIDE, T_STATUS
 from feeds.venues import ADAPTERS
-from monitor.domain import RawBook, Venue
+from monitor.domain import MarkPriceEvent, RawBook, Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
@@ -20,7 +20,13 @@ SYMBOLS = ["BTC", "ETH", "SOL", "DOGE", "kPEPE", "@107"]
 @pytest.fixture(scope="module")
 def stream() -> list[bytes]:
     frames, _ = sim_frames(
-        Venue.HYPERLIQUID, PERP, SYMBOLS, ["l2Book", "activeAssetCtx"], 2000, path="/ws"
+        Venue.HYPERLIQUID,
+        PERP,
+        SYMBOLS,
+        ["l2Book", "activeAssetCtx"],
+        2000,
+        path="/ws",
+        marks_every=3,
     )
     return frames
 
@@ -124,6 +130,33 @@ def test_frames_the_scanner_cannot_vouch_for_go_to_decode(text: str, is_book: bo
     assert rows[0].is_book == is_book
     assert rows[1].is_book  # a bad neighbour does not spoil the next frame
     assert_scan_equals_decode(PERP, [text, GOOD], recv_ns=123)
+
+
+CTX = (
+    '{"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"markPx":"1","oraclePx":"1",'
+    '"funding":"0.0001"}}}'
+)
+
+
+def test_mark_price_frames_are_side_frames_decode_reads(stream: list[bytes]) -> None:
+    status = PERP.scan_frames(stream).table[:, T_STATUS].tolist()
+    marks = [f for f, s in zip(stream, status, strict=True) if s == SCAN_SIDE]
+    assert len(marks) > 10
+    assert all(isinstance(PERP.decode(f, 1), MarkPriceEvent) for f in marks)
+    odd = [
+        '{"channel":"activeAssetCtx","channel":"l2Book","data":{"coin":"BTC","time":5,'
+        '"levels":[[],[]]}}',  # decode would read the last channel: a book
+        '{"data":{"coin":"BTC","time":5,"levels":[[],[]]},"channel":"l2Book",'
+        '"channel":"activeAssetCtx"}',
+        CTX[:-1] + ',"x":1}',
+        CTX[:-2],
+        '{"channel":"activeAssetCtx"}',
+        '{"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{}}}x',
+    ]
+    assert PERP.scan_frames([CTX, *odd]).table[:, T_STATUS].tolist() == [SCAN_SIDE] + [
+        SCAN_OTHER
+    ] * len(odd)
+    assert_scan_equals_decode(PERP, [CTX, *odd])
 
 
 def test_a_good_frame_scans_to_a_whole_book() -> None:
