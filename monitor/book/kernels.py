@@ -574,29 +574,38 @@ def _put_int(buf: np.ndarray, n: int, value: int) -> int:
     return n + digits
 
 
+U10 = np.uint64(10)
+
+
 @njit(cache=True)
 def _put_decimal(buf: np.ndarray, n: int, units: int, dec: int) -> int:
-    """Write units * 10**-dec as the shortest decimal (no trailing zeros, no bare dot)."""
-    scale = POW10[dec]
-    n = _put_int(buf, n, units // scale)
-    frac = units % scale
-    if frac == 0:
-        return n
-    while frac % 10 == 0:
-        frac //= 10
-        dec -= 1
-    buf[n] = 46
-    n += 1
-    # leading zeros of the fraction
-    width = 0
-    v = frac
-    while v > 0:
-        width += 1
-        v //= 10
-    for _ in range(dec - width):
+    """Write units * 10**-dec (units >= 0) as the shortest decimal (no trailing zeros, no
+    bare dot); returns the new length. The OKX checksum writes 100 of these per event: the
+    digits are written from the right in unsigned arithmetic (no floor-division fix-ups)."""
+    if units == 0:
         buf[n] = 48
-        n += 1
-    return _put_int(buf, n, frac)
+        return n + 1
+    while dec > 0 and units % 10 == 0:
+        units //= 10
+        dec -= 1
+    digits = 1
+    while digits < 19 and units >= POW10[digits]:
+        digits += 1
+    width = max(digits, dec + 1)  # the digits written, a lone 0 before the dot included
+    end = n + width + (1 if dec > 0 else 0)
+    dot = end - dec - 1 if dec > 0 else -1
+    v = np.uint64(units)
+    p = end
+    for _ in range(width):
+        q = v // U10
+        digit = v - q * U10
+        v = q
+        p -= 1
+        if p == dot:
+            buf[p] = 46
+            p -= 1
+        buf[p] = np.uint8(digit) + np.uint8(48)
+    return end
 
 
 @njit(cache=True)
