@@ -32,7 +32,10 @@ added by the adapter, once per call; the caller makes one call per connection.
 
 Parsing is pure: no I/O, no clock, no state (except the per-connection counter the
 session owns). The level arrays are built here, ``[["px","qty"],..]`` per side, for the
-book kernel; :func:`parse` converts them, for tests and tools.
+book kernel; :func:`parse` converts them, for tests and tools. Batches of frames go
+through the adapter's numba scanner first (:mod:`feeds.coinbase_scan`), which writes the
+same level arrays for the common ``l2_data`` frame and hands every other frame to
+:meth:`CoinbaseAdapter.decode`.
 """
 
 from __future__ import annotations
