@@ -83,6 +83,23 @@ def _median_sorted(v: np.ndarray, n: int) -> float:
 
 
 @njit(cache=True)
+def _sort_in_place(v: np.ndarray) -> None:
+    """Sort ``v`` (no NaN) in place: insertion sort for the few books of one asset, which
+    allocates nothing; the same values in the same order as ``np.sort``."""
+    n = v.shape[0]
+    if n > 16:
+        v[:] = np.sort(v)
+        return
+    for j in range(1, n):
+        x = v[j]
+        k = j - 1
+        while k >= 0 and v[k] > x:
+            v[k + 1] = v[k]
+            k -= 1
+        v[k + 1] = x
+
+
+@njit(cache=True)
 def group_consensus(
     group: np.ndarray,
     n_groups: int,
@@ -106,6 +123,7 @@ def group_consensus(
     for g in range(n_groups):
         counts[g + 1] += counts[g]
     vals = np.empty(counts[n_groups])
+    devs = np.empty(counts[n_groups])
     fill = counts[:n_groups].copy()
     for i in range(n):
         g = group[i]
@@ -120,12 +138,13 @@ def group_consensus(
             out_consensus[g] = np.nan
             out_median[g] = np.nan
             continue
-        v = np.sort(vals[lo : lo + m])
+        v = vals[lo : lo + m]
+        _sort_in_place(v)
         med = _median_sorted(v, m)
-        dev = np.empty(m)
+        dev = devs[lo : lo + m]
         for j in range(m):
             dev[j] = abs(v[j] - med)
-        dev = np.sort(dev)
+        _sort_in_place(dev)
         scale = MAD_TO_SIGMA * _median_sorted(dev, m)
         floor = med * min_scale_bps * 1e-4
         scale = max(scale, floor)
