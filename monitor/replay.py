@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import msgspec
+import numpy as np
 
 from feeds.recording import Record, RecordingReader
 from monitor.domain import Venue
@@ -132,73 +133,103 @@ async def areplay(
         groups.clear()
 
     venues = {v.value: v for v in Venue}
+
+    async def step(rec: Record, recv_ns: int, venue: Venue | None) -> None:
+        """One record: the ticks it closes, then the record itself."""
+        nonlocal next_tick, first_ns, unknown
+        if next_tick is None:
+            next_tick = (recv_ns // tick_ns + 1) * tick_ns
+            first_ns = recv_ns
+        if recv_ns >= next_tick:
+            flush_groups()
+            idle = 0
+            while recv_ns >= next_tick and idle < max_idle_ticks:
+                await emit(next_tick)
+                next_tick += tick_ns
+                idle += 1
+            if recv_ns >= next_tick:
+                # a hole in the recording (recorder stopped, or files of different days):
+                # skip it rather than print the same books for every tick of the hole
+                skipped_to = (recv_ns // tick_ns) * tick_ns
+                log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
+                next_tick = skipped_to
+                if next_tick <= recv_ns:
+                    next_tick += tick_ns
+        if speed is not None and first_ns is not None:
+            lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
+            if lag > 0:
+                flush_groups()
+                await asyncio.sleep(lag)
+        if venue is None:
+            unknown += 1
+            if rec.venue not in unknown_venues:
+                unknown_venues.add(rec.venue)
+                log.warning("replay.unknown_venue", venue=rec.venue)
+        elif rec.kind == "ws":
+            if venue in prescans:
+                fed[venue] += 1
+                return
+            group = groups.get(venue)
+            if group is None:
+                group = groups[venue] = ([], [])
+            elif len(group[0]) >= MAX_GROUP:
+                pipeline.feed_frames(venue, *group)
+                group = groups[venue] = ([], [])
+            group[0].append(rec.data)
+            group[1].append(recv_ns)
+        else:
+            flush_groups()
+            pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
+
     source = merged_records(paths, reader)
+    high = -1  # the latest receive time so far: the next tick is the first boundary after it
     while block := list(itertools.islice(source, BLOCK)):
         stamps = [round(rec.ts * 1e9) for rec in block]
+        of = [venues.get(rec.venue) for rec in block]
+        records += len(of) - of.count(None)
         flush_groups()
         prescans.clear()
         fed.clear()
-        if speed is None:
-            per_venue: dict[Venue, tuple[list[str], list[int]]] = {}
-            for rec, recv_ns in zip(block, stamps, strict=True):
-                venue = venues.get(rec.venue)
-                if venue is not None and rec.kind == "ws":
-                    run = per_venue.get(venue)
-                    if run is None:
-                        run = per_venue[venue] = ([], [])
-                    run[0].append(rec.data)
-                    run[1].append(recv_ns)
-            for venue, (frames, recvs) in per_venue.items():
-                pre = pipeline.prescan(venue, frames, recvs)
-                if pre is not None:
-                    prescans[venue] = pre
-        for rec, recv_ns in zip(block, stamps, strict=True):
-            if next_tick is None:
-                next_tick = (recv_ns // tick_ns + 1) * tick_ns
-                first_ns = recv_ns
-            if recv_ns >= next_tick:
-                flush_groups()
-                idle = 0
-                while recv_ns >= next_tick and idle < max_idle_ticks:
-                    await emit(next_tick)
-                    next_tick += tick_ns
-                    idle += 1
-                if recv_ns >= next_tick:
-                    # a hole in the recording (recorder stopped, or files of different days):
-                    # skip it rather than print the same books for every tick of the hole
-                    skipped_to = (recv_ns // tick_ns) * tick_ns
-                    log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
-                    next_tick = skipped_to
-                    if next_tick <= recv_ns:
-                        next_tick += tick_ns
-            if speed is not None and first_ns is not None:
-                lag = (recv_ns - first_ns) / 1e9 / speed - (time.perf_counter() - started)
-                if lag > 0:
-                    flush_groups()
-                    await asyncio.sleep(lag)
-            venue = venues.get(rec.venue)
-            if venue is None:
-                unknown += 1
-                if rec.venue not in unknown_venues:
-                    unknown_venues.add(rec.venue)
-                    log.warning("replay.unknown_venue", venue=rec.venue)
-                continue
-            records += 1
-            if rec.kind == "ws":
-                if venue in prescans:
-                    fed[venue] = fed.get(venue, 0) + 1
-                    continue
-                group = groups.get(venue)
-                if group is None:
-                    group = groups[venue] = ([], [])
-                elif len(group[0]) >= MAX_GROUP:
-                    pipeline.feed_frames(venue, *group)
-                    group = groups[venue] = ([], [])
-                group[0].append(rec.data)
-                group[1].append(recv_ns)
-            else:
-                flush_groups()
-                pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
+        if speed is not None:  # paced: record by record
+            for rec, recv_ns, venue in zip(block, stamps, of, strict=True):
+                await step(rec, recv_ns, venue)
+            continue
+        # as fast as possible: each venue's frames of the block are scanned in one call, and
+        # only the records that close a tick or are not such frames are stepped through
+        per_venue: dict[Venue, tuple[list[int], list[str], list[int]]] = {}
+        for k, (rec, venue) in enumerate(zip(block, of, strict=True)):
+            if venue is not None and rec.kind == "ws":
+                run = per_venue.get(venue)
+                if run is None:
+                    run = per_venue[venue] = ([], [], [])
+                run[0].append(k)
+                run[1].append(rec.data)
+                run[2].append(stamps[k])
+        positions: dict[Venue, np.ndarray] = {}
+        plain = np.ones(len(block), dtype=np.bool_)  # records to step through
+        for venue, (where, frames, recvs) in per_venue.items():
+            pre = pipeline.prescan(venue, frames, recvs)
+            if pre is not None:
+                prescans[venue] = pre
+                fed[venue] = 0
+                positions[venue] = np.array(where, dtype=np.int64)
+                plain[positions[venue]] = False
+        times = np.array(stamps, dtype=np.int64)
+        if high < 0:
+            high = int(times[0])
+            plain[0] = True  # the first record starts the clock
+        # a record closes a tick when it moves the latest time past a tick boundary
+        buckets = np.maximum.accumulate(np.maximum(times, high)) // tick_ns
+        closes = np.empty(len(block), dtype=np.bool_)
+        closes[0] = buckets[0] > high // tick_ns
+        closes[1:] = buckets[1:] > buckets[:-1]
+        high = max(high, int(times.max()))
+        for k in np.flatnonzero(plain | closes).tolist():
+            for venue, at in positions.items():
+                fed[venue] = int(np.searchsorted(at, k))
+            await step(block[k], stamps[k], of[k])
+        for venue, at in positions.items():
+            fed[venue] = len(at)
     flush_groups()
     if next_tick is not None:
         await emit(next_tick)
