@@ -286,6 +286,7 @@ class AnalyticsStage:
             [next(i for i, b in enumerate(books) if b.quote == c) for c in self.currencies],
             dtype=np.int64,
         )
+        self._venue_rows: list[int] = self.venue_idx.tolist()
         self._n = n
         self._books = books
 
@@ -491,12 +492,12 @@ class AnalyticsStage:
             components=book_points,
         )
         fx_table = self._fx_table(sample)
-        book_state = state[:n]
-        stressed_rows = (book_state >= SCORE_WARNING) & (book_state < SCORE_DATA)
-        stressed = (
-            frozenset(self.venues[v] for v in self.venue_idx[stressed_rows].tolist())
-            if stressed_rows.any()
-            else frozenset()
+        # plain ints: comparisons of a small int8 column cost more than reading it
+        venues = self.venues
+        stressed = frozenset(
+            venues[v]
+            for v, st in zip(self._venue_rows, state[:n].tolist(), strict=True)
+            if SCORE_WARNING <= st < SCORE_DATA
         )
         self.fx.observe(
             sample.ts_ns,
