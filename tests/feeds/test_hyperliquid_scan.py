@@ -3,10 +3,12 @@ over; books fed through the scanned path equal books fed frame by frame through 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from feeds.hyperliquid import BOOK_LEVELS, PERP
-from feeds.scan import KIND_SNAPSHOT, SCAN_OTHER, SCAN_SIDE, T_STATUS
+from feeds.hyperliquid_scan import scan_book_frames
+from feeds.scan import KIND_SNAPSHOT, SCAN_OTHER, SCAN_SIDE, T_STATUS, join_frames, new_table
 from feeds.venues import ADAPTERS
 from monitor.domain import MarkPriceEvent, RawBook, Venue
 from monitor.instruments import InstrumentRegistry
@@ -175,6 +177,21 @@ def test_non_ascii_text_frames_keep_byte_offsets_right() -> None:
     rows = scanned(PERP.scan_frames([other, GOOD]))
     assert [r.is_book for r in rows] == [False, True]
     assert rows[1].bids == b'[["113377.0","7.6699"]]'
+
+
+def test_the_kernel_and_its_python_twin_agree(stream: list[bytes]) -> None:
+    # py_func: the frame loop in plain Python (the per-frame helpers it calls are compiled)
+    frames: list[bytes | str] = [*stream[:300], GOOD, GOOD[:-3], "garbage", GOOD.encode()]
+    buf, starts, ends = join_frames(frames)
+    compiled, twin = new_table(len(frames)), new_table(len(frames))
+    out, twin_out = (
+        np.zeros(len(buf) + 4 * len(frames), np.uint8),
+        np.zeros(len(buf) + 4 * len(frames), np.uint8),
+    )
+    used = scan_book_frames(buf, starts, ends, compiled, out)
+    assert scan_book_frames.py_func(buf, starts, ends, twin, twin_out) == used > 0
+    assert (compiled == twin).all()
+    assert (out == twin_out).all()
 
 
 def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from feeds.kraken import SPOT, KrakenAdapter
-from feeds.scan import KIND_DELTA
+from feeds.kraken_scan import scan_book_frames
+from feeds.scan import KIND_DELTA, join_frames, new_table
 from feeds.venues import ADAPTERS
 from monitor.domain import RawBook, Venue
 from monitor.instruments import InstrumentRegistry
@@ -194,6 +196,21 @@ def test_timestamps_scan_to_what_msgspec_decodes(moment: datetime, digits: int) 
     micros = int(f"{moment.microsecond:06d}"[:digits].ljust(6, "0"))
     written = moment.replace(microsecond=micros, tzinfo=UTC)
     assert row.ts_event_ns == (written - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def test_the_kernel_and_its_python_twin_agree(stream: list[bytes]) -> None:
+    # py_func: the frame loop in plain Python (the per-frame helpers it calls are compiled)
+    frames: list[bytes | str] = [*stream[:300], GOOD, GOOD[:-3], "garbage", GOOD.encode()]
+    buf, starts, ends = join_frames(frames)
+    compiled, twin = new_table(len(frames)), new_table(len(frames))
+    out, twin_out = (
+        np.zeros(len(buf) + 4 * len(frames), np.uint8),
+        np.zeros(len(buf) + 4 * len(frames), np.uint8),
+    )
+    used = scan_book_frames(buf, starts, ends, compiled, out, 100)
+    assert scan_book_frames.py_func(buf, starts, ends, twin, twin_out, 100) == used > 0
+    assert (compiled == twin).all()
+    assert (out == twin_out).all()
 
 
 def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> None:
