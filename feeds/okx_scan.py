@@ -15,14 +15,17 @@ the byte ranges of the two level arrays in the joined frames (OKX levels are alr
 arrays, so nothing is copied). Channels ``books-l2-tbt`` and ``books50-l2-tbt`` have the
 same shape and scan alike.
 
-Everything else is ``SCAN_OTHER`` and goes through decode, which handles or rejects it:
-events (subscribe, error, notice), ``pong``, other channels (``books5``, ``bbo-tbt``, mark
-prices, trades), ``data`` with several entries, duplicate keys, keys or strings with
-escapes or bytes outside printable ASCII, numbers of other shapes than plain integers (or
-integers in quotes), a field decode reads with another type, a value of an unknown field
-that is not a plain scalar, malformed JSON anywhere, bytes after the object. The scanner
-checks the JSON grammar of every byte it vouches for (level arrays included), so that a
-frame decode would reject is never a book row.
+The pushes of the mark channels (``mark-price``, ``funding-rate``, ``index-tickers``:
+exactly ``arg`` and ``data``, a list of objects of plain scalars) and ``pong`` are
+``SCAN_SIDE``: no book's events, decoded wherever, so they do not split a run of scanned
+book frames. Everything else is ``SCAN_OTHER`` and goes through decode, in its place,
+which handles or rejects it: events (subscribe, error, notice), other channels
+(``books5``, ``bbo-tbt``, trades), ``data`` with several entries, duplicate keys, keys or
+strings with escapes or bytes outside printable ASCII, numbers of other shapes than plain
+integers (or integers in quotes), a field decode reads with another type, a value of an
+unknown field that is not a plain scalar, malformed JSON anywhere, bytes after the
+object. The scanner checks the JSON grammar of every byte it vouches for (level arrays
+included), so that a frame decode would reject is never a book row.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from feeds.scan import (
     KIND_SNAPSHOT,
     SCAN_BOOK,
     SCAN_OTHER,
+    SCAN_SIDE,
     T_ASK_END,
     T_ASK_START,
     T_BID_END,
@@ -47,6 +51,7 @@ from feeds.scan import (
     T_LIMIT,
     T_PREV,
     T_SCRATCH,
+    T_SCRATCH2,
     T_STATUS,
     T_SYMBOL_KEY,
     T_TS_NS,
@@ -212,6 +217,39 @@ def _levels_end(buf: np.ndarray, i: int, end: int) -> int:
 
 
 @njit(cache=True)
+def _flat_objects_end(buf: np.ndarray, i: int, end: int) -> int:
+    """The index after a JSON array of one or more objects whose values are plain scalars
+    (``_scalar_end``) at ``i``, or -1."""
+    if i >= end or buf[i] != 91:
+        return -1
+    i = skip_space(buf, i + 1, end)
+    while True:
+        if i >= end or buf[i] != 123:
+            return -1
+        i += 1
+        while True:
+            _, _, i = _key(buf, i, end)
+            if i < 0:
+                return -1
+            j = _scalar_end(buf, i, end)
+            if j < 0:
+                return -1
+            i, closed = _next(buf, j, end)
+            if i < 0:
+                return -1
+            if closed:
+                break
+        i = skip_space(buf, i, end)
+        if i >= end:
+            return -1
+        if buf[i] == 93:
+            return i + 1
+        if buf[i] != 44:
+            return -1
+        i = skip_space(buf, i + 1, end)
+
+
+@njit(cache=True)
 def _int_value(buf: np.ndarray, i: int, end: int, signed: bool, digits: int) -> tuple[int, int]:
     """A plain integer at ``i``, bare or in quotes (decode reads both): optional '-' when
     ``signed``, no leading zeros, at most ``digits`` digits. (value, index after) or (0, -1)."""
@@ -270,7 +308,8 @@ def _next(buf: np.ndarray, j: int, end: int) -> tuple[int, bool]:
 @njit(cache=True)
 def _scan_arg(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
     """The ``arg`` object at ``i``: instId's key and the channel's depth (``T_SCRATCH``)
-    into ``row``. The index after the object, or -1."""
+    into ``row``, or ``T_SCRATCH2`` 1 for a mark channel. The index after the object, or
+    -1 (another channel)."""
     if buf[i] != 123:
         return -1
     seen = 0
@@ -293,6 +332,12 @@ def _scan_arg(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
                 row[T_SCRATCH] = DEPTH_L2_TBT
             elif key_is(buf, i + 1, n, b"books50-l2-tbt"):
                 row[T_SCRATCH] = DEPTH_50_L2_TBT
+            elif (
+                key_is(buf, i + 1, n, b"mark-price")
+                or key_is(buf, i + 1, n, b"funding-rate")
+                or key_is(buf, i + 1, n, b"index-tickers")
+            ):
+                row[T_SCRATCH2] = 1  # a mark channel: never a book
             else:
                 return -1
         elif key_is(buf, k0, klen, b"instId"):
@@ -378,6 +423,14 @@ def _scan_data(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
 def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
     """Scan the frame ``buf[i:end]`` (``i`` past leading whitespace) into ``row``.
     Returns SCAN_BOOK or SCAN_OTHER."""
+    if (
+        end - i == 4
+        and buf[i] == 112
+        and buf[i + 1] == 111
+        and buf[i + 2] == 110
+        and buf[i + 3] == 103
+    ):
+        return SCAN_SIDE  # "pong", the answer to our keepalive
     if i >= end or buf[i] != 123:
         return SCAN_OTHER
     seen = 0
@@ -392,6 +445,11 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         if key_is(buf, k0, klen, b"arg"):
             bit = _ARG
             j = _scan_arg(buf, i, end, row)
+        elif row[T_SCRATCH2] != 0:  # a mark channel's frame: "arg" and "data" only
+            if not key_is(buf, k0, klen, b"data") or seen & _DATA:
+                return SCAN_OTHER
+            bit = _DATA
+            j = _flat_objects_end(buf, i, end)
         elif key_is(buf, k0, klen, b"action"):
             bit = _ACTION
             j = _plain_string_end(buf, i, end)
@@ -433,7 +491,11 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
             return SCAN_OTHER
         if closed:
             break
-    if seen != _ARG | _ACTION | _DATA or skip_space(buf, i, end) != end:
+    if skip_space(buf, i, end) != end:
+        return SCAN_OTHER
+    if row[T_SCRATCH2] != 0:
+        return SCAN_SIDE if seen == _ARG | _DATA else SCAN_OTHER
+    if seen != _ARG | _ACTION | _DATA:
         return SCAN_OTHER
     if action == ACTION_SNAPSHOT:
         row[T_KIND] = KIND_SNAPSHOT

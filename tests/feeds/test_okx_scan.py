@@ -119,6 +119,11 @@ def test_every_frame_of_the_local_exchange_scans_to_what_decode_reads(checksum: 
     assert any(c == "books5" for c in channels)
     assert any(c == "mark-price" for c in channels)
     rows = scanned(OKX.scan_frames(frames))
+    # the mark channels and pong are side frames: decoded wherever, never a book
+    for c, e, f, r in zip(channels, events, frames, rows, strict=True):
+        mark = c in {"mark-price", "funding-rate"} and not e
+        assert r.is_side == (mark or f == b"pong"), f[:120]
+    assert sum(r.is_side for r in rows) > 20
     assert any(r.is_book and r.first_seq == r.prev_seq for r in rows)  # heartbeats chain
     with_checksum = sum(r.is_book and r.has_checksum for r in rows)
     assert with_checksum > 400 if checksum else with_checksum == 1  # the corrupted one
@@ -223,6 +228,52 @@ def test_frames_the_scanner_cannot_vouch_for_go_to_decode(frame: str, book: bool
     assert_scan_equals_decode(OKX, [frame.encode(), GOOD.encode()])
 
 
+MARK = '{"arg":{"channel":"mark-price","instId":"BTC-USDT-SWAP"},"data":[{"instType":"SWAP",'
+MARK += '"instId":"BTC-USDT-SWAP","markPx":"115000.1","ts":"1652458996256"}]}'
+
+
+@pytest.mark.parametrize(
+    ("frame", "side"),
+    [
+        (MARK, True),
+        ("pong", True),
+        (MARK.replace("mark-price", "index-tickers").replace("markPx", "idxPx"), True),
+        (MARK.replace("mark-price", "funding-rate").replace("markPx", "fundingRate"), True),
+        (MARK.replace("}]}", '},{"instId":"X","markPx":"1"}]}'), True),  # several: all marks
+        (
+            ' { "arg" : {"instId":"BTC-USDT-SWAP","channel":"mark-price"} , "data" : [ {"markPx" : "1"} ] } ',
+            True,
+        ),
+        (MARK.replace('"markPx":"115000.1"', '"markPx":null'), True),  # decode rejects: no book
+        # anything else is decoded in its place
+        (MARK.replace('"data"', '"action":"update","data"'), False),
+        (MARK[:-1] + ',"event":"x"}', False),
+        (MARK[:-1] + ',"arg":{"channel":"books","instId":"BTC-USDT-SWAP"}}', False),  # dup arg
+        (MARK[:-1] + ',"data":[]}', False),  # duplicate data
+        (MARK.replace('"markPx":"115000.1"', '"markPx":{"a":1}'), False),
+        (MARK.replace('"markPx":"115000.1"', '"m\\arkPx":"1"'), False),
+        (MARK.replace('"data":[{', '"data":{').replace("}]}", "}}"), False),
+        (MARK.replace("[{", "[").replace("}]", "]"), False),  # data not objects
+        (MARK.split('"data"')[0] + '"data":[]}', False),
+        (MARK.split(',"data"')[0] + "}", False),  # no data
+        (MARK + " x", False),
+        (MARK[:-2], False),
+        (MARK.replace("mark-price", "tickers"), False),
+        (MARK.replace("mark-price", "books5"), False),
+        ("pong ", False),  # decode: not the pong
+        (MARK.replace("[{", "[{}, {"), False),  # an empty object
+        ("pongx", False),
+        ("ping", False),
+    ],
+)
+def test_mark_frames_and_pong_are_side_frames(frame: str, side: bool) -> None:
+    rows = scanned(OKX.scan_frames([GOOD, frame, ETH]))
+    assert rows[1].is_side == side
+    assert not rows[1].is_book
+    assert rows[0].is_book and rows[2].is_book
+    assert_scan_equals_decode(OKX, [GOOD, frame, ETH])
+
+
 def test_a_scanned_row_holds_what_decode_gives() -> None:
     update, snapshot = scanned(OKX.scan_frames([GOOD, SNAP]))
     assert update.symbol_key == OKX.symbol_key("BTC-USDT")
@@ -273,6 +324,7 @@ def _same_books(frames: list[Any], http: list[tuple[str, str]]) -> list[dict[str
     books = scanned_path.book_summaries(depth=400)
     assert books == decoded_path.book_summaries(depth=400)
     assert scanned_path.counters.messages == decoded_path.counters.messages
+    assert scanned_path.marks == decoded_path.marks
     return books
 
 
