@@ -57,6 +57,8 @@ def merged_records(
 
 MAX_GROUP = 4096  # frames of one venue fed in one call, at most
 BLOCK = 16_384  # records read ahead; the frames of each venue among them are scanned at once
+FIRST_BLOCK = 256  # a short first block: books are added as their first frames are decoded,
+# and a block's frames are scanned against the books known when the block starts
 
 
 def replay(
@@ -183,7 +185,9 @@ async def areplay(
 
     source = merged_records(paths, reader)
     high = -1  # the latest receive time so far: the next tick is the first boundary after it
-    while block := list(itertools.islice(source, BLOCK)):
+    size = min(FIRST_BLOCK, BLOCK)
+    while block := list(itertools.islice(source, size)):
+        size = BLOCK
         stamps = [round(rec.ts * 1e9) for rec in block]
         of = [venues.get(rec.venue) for rec in block]
         records += len(of) - of.count(None)
