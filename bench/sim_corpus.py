@@ -10,10 +10,14 @@ snapshots, deltas (with their sequence numbers and checksums, Kraken and OKX CRC
 included). Venues whose snapshots come over REST (Binance) get the REST answer taken right
 after the subscription, as the snapshot loop would fetch it. A client that reads the
 stream from its first frame ends with books equal to the exchange's.
+
+``python bench/sim_corpus.py --scan [--venues kraken,hyperliquid]`` also prints the CPU
+per frame of each venue's batch scanner (runs of 256) and of its decode, frame by frame.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -156,15 +160,52 @@ def venue_stream(
     )
 
 
-def main() -> None:
-    for venue in ADAPTERS:
+def scan_cost(stream: VenueStream, run: int = 256, repeat: int = 5) -> tuple[float, float]:
+    """CPU per frame (us, best of ``repeat``) of the adapter's batch scanner over the stream
+    in runs of ``run`` frames (``scan_frames``: join and kernel), and of its msgspec decode
+    frame by frame."""
+    adapter = ADAPTERS[stream.venue]
+    frames = stream.frames
+    scanner = adapter.scanner
+    scan = float("nan")
+    if scanner is not None:
+        scanner.scan_frames(frames[:run])  # compiled before timing
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.process_time()
+            for at in range(0, len(frames), run):
+                scanner.scan_frames(frames[at : at + run])
+            best = min(best, time.process_time() - t)
+        scan = best / len(frames) * 1e6
+    best = float("inf")
+    for _ in range(max(1, repeat // 2)):
+        t = time.process_time()
+        for frame in frames:
+            adapter.decode(frame, 1)  # the exchange's frames all decode
+        best = min(best, time.process_time() - t)
+    return scan, best / len(frames) * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scan", action="store_true", help="CPU per frame of each batch scanner and of decode"
+    )
+    parser.add_argument("--venues", default="", help="comma-separated venues (default: all)")
+    args = parser.parse_args(argv)
+    venues = [Venue(v) for v in args.venues.split(",") if v] or list(ADAPTERS)
+    for venue in venues:
         stream = venue_stream(venue, 20_000)
         size = stream.n_bytes / len(stream.frames)
-        print(
+        line = (
             f"{venue.value:16s} {len(stream.symbols):3d} books {len(stream.frames):6d} frames "
             f"{size:7.0f} B/frame, {len(stream.snapshots)} REST snapshots, "
             f"{stream.client_frames} client frames, built in {stream.build_s:.1f} s"
         )
+        if args.scan:
+            scan, decode = scan_cost(stream)
+            line += f"; CPU per frame: scan_frames {scan:.2f} us, decode {decode:.2f} us"
+        print(line)
 
 
 if __name__ == "__main__":
