@@ -10,6 +10,7 @@ message is logged and counted, and the process carries on.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,10 +158,11 @@ class Prescan:
     buf: np.ndarray
     meta: np.ndarray
     starts: np.ndarray
-    taken: np.ndarray
+    taken: list[int]
     others: list[int]
     side: list[int]
     done: int = 0
+    taken_next: int = 0  # first of ``taken`` not fed yet
     others_next: int = 0  # first of ``others`` not fed yet
     side_next: int = 0
 
@@ -461,7 +463,7 @@ class BookPipeline:
             scan.buf,
             meta[:m],
             starts[:m],
-            np.flatnonzero(status == SCAN_TAKEN),
+            np.flatnonzero(status == SCAN_TAKEN).tolist(),
             np.flatnonzero((status != SCAN_TAKEN) & ~side).tolist() if m < n else [],
             np.flatnonzero(side).tolist() if m < n else [],
         )
@@ -477,28 +479,24 @@ class BookPipeline:
             return
         pre.done = upto
         adapter = self.adapters[pre.venue]
-        if pre.side_next < len(pre.side):
-            side = pre.side
-            a = b = pre.side_next
-            while b < len(side) and side[b] < upto:
-                b += 1
-            if b > a:
-                pre.side_next = b
-                picked = side[a:b]
-                self._feed_decoded(
-                    pre.venue,
-                    adapter,
-                    [pre.frames[k] for k in picked],
-                    [pre.recv_ns[k] for k in picked],
-                )
+        side = pre.side
+        if pre.side_next < len(side) and side[pre.side_next] < upto:
+            a = pre.side_next
+            pre.side_next = b = bisect_left(side, upto, a)
+            self._feed_decoded(
+                pre.venue,
+                adapter,
+                [pre.frames[k] for k in side[a:b]],
+                [pre.recv_ns[k] for k in side[a:b]],
+            )
         taken = pre.taken
-        row = int(np.searchsorted(taken, lo))
-        end = int(np.searchsorted(taken, upto))
+        row = pre.taken_next
+        pre.taken_next = end = bisect_left(taken, upto, row)
         others = pre.others
         while pre.others_next < len(others) and others[pre.others_next] < upto:
             k = others[pre.others_next]
             pre.others_next += 1
-            cut = int(np.searchsorted(taken, k))
+            cut = bisect_left(taken, k, row)
             self._apply_scanned(pre, row, cut)
             row = cut
             self._feed_decoded(pre.venue, adapter, (pre.frames[k],), (pre.recv_ns[k],))
