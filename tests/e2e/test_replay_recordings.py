@@ -450,3 +450,36 @@ def test_a_frame_the_scanner_hands_over_is_fed_in_its_place() -> None:
     assert pipeline.is_valid(info)
     assert pipeline.counters.messages["binance.gap"] == 0
     assert int(pipeline.store.istate[info.book, S_LAST_ID]) == 141
+
+
+def test_read_ahead_ticks_like_the_paced_path_through_disorder_and_holes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records out of time order (a late record does not close a tick) and a hole longer
+    than the idle limit (skipped) tick alike with read-ahead blocks and record by record."""
+    records = load(SPOT_RECORDING)
+    shifted = []
+    for k, original in enumerate(records):
+        rec = dict(original)
+        if rec["kind"] == "ws" and k % 7 == 3:
+            rec["ts"] -= 1.7  # arrives late: earlier than the records before it
+        if k > len(records) // 2:
+            rec["ts"] += 600.0  # a 10-minute hole
+        shifted.append(rec)
+    path = write(shifted, tmp_path / "disorder.jsonl.gz")
+    outputs = []
+    for block, speed in ((16_384, None), (5, None), (16_384, 1e12)):
+        monkeypatch.setattr(replay_module, "BLOCK", block)
+        ticks: list[tuple[int, list[dict[str, Any]]]] = []
+        result = replay(
+            [path],
+            new_pipeline(),
+            tick_ms=250,
+            speed=speed,
+            sinks=[CallbackSink(lambda s, ticks=ticks: ticks.append((s.ts_ns, s.records())))],
+        )
+        outputs.append((result.ticks, result.records, ticks))
+    assert outputs[0][0] > 100
+    assert all(o == outputs[0] for o in outputs[1:])
+    stamps = [ts for ts, _ in outputs[0][2]]
+    assert max(b - a for a, b in itertools.pairwise(stamps)) > 500e9  # the hole was skipped
