@@ -23,7 +23,7 @@ from monitor.instruments import InstrumentRegistry
 from monitor.metrics.reference import reference_metrics
 from monitor.pipeline import BookPipeline
 from monitor.replay import replay
-from monitor.sample import notional_label
+from monitor.sample import TickSample, notional_label
 from monitor.sinks import CallbackSink, JsonLinesSink
 from tests.conftest import OKX_RECORDING, SPOT_RECORDING, USDM_RECORDING
 from tests.e2e.reference_replay import RefBook, reference_books
@@ -471,12 +471,12 @@ def test_read_ahead_ticks_like_the_paced_path_through_disorder_and_holes(
     for block, speed in ((16_384, None), (5, None), (16_384, 1e12)):
         monkeypatch.setattr(replay_module, "BLOCK", block)
         ticks: list[tuple[int, list[dict[str, Any]]]] = []
+
+        def keep(sample: TickSample, ticks: list[Any] = ticks) -> None:
+            ticks.append((sample.ts_ns, sample.records()))
+
         result = replay(
-            [path],
-            new_pipeline(),
-            tick_ms=250,
-            speed=speed,
-            sinks=[CallbackSink(lambda s, ticks=ticks: ticks.append((s.ts_ns, s.records())))],
+            [path], new_pipeline(), tick_ms=250, speed=speed, sinks=[CallbackSink(keep)]
         )
         outputs.append((result.ticks, result.records, ticks))
     assert outputs[0][0] > 100
