@@ -127,9 +127,88 @@ def _is_word(buf: np.ndarray, i: int, j: int, word: bytes) -> bool:
     return j - i == len(word) + 2 and key_is(buf, i + 1, len(word), word)
 
 
+@njit(cache=True, inline="always")
+def _lit(buf: np.ndarray, i: int, word: bytes) -> bool:
+    """``buf[i:i+len(word)]`` is ``word`` (the caller checked the bounds)."""
+    for m in range(len(word)):
+        if buf[i + m] != word[m]:
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _text_end(buf: np.ndarray, i: int, end: int) -> int:
+    """``i`` inside a string: the index of its closing quote when every byte before it is
+    printable ASCII other than a backslash, else -1."""
+    while i < end:
+        c = buf[i]
+        if c == 34:
+            return i
+        if c < 32 or c > 126 or c == 92:
+            return -1
+        i += 1
+    return -1
+
+
+EVENT_TIME_BYTES = 30  # 2025-10-04T00:02:46.000000000Z, as Coinbase writes every event_time
+# the bytes of a usual update after its side value, with empty price and size texts:
+# ,"event_time":"<time>","price_level":"","new_quantity":""}
+USUAL_TAIL_BYTES = 15 + EVENT_TIME_BYTES + 17 + 18 + 2
+
+
+@njit(cache=True, inline="always")
+def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int) -> int:
+    """The update object at ``i`` if it is written as Coinbase writes it,
+    ``{"side":"bid"|"offer","event_time":"<30 bytes>","price_level":"P","new_quantity":"Q"}``
+    without spaces, every string printable ASCII without escapes: its side and texts into
+    row ``n`` of ``levels``, the index after it; else -1 (the caller reads it the general
+    way). The event time is checked to be a plain string only: decode does not read it."""
+    if i + 13 + USUAL_TAIL_BYTES > end or not _lit(buf, i, b'{"side":"'):
+        return -1
+    if _lit(buf, i + 9, b'bid"'):
+        side = SIDE_BID
+        k = i + 13
+    elif _lit(buf, i + 9, b'offer"'):
+        side = SIDE_ASK
+        k = i + 15
+        if k + USUAL_TAIL_BYTES > end:
+            return -1
+    else:
+        return -1  # "ask" and the rest: the general way
+    if not _lit(buf, k, b',"event_time":"'):
+        return -1
+    k += 15
+    if buf[k + EVENT_TIME_BYTES] != 34:
+        return -1  # another length
+    bad = False
+    for m in range(k, k + EVENT_TIME_BYTES):  # no early exit: the loop vectorises
+        c = buf[m]
+        bad |= (c < 32) | (c > 126) | (c == 34) | (c == 92)
+    if bad:
+        return -1
+    k += EVENT_TIME_BYTES
+    if not _lit(buf, k, b'","price_level":"'):
+        return -1
+    p0 = k + 17
+    p1 = _text_end(buf, p0, end)
+    if p1 < 0 or p1 + 20 > end or not _lit(buf, p1, b'","new_quantity":"'):
+        return -1
+    q0 = p1 + 18
+    q1 = _text_end(buf, q0, end)
+    if q1 < 0 or q1 + 2 > end or buf[q1 + 1] != 125:
+        return -1
+    levels[n, L_SIDE] = side
+    levels[n, L_PX] = p0
+    levels[n, L_PX_END] = p1
+    levels[n, L_QTY] = q0
+    levels[n, L_QTY_END] = q1
+    return q1 + 2
+
+
 @njit(cache=True)
-def _update(buf: np.ndarray, i: int, end: int, level: np.ndarray) -> int:
-    """The update object at ``i`` into ``level`` (L_* columns): index after it, or -1."""
+def _update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int) -> int:
+    """The update object at ``i``, in any key order and spacing, into row ``n`` of
+    ``levels`` (L_* columns): index after it, or -1."""
     if i >= end or buf[i] != 123:
         return -1
     i = _ws(buf, i + 1, end)
@@ -147,19 +226,19 @@ def _update(buf: np.ndarray, i: int, end: int, level: np.ndarray) -> int:
         if key_is(buf, k0, klen, b"side"):
             bit = 1
             if _is_word(buf, i, j, b"bid"):
-                level[L_SIDE] = SIDE_BID
+                levels[n, L_SIDE] = SIDE_BID
             elif _is_word(buf, i, j, b"offer") or _is_word(buf, i, j, b"ask"):
-                level[L_SIDE] = SIDE_ASK
+                levels[n, L_SIDE] = SIDE_ASK
             else:
                 return -1
         elif key_is(buf, k0, klen, b"price_level"):
             bit = 2
-            level[L_PX] = i + 1
-            level[L_PX_END] = j - 1
+            levels[n, L_PX] = i + 1
+            levels[n, L_PX_END] = j - 1
         elif key_is(buf, k0, klen, b"new_quantity"):
             bit = 4
-            level[L_QTY] = i + 1
-            level[L_QTY_END] = j - 1
+            levels[n, L_QTY] = i + 1
+            levels[n, L_QTY_END] = j - 1
         if seen & bit:
             return -1  # duplicate key
         seen |= bit
@@ -180,14 +259,20 @@ def _updates(buf: np.ndarray, i: int, end: int, levels: np.ndarray) -> tuple[int
     if i < end and buf[i] == 93:
         return i + 1, 0
     n = 0
+    rows = levels.shape[0]
     while True:
-        if n >= levels.shape[0]:
+        if n >= rows:
             return -1, 0
-        i = _update(buf, _ws(buf, i, end), end, levels[n])
-        if i < 0:
-            return -1, 0
+        j = _usual_update(buf, i, end, levels, n)  # the common shape: no key loop
+        if j < 0:
+            j = _update(buf, _ws(buf, i, end), end, levels, n)
+            if j < 0:
+                return -1, 0
         n += 1
-        i, last = _next(buf, i, end, 93)
+        if j + 1 < end and buf[j] == 44 and buf[j + 1] == 123:  # ',{': the next update
+            i = j + 1
+            continue
+        i, last = _next(buf, j, end, 93)
         if i < 0:
             return -1, 0
         if last:
@@ -343,17 +428,17 @@ def _side(out: np.ndarray, o: int, buf: np.ndarray, levels: np.ndarray, n: int, 
     when ``out`` has no room."""
     need = 2
     for m in range(n):
-        lv = levels[m]
-        if lv[L_SIDE] == side:
-            need += 8 + lv[L_PX_END] - lv[L_PX] + lv[L_QTY_END] - lv[L_QTY]
+        if levels[m, L_SIDE] == side:
+            need += (
+                8 + levels[m, L_PX_END] - levels[m, L_PX] + levels[m, L_QTY_END] - levels[m, L_QTY]
+            )
     if o + need > out.shape[0]:
         return -1
     out[o] = 91
     o += 1
     first = True
     for m in range(n):
-        lv = levels[m]
-        if lv[L_SIDE] != side:
+        if levels[m, L_SIDE] != side:
             continue
         if not first:
             out[o] = 44
@@ -361,11 +446,11 @@ def _side(out: np.ndarray, o: int, buf: np.ndarray, levels: np.ndarray, n: int, 
         first = False
         out[o] = 91
         out[o + 1] = 34
-        o = _put(out, o + 2, buf, lv[L_PX], lv[L_PX_END])
+        o = _put(out, o + 2, buf, levels[m, L_PX], levels[m, L_PX_END])
         out[o] = 34
         out[o + 1] = 44
         out[o + 2] = 34
-        o = _put(out, o + 3, buf, lv[L_QTY], lv[L_QTY_END])
+        o = _put(out, o + 3, buf, levels[m, L_QTY], levels[m, L_QTY_END])
         out[o] = 34
         out[o + 1] = 93
         o += 2
