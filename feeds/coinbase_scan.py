@@ -150,19 +150,20 @@ def _text_end(buf: np.ndarray, i: int, end: int) -> int:
     return -1
 
 
-EVENT_TIME_BYTES = 30  # 2025-10-04T00:02:46.000000000Z, as Coinbase writes every event_time
+EVENT_TIME_BYTES = 30  # 2025-10-04T00:02:46.000000000Z, as Coinbase writes an update's time
 # the bytes of a usual update after its side value, with empty price and size texts:
-# ,"event_time":"<time>","price_level":"","new_quantity":""}
+# ,"event_time":"<30 bytes>","price_level":"","new_quantity":""}
 USUAL_TAIL_BYTES = 15 + EVENT_TIME_BYTES + 17 + 18 + 2
 
 
 @njit(cache=True, inline="always")
 def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int) -> int:
     """The update object at ``i`` if it is written as Coinbase writes it,
-    ``{"side":"bid"|"offer","event_time":"<30 bytes>","price_level":"P","new_quantity":"Q"}``
+    ``{"side":"bid"|"offer","event_time":"T","price_level":"P","new_quantity":"Q"}``
     without spaces, every string printable ASCII without escapes: its side and texts into
     row ``n`` of ``levels``, the index after it; else -1 (the caller reads it the general
-    way). The event time is checked to be a plain string only: decode does not read it."""
+    way). The event time is checked to be a plain string only (decode does not read it),
+    without branches when it has the usual 30 bytes."""
     if i + 13 + USUAL_TAIL_BYTES > end or not _lit(buf, i, b'{"side":"'):
         return -1
     if _lit(buf, i + 9, b'bid"'):
@@ -178,15 +179,18 @@ def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int)
     if not _lit(buf, k, b',"event_time":"'):
         return -1
     k += 15
-    if buf[k + EVENT_TIME_BYTES] != 34:
-        return -1  # another length
-    bad = False
-    for m in range(k, k + EVENT_TIME_BYTES):  # no early exit: the loop vectorises
-        c = buf[m]
-        bad |= (c < 32) | (c > 126) | (c == 34) | (c == 92)
-    if bad:
-        return -1
-    k += EVENT_TIME_BYTES
+    if buf[k + EVENT_TIME_BYTES] == 34:  # the usual length: checked without branches
+        bad = False
+        for m in range(k, k + EVENT_TIME_BYTES):
+            c = buf[m]
+            bad |= (c < 32) | (c > 126) | (c == 34) | (c == 92)
+        if bad:
+            return -1
+        k += EVENT_TIME_BYTES
+    else:  # another length (snapshots carry 1970-01-01T00:00:00Z)
+        k = _text_end(buf, k, end)
+        if k < 0 or k + 37 > end:
+            return -1
     if not _lit(buf, k, b'","price_level":"'):
         return -1
     p0 = k + 17

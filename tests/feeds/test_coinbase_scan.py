@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds.coinbase import ADAPTER
-from feeds.scan import rfc3339_ns
+from feeds.coinbase_scan import N_LEVEL, level_rows, scan_l2_frames
+from feeds.scan import join_frames, new_table, rfc3339_ns
 from feeds.sim.base import ExchangeSim, SimConnection
 from feeds.sim.coinbase import CoinbaseProtocol
 from monitor.domain import EventKind, RawBook, Venue
@@ -208,6 +209,163 @@ def test_a_handed_over_frame_leaves_its_neighbours_scanned(handed_over: str) -> 
     assert len({(r.bids, r.asks) for r in rows if r.is_book}) == 1
 
 
+def update(
+    side: str = "bid",
+    time: str = '"2023-02-09T20:32:50.714964855Z"',
+    px: str = '"21921.73"',
+    qty: str = '"0.5"',
+) -> str:
+    """An update written Coinbase's usual way (the scanner's fast path), its values as given."""
+    return (
+        '{"side":"'
+        + side
+        + '","event_time":'
+        + time
+        + ',"price_level":'
+        + px
+        + ',"new_quantity":'
+        + qty
+        + "}"
+    )
+
+
+SNAPSHOT_TIME = '"1970-01-01T00:00:00Z"'  # what snapshot levels carry
+
+
+@pytest.mark.parametrize(
+    ("updates", "book"),
+    [
+        (update(), True),
+        (update("offer"), True),
+        (update("ask"), True),
+        (update(time=SNAPSHOT_TIME), True),  # another event_time length
+        (update(time='"2026-07-14T09:30:00.101234Z"'), True),
+        (update(time='"2023-02-09T20:32:50.7149648551Z"'), True),  # 31 bytes
+        (update(time='""'), True),
+        (update(time='"not a time at all, but a string"'), True),  # decode does not read it
+        # 13 bytes: the byte where a usual time closes is the empty price's opening quote
+        (update(time='"2023-02-09T20"', px='""'), True),
+        (update(px='""', qty='""'), True),  # empty texts: decode keeps them, so does the scan
+        (update(time='"2023-02-09T20:32:50.71496485\\u0035Z"'), False),  # an escape
+        (update(time='"2023-02-09T20:32:50.7149648\\"5Z"'), False),
+        (update(time='"2023-02-09T20:32:50.71496485\\u0035"'), False),
+        (update(time='"2023-02-09T20:32:50.714964855\x7f"'), False),  # not printable
+        (update(time='"2023-02-09T20:32:50.714964855\x1f"'), False),
+        (update(time='"2023-02-09T20:32:50.714964855é"'), False),
+        (update(time="1675974770"), False),  # not a string
+        (update(time="null"), False),
+        (update(time='"2023-02-09T20:32:50.714964855Z'), False),  # unclosed
+        (update(px='"21921.73\\u0030"'), False),
+        (update(px='"21921\t73"'), False),
+        (update(qty='"0.5\\\\"'), False),
+        (update(qty="0.5"), False),
+        (update(px="21921.73"), False),
+        (update(side="Bid"), False),
+        (update(side="bidx"), False),
+        (update(side="offe"), False),
+        (update(side=""), False),
+        # the keys in another order, missing, extra or twice: the general way
+        (
+            '{"price_level":"21921.73","side":"bid","new_quantity":"0.5",'
+            '"event_time":"2023-02-09T20:32:50.714964855Z"}',
+            True,
+        ),
+        (
+            '{"side":"bid","price_level":"21921.73","event_time":'
+            '"2023-02-09T20:32:50.714964855Z","new_quantity":"0.5"}',
+            True,
+        ),
+        ('{"side":"offer","price_level":"21921.73","new_quantity":"0.5"}', True),
+        (update()[:-1] + ',"extra":"x"}', True),
+        (update()[:-1] + ',"extra":1}', False),  # not a plain string
+        ('{"extra":"x",' + update()[1:], True),
+        (update()[:-1] + ',"side":"bid"}', False),  # a duplicate key
+        (update()[:-1] + ',"price_level":"1"}', False),
+        (update().replace('"event_time"', '"event_tim"'), True),  # an unknown key
+        (update().replace('"price_level"', '"price_levels"'), False),  # no price
+        (update().replace('"new_quantity"', '"new_quantitY"'), False),
+        (update().replace('"side"', '"sidE"'), False),
+        (update().replace('"event_time":', '"event_time":"x","event_time":'), True),
+        # whitespace anywhere JSON allows it: the general way
+        ("{ " + update()[1:], True),
+        (update()[:-1] + " }", True),
+        (update().replace(":", " : "), True),
+        (update().replace(",", " ,\n"), True),
+        (update().replace(",", "\t,"), True),
+        (update().replace(",", "\r\n,\t"), True),
+        (update() + " , " + update("offer"), True),
+        (update() + ",\n" + update("offer"), True),
+        ("\n" + update() + "\t", True),
+        (update().replace(",", ",\f"), False),  # no JSON whitespace
+        (update().replace(":", "\v:"), False),
+        # several updates, fast and general ones mixed
+        (
+            update()
+            + ","
+            + update("offer", time=SNAPSHOT_TIME)
+            + ","
+            + '{"new_quantity":"2","price_level":"3","side":"bid"}'
+            + ","
+            + update("ask"),
+            True,
+        ),
+        (update() + "," + update(), True),
+        (update() + ",," + update(), False),
+        (update() + "," + update()[:-1], False),
+        (update() + update(), False),  # no comma
+        (update() + ",{}", False),
+        (update() + ",[]", False),
+        (update()[:-1] + "]", False),
+    ],
+)
+def test_usual_and_unusual_updates_scan_as_decode_reads(updates: str, book: bool) -> None:
+    """Updates written Coinbase's usual way are checked byte by byte without the key loop;
+    any other spelling goes the general way or to decode, and reads as decode reads."""
+    raw = frame(event(updates)).encode()
+    rows = scanned(ADAPTER.scan_frames([GOOD, raw, GOOD]))
+    assert rows[0].is_book and rows[2].is_book
+    assert rows[1].is_book == book, raw
+    if book:
+        decoded = ADAPTER.decode(raw, 0)
+        assert isinstance(decoded, RawBook)
+        assert (rows[1].bids, rows[1].asks) == (bytes(decoded.bids), bytes(decoded.asks))
+        assert rows[1].ts_event_ns == decoded.ts_event_ns
+
+
+def test_a_frame_cut_anywhere_is_never_vouched_for() -> None:
+    """Every prefix of a frame of usual and unusual updates, followed in the buffer by a
+    good frame (whose bytes a scan past the frame's end would read), goes to decode."""
+    whole = frame(
+        event(update() + "," + update("offer", time=SNAPSHOT_TIME) + ",{ " + update()[1:])
+    ).encode()
+    cuts = [whole[:k] for k in range(len(whole))]
+    rows = scanned(ADAPTER.scan_frames([*cuts, whole, GOOD]))
+    assert not any(r.is_book for r in rows[: len(cuts)])
+    assert rows[-2].is_book and rows[-1].is_book
+
+
+def test_the_kernel_and_its_python_twin_agree() -> None:
+    # py_func: the frame loop in plain Python (the per-frame helpers it calls are compiled)
+    raw, _ = sim_frames(60)
+    odd = [
+        frame(event(update() + "," + update("offer", time=SNAPSHOT_TIME))),
+        frame(event('{"price_level":"1","side":"bid","new_quantity":"2"}')),
+        frame(event(update(time='"2023-02-09T20"', px='""'))),
+        GOOD[:-3],
+        "garbage",
+    ]
+    frames: list[bytes | str] = [*raw, *odd, GOOD.encode()]
+    buf, starts, ends = join_frames(frames)
+    rows = level_rows(int((ends - starts).max()))
+    compiled, twin = new_table(len(frames)), new_table(len(frames))
+    out, twin_out = np.zeros(len(buf) + 64, np.uint8), np.zeros(len(buf) + 64, np.uint8)
+    levels = np.zeros((rows, N_LEVEL), np.int64)
+    used = scan_l2_frames(buf, starts, ends, out, levels, compiled)
+    assert scan_l2_frames.py_func(buf, starts, ends, twin_out, levels.copy(), twin) == used > 0
+    assert (compiled == twin).all()
+    assert (out == twin_out).all()
+
+
 @pytest.mark.parametrize(
     ("text", "ns"),
     [
@@ -247,6 +405,7 @@ SPECIAL = b' "\\,:[]{}0.-eZTabcdz\x00\xc3'
             frame(event(BID, kind="snapshot")),
             frame(event("")),
             frame(event(BID) + "," + event(ASK)),
+            frame(event(update() + "," + update("offer", time=SNAPSHOT_TIME), kind="snapshot")),
         ]
     ),
     edits=st.lists(
