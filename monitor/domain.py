@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -272,64 +273,62 @@ class RawBook(msgspec.Struct, gc=False):
 
     The feed adapter's own msgspec type for a delta may derive from it, so the decoded
     message *is* the event (no second object per message); the others build a
-    ``feeds.contract.BookMessage``. The members below are declared here, and each
-    subclass provides them as fields, class constants or properties (Binance's delta holds
-    ``E`` in ms and computes ``ts_event_ns``). ``bids``/``asks`` are JSON arrays of level
-    arrays (price at the adapter's ``px_index``, size at its ``qty_index``), as the venue
-    wrote them: prices and sizes are the venue's decimal strings; what a size counts
+    ``feeds.contract.BookMessage``. The members below are declared for the type checker
+    only; each subclass provides them as fields, class constants or properties
+    (Binance's delta holds ``E`` in ms and computes ``ts_event_ns``). ``bids``/``asks``
+    are JSON arrays of level arrays (price at the adapter's ``px_index``, size at its
+    ``qty_index``), as the venue wrote them: prices and sizes are the venue's decimal strings; what a size counts
     (base, contracts, quote currency) is the instrument's (see :class:`Instrument`).
     """
 
-    @property
-    def symbol(self) -> str:
-        """The venue's symbol of the book."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # declared for the type checker; each subclass provides them
 
-    @property
-    def kind(self) -> EventKind:
-        raise NotImplementedError
+        @property
+        def symbol(self) -> str:
+            """The venue's symbol of the book."""
+            ...
 
-    @property
-    def first_seq(self) -> int:
-        """First sequence id covered (-1 where the venue sends none)."""
-        raise NotImplementedError
+        @property
+        def kind(self) -> EventKind: ...
 
-    @property
-    def last_seq(self) -> int:
-        """Last sequence id covered (a snapshot's id), -1 where the venue sends none."""
-        raise NotImplementedError
+        @property
+        def first_seq(self) -> int:
+            """First sequence id covered (-1 where the venue sends none)."""
+            ...
 
-    @property
-    def prev_seq(self) -> int:
-        """The previous event's ``last_seq`` (SeqRule.PREVIOUS and CHAIN), else -1."""
-        raise NotImplementedError
+        @property
+        def last_seq(self) -> int:
+            """Last sequence id covered (a snapshot's id), -1 where the venue sends none."""
+            ...
 
-    @property
-    def bids(self) -> bytes | msgspec.Raw:
-        raise NotImplementedError
+        @property
+        def prev_seq(self) -> int:
+            """The previous event's ``last_seq`` (SeqRule.PREVIOUS and CHAIN), else -1."""
+            ...
 
-    @property
-    def asks(self) -> bytes | msgspec.Raw:
-        raise NotImplementedError
+        @property
+        def bids(self) -> bytes | msgspec.Raw: ...
 
-    @property
-    def ts_event_ns(self) -> int:
-        """Venue time of the event, ns."""
-        raise NotImplementedError
+        @property
+        def asks(self) -> bytes | msgspec.Raw: ...
 
-    @property
-    def limit(self) -> int:
-        """Snapshot: levels per side it was cut at (0 = full book); deltas: 0."""
-        raise NotImplementedError
+        @property
+        def ts_event_ns(self) -> int:
+            """Venue time of the event, ns."""
+            ...
 
-    @property
-    def checksum(self) -> int:
-        """The venue's checksum of the book after this event (when ``has_checksum``)."""
-        raise NotImplementedError
+        @property
+        def limit(self) -> int:
+            """Snapshot: levels per side it was cut at (0 = full book); deltas: 0."""
+            ...
 
-    @property
-    def has_checksum(self) -> bool:
-        raise NotImplementedError
+        @property
+        def checksum(self) -> int:
+            """The venue's checksum of the book after this event (when ``has_checksum``)."""
+            ...
+
+        @property
+        def has_checksum(self) -> bool: ...
 
 
 @dataclass(slots=True)
