@@ -277,8 +277,9 @@ class RawBook(msgspec.Struct, gc=False):
     only; each subclass provides them as fields, class constants or properties
     (Binance's delta holds ``E`` in ms and computes ``ts_event_ns``). ``bids``/``asks``
     are JSON arrays of level arrays (price at the adapter's ``px_index``, size at its
-    ``qty_index``), as the venue wrote them: prices and sizes are the venue's decimal strings; what a size counts
-    (base, contracts, quote currency) is the instrument's (see :class:`Instrument`).
+    ``qty_index``), as the venue wrote them: prices and sizes are the venue's decimal
+    strings; what a size counts (base, contracts, quote currency) is the instrument's
+    (see :class:`Instrument`).
     """
 
     if TYPE_CHECKING:  # declared for the type checker; each subclass provides them
