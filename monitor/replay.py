@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,15 +210,15 @@ async def areplay(
                 run[0].append(k)
                 run[1].append(rec.data)
                 run[2].append(stamps[k])
-        positions: dict[Venue, np.ndarray] = {}
+        positions: dict[Venue, list[int]] = {}
         plain = np.ones(len(block), dtype=np.bool_)  # records to step through
         for venue, (where, frames, recvs) in per_venue.items():
             pre = pipeline.prescan(venue, frames, recvs)
             if pre is not None:
                 prescans[venue] = pre
                 fed[venue] = 0
-                positions[venue] = np.array(where, dtype=np.int64)
-                plain[positions[venue]] = False
+                positions[venue] = where
+                plain[where] = False
         times = np.array(stamps, dtype=np.int64)
         if high < 0:
             high = int(times[0])
@@ -230,7 +231,7 @@ async def areplay(
         high = max(high, int(times.max()))
         for k in np.flatnonzero(plain | closes).tolist():
             for venue, at in positions.items():
-                fed[venue] = int(np.searchsorted(at, k))
+                fed[venue] = bisect_left(at, k, fed[venue])
             await step(block[k], stamps[k], of[k])
         for venue, at in positions.items():
             fed[venue] = len(at)
