@@ -627,7 +627,11 @@ class BookPipeline:
             self._settle(self.store.apply_sealed(batch), len(batch.meta))
             return
         # the batch's books were marked dirty as their events were added
-        self._settle(self.store.apply_sealed(batch), n, marked=True)
+        applied = self.store.apply_sealed(batch)
+        if applied == n:  # the live case: every event applied, nothing to settle
+            batch.clear()
+            return
+        self._settle(applied, n, marked=True)
 
     def _settle(self, applied: int, n: int, *, marked: bool = False) -> None:
         """After a kernel call on the sealed batch: mark books dirty (unless ``marked``
