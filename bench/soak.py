@@ -21,13 +21,13 @@ Python's allocated blocks). gc-tracked objects are counted by type at the start 
 end of the window, so a Python-level leak shows by name.
 
 Latency, measured without changing library code (the bench replaces two attributes of the
-daemon's instances: ``Daemon._flush_pending``, which runs once per event-loop turn (or per full burst) after the
-frames of that turn were queued, and ``BookPipeline.tick``):
+daemon's instances: ``Daemon._flush_pending``, which runs once per socket read (or per full
+burst) after the frames of that read were queued, and ``BookPipeline.tick``):
 
 - *frame → book*: ``recv_ns`` (``time.time_ns()`` taken by ``WsSession`` right after
   ``websocket.recv()`` returned the frame) to ``time.time_ns()`` right after the
-  ``_flush`` that decoded and applied it returned. Includes the wait for the end of the
-  event-loop turn, the decode and the kernel call of the whole batch. Every frame counts
+  ``_flush`` that decoded and applied it returned. Includes the wait for the read's last
+  frame, the decode and the kernel call of the whole batch. Every frame counts
   once (deltas, snapshots, marks, acks, heartbeats alike).
 - *frame → metric*: the same ``recv_ns`` to ``time.time_ns()`` when ``on_tick`` is called
   with the rows of the first tick after that flush (the tick computes the metrics of every
@@ -869,7 +869,7 @@ def report(r: dict[str, Any]) -> None:
             "us",
             None,
         ),
-        ("frames per flush (event-loop turn)", r["frames_per_flush"], "frames", None),
+        ("frames per flush (socket read)", r["frames_per_flush"], "frames", None),
         ("exchange process CPU", r["exchange_cpu_pct"], "%", None),
         (
             "other processes' CPU on the machine (+-10)",
