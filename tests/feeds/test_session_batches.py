@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import WSMessage, WSMsgType
 
 from feeds.session import ConnectionPolicy, WsSession
 
@@ -167,3 +168,26 @@ async def test_a_failing_batch_handler_is_counted_and_the_connection_stays() -> 
     assert session.health.errors == 2
     assert session.health.connects == 1
     assert disconnects == 0
+
+
+class ScriptedSocket:
+    """A websocket whose frames are all there at once, without aiohttp's parsed-frame queue
+    (``_reader._buffer``): the session cannot see where a read ends."""
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        self.messages = [WSMessage(WSMsgType.TEXT, p, None) for p in payloads]
+
+    async def receive(self) -> WSMessage:
+        if self.messages:
+            return self.messages.pop(0)
+        return WSMessage(WSMsgType.CLOSED, None, None)
+
+
+async def test_without_the_parsed_frame_queue_on_batch_runs_once_at_the_end_of_the_turn() -> None:
+    seen = Seen()
+    session = WsSession("ws://unused", venue="test", on_frame=seen.on_frame, on_batch=seen.on_batch)
+    socket = ScriptedSocket([b"a", b"b", b"c"])
+    await session._read(socket)  # type: ignore[arg-type]
+    assert seen.events == [("frame", b"a"), ("frame", b"b"), ("frame", b"c")]
+    await seen.next_batch()  # the end of the turn that handed them over
+    assert seen.events[3:] == [("batch",)]
