@@ -129,24 +129,30 @@ def _is_word(buf: np.ndarray, i: int, j: int, word: bytes) -> bool:
 
 @njit(cache=True, inline="always")
 def _lit(buf: np.ndarray, i: int, word: bytes) -> bool:
-    """``buf[i:i+len(word)]`` is ``word`` (the caller checked the bounds)."""
+    """``buf[i:i+len(word)]`` is ``word`` (the caller checked the bounds). Unsigned
+    indices and no early exit: the compiler then drops the negative-index wrap-around and
+    compares the bytes in a few wide steps."""
+    d = 0
+    u = np.uint64(i)
     for m in range(len(word)):
-        if buf[i + m] != word[m]:
-            return False
-    return True
+        d |= buf[u + np.uint64(m)] ^ word[m]
+    return d == 0
 
 
 @njit(cache=True, inline="always")
 def _text_end(buf: np.ndarray, i: int, end: int) -> int:
     """``i`` inside a string: the index of its closing quote when every byte before it is
-    printable ASCII other than a backslash, else -1."""
-    while i < end:
-        c = buf[i]
+    printable ASCII other than a backslash, else -1 (unsigned indices: no negative-index
+    wrap-around per byte)."""
+    u = np.uint64(i)
+    e = np.uint64(end)
+    while u < e:
+        c = buf[u]
         if c == 34:
-            return i
+            return np.int64(u)
         if c < 32 or c > 126 or c == 92:
             return -1
-        i += 1
+        u += np.uint64(1)
     return -1
 
 
@@ -181,7 +187,7 @@ def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int)
     k += 15
     if buf[k + EVENT_TIME_BYTES] == 34:  # the usual length: checked without branches
         bad = False
-        for m in range(k, k + EVENT_TIME_BYTES):
+        for m in range(np.uint64(k), np.uint64(k + EVENT_TIME_BYTES)):
             c = buf[m]
             bad |= (c < 32) | (c > 126) | (c == 34) | (c == 92)
         if bad:
@@ -420,10 +426,12 @@ def _frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarra
 
 @njit(cache=True, inline="always")
 def _put(out: np.ndarray, o: int, buf: np.ndarray, a: int, b: int) -> int:
-    for m in range(a, b):
-        out[o] = buf[m]
-        o += 1
-    return o
+    """Copy ``buf[a:b]`` to ``out[o]``: the index after it (unsigned indices)."""
+    uo = np.uint64(o)
+    ua = np.uint64(a)
+    for m in range(np.uint64(b - a)):
+        out[uo + m] = buf[ua + m]
+    return o + (b - a)
 
 
 @njit(cache=True)
