@@ -149,7 +149,7 @@ def _text_end(buf: np.ndarray, i: int, end: int) -> int:
     while u < e:
         c = buf[u]
         if c == 34:
-            return np.int64(u)
+            return np.int64(u)  # type: ignore[return-value]
         if c < 32 or c > 126 or c == 92:
             return -1
         u += np.uint64(1)
