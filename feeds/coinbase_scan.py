@@ -424,50 +424,40 @@ def _frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, levels: np.ndarra
     return -1
 
 
-@njit(cache=True, inline="always")
-def _put(out: np.ndarray, o: int, buf: np.ndarray, a: int, b: int) -> int:
-    """Copy ``buf[a:b]`` to ``out[o]``: the index after it (unsigned indices)."""
-    uo = np.uint64(o)
-    ua = np.uint64(a)
-    for m in range(np.uint64(b - a)):
-        out[uo + m] = buf[ua + m]
-    return o + (b - a)
-
-
 @njit(cache=True)
 def _side(out: np.ndarray, o: int, buf: np.ndarray, levels: np.ndarray, n: int, side: int) -> int:
-    """Write the levels of ``side`` as ``[["P","Q"],..]`` at ``out[o]``: index after, or -1
-    when ``out`` has no room."""
-    need = 2
-    for m in range(n):
-        if levels[m, L_SIDE] == side:
-            need += (
-                8 + levels[m, L_PX_END] - levels[m, L_PX] + levels[m, L_QTY_END] - levels[m, L_QTY]
-            )
-    if o + need > out.shape[0]:
-        return -1
-    out[o] = 91
-    o += 1
-    first = True
+    """Write the levels of ``side`` as ``[["P","Q"],..]`` at ``out[o]`` (the caller checked
+    the room): the index after. Each level is written with its comma, the last comma is
+    then overwritten by the ``]``; unsigned indices (no negative-index wrap-around)."""
+    u = np.uint64(o)
+    out[u] = 91
+    u += np.uint64(1)
     for m in range(n):
         if levels[m, L_SIDE] != side:
             continue
-        if not first:
-            out[o] = 44
-            o += 1
-        first = False
-        out[o] = 91
-        out[o + 1] = 34
-        o = _put(out, o + 2, buf, levels[m, L_PX], levels[m, L_PX_END])
-        out[o] = 34
-        out[o + 1] = 44
-        out[o + 2] = 34
-        o = _put(out, o + 3, buf, levels[m, L_QTY], levels[m, L_QTY_END])
-        out[o] = 34
-        out[o + 1] = 93
-        o += 2
-    out[o] = 93
-    return o + 1
+        out[u] = 91
+        out[u + np.uint64(1)] = 34
+        u += np.uint64(2)
+        a = np.uint64(levels[m, L_PX])
+        for t in range(np.uint64(levels[m, L_PX_END]) - a):
+            out[u + t] = buf[a + t]
+        u += np.uint64(levels[m, L_PX_END]) - a
+        out[u] = 34
+        out[u + np.uint64(1)] = 44
+        out[u + np.uint64(2)] = 34
+        u += np.uint64(3)
+        a = np.uint64(levels[m, L_QTY])
+        for t in range(np.uint64(levels[m, L_QTY_END]) - a):
+            out[u + t] = buf[a + t]
+        u += np.uint64(levels[m, L_QTY_END]) - a
+        out[u] = 34
+        out[u + np.uint64(1)] = 93
+        out[u + np.uint64(2)] = 44
+        u += np.uint64(3)
+    if u - np.uint64(o) > np.uint64(1):
+        u -= np.uint64(1)  # the last level's comma
+    out[u] = 93
+    return np.int64(u) + 1  # type: ignore[return-value]
 
 
 @njit(cache=True)
@@ -490,14 +480,16 @@ def scan_l2_frames(
         n = _frame(buf, starts[k], ends[k], row, levels)
         if n < 0:
             continue
+        need = 4
+        for m in range(n):
+            need += (
+                8 + levels[m, L_PX_END] - levels[m, L_PX] + levels[m, L_QTY_END] - levels[m, L_QTY]
+            )
+        if o + need > out.shape[0]:
+            return o  # no room (cannot happen: see scan_frames): the rest to decode
         bid_start = o
-        o = _side(out, o, buf, levels, n, SIDE_BID)
-        if o < 0:
-            return bid_start  # no room (cannot happen: see scan_frames): the rest to decode
-        ask_start = o
-        o = _side(out, o, buf, levels, n, SIDE_ASK)
-        if o < 0:
-            return bid_start
+        ask_start = _side(out, o, buf, levels, n, SIDE_BID)
+        o = _side(out, ask_start, buf, levels, n, SIDE_ASK)
         row[T_STATUS] = SCAN_BOOK
         row[T_BID_START] = bid_start
         row[T_BID_END] = ask_start
