@@ -81,7 +81,7 @@ def parse_timestamp(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
         return 0, -1
     year = 0
     for m in range(i + 1, i + 5):  # four digits: rfc3339_ns checked them
-        year = year * 10 + (buf[m] - 48)
+        year = year * 10 + (int(buf[m]) - 48)
     if year > MAX_YEAR:
         return 0, -1
     return ns, j + 1

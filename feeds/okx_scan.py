@@ -262,7 +262,7 @@ def _int_value(buf: np.ndarray, i: int, end: int, signed: bool, digits: int) -> 
     k = j
     v = 0
     while j < end and 48 <= buf[j] <= 57:
-        v = v * 10 + (buf[j] - 48)
+        v = v * 10 + (int(buf[j]) - 48)
         j += 1
     n = j - k
     if n == 0 or n > digits or (n > 1 and buf[k] == 48) or (negative and v == 0):

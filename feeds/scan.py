@@ -176,10 +176,15 @@ def parse_int(buf: ByteArray, i: int, end: int) -> tuple[int, int]:
     v = 0
     j = i
     while j < end and 48 <= buf[j] <= 57:
-        v = v * 10 + (buf[j] - 48)
+        v = v * 10 + (int(buf[j]) - 48)
         j += 1
     if j == i or j - i > 18:
         return -1, -1
+    if not quoted:  # JSON's grammar: no leading zero, and not a fraction or an exponent
+        if buf[i] == 48 and j - i > 1:
+            return -1, -1
+        if j < end and (buf[j] == 46 or buf[j] == 101 or buf[j] == 69):
+            return -1, -1
     if quoted:
         if j >= end or buf[j] != 34:
             return -1, -1

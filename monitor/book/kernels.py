@@ -200,7 +200,7 @@ def parse_levels(
                     ev = 0
                     edig = 0
                     while i < end and 48 <= buf[i] <= 57:
-                        ev = ev * 10 + (buf[i] - 48)
+                        ev = ev * 10 + (int(buf[i]) - 48)
                         edig += 1
                         i += 1
                         if ev > 36:

@@ -59,6 +59,11 @@ GOOD = '{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"
             False,
         ),  # dup
         ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":"10","u":12,"b":[],"a":[]}', False),  # U str
+        # numbers decode does not read as integers: a fraction, an exponent, a leading zero
+        ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10.5,"u":12,"b":[],"a":[]}', False),
+        ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":1e3,"b":[],"a":[]}', False),
+        ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":010,"u":12,"b":[],"a":[]}', False),
+        ('{"e":"depthUpdate","E":5.0,"s":"NKNUSDT","U":10,"u":12,"b":[],"a":[]}', False),
         ('{"e":"depthUpdate","E":5,"s":"NKNUSDT","U":10,"u":12,"b":[["1.0","2"]],"a":[', False),
         ('{"e":"bookTicker","s":"NKNUSDT","b":"1.0","a":"2"}', False),
         ('{"result":null,"id":1}', False),
