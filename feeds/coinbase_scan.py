@@ -139,13 +139,53 @@ def _lit(buf: np.ndarray, i: int, word: bytes) -> bool:
     return d == 0
 
 
+_ONES = np.uint64(0x0101010101010101)
+_HIGH = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+_DELS = np.uint64(0x7F7F7F7F7F7F7F7F)
+_SPACES = np.uint64(0x2020202020202020)
+_BYTE_OF = np.uint64(0x0001020304050607)  # byte j holds 7 - j
+
+
 @njit(cache=True, inline="always")
 def _text_end(buf: np.ndarray, i: int, end: int) -> int:
     """``i`` inside a string: the index of its closing quote when every byte before it is
-    printable ASCII other than a backslash, else -1 (unsigned indices: no negative-index
-    wrap-around per byte)."""
+    printable ASCII other than a backslash, else -1.
+
+    A text whose closing quote falls in its first 8 bytes (prices and sizes) is read as one
+    64-bit word, without a branch per byte: the lowest flagged byte of each "has a byte
+    equal to / less than" mask below is exact (false flags only sit above a true one), so
+    the quote's is compared with the first bad byte's. Anything else goes byte by byte,
+    with unsigned indices (no negative-index wrap-around per byte)."""
     u = np.uint64(i)
     e = np.uint64(end)
+    if u + np.uint64(8) <= np.uint64(buf.shape[0]):
+        w = (  # little-endian: byte 0 is the lowest (the compiler makes it one load)
+            np.uint64(buf[u])
+            | (np.uint64(buf[u + np.uint64(1)]) << np.uint64(8))
+            | (np.uint64(buf[u + np.uint64(2)]) << np.uint64(16))
+            | (np.uint64(buf[u + np.uint64(3)]) << np.uint64(24))
+            | (np.uint64(buf[u + np.uint64(4)]) << np.uint64(32))
+            | (np.uint64(buf[u + np.uint64(5)]) << np.uint64(40))
+            | (np.uint64(buf[u + np.uint64(6)]) << np.uint64(48))
+            | (np.uint64(buf[u + np.uint64(7)]) << np.uint64(56))
+        )
+        x = w ^ _QUOTES
+        q = (x - _ONES) & ~x & _HIGH  # bytes equal to '"'
+        if q != np.uint64(0):
+            x = w ^ _BACKSLASHES
+            b = (x - _ONES) & ~x & _HIGH
+            x = w ^ _DELS
+            b |= (x - _ONES) & ~x & _HIGH
+            b |= (w - _SPACES) & ~w & _HIGH  # control bytes
+            b |= w & _HIGH  # not ASCII
+            lq = q & (~q + np.uint64(1))  # the first quote's flag
+            if b == np.uint64(0) or b & (~b + np.uint64(1)) > lq:  # no bad byte before it
+                # the flag's byte: 1 << 8k times _BYTE_OF puts k in the top byte
+                k = u + (((lq >> np.uint64(7)) * _BYTE_OF) >> np.uint64(56))
+                if k < e:
+                    return np.int64(k)  # type: ignore[return-value]
     while u < e:
         c = buf[u]
         if c == 34:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds.coinbase import ADAPTER
-from feeds.coinbase_scan import N_LEVEL, level_rows, scan_l2_frames
+from feeds.coinbase_scan import N_LEVEL, _text_end, level_rows, scan_l2_frames
 from feeds.scan import join_frames, new_table, rfc3339_ns
 from feeds.sim.base import ExchangeSim, SimConnection
 from feeds.sim.coinbase import CoinbaseProtocol
@@ -255,6 +255,13 @@ SNAPSHOT_TIME = '"1970-01-01T00:00:00Z"'  # what snapshot levels carry
         (update(time="1675974770"), False),  # not a string
         (update(time="null"), False),
         (update(time='"2023-02-09T20:32:50.714964855Z'), False),  # unclosed
+        (update(px='"1234567"'), True),  # the quote in the first word's last byte
+        (update(px='"12345678"'), True),  # just past it
+        (update(px='"0.000000000001"', qty='"1"'), True),
+        (update(px='"1\x7f"'), False),
+        (update(px='"1é"'), False),
+        (update(px='"\x00"'), False),
+        (update(qty='"2\x1f"'), False),
         (update(px='"21921.73\\u0030"'), False),
         (update(px='"21921\t73"'), False),
         (update(qty='"0.5\\\\"'), False),
@@ -330,6 +337,32 @@ def test_usual_and_unusual_updates_scan_as_decode_reads(updates: str, book: bool
         assert isinstance(decoded, RawBook)
         assert (rows[1].bids, rows[1].asks) == (bytes(decoded.bids), bytes(decoded.asks))
         assert rows[1].ts_event_ns == decoded.ts_event_ns
+
+
+def _reference_text_end(data: bytes, i: int, end: int) -> int:
+    for k in range(i, end):
+        if data[k] == 34:
+            return k
+        if data[k] < 32 or data[k] > 126 or data[k] == 92:
+            return -1
+    return -1
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=st.lists(st.sampled_from(list(b'0123456789."\\\x00\x1f\x7f\x80\xc3 Z')), max_size=24),
+    i=st.integers(min_value=0, max_value=24),
+    cut=st.integers(min_value=0, max_value=24),
+)
+def test_text_end_finds_the_closing_quote_as_a_byte_loop_does(
+    data: list[int], i: int, cut: int
+) -> None:
+    """The word-at-a-time quote search (prices and sizes) agrees with a plain byte loop,
+    wherever the text starts, the frame ends and the buffer ends."""
+    raw = np.frombuffer(bytes(data), dtype=np.uint8)
+    i = min(i, len(raw))
+    end = max(i, len(raw) - cut)
+    assert _text_end(raw, i, end) == _reference_text_end(bytes(data), i, end)
 
 
 def test_a_frame_cut_anywhere_is_never_vouched_for() -> None:
