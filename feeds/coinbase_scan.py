@@ -17,6 +17,12 @@ JSON allows it, and a timestamp exactly ``YYYY-MM-DDTHH:MM:SS[.digits]Z``. Anyth
 (heartbeats, subscriptions, errors, several events in one frame, escapes, odd timestamps,
 duplicate keys, malformed JSON) is handed to the adapter's ``decode``.
 
+Speed: an update written Coinbase's usual way (``{"side":..,"event_time":..,"price_level":
+..,"new_quantity":..}`` in that order, no spaces) is checked byte by byte against that
+layout without the key loop (``_usual_update``); any other spelling of an update goes
+through the key loop. The hot loops index the frames with unsigned ints, which spares a
+negative-index wrap-around per byte and lets fixed-length checks compile to wide compares.
+
 Order: the pipeline decodes a handed-over frame in its place between the scanned ones
 (``BookPipeline.feed_prescanned``), which Coinbase books need: they have no sequence ids
 to catch an update applied out of order.
