@@ -145,13 +145,19 @@ def _lit(buf: np.ndarray, i: int, word: bytes) -> bool:
     return d == 0
 
 
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
 _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
-_DELS = np.uint64(0x7F7F7F7F7F7F7F7F)
-_SPACES = np.uint64(0x2020202020202020)
-_BYTE_OF = np.uint64(0x0001020304050607)  # byte j holds 7 - j
+_CONTROL = np.uint64(0xE0E0E0E0E0E0E0E0)  # a byte below 32 has none of these bits
+
+
+@njit(cache=True, inline="always")
+def _zero_bytes(x: np.uint64) -> np.uint64:
+    """The high bit of every byte of ``x`` that is zero, exactly (no carry crosses a byte,
+    nothing overflows: the same in plain Python)."""
+    return ~(((x & _LOW7) + _LOW7) | x) & _HIGH
 
 
 @njit(cache=True, inline="always")
@@ -160,9 +166,8 @@ def _text_end(buf: np.ndarray, i: int, end: int) -> int:
     printable ASCII other than a backslash, else -1.
 
     A text whose closing quote falls in its first 8 bytes (prices and sizes) is read as one
-    64-bit word, without a branch per byte: the lowest flagged byte of each "has a byte
-    equal to / less than" mask below is exact (false flags only sit above a true one), so
-    the quote's is compared with the first bad byte's. Anything else goes byte by byte,
+    64-bit word, without a branch per byte: one flag per quote and per bad byte, the text
+    is good when no bad flag sits below the first quote's. Anything else goes byte by byte,
     with unsigned indices (no negative-index wrap-around per byte)."""
     u = np.uint64(i)
     e = np.uint64(end)
@@ -177,19 +182,18 @@ def _text_end(buf: np.ndarray, i: int, end: int) -> int:
             | (np.uint64(buf[u + np.uint64(6)]) << np.uint64(48))
             | (np.uint64(buf[u + np.uint64(7)]) << np.uint64(56))
         )
-        x = w ^ _QUOTES
-        q = (x - _ONES) & ~x & _HIGH  # bytes equal to '"'
+        q = _zero_bytes(w ^ _QUOTES)
         if q != np.uint64(0):
-            x = w ^ _BACKSLASHES
-            b = (x - _ONES) & ~x & _HIGH
-            x = w ^ _DELS
-            b |= (x - _ONES) & ~x & _HIGH
-            b |= (w - _SPACES) & ~w & _HIGH  # control bytes
-            b |= w & _HIGH  # not ASCII
-            lq = q & (~q + np.uint64(1))  # the first quote's flag
-            if b == np.uint64(0) or b & (~b + np.uint64(1)) > lq:  # no bad byte before it
-                # the flag's byte: 1 << 8k times _BYTE_OF puts k in the top byte
-                k = u + (((lq >> np.uint64(7)) * _BYTE_OF) >> np.uint64(56))
+            lq = q & (~q + np.uint64(1))  # the first quote's flag (q > 0: no overflow)
+            bad = (
+                _zero_bytes(w ^ _BACKSLASHES)
+                | _zero_bytes(w & _CONTROL)
+                | ((((w & _LOW7) + _ONES) | w) & _HIGH)  # 127 and up (low bits 0x7F or high bit)
+            )
+            if bad & (lq - np.uint64(1)) == np.uint64(0):  # no bad byte before the quote
+                # the quote's byte k: lq >> 7 is 256**k, less 1 it has k bytes 0xFF,
+                # and their low bits summed (256 is 1 modulo 255) are k
+                k = u + ((((lq >> np.uint64(7)) - np.uint64(1)) & _ONES) % np.uint64(255))
                 if k < e:
                     return np.int64(k)  # type: ignore[return-value]
     while u < e:
