@@ -44,6 +44,7 @@ from feeds.scan import (
     T_STATUS,
     T_SYMBOL_KEY,
     T_TS_NS,
+    after_level,
     after_member,
     hash_string,
     key_at,
@@ -52,6 +53,7 @@ from feeds.scan import (
     parse_int,
     rfc3339_ns,
     skip_space,
+    write_level,
 )
 
 MAX_YEAR = 2200  # ns since the epoch stay well inside int64
@@ -183,29 +185,12 @@ def _transcode_levels(
             p0, p1, q0, q1, i = _level(buf, i, end)
             if i < 0:
                 return -1, o0
-        out[o] = 91
-        o += 1
-        for m in range(p0, p1):
-            out[o] = buf[m]
-            o += 1
-        out[o] = 44
-        o += 1
-        for m in range(q0, q1):
-            out[o] = buf[m]
-            o += 1
-        out[o] = 93
-        o += 1
-        i = skip_space(buf, i, end)
-        if i >= end:
+        o = write_level(out, o, buf, p0, p1, q0, q1)
+        i, o, closed = after_level(buf, i, end, out, o)
+        if i < 0:
             return -1, o0
-        if buf[i] == 93:
-            out[o] = 93
-            return i + 1, o + 1
-        if buf[i] != 44:
-            return -1, o0
-        out[o] = 44
-        o += 1
-        i = skip_space(buf, i + 1, end)
+        if closed:
+            return i, o
 
 
 @njit(cache=True)

@@ -376,3 +376,38 @@ def rfc3339_ns(buf: ByteArray, i: int, end: int) -> int:
             scale //= 10
     seconds = civil_days(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     return seconds * 1_000_000_000 + fraction
+
+
+@njit(cache=True, inline="always")
+def write_level(out: ByteArray, o: int, buf: ByteArray, p0: int, p1: int, q0: int, q1: int) -> int:
+    """Write ``[<buf[p0:p1]>,<buf[q0:q1]>]`` (a level array, the price and size text as
+    sent) at ``out[o:]``; returns the index after it."""
+    out[o] = 91  # '['
+    o += 1
+    for m in range(p0, p1):
+        out[o] = buf[m]
+        o += 1
+    out[o] = 44  # ','
+    o += 1
+    for m in range(q0, q1):
+        out[o] = buf[m]
+        o += 1
+    out[o] = 93  # ']'
+    return o + 1
+
+
+@njit(cache=True, inline="always")
+def after_level(buf: ByteArray, i: int, end: int, out: ByteArray, o: int) -> tuple[int, int, bool]:
+    """After one level object of an array being rewritten: at ``,`` write it and return
+    (index of the next level, index after the comma, False); at ``]`` close the written
+    array and return (index after the array, index after it, True); else (-1, o, False)."""
+    i = skip_space(buf, i, end)
+    if i >= end:
+        return -1, o, False
+    if buf[i] == 93:  # ']'
+        out[o] = 93
+        return i + 1, o + 1, True
+    if buf[i] != 44:  # ','
+        return -1, o, False
+    out[o] = 44
+    return skip_space(buf, i + 1, end), o + 1, False
