@@ -10,10 +10,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from feeds.contract import VenueAdapter
-from feeds.sim.base import ExchangeSim, SimConnection
+from feeds.sim.base import ExchangeSim, SimConnection, VenueProtocol
 from feeds.sim.exchange import add_books, all_protocols
 from monitor.domain import Instrument, Venue
 from monitor.instruments import InstrumentRegistry
+
+
+def offline_connection(
+    sim: ExchangeSim, protocol: VenueProtocol, venue: Venue, path: str = "/"
+) -> SimConnection:
+    """A connection of the local exchange with no socket: what it is sent stays queued
+    (``conn.queue``), and what the client would send is played with ``protocol.on_text``."""
+    conn = SimConnection(
+        id=1,
+        venue=venue,
+        path=path,
+        query={},
+        websocket=None,  # type: ignore[arg-type]  # nothing is sent: frames stay queued
+        transport=None,
+        opened_at=0.0,
+    )
+    sim.connections.append(conn)
+    protocol.on_open(sim, conn)
+    return conn
 
 
 def sim_frames(
@@ -37,17 +56,7 @@ def sim_frames(
     sim = ExchangeSim([protocol], seed=seed)
     books = add_books(sim, registry, venue, symbols, levels=levels)
     assert len(books) == len(symbols), "every symbol is in the cached instruments"
-    conn = SimConnection(
-        id=1,
-        venue=venue,
-        path=path,
-        query={},
-        websocket=None,  # type: ignore[arg-type]  # nothing is sent: frames stay queued
-        transport=None,
-        opened_at=0.0,
-    )
-    sim.connections.append(conn)
-    protocol.on_open(sim, conn)
+    conn = offline_connection(sim, protocol, venue, path)
     for text in [*adapter.open_frames(), *adapter.subscribe_frames(symbols, channels)]:
         protocol.on_text(sim, conn, text)
     out: list[bytes] = []

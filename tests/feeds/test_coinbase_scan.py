@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from feeds.coinbase import ADAPTER
 from feeds.coinbase_scan import N_LEVEL, _text_end, level_rows, scan_l2_frames
 from feeds.scan import join_frames, new_table, rfc3339_ns
-from feeds.sim.base import ExchangeSim, SimConnection
+from feeds.sim.base import ExchangeSim
 from feeds.sim.coinbase import CoinbaseProtocol
 from monitor.domain import EventKind, RawBook, Venue
 from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+from tests.feeds.sim_stream import offline_connection
 
 MIDS = {"BTC-USD": "60000", "ETH-USD": "3000", "DOGE-USD": "0.1"}
 
@@ -34,17 +35,7 @@ def sim_frames(steps: int, *, seed: int = 7, levels: int = 80) -> tuple[list[byt
         instrument = registry.get(Venue.COINBASE, symbol)
         assert instrument is not None
         sim.add_instrument(instrument, mid=mid, levels=levels)
-    conn = SimConnection(
-        id=1,
-        venue=Venue.COINBASE,
-        path="/",
-        query={},
-        websocket=None,  # type: ignore[arg-type]  # nothing is sent: frames stay queued
-        transport=None,
-        opened_at=0.0,
-    )
-    sim.connections.append(conn)
-    protocol.on_open(sim, conn)
+    conn = offline_connection(sim, protocol, Venue.COINBASE)
     for text in ADAPTER.subscribe_frames(list(MIDS), ["level2"]):
         protocol.on_text(sim, conn, text)
     out: list[bytes] = []

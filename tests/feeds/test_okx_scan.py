@@ -18,7 +18,7 @@ from feeds.contract import BookMessage
 from feeds.okx import BOOK_CHANNELS, OKX
 from feeds.okx_scan import SCANNED_CHANNELS, scan_book_frames
 from feeds.scan import join_frames, new_table
-from feeds.sim.base import ExchangeSim, SimConnection
+from feeds.sim.base import ExchangeSim
 from feeds.sim.exchange import add_books
 from feeds.sim.okx import OkxProtocol
 from monitor.domain import Venue
@@ -26,6 +26,7 @@ from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
 from tests.conftest import OKX_RECORDING
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+from tests.feeds.sim_stream import offline_connection
 
 SYMBOLS = ["BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-SWAP", "ETH-USDT"]
 BOOKS5 = "ETH-USDT-SWAP"  # subscribed on books5 (snapshots in every frame: decode's)
@@ -52,17 +53,7 @@ def sim_frames(n_steps: int = 120, *, checksum: bool = True) -> list[bytes]:
     protocol = OkxProtocol(checksum=checksum, book_heartbeat_s=0.0)
     sim = ExchangeSim([protocol], seed=11)
     add_books(sim, registry, Venue.OKX, [*SYMBOLS, BOOKS5], levels=60)
-    conn = SimConnection(
-        id=1,
-        venue=Venue.OKX,
-        path="/ws/v5/public",
-        query={},
-        websocket=None,  # type: ignore[arg-type]  # nothing is sent: frames stay queued
-        transport=None,
-        opened_at=0.0,
-    )
-    sim.connections.append(conn)
-    protocol.on_open(sim, conn)
+    conn = offline_connection(sim, protocol, Venue.OKX, "/ws/v5/public")
     for text in [
         *OKX.subscribe_frames(SYMBOLS, ["books", "mark-price,funding-rate"]),
         *OKX.subscribe_frames([BOOKS5], ["books5"]),
