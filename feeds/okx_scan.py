@@ -55,8 +55,10 @@ from feeds.scan import (
     T_STATUS,
     T_SYMBOL_KEY,
     T_TS_NS,
+    after_member,
     hash_string,
     key_is,
+    number_end,
     skip_space,
 )
 
@@ -106,40 +108,6 @@ def _plain_string_end(buf: np.ndarray, i: int, end: int) -> int:
 
 
 @njit(cache=True)
-def _number_end(buf: np.ndarray, i: int, end: int) -> int:
-    """The index after the JSON number at ``i`` (RFC 8259 grammar), or -1."""
-    j = i
-    if j < end and buf[j] == 45:  # '-'
-        j += 1
-    if j >= end:
-        return -1
-    if buf[j] == 48:  # a leading 0 stands alone
-        j += 1
-    elif 49 <= buf[j] <= 57:
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-    else:
-        return -1
-    if j < end and buf[j] == 46:  # '.'
-        j += 1
-        k = j
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-        if j == k:
-            return -1
-    if j < end and (buf[j] == 101 or buf[j] == 69):  # 'e' / 'E'
-        j += 1
-        if j < end and (buf[j] == 43 or buf[j] == 45):
-            j += 1
-        k = j
-        while j < end and 48 <= buf[j] <= 57:
-            j += 1
-        if j == k:
-            return -1
-    return j
-
-
-@njit(cache=True)
 def _literal_end(buf: np.ndarray, i: int, end: int, word: bytes) -> int:
     n = len(word)
     if i + n > end:
@@ -160,7 +128,7 @@ def _scalar_end(buf: np.ndarray, i: int, end: int) -> int:
     if c == 34:
         return _plain_string_end(buf, i, end)
     if c == 45 or 48 <= c <= 57:
-        return _number_end(buf, i, end)
+        return number_end(buf, i, end)
     if c == 116:
         return _literal_end(buf, i, end, b"true")
     if c == 102:
@@ -190,7 +158,7 @@ def _levels_end(buf: np.ndarray, i: int, end: int) -> int:
             if c == 34:
                 j = _plain_string_end(buf, i, end)
             elif c == 45 or 48 <= c <= 57:
-                j = _number_end(buf, i, end)
+                j = number_end(buf, i, end)
             else:
                 return -1
             if j < 0:
@@ -234,7 +202,7 @@ def _flat_objects_end(buf: np.ndarray, i: int, end: int) -> int:
             j = _scalar_end(buf, i, end)
             if j < 0:
                 return -1
-            i, closed = _next(buf, j, end)
+            i, closed = after_member(buf, j, end)
             if i < 0:
                 return -1
             if closed:
@@ -292,20 +260,6 @@ def _key(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int]:
 
 
 @njit(cache=True)
-def _next(buf: np.ndarray, j: int, end: int) -> tuple[int, bool]:
-    """After a member's value ending at ``j``: (index of the next key, False) after a comma,
-    (index after the object, True) at its closing brace, or (-1, False)."""
-    j = skip_space(buf, j, end)
-    if j >= end:
-        return -1, False
-    if buf[j] == 44:
-        return j + 1, False
-    if buf[j] == 125:
-        return j + 1, True
-    return -1, False
-
-
-@njit(cache=True)
 def _scan_arg(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
     """The ``arg`` object at ``i``: instId's key and the channel's depth (``T_SCRATCH``)
     into ``row``, or ``T_SCRATCH2`` 1 for a mark channel. The index after the object, or
@@ -355,7 +309,7 @@ def _scan_arg(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
             j = _scalar_end(buf, i, end)
             if j < 0:
                 return -1
-        i, closed = _next(buf, j, end)
+        i, closed = after_member(buf, j, end)
         if i < 0:
             return -1
         if closed:
@@ -411,7 +365,7 @@ def _scan_data(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         if j < 0 or seen & bit:
             return -1
         seen |= bit
-        i, closed = _next(buf, j, end)
+        i, closed = after_member(buf, j, end)
         if i < 0:
             return -1
         if closed:
@@ -486,7 +440,7 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray) -> int:
         if j < 0 or seen & bit:
             return SCAN_OTHER
         seen |= bit
-        i, closed = _next(buf, j, end)
+        i, closed = after_member(buf, j, end)
         if i < 0:
             return SCAN_OTHER
         if closed:
