@@ -51,6 +51,7 @@ from feeds.scan import (
     hash_string,
     is_space,
     key_is,
+    literal_at,
     rfc3339_ns,
 )
 
@@ -133,18 +134,6 @@ def _is_word(buf: np.ndarray, i: int, j: int, word: bytes) -> bool:
     return j - i == len(word) + 2 and key_is(buf, i + 1, len(word), word)
 
 
-@njit(cache=True, inline="always")
-def _lit(buf: np.ndarray, i: int, word: bytes) -> bool:
-    """``buf[i:i+len(word)]`` is ``word`` (the caller checked the bounds). Unsigned
-    indices and no early exit: the compiler then drops the negative-index wrap-around and
-    compares the bytes in a few wide steps."""
-    d = 0
-    u = np.uint64(i)
-    for m in range(len(word)):
-        d |= buf[u + np.uint64(m)] ^ word[m]
-    return d == 0
-
-
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
@@ -220,19 +209,19 @@ def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int)
     row ``n`` of ``levels``, the index after it; else -1 (the caller reads it the general
     way). The event time is checked to be a plain string only (decode does not read it),
     without branches when it has the usual 30 bytes."""
-    if i + 13 + USUAL_TAIL_BYTES > end or not _lit(buf, i, b'{"side":"'):
+    if i + 13 + USUAL_TAIL_BYTES > end or not literal_at(buf, i, b'{"side":"'):
         return -1
-    if _lit(buf, i + 9, b'bid"'):
+    if literal_at(buf, i + 9, b'bid"'):
         side = SIDE_BID
         k = i + 13
-    elif _lit(buf, i + 9, b'offer"'):
+    elif literal_at(buf, i + 9, b'offer"'):
         side = SIDE_ASK
         k = i + 15
         if k + USUAL_TAIL_BYTES > end:
             return -1
     else:
         return -1  # "ask" and the rest: the general way
-    if not _lit(buf, k, b',"event_time":"'):
+    if not literal_at(buf, k, b',"event_time":"'):
         return -1
     k += 15
     if buf[k + EVENT_TIME_BYTES] == 34:  # the usual length: checked without branches
@@ -247,11 +236,11 @@ def _usual_update(buf: np.ndarray, i: int, end: int, levels: np.ndarray, n: int)
         k = _text_end(buf, k, end)
         if k < 0 or k + 37 > end:
             return -1
-    if not _lit(buf, k, b'","price_level":"'):
+    if not literal_at(buf, k, b'","price_level":"'):
         return -1
     p0 = k + 17
     p1 = _text_end(buf, p0, end)
-    if p1 < 0 or p1 + 20 > end or not _lit(buf, p1, b'","new_quantity":"'):
+    if p1 < 0 or p1 + 20 > end or not literal_at(buf, p1, b'","new_quantity":"'):
         return -1
     q0 = p1 + 18
     q1 = _text_end(buf, q0, end)

@@ -47,6 +47,8 @@ from feeds.scan import (
     hash_string,
     key_at,
     key_is,
+    literal_at,
+    njit_without_nrt,
     number_end,
     parse_int,
     skip_space,
@@ -131,6 +133,73 @@ def _compact_level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, in
     return j, p1, p1 + 6, q1, k + 1
 
 
+U1 = np.uint64(1)
+
+
+@njit(cache=True, inline="always")
+def _copy_digits(
+    buf: np.ndarray, j: np.uint64, end: np.uint64, out: np.ndarray, w: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """Copy the digits and dots at ``buf[j:]`` to ``out[w:]``: (index after them in
+    ``buf``, in ``out``)."""
+    while j < end:
+        c = buf[j]
+        if not (48 <= c <= 57 or c == 46):
+            break
+        out[w] = c
+        w += U1
+        j += U1
+    return j, w
+
+
+@njit(cache=True, inline="always")
+def _usual_level(buf: np.ndarray, i: int, end: int, out: np.ndarray, o: int) -> tuple[int, int]:
+    """The level object at ``i`` if it is written as Hyperliquid writes it,
+    ``{"px":"P","sz":"S","n":N}`` without spaces, P and S digits and dots, N a JSON
+    integer: written as ``["P","S"]`` at ``out[o:]`` while it is read, (index after the
+    object, index after the written level); else (-1, o) and the caller reads it the
+    general way. Inlined, unsigned indices: no call and no negative-index wrap-around per
+    level, one pass that checks and copies (the general way: ~6 calls a level, and the
+    copy after the check; the kernel 2.0 -> 1.0 us per 1.5 kB frame). The text written
+    never runs ahead of the text read (``out`` as long as ``buf`` will do)."""
+    u = np.uint64(i)
+    e = np.uint64(end)
+    if u + np.uint64(7) > e or not literal_at(buf, u, b'{"px":"'):
+        return -1, o
+    w = np.uint64(o)
+    out[w] = 91  # '['
+    out[w + U1] = 34
+    j0 = u + np.uint64(7)
+    j, w = _copy_digits(buf, j0, e, out, w + np.uint64(2))
+    if j == j0 or j + np.uint64(8) > e or not literal_at(buf, j, b'","sz":"'):
+        return -1, o
+    out[w] = 34
+    out[w + U1] = 44  # ','
+    out[w + np.uint64(2)] = 34
+    j0 = j + np.uint64(8)
+    j, w = _copy_digits(buf, j0, e, out, w + np.uint64(3))
+    if j == j0 or j + U1 >= e or buf[j] != 34:
+        return -1, o
+    out[w] = 34
+    out[w + U1] = 93  # ']'
+    w += np.uint64(2)
+    j += U1
+    if buf[j] == 125:  # '}': no order count
+        return np.int64(j + U1), np.int64(w)  # type: ignore[return-value]
+    if j + np.uint64(6) > e or not literal_at(buf, j, b',"n":'):
+        return -1, o
+    j += np.uint64(5)
+    j0 = j
+    if buf[j] == 48:  # a lone 0 (JSON writes no leading zero)
+        j += U1
+    else:
+        while j < e and 48 <= buf[j] <= 57:
+            j += U1
+    if j == j0 or j >= e or buf[j] != 125:  # fractions, exponents, signs: the general way
+        return -1, o
+    return np.int64(j + U1), np.int64(w)  # type: ignore[return-value]
+
+
 @njit(cache=True)
 def _level(buf: np.ndarray, i: int, end: int) -> tuple[int, int, int, int, int]:
     """The level object at ``i`` in any key order and spacing: (price start, price end,
@@ -183,6 +252,23 @@ def _transcode_levels(
         out[o] = 93
         return i + 1, o + 1
     while True:
+        j, w = _usual_level(buf, i, end, out, o)
+        if j > 0:  # the usual shape, and the usual separator: no call
+            o = w
+            if j < end and buf[j] == 44 and j + 1 < end and buf[j + 1] == 123:  # ',{'
+                out[o] = 44
+                o += 1
+                i = j + 1
+                continue
+            if j < end and buf[j] == 93:  # ']'
+                out[o] = 93
+                return j + 1, o + 1
+            i, o, closed = after_level(buf, j, end, out, o)
+            if i < 0:
+                return -1, o0
+            if closed:
+                return i, o
+            continue
         if i >= end or buf[i] != 123:  # '{'
             return -1, o0
         p0, p1, q0, q1, j = _compact_level(buf, i, end)
@@ -326,7 +412,10 @@ def _scan_frame(buf: np.ndarray, i: int, end: int, row: np.ndarray, out: np.ndar
     return o
 
 
-@njit(cache=True)
+# without NRT (feeds.scan.njit_without_nrt): the ~10 helper calls per level, each given
+# ``buf`` and ``out``, no longer pay two atomic increments and decrements each: the kernel
+# 4.4 -> 2.0 us per 1.5 kB frame.
+@njit_without_nrt
 def scan_book_frames(
     buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, table: np.ndarray, out: np.ndarray
 ) -> int:

@@ -20,7 +20,8 @@ table into store events (``monitor.book.intake``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +60,7 @@ KIND_DELTA = int(EventKind.DELTA)
 
 FNV_OFFSET = np.uint64(14695981039346656037)
 FNV_PRIME = np.uint64(1099511628211)
+
 
 ByteArray = npt.NDArray[np.uint8]
 IntArray = npt.NDArray[np.int64]
@@ -106,6 +108,18 @@ def join_frames(frames: Sequence[bytes | str]) -> tuple[ByteArray, IntArray, Int
         lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     ends = np.cumsum(lens)
     return np.frombuffer(raw, dtype=np.uint8), ends - lens, ends
+
+
+KernelT = TypeVar("KernelT", bound=Callable[..., Any])
+
+
+def njit_without_nrt(kernel: KernelT) -> KernelT:
+    """``njit(cache=True)`` for a kernel that allocates nothing, with numba's runtime (NRT)
+    off (numba's own switch, which its string helpers use): the arrays the kernel is called
+    with then come in without a reference-counted owner, so passing them on to its helpers
+    costs no atomic increment and decrement (two per array per call: most of a scanner's
+    time when it calls helpers per level). A kernel built so must not allocate."""
+    return njit(cache=True, _nrt=False)(kernel)  # type: ignore[call-overload,no-any-return]
 
 
 # --- small numba helpers the scanners share ------------------------------------------------
@@ -302,6 +316,18 @@ def key_is(buf: ByteArray, k0: int, klen: int, word: bytes) -> bool:
         if buf[k0 + m] != word[m]:
             return False
     return True
+
+
+@njit(cache=True, inline="always")
+def literal_at(buf: ByteArray, i: int | np.uint64, word: bytes) -> bool:
+    """``buf[i:i+len(word)]`` is ``word`` (the caller checked the bounds). Unsigned
+    indices and no early exit: the compiler then drops the negative-index wrap-around and
+    compares the bytes in a few wide steps."""
+    d = 0
+    u = np.uint64(i)
+    for m in range(len(word)):
+        d |= buf[u + np.uint64(m)] ^ word[m]
+    return d == 0
 
 
 @njit(cache=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.hyperliquid import BOOK_LEVELS, PERP
 from feeds.hyperliquid_scan import scan_book_frames
@@ -219,3 +221,86 @@ def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> 
         assert summary["valid"] and summary["messages"] > 100, summary["symbol"]
     assert scanned_pipe.counters.messages == decoded_pipe.counters.messages
     assert scanned_pipe.marks == decoded_pipe.marks
+
+
+NUMBER_TEXT = st.text(alphabet="0123456789.-+eE", max_size=8)
+ORDERS = st.sampled_from(["", "0", "1", "17", "250", "07", "-1", "1.5", "1e2", '"1"', "1 "])
+
+
+@st.composite
+def level_object(draw: st.DrawFn) -> str:
+    """A level object mostly as Hyperliquid writes it, its texts and order count drawn
+    from what the scanner's usual path must take and what it must leave to the general
+    way (signs, exponents, empty texts, a fraction or leading zero in ``n``)."""
+    px = draw(
+        st.one_of(st.from_regex(r"[1-9][0-9]{0,6}(\.[0-9]{1,5})?", fullmatch=True), NUMBER_TEXT)
+    )
+    sz = draw(st.one_of(st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,6})?", fullmatch=True), NUMBER_TEXT))
+    n = draw(ORDERS)
+    return '{"px":"' + px + '","sz":"' + sz + '"' + (',"n":' + n if n else "") + "}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bids=st.lists(level_object(), max_size=5),
+    asks=st.lists(level_object(), max_size=5),
+    separator=st.sampled_from([",", ", ", " ,"]),
+)
+def test_levels_scan_to_what_decode_reads_byte_for_byte(
+    bids: list[str], asks: list[str], separator: str
+) -> None:
+    """Whatever the usual path takes reads as decode reads it, byte for byte; what it
+    does not take goes the general way or to decode."""
+    text = book("[[" + separator.join(bids) + "],[" + separator.join(asks) + "]]")
+    assert_reads_as_decode(text.encode())
+
+
+def assert_reads_as_decode(data: bytes) -> None:
+    """The frame is vouched for only if decode reads it as a book, and then its levels
+    are byte for byte the ones decode writes (a good frame after it still scans)."""
+    row, good = scanned(PERP.scan_frames([data, GOOD]))
+    assert good.is_book
+    if row.is_book:
+        decoded = PERP.decode(data, 0)
+        assert isinstance(decoded, RawBook)
+        assert row.symbol_key == PERP.symbol_key(decoded.symbol)
+        assert row.last_seq == decoded.last_seq and row.ts_event_ns == decoded.ts_event_ns
+        assert (row.bids, row.asks) == (bytes(decoded.bids), bytes(decoded.asks))
+
+
+SPECIAL = b' "\\,:[]{}0123.-eEn\x00\xc3'
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000),
+            st.sampled_from(["delete", "insert", "replace"]),
+            st.sampled_from(list(SPECIAL)),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_mutated_frames_scan_to_what_decode_reads_or_go_to_decode(
+    edits: list[tuple[int, str, int]],
+) -> None:
+    """Bytes deleted, inserted or replaced anywhere in a usual frame: the scanner never
+    vouches for a frame that decode reads differently (or rejects)."""
+    data = bytearray(
+        book(
+            '[[{"px":"113377.0","sz":"7.6699","n":17},{"px":"113376","sz":"0.5","n":0}],'
+            '[{"px":"113378.5","sz":"12","n":3}]]'
+        ).encode()
+    )
+    for at, how, byte in edits:
+        k = at % (len(data) + 1)
+        if how == "insert":
+            data[k:k] = bytes([byte])
+        elif k < len(data):
+            if how == "delete":
+                del data[k]
+            else:
+                data[k] = byte
+    assert_reads_as_decode(bytes(data))
