@@ -46,7 +46,13 @@ T_CHECKSUM = 12  # the venue's checksum of the book after this event
 T_HAS_CHECKSUM = 13  # 1: the event carries a checksum
 T_SCRATCH = 14  # the scanner's own use (e.g. the end of the object just scanned)
 T_SCRATCH2 = 15
-N_SCAN = 16
+# a SCAN_MARK row: mark price, index price and funding rate (float64 bits: read them through
+# ``table.view(np.float64)``; NaN when the frame has none), next funding time in ns (0: none)
+T_MARK_PRICE = 16
+T_INDEX_PRICE = 17
+T_FUNDING_RATE = 18
+T_NEXT_FUNDING_NS = 19
+N_SCAN = 20
 
 SCAN_OTHER = 0  # not a book event the scanner vouches for: the adapter's decode
 SCAN_BOOK = 1  # a well-formed book event
@@ -54,6 +60,9 @@ SCAN_TAKEN = 2  # written by the intake kernel: the event went to the store
 SCAN_SIDE = 3  # not a book event of any book (Binance mark prices): the adapter's decode
 # reads it, and its place among the book events does not matter, so it does not split a
 # run of scanned events
+SCAN_MARK = 4  # a mark price read in full (symbol key, T_TS_NS and the T_MARK_PRICE..
+# columns hold what decode's MarkPriceEvent holds): no decode, and like SCAN_SIDE it does
+# not split a run of scanned events
 
 KIND_SNAPSHOT = int(EventKind.SNAPSHOT)
 KIND_DELTA = int(EventKind.DELTA)
@@ -204,6 +213,46 @@ def parse_int(buf: ByteArray, i: int, end: int) -> tuple[int, int]:
             return -1, -1
         j += 1
     return v, j
+
+
+# 10**k as float64 for k <= 15, exact (ints convert exactly up to 2**53)
+POW10_EXACT = np.array([float(10**k) for k in range(16)], dtype=np.float64)
+DECIMAL_DIGITS = 15  # below 2**53: the digits are an exact float64 too
+
+
+@njit(cache=True)
+def parse_decimal(buf: ByteArray, i: int, end: int) -> tuple[float, int]:
+    """The JSON string at ``i`` holding a plain decimal (``-?[0-9]+(\\.[0-9]+)?``, at most
+    15 digits): (its float, index after the closing quote), or (NaN, -1).
+
+    The float is Python's ``float()`` of the text, bit for bit: digits and power of ten
+    are exact float64s, and one IEEE division rounds their quotient correctly (the fast
+    path of Clinger's algorithm)."""
+    if i >= end or buf[i] != 34:
+        return np.nan, -1
+    j = i + 1
+    negative = j < end and buf[j] == 45  # '-'
+    if negative:
+        j += 1
+    digits = 0
+    fraction = -1  # digits after the point (-1: no point)
+    v = 0
+    while j < end:
+        c = buf[j]
+        if 48 <= c <= 57:
+            v = v * 10 + (int(c) - 48)
+            digits += 1
+            if fraction >= 0:
+                fraction += 1
+        elif c == 46 and fraction < 0 and digits > 0:  # '.'
+            fraction = 0
+        else:
+            break
+        j += 1
+    if j >= end or buf[j] != 34 or digits == 0 or digits > DECIMAL_DIGITS or fraction == 0:
+        return np.nan, -1
+    x = float(v) / POW10_EXACT[max(fraction, 0)]
+    return (-x if negative else x), j + 1
 
 
 @njit(cache=True)

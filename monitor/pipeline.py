@@ -27,9 +27,19 @@ from feeds.contract import (
     VenueAdapter,
     VenueMessage,
 )
-from feeds.scan import SCAN_SIDE, SCAN_TAKEN, T_STATUS
+from feeds.scan import (
+    SCAN_MARK,
+    SCAN_SIDE,
+    SCAN_TAKEN,
+    T_FUNDING_RATE,
+    T_MARK_PRICE,
+    T_NEXT_FUNDING_NS,
+    T_STATUS,
+    T_SYMBOL_KEY,
+    T_TS_NS,
+)
 from monitor.analytics.stage import AnalyticsStage
-from monitor.book.intake import intake
+from monitor.book.intake import intake, merge_marks
 from monitor.book.layout import (
     E_BOOK,
     E_FIRST,
@@ -99,6 +109,17 @@ REJECTED: Final = {
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
 DEEPEN_SLOTS = 8  # books that may be re-synced deeper at the same time (second copies)
 SCAN_MIN_FRAMES = 16  # from this many frames a venue's batch scanner beats per-frame decode
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NAN = float("nan")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int64(ns: int) -> int:
+    """A time as the int64 mark columns hold it (a venue's absurd time is clamped)."""
+    return min(max(ns, _INT64[0]), _INT64[1])
+
+
+# one NaN object: marks read back from the columns compare equal
 _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost on the hot path
 _DELTA = EventKind.DELTA
 
@@ -149,7 +170,10 @@ class Prescan:
     ``meta``/``starts``: the store events of the frames the scanner vouched for, of known
     books, in frame order (``taken``: each event's frame); ``others``: the frames that
     need the adapter's ``decode`` in their place; ``side``: frames that are no book's
-    events (``SCAN_SIDE``), decoded wherever; ``done``: frames fed so far.
+    events (``SCAN_SIDE``), decoded wherever; ``marks``: the frames of the mark prices of
+    known books the scanner read in full (``SCAN_MARK``), merged wherever, their books,
+    values and times in ``mark_books``, ``mark_values``, ``mark_times`` (layout:
+    ``monitor.book.intake.merge_marks``); ``done``: frames fed so far.
     """
 
     venue: Venue
@@ -161,10 +185,15 @@ class Prescan:
     taken: list[int]
     others: list[int]
     side: list[int]
+    marks: list[int] = field(default_factory=list)
+    mark_books: np.ndarray = field(default_factory=lambda: _NO_ROWS)
+    mark_values: np.ndarray = field(default_factory=lambda: _NO_ROWS)
+    mark_times: np.ndarray = field(default_factory=lambda: _NO_ROWS)
     done: int = 0
     taken_next: int = 0  # first of ``taken`` not fed yet
     others_next: int = 0  # first of ``others`` not fed yet
     side_next: int = 0
+    marks_next: int = 0
 
 
 class BookPipeline:
@@ -211,7 +240,8 @@ class BookPipeline:
         # the same BookInfo objects by venue then symbol: the hot path's lookup (no tuple key)
         self._venue_books: dict[Venue, dict[str, BookInfo]] = {v: {} for v in self.adapters}
         self._by_id: list[BookInfo] = []
-        self.marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
+        # marks of symbols without a book yet (a book's marks are in its mark columns)
+        self._loose_marks: dict[tuple[Venue, str], MarkPriceEvent] = {}
         self.counters = Counters()
         self._dirty = np.zeros(max_books + DEEPEN_SLOTS, dtype=np.bool_)
         self._dirty_bytes = self._dirty.data.cast("B")  # the same flags, set from Python
@@ -231,8 +261,11 @@ class BookPipeline:
         self._unknown_logged: set[tuple[Venue, str]] = set()
         self._symbol_indexes: dict[Venue, tuple[np.ndarray, np.ndarray] | None] = {}
         self._notionals_usd = tuple(float(x) for x in self.notionals)
-        # mark, index and funding per book (NaN: none received), kept with self.marks
+        # mark, index and funding per book (NaN: none received); next funding (0: none),
+        # event and receive time of its last mark message; which books had one
         self._mark_columns = np.full((3, max_books), np.nan)
+        self._mark_times = np.zeros((3, max_books), dtype=np.int64)
+        self._has_mark = np.zeros(max_books, dtype=np.bool_)
         self._book_id_column = np.zeros(0, dtype=np.int64)
 
     @classmethod
@@ -294,7 +327,7 @@ class BookPipeline:
         )
         self.books[key] = info
         self._venue_books.setdefault(venue, {})[symbol] = info
-        mark = self.marks.get(key)
+        mark = self._loose_marks.pop(key, None)
         if mark is not None:
             self._set_mark_columns(book, mark)
         self._symbol_indexes.pop(venue, None)
@@ -453,10 +486,10 @@ class BookPipeline:
         meta = np.empty((n, N_EVENT), dtype=np.int64)
         starts = np.empty((n, 2), dtype=np.int64)
         recv = np.fromiter(recv_ns, dtype=np.int64, count=n)
-        m = intake(scan.table, keys, key_books, recv, meta, starts)
-        status = scan.table[:, T_STATUS]
-        side = status == SCAN_SIDE
-        return Prescan(
+        table = scan.table
+        m = intake(table, keys, key_books, recv, meta, starts)
+        status = table[:, T_STATUS]
+        pre = Prescan(
             venue,
             frames,
             recv_ns,
@@ -464,16 +497,39 @@ class BookPipeline:
             meta[:m],
             starts[:m],
             np.flatnonzero(status == SCAN_TAKEN).tolist(),
-            np.flatnonzero((status != SCAN_TAKEN) & ~side).tolist() if m < n else [],
-            np.flatnonzero(side).tolist() if m < n else [],
+            [],
+            [],
         )
+        if m == n:
+            return pre
+        side = status == SCAN_SIDE
+        mark = status == SCAN_MARK
+        pre.others = np.flatnonzero((status != SCAN_TAKEN) & ~side & ~mark).tolist()
+        if mark.any():
+            rows = np.flatnonzero(mark)
+            row_keys = table[rows, T_SYMBOL_KEY]
+            at = np.minimum(np.searchsorted(keys, row_keys), max(len(keys) - 1, 0))
+            known = keys[at] == row_keys if len(keys) else np.zeros(len(rows), dtype=np.bool_)
+            if side.any():  # a mark decode reads may be a known book's: decode them all,
+                known[:] = False  # in their order
+            side[rows[~known]] = True
+            rows, at = rows[known], at[known]
+            pre.marks = rows.tolist()
+            pre.mark_books = key_books[at]
+            pre.mark_values = table[rows, T_MARK_PRICE : T_FUNDING_RATE + 1].view(np.float64)
+            pre.mark_times = np.column_stack(
+                (table[rows, T_NEXT_FUNDING_NS], table[rows, T_TS_NS], recv[rows])
+            )
+        pre.side = np.flatnonzero(side).tolist()
+        return pre
 
     def feed_prescanned(self, pre: Prescan, upto: int) -> None:
         """Feed frames ``pre.done`` to ``upto`` of a prescanned run, in their order: the
         scanned events go to the store in one kernel call per stretch between two frames
         that need the adapter's ``decode`` (acks, other channels, new symbols, malformed).
         Frames the scanner knows are no book's events (mark prices) are decoded first,
-        together: their place among the book events does not matter."""
+        together, and the mark prices it read are merged in one kernel call: their place
+        among the book events does not matter."""
         lo = pre.done
         if upto <= lo:
             return
@@ -488,6 +544,20 @@ class BookPipeline:
                 adapter,
                 [pre.frames[k] for k in side[a:b]],
                 [pre.recv_ns[k] for k in side[a:b]],
+            )
+        marks = pre.marks
+        if pre.marks_next < len(marks) and marks[pre.marks_next] < upto:
+            a = pre.marks_next
+            pre.marks_next = b = bisect_left(marks, upto, a)
+            merge_marks(
+                pre.mark_books,
+                pre.mark_values,
+                pre.mark_times,
+                a,
+                b,
+                self._mark_columns,
+                self._mark_times,
+                self._has_mark,
             )
         taken = pre.taken
         row = pre.taken_next
@@ -579,10 +649,42 @@ class BookPipeline:
                 "feed.venue_message", venue=venue.value, code=decoded.code, message=decoded.message
             )
 
+    @property
+    def marks(self) -> dict[tuple[Venue, str], MarkPriceEvent]:
+        """The last mark, index and funding per (venue, symbol), each field from the last
+        message that had it (a copy: changing it changes nothing here)."""
+        out = dict(self._loose_marks)
+        columns, times = self._mark_columns, self._mark_times
+        for book in np.flatnonzero(self._has_mark).tolist():
+            inst = self._by_id[book].instrument
+            mark, index, funding = (x if x == x else _NAN for x in columns[:, book].tolist())
+            next_funding, ts_event, ts_recv = times[:, book].tolist()
+            out[(inst.venue, inst.symbol)] = MarkPriceEvent(
+                inst.venue, inst.symbol, mark, index, funding, next_funding, ts_event, ts_recv
+            )
+        return out
+
     def _merge_mark(self, venue: Venue, mark: MarkPriceEvent) -> None:
         """Venues send mark, index and funding in separate or partial messages (NaN: absent)."""
+        info = self._venue_books.get(venue, {}).get(mark.symbol)
+        if info is not None:  # the same merge as merge_marks (scanned marks)
+            book = info.book
+            columns = self._mark_columns
+            if mark.mark_price == mark.mark_price:
+                columns[0, book] = mark.mark_price
+            if mark.index_price == mark.index_price:
+                columns[1, book] = mark.index_price
+            if mark.funding_rate == mark.funding_rate:
+                columns[2, book] = mark.funding_rate
+            times = self._mark_times
+            if mark.next_funding_ns:
+                times[0, book] = _int64(mark.next_funding_ns)
+            times[1, book] = _int64(mark.ts_event_ns)
+            times[2, book] = _int64(mark.ts_recv_ns)
+            self._has_mark[book] = True
+            return
         key = (venue, mark.symbol)
-        old = self.marks.get(key)
+        old = self._loose_marks.get(key)
         if old is not None:
             if mark.mark_price != mark.mark_price:
                 mark.mark_price = old.mark_price
@@ -592,16 +694,15 @@ class BookPipeline:
                 mark.funding_rate = old.funding_rate
             if not mark.next_funding_ns:
                 mark.next_funding_ns = old.next_funding_ns
-        self.marks[key] = mark
-        info = self._venue_books.get(venue, {}).get(mark.symbol)
-        if info is not None:
-            self._set_mark_columns(info.book, mark)
+        self._loose_marks[key] = mark
 
     def _set_mark_columns(self, book: int, mark: MarkPriceEvent) -> None:
-        columns = self._mark_columns
-        columns[0, book] = mark.mark_price
-        columns[1, book] = mark.index_price
-        columns[2, book] = mark.funding_rate
+        """A new book takes the mark its symbol had before it (every field as it stands)."""
+        self._mark_columns[:, book] = (mark.mark_price, mark.index_price, mark.funding_rate)
+        self._mark_times[:, book] = [
+            _int64(t) for t in (mark.next_funding_ns, mark.ts_event_ns, mark.ts_recv_ns)
+        ]
+        self._has_mark[book] = True
 
     def _update_instruments(self, venue: Venue, update: InstrumentsUpdate) -> None:
         try:

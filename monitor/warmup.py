@@ -19,7 +19,7 @@ from feeds.contract import VenueAdapter
 from feeds.scan import new_table
 from monitor.analytics import kernels as analytics_kernels
 from monitor.book import kernels
-from monitor.book.intake import intake
+from monitor.book.intake import intake, merge_marks
 from monitor.book.layout import N_EVENT
 from monitor.book.store import BookStore, EventBatch
 from monitor.domain import SeqRule
@@ -111,6 +111,16 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
         np.zeros(1, dtype=np.int64),
         np.empty((1, N_EVENT), dtype=np.int64),
         np.empty((1, 2), dtype=np.int64),
+    )
+    merge_marks(
+        np.zeros(1, dtype=np.int64),
+        np.full((1, 3), np.nan),
+        np.zeros((1, 3), dtype=np.int64),
+        0,
+        1,
+        np.full((3, 1), np.nan),
+        np.zeros((3, 1), dtype=np.int64),
+        np.zeros(1, dtype=np.bool_),
     )
     kernels.book_checksum(
         2,

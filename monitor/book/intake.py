@@ -129,3 +129,55 @@ def intake_py(
         row[T_STATUS] = SCAN_TAKEN
         m += 1
     return m
+
+
+# --- mark prices a scanner read in full (SCAN_MARK rows) -----------------------------------
+# A mark row's fields, as merge_marks reads them: values[row] = (mark, index, funding; NaN:
+# not in the message), times[row] = (next funding ns, 0: none; event ns; receive ns).
+@njit(cache=True)
+def merge_marks(
+    books: np.ndarray,
+    values: np.ndarray,
+    times: np.ndarray,
+    a: int,
+    b: int,
+    columns: np.ndarray,
+    column_times: np.ndarray,
+    has_mark: np.ndarray,
+) -> None:
+    """Merge mark rows ``a`` to ``b`` into the books' mark columns, in order, as the
+    pipeline merges a decoded mark: a field the message lacks (NaN, next funding 0) keeps
+    the book's last value; the times are the message's."""
+    for r in range(a, b):
+        book = books[r]
+        for f in range(3):
+            x = values[r, f]
+            if x == x:
+                columns[f, book] = x
+        if times[r, 0] != 0:
+            column_times[0, book] = times[r, 0]
+        column_times[1, book] = times[r, 1]
+        column_times[2, book] = times[r, 2]
+        has_mark[book] = True
+
+
+def merge_marks_py(
+    books: np.ndarray,
+    values: np.ndarray,
+    times: np.ndarray,
+    a: int,
+    b: int,
+    columns: np.ndarray,
+    column_times: np.ndarray,
+    has_mark: np.ndarray,
+) -> None:
+    """Plain-Python twin of :func:`merge_marks`."""
+    for r in range(a, b):
+        book = int(books[r])
+        for f in range(3):
+            if not np.isnan(values[r, f]):
+                columns[f, book] = values[r, f]
+        if times[r, 0]:
+            column_times[0, book] = times[r, 0]
+        column_times[1:, book] = times[r, 1:]
+        has_mark[book] = True

@@ -6,20 +6,26 @@ compares every frame of a list with its ``decode``: a frame is a book row iff ``
 gives exactly one book event the pipeline batches (a delta, or an in-band snapshot), and
 then every field agrees, and the level arrays hold the same prices and sizes (compared as
 decimals, so a scanner that rewrites object levels as arrays is held to the same values).
+A mark row (``SCAN_MARK``) is a frame ``decode`` reads as a mark price, and its fields are
+that mark price's, bit for bit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from feeds.contract import SnapshotSource, VenueAdapter
 from feeds.scan import (
     KIND_DELTA,
     SCAN_BOOK,
+    SCAN_MARK,
     SCAN_SIDE,
     T_ASK_END,
     T_ASK_START,
@@ -27,16 +33,19 @@ from feeds.scan import (
     T_BID_START,
     T_CHECKSUM,
     T_FIRST,
+    T_FUNDING_RATE,
     T_HAS_CHECKSUM,
     T_KIND,
     T_LAST,
     T_LIMIT,
+    T_MARK_PRICE,
+    T_NEXT_FUNDING_NS,
     T_PREV,
     T_STATUS,
     T_SYMBOL_KEY,
     T_TS_NS,
 )
-from monitor.domain import EventKind, RawBook, ScannedFrames
+from monitor.domain import EventKind, MarkPriceEvent, RawBook, ScannedFrames
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,21 @@ class Row:
     has_checksum: bool
     bids: bytes
     asks: bytes
+    is_mark: bool = False  # SCAN_MARK: a mark price read in full
+    # mark, index, funding (NaN: this module's one NaN object, so that rows compare equal)
+    mark: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    next_funding_ns: int = 0
+
+
+def _nan_as_one(x: float) -> float:
+    return x if x == x else math.nan
 
 
 def scanned(scan: ScannedFrames) -> list[Row]:
     raw = scan.buf.tobytes()
     rows = []
-    for r in scan.table.tolist():
+    prices = scan.table.view(np.float64)[:, T_MARK_PRICE : T_FUNDING_RATE + 1].tolist()
+    for r, mark in zip(scan.table.tolist(), prices, strict=True):
         rows.append(
             Row(
                 r[T_STATUS] == SCAN_BOOK,
@@ -75,9 +93,17 @@ def scanned(scan: ScannedFrames) -> list[Row]:
                 bool(r[T_HAS_CHECKSUM]),
                 raw[r[T_BID_START] : r[T_BID_END]],
                 raw[r[T_ASK_START] : r[T_ASK_END]],
+                r[T_STATUS] == SCAN_MARK,
+                (_nan_as_one(mark[0]), _nan_as_one(mark[1]), _nan_as_one(mark[2])),
+                r[T_NEXT_FUNDING_NS],
             )
         )
     return rows
+
+
+def same_float(a: float, b: float) -> bool:
+    """Bit for bit (-0.0 is not 0.0), any NaN equal to any NaN."""
+    return (a != a and b != b) or np.float64(a).tobytes() == np.float64(b).tobytes()
 
 
 def levels(text: bytes | str, px: int, qty: int) -> list[tuple[Decimal, Decimal]]:
@@ -113,6 +139,15 @@ def assert_scan_equals_decode(
             decoded = None
         book = batched(adapter, decoded)
         what = str(data)[:160]
+        if row.is_mark:
+            assert isinstance(decoded, MarkPriceEvent), what
+            assert not row.is_book and not row.is_side, what
+            assert row.symbol_key == scanner.symbol_key(decoded.symbol), what
+            assert row.ts_event_ns == decoded.ts_event_ns, what
+            assert row.next_funding_ns == decoded.next_funding_ns, what
+            want = (decoded.mark_price, decoded.index_price, decoded.funding_rate)
+            assert all(map(same_float, row.mark, want)), (what, row.mark, want)
+            continue
         if row.is_side:  # no book event, whatever else decode makes of it
             items = decoded if isinstance(decoded, list) else [decoded]
             assert not any(isinstance(item, RawBook) for item in items), what
