@@ -346,10 +346,15 @@ class BookPipeline:
             if info is not None:
                 self._throw_away(info, "reconnect")
 
-    def _throw_away(self, info: BookInfo, reason: str) -> None:
+    def _throw_away(self, info: BookInfo, reason: str, *, emptied: bool = False) -> None:
+        """The book waits for a snapshot. ``emptied``: an outcome of the store's kernel,
+        which emptied the book at that event already; a later event of the same kernel
+        call may have filled it again (a whole-book venue's next snapshot after a crossed
+        one), so the store is left as the kernel left it, as frame by frame would."""
         if info.book in self._deepening:
             self._end_deepen(self._deepening[info.book], f"book {reason}")
-        self.store.invalidate(info.book)
+        if not emptied:
+            self.store.invalidate(info.book)
         info.pending.clear()
         info.pending_recv.clear()
         info.sync.lose()
@@ -743,12 +748,30 @@ class BookPipeline:
             self._dirty[meta[:, E_BOOK]] = True
         if applied != n:  # the kernel counts the R_APPLIED events: look at the others
             status = meta[:, E_STATUS]
-            for row in np.flatnonzero(status != R_APPLIED):
-                self._outcome(int(row), int(status[row]))
+            rows = np.flatnonzero(status != R_APPLIED)
+            if not self._snapshots_applied(meta[rows, E_BOOK], status[rows]):
+                for row in rows:
+                    self._outcome(int(row), int(status[row]))
         batch.clear()
         if self._deepening:
             for shadow in list(self._deepening.values()):
                 self._try_adopt(shadow)
+
+    def _snapshots_applied(self, books: IntArray, status: IntArray) -> bool:
+        """When every event left to settle is an in-band snapshot applied to a book of
+        ours (a Hyperliquid batch: every frame is one), count them per book at once and
+        return True: their order does not matter. Else False, nothing done: the caller
+        settles them one by one (a snapshot among other outcomes, a deeper copy's).
+        Row by row these cost ~0.7 us a frame, a third of the Hyperliquid path's Python."""
+        if len(books) == 0:
+            return True
+        if not (status == R_SNAPSHOT).all() or books.max() >= len(self._by_id):
+            return False
+        counts = np.bincount(books)
+        by_id = self._by_id
+        for book in np.flatnonzero(counts).tolist():
+            by_id[book].sync.snapshot_applied(int(counts[book]))
+        return True
 
     def _outcome(self, row: int, status: int) -> None:
         meta = self.batch.meta[row]
@@ -778,7 +801,7 @@ class BookPipeline:
                 last=int(meta[E_LAST]),
                 prev=int(meta[E_PREV]),
             )
-            self._throw_away(info, "gap")
+            self._throw_away(info, "gap", emptied=True)
             return
         if status in (R_BUFFER, R_GAP):
             if status == R_GAP:
@@ -791,7 +814,7 @@ class BookPipeline:
                     last=int(meta[E_LAST]),
                     prev=int(meta[E_PREV]),
                 )
-                self._throw_away(info, "gap")
+                self._throw_away(info, "gap", emptied=True)
             self._buffer_delta(info, row)
             return
         reason = REJECTED.get(status)
@@ -801,7 +824,7 @@ class BookPipeline:
             log.warning(
                 "book.rejected", venue=venue.value, symbol=info.instrument.symbol, reason=reason
             )
-            self._throw_away(info, reason)
+            self._throw_away(info, reason, emptied=True)
 
     def _apply_snapshot(self, info: BookInfo, snap: RawBook, recv_ns: int) -> None:
         venue = info.instrument.venue

@@ -97,8 +97,10 @@ class BookSync:
         self.state = SyncState.NEEDS_SNAPSHOT
         self.deadline = None
 
-    def snapshot_applied(self) -> None:
-        self.snapshots += 1
+    def snapshot_applied(self, count: int = 1) -> None:
+        """``count`` snapshots were applied one after the other (in-band snapshots of a
+        batch: the same as ``count`` calls)."""
+        self.snapshots += count
         self.state = SyncState.SYNCED
         self.deadline = None
 

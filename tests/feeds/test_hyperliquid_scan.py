@@ -304,3 +304,55 @@ def test_mutated_frames_scan_to_what_decode_reads_or_go_to_decode(
             else:
                 data[k] = byte
     assert_reads_as_decode(bytes(data))
+
+
+@st.composite
+def whole_book(draw: st.DrawFn) -> tuple[str, list[tuple[int, str]], list[tuple[int, str]]]:
+    """One coin's l2Book: up to 20 bid and 20 ask prices around 100,000 (whole dollars:
+    on every tick grid), best first, sizes in tenths; the sides may cross or be empty."""
+    coin = draw(st.sampled_from(["BTC", "ETH"]))
+    prices = st.integers(min_value=99_980, max_value=100_020)
+    size = st.integers(min_value=1, max_value=50).map(lambda k: str(k / 10))
+    bid_px = sorted(draw(st.sets(prices, max_size=20)), reverse=True)
+    ask_px = sorted(draw(st.sets(prices, max_size=20)))
+    if draw(st.booleans()) and bid_px and ask_px:  # most books are not crossed
+        ask_px = [p for p in ask_px if p > bid_px[0]]
+    bids = [(p, draw(size)) for p in bid_px]
+    asks = [(p, draw(size)) for p in ask_px]
+    return coin, bids, asks
+
+
+def l2book(
+    coin: str, time_ms: int, bids: list[tuple[int, str]], asks: list[tuple[int, str]]
+) -> bytes:
+    def side(levels: list[tuple[int, str]]) -> str:
+        return ",".join(f'{{"px":"{p}","sz":"{s}","n":1}}' for p, s in levels)
+
+    return (
+        f'{{"channel":"l2Book","data":{{"coin":"{coin}","time":{time_ms},'
+        f'"levels":[[{side(bids)}],[{side(asks)}]]}}}}'
+    ).encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(books=st.lists(whole_book(), min_size=SCAN_MIN_FRAMES, max_size=3 * SCAN_MIN_FRAMES))
+def test_batches_of_whole_books_leave_the_books_frame_by_frame_leaves(
+    books: list[tuple[str, list[tuple[int, str]], list[tuple[int, str]]]],
+) -> None:
+    """Snapshots that replace a book with fewer or more levels, levels that vanish, empty
+    and crossed sides: fed as scanned batches (their outcomes settled per book at once
+    when all are snapshots) the books, counters and outcomes equal those of the same
+    frames applied one at a time."""
+    frames = [l2book(coin, 1_700_000_000_000 + k, b, a) for k, (coin, b, a) in enumerate(books)]
+    registry = InstrumentRegistry.load_cached([Venue.HYPERLIQUID])
+    batched_pipe = BookPipeline(registry, ADAPTERS)
+    single_pipe = BookPipeline(registry, ADAPTERS)
+    for pipeline in (batched_pipe, single_pipe):
+        for symbol in ("BTC", "ETH"):
+            assert pipeline.add_book(Venue.HYPERLIQUID, symbol) is not None
+    recv = list(range(1, len(frames) + 1))
+    batched_pipe.feed_frames(Venue.HYPERLIQUID, frames, recv)
+    for data, t in zip(frames, recv, strict=True):
+        single_pipe.on_message(Venue.HYPERLIQUID, "ws", "", data, t)
+    assert batched_pipe.book_summaries(depth=100) == single_pipe.book_summaries(depth=100)
+    assert batched_pipe.counters.messages == single_pipe.counters.messages
