@@ -1222,7 +1222,7 @@ class BookPipeline:
             index_price=mark[1],
             funding_rate=mark[2],
         )
-        return self.analytics.process(sample)
+        return self.analytics.process(sample, in_place=True)  # the sample is ours alone
 
     def _book_ids(self, n: int) -> IntArray:
         """0..n-1 (ids are dense: book i is self._by_id[i]), read-only and shared by the

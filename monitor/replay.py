@@ -14,13 +14,14 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
 import msgspec
 import numpy as np
 
-from feeds.recording import Record, RecordingReader
+from feeds.recording import Record, RecordingReader, RecordKind
 from monitor.domain import Venue
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline, Prescan
@@ -115,7 +116,7 @@ async def areplay(
         nonlocal ticks, rows
         sample = pipeline.tick(at_ns)
         ticks += 1
-        rows += int(sample.changed.sum())
+        rows += int(np.count_nonzero(sample.changed))
         await drive(sinks, sample)
 
     # The websocket frames of each venue between two ticks go to the pipeline together.
@@ -136,6 +137,9 @@ async def areplay(
         groups.clear()
 
     venues = {v.value: v for v in Venue}
+    venue_list = list(Venue)
+    codes_of = {v.value: k for k, v in enumerate(venue_list)}  # a venue's websocket frames
+    ws = RecordKind.WS
 
     async def step(rec: Record, recv_ns: int, venue: Venue | None) -> None:
         """One record: the ticks it closes, then the record itself."""
@@ -189,7 +193,10 @@ async def areplay(
     size = min(FIRST_BLOCK, BLOCK)
     while block := list(itertools.islice(source, size)):
         size = BLOCK
-        stamps = [round(rec.ts * 1e9) for rec in block]
+        # receive times in ns: round(ts * 1e9), a column at a time (rint rounds half to even
+        # as round does)
+        times = np.rint(np.array([rec.ts for rec in block]) * 1e9).astype(np.int64)
+        stamps = times.tolist()
         of = [venues.get(rec.venue) for rec in block]
         records += len(of) - of.count(None)
         flush_groups()
@@ -201,25 +208,29 @@ async def areplay(
             continue
         # as fast as possible: each venue's frames of the block are scanned in one call, and
         # only the records that close a tick or are not such frames are stepped through
-        per_venue: dict[Venue, tuple[list[int], list[str], list[int]]] = {}
-        for k, (rec, venue) in enumerate(zip(block, of, strict=True)):
-            if venue is not None and rec.kind == "ws":
-                run = per_venue.get(venue)
-                if run is None:
-                    run = per_venue[venue] = ([], [], [])
-                run[0].append(k)
-                run[1].append(rec.data)
-                run[2].append(stamps[k])
+        # each venue's websocket frames: their places in the block, data and receive times
+        codes = np.fromiter(
+            (codes_of.get(rec.venue, -1) if rec.kind is ws else -1 for rec in block),
+            dtype=np.int64,
+            count=len(block),
+        )
+        data = [rec.data for rec in block]
         positions: dict[Venue, list[int]] = {}
         plain = np.ones(len(block), dtype=np.bool_)  # records to step through
-        for venue, (where, frames, recvs) in per_venue.items():
-            pre = pipeline.prescan(venue, frames, recvs)
+        present, first = np.unique(codes, return_index=True)
+        for code in present[np.argsort(first)].tolist():  # in the order the venues appear
+            if code < 0:
+                continue
+            venue = venue_list[code]
+            mine = np.flatnonzero(codes == code)
+            where = mine.tolist()
+            frames = [data[k] for k in where] if len(where) == 1 else itemgetter(*where)(data)
+            pre = pipeline.prescan(venue, frames, times[mine].tolist())
             if pre is not None:
                 prescans[venue] = pre
                 fed[venue] = 0
                 positions[venue] = where
-                plain[where] = False
-        times = np.array(stamps, dtype=np.int64)
+                plain[mine] = False
         if high < 0:
             high = int(times[0])
             plain[0] = True  # the first record starts the clock

@@ -295,8 +295,9 @@ class AnalyticsStage:
         """Before the pipeline asks for FX rates: the tick's clock."""
         self.fx.at(now_ns)
 
-    def process(self, sample: TickSample) -> TickSample:
-        """The sample extended with the analytics (the input is not modified)."""
+    def process(self, sample: TickSample, *, in_place: bool = False) -> TickSample:
+        """The sample extended with the analytics (the input is not modified, unless
+        ``in_place``: the caller made the sample and nobody else has it)."""
         if len(sample.books) != self._n:
             self._grow(sample.books)
         n, n_assets = self._n, len(self.assets)
@@ -510,9 +511,8 @@ class AnalyticsStage:
         )
         # no state moved: the sample's own column (never written after the tick)
         changed = sample.changed | (before[:n] != state[:n]) if moved else sample.changed
-        return sample.extended(
-            changed=changed, analytics=book, assets=assets, fx=fx_table, events=events
-        )
+        extend = sample.complete if in_place else sample.extended
+        return extend(changed=changed, analytics=book, assets=assets, fx=fx_table, events=events)
 
     # --- parts ------------------------------------------------------------------------------
     def enter_points_at(self, now_s: float) -> FloatArray:

@@ -89,6 +89,24 @@ class TestTickSample:
         for f in dataclasses.fields(TickSample):
             assert getattr(fast, f.name) is getattr(slow, f.name), f.name
 
+    def test_complete_sets_the_analytics_fields_of_the_sample_itself_and_nothing_else(
+        self,
+    ) -> None:
+        pipeline, last = synced_pipeline()
+        sample = pipeline.tick(last)
+        before = {f.name: getattr(sample, f.name) for f in dataclasses.fields(TickSample)}
+        analytics, assets, fx = sample.analytics, sample.assets, sample.fx
+        assert analytics is not None and assets is not None and fx is not None
+        changed = ~sample.changed
+        done = sample.complete(
+            changed=changed, analytics=analytics, assets=assets, fx=fx, events=()
+        )
+        new = {"changed": changed, "analytics": analytics, "assets": assets, "fx": fx}
+        new["events"] = ()
+        assert done is sample
+        for name, value in before.items():
+            assert getattr(done, name) is new.get(name, value), name
+
     def test_slippage_keys_are_integer_notionals(self) -> None:
         pipeline, last = synced_pipeline()
         rec = pipeline.tick(last).records()[0]
