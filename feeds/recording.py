@@ -315,6 +315,16 @@ class RecordingReader:
             try:
                 rest = b""
                 while chunk := stream.read1(_CHUNK_BYTES):
+                    records = _decode_chunk(rest, chunk)
+                    if records is not None:  # every line a record: the fastest path
+                        seen += len(records)
+                        line_number += len(records)
+                        for record in records:
+                            self.records += 1
+                            self.last_ts = record.ts
+                            yield record
+                        rest = chunk[chunk.rfind(b"\n") + 1 :]
+                        continue
                     lines = chunk.split(b"\n")
                     if rest:
                         lines[0] = rest + lines[0]
@@ -377,6 +387,22 @@ class RecordingReader:
 
 _CHUNK_BYTES = 1 << 16  # decompressed bytes read at a time
 _batch_decoder = msgspec.json.Decoder(list[Record])
+
+
+def _decode_chunk(rest: bytes, chunk: bytes) -> list[Record] | None:
+    """The records of the whole lines of ``rest + chunk`` in one decode, their newlines
+    read as commas (no list of lines, no join: 5% of reading a recording), or None when
+    that does not give exactly one record per line (a blank line, a line that is not one
+    record, or no whole line): the caller then splits the lines."""
+    cut = chunk.rfind(b"\n")
+    if cut < 0:
+        return None
+    body = memoryview(chunk.replace(b"\n", b","))[:cut]  # the last newline is the end
+    try:
+        records = _batch_decoder.decode(b"".join((b"[", rest, body, b"]")))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return records if len(records) == chunk.count(b"\n") else None
 
 
 def _decode_lines(lines: list[bytes]) -> list[Record] | None:

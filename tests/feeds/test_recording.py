@@ -304,3 +304,32 @@ class TestSharedRecordings:
             for record in original:
                 writer.write_record(record)
         assert list(iter_recording(path)) == original
+
+
+class TestChunks:
+    def test_lines_across_chunks_long_lines_and_blanks_read_as_line_by_line(
+        self, tmp_path: Path
+    ) -> None:
+        """Whole chunks of records are decoded at once (newlines read as commas); a
+        chunk with a blank line, CRLF or a bad line falls back to line by line, and the
+        records, counts and the bad line's place come out the same."""
+        lines = []
+        for k in range(3000):
+            data = "x" * (k % 97) if k != 1500 else "y" * 200_000  # one line beyond a chunk
+            lines.append(
+                json.dumps({"ts": k, "venue": "okx", "kind": "ws", "url": "u", "data": data})
+            )
+        lines[700] = ""
+        lines[701] = "   "
+        lines[2000] += "\r"
+        lines[2500] = "garbage"
+        path = tmp_path / "r.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        reader = RecordingReader()
+        with capture_logs() as logs:
+            records = list(reader.read(path))
+        want = [json.loads(line) for line in lines if line.strip() and line != "garbage"]
+        assert [(r.ts, r.data) for r in records] == [(w["ts"], w["data"]) for w in want]
+        assert reader.records == len(want) == 3000 - 3
+        (bad,) = [e for e in logs if e["event"] == "recording.bad_line"]
+        assert bad["at"] == f"{path}:2501"
