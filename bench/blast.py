@@ -439,11 +439,11 @@ class LiqmonRun:
             stamps_of = daemon._pending[self.venue][1]
             thread_ns = time.thread_time_ns
 
-            def timed_flush() -> None:
+            def timed_flush() -> int:
                 before = pending()
                 stamps = list(stamps_of) if rate > 0 else None
                 before_cpu = (time.time_ns(), thread_ns()) if rate > 0 else None
-                flush()
+                applied = flush()
                 k = before - pending()
                 if k:
                     self.flushes += 1
@@ -455,6 +455,7 @@ class LiqmonRun:
                 if health.frames >= n and not done.is_set():
                     last_ns[0] = time.time_ns()
                     done.set()
+                return applied
 
             daemon._flush_pending = timed_flush  # type: ignore[method-assign]
             tick = pipeline.tick
@@ -739,7 +740,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=os.environ.get("BLAST_PEERS", ""))
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
     parser.add_argument("--paced-s", type=float, default=4.0, help="longest paced run, s")
-    parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop of every client, as [monitor] event_loop (auto: uvloop if installed)",
+    )
     parser.add_argument(
         "--cryptofeed",
         default=os.environ.get("BLAST_CRYPTOFEED", ""),
@@ -774,12 +780,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("picows not importable: left out (pip install picows, or --peers DIR)")
     clients.append("liqmon")
-    if args.uvloop:
-        import uvloop  # noqa: PLC0415
+    from monitor.cli import loop_runner  # noqa: PLC0415
 
-        runner: Any = uvloop.run
-    else:
-        runner = asyncio.run
+    runner: Any = loop_runner(args.loop)
+    print(f"event loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}")
     print(f"load average at start: {os.getloadavg()}")
 
     async def bench() -> dict[str, Any]:

@@ -21,13 +21,14 @@ Python's allocated blocks). gc-tracked objects are counted by type at the start 
 end of the window, so a Python-level leak shows by name.
 
 Latency, measured without changing library code (the bench replaces two attributes of the
-daemon's instances: ``Daemon._flush_pending``, which runs once per socket read (or per full
-burst) after the frames of that read were queued, and ``BookPipeline.tick``):
+daemon's instances: ``Daemon._flush_pending``, which runs once per batch window (the reads
+of every connection since the last flush; ``[connection] batch_window_ms``) or per full
+burst, and ``BookPipeline.tick``):
 
 - *frame → book*: ``recv_ns`` (``time.time_ns()`` taken by ``WsSession`` right after
   ``websocket.recv()`` returned the frame) to ``time.time_ns()`` right after the
   ``_flush`` that decoded and applied it returned. Includes the wait for the read's last
-  frame, the decode and the kernel call of the whole batch. Every frame counts
+  frame and for the batch window, the decode and the kernel call of the whole batch. Every frame counts
   once (deltas, snapshots, marks, acks, heartbeats alike).
 - *frame → metric*: the same ``recv_ns`` to ``time.time_ns()`` when ``on_tick`` is called
   with the rows of the first tick after that flush (the tick computes the metrics of every
@@ -395,13 +396,13 @@ class Probe:
         clock = time.perf_counter_ns
         wall = time.time_ns
 
-        def flush() -> None:
+        def flush() -> int:
             t0 = clock()
             stamps: list[int] = []
             for _frames, recv in pending.values():
                 stamps.extend(recv)
             t1 = clock()
-            original()
+            applied = original()
             t2 = clock()
             done = wall()
             if stamps:
@@ -411,6 +412,7 @@ class Probe:
             self.flushes += 1
             self.flush_ns += t2 - t1
             self.bench_ns += (t1 - t0) + (clock() - t2)
+            return applied
 
         daemon._flush_pending = flush
 
@@ -556,6 +558,8 @@ async def soak(
     from tests.e2e.harness import book_matches  # noqa: PLC0415
 
     extra = "[monitor]\n" + (f"tick_ms = {args.tick_ms}\n" if args.tick_ms else "")
+    if args.batch_window_ms is not None:
+        extra += f"[connection]\nbatch_window_ms = {args.batch_window_ms}\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "soak.toml"
         path.write_text(settings_toml(symbols, port=port, extra=extra))
@@ -821,6 +825,8 @@ async def soak(
             )
         },
         "tick_ms": settings.monitor.tick_ms,
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        "batch_window_ms": settings.connection.batch_window_ms,
         "window": window,
         "checks": checks,
         "samples": samples,
@@ -834,6 +840,7 @@ def report(r: dict[str, Any]) -> None:
         f"  {r['books']} books over {len(r['symbols'])} venues, {r['measured_s']:.0f} s measured "
         f"after warm-up, target {r['rate_target']:,.0f} updates/s, tick {r['tick_ms']} ms"
     )
+    print(f"  event loop {r['event_loop']}, batch window {r['batch_window_ms']} ms")
     rows = [
         ("frames handled per second", r["handled_per_s"], "frames/s", None),
         ("frames made per second by the exchange", r["made_per_s"], "frames/s", None),
@@ -869,7 +876,7 @@ def report(r: dict[str, Any]) -> None:
             "us",
             None,
         ),
-        ("frames per flush (socket read)", r["frames_per_flush"], "frames", None),
+        ("frames per flush (the reads of a batch window)", r["frames_per_flush"], "frames", None),
         ("exchange process CPU", r["exchange_cpu_pct"], "%", None),
         (
             "other processes' CPU on the machine (+-10)",
@@ -965,6 +972,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-s", type=float, default=5.0)
     ap.add_argument("--tick-ms", type=int, default=None, help="default: config/default.toml")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the monitor's event loop, as [monitor] event_loop (auto: uvloop if installed)",
+    )
+    ap.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=None,
+        help="[connection] batch_window_ms (default: config/default.toml)",
+    )
     ap.add_argument("--out", "--json", dest="out", default=str(_common.RESULTS / "soak.json"))
     args = ap.parse_args(argv)
     _common.quiet_logs()
@@ -989,7 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
         if not parent.poll(60.0):
             raise RuntimeError("the exchange process did not start")
         _, port = parent.recv()
-        result = asyncio.run(soak(args, ExchangeClient(parent), port, symbols))
+        from monitor.cli import loop_runner  # noqa: PLC0415
+
+        result = loop_runner(args.loop)(soak(args, ExchangeClient(parent), port, symbols))
         with contextlib.suppress(OSError):
             parent.send(("close", None))
         process.join(10.0)

@@ -10,10 +10,10 @@ import importlib.metadata
 import math
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -441,11 +441,37 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
+_T = TypeVar("_T")
+
+
+class LoopRunner(Protocol):
+    """``asyncio.run``'s signature: run a coroutine on a new event loop, return its result."""
+
+    def __call__(self, main: Coroutine[Any, Any, _T], /) -> _T: ...
+
+
+def loop_runner(kind: str = "auto") -> LoopRunner:
+    """``uvloop.run`` or ``asyncio.run``, as ``[monitor] event_loop`` asks ("auto": uvloop
+    where it is installed). A ConfigError when "uvloop" is asked for and not installed."""
+    if kind != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415
+        except ImportError:
+            if kind == "uvloop":
+                problem = 'uvloop is not installed: pip install uvloop, or "auto"'
+                raise ConfigError("configuration", "monitor.event_loop", problem) from None
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
 def _run_async(
     coro_factory: Callable[[asyncio.Event], Awaitable[None]],
     os_error: Callable[[OSError], str] = str,
+    event_loop: str = "auto",
 ) -> int:
-    """Run a daemon coroutine until it ends or SIGINT/SIGTERM asks it to stop.
+    """Run a daemon coroutine until it ends or SIGINT/SIGTERM asks it to stop, on the
+    event loop ``event_loop`` names (:func:`loop_runner`).
 
     An OSError that ends it (a port in use, an unwritable file) is one line, exit code 1.
     """
@@ -458,7 +484,7 @@ def _run_async(
         await coro_factory(stop)
 
     try:
-        asyncio.run(main())
+        loop_runner(event_loop)(main())
     except ConfigError as exc:
         log.error("config.invalid", error=str(exc))
         return _fail(EXIT_USAGE, str(exc))
@@ -524,6 +550,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 settings, stop=stop, status_out=sys.stdout, data_dir=store_dir
             ),
             _api_os_error(settings),
+            settings.monitor.event_loop,
         )
     if args.command == "serve":
         from monitor.api.serve import serve as serve_api  # noqa: PLC0415
@@ -532,7 +559,9 @@ def _main(argv: Sequence[str] | None) -> int:
         settings = _with_listen(settings, args.listen)
         where = data_dir(settings, args.data_dir)
         return _run_async(
-            lambda stop: serve_api(settings, where, stop=stop), _api_os_error(settings)
+            lambda stop: serve_api(settings, where, stop=stop),
+            _api_os_error(settings),
+            settings.monitor.event_loop,
         )
     if args.command == "record":
         from monitor.app import run_recorder  # noqa: PLC0415
@@ -555,7 +584,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run_async(
             lambda stop: run_recorder(
                 settings, venue=venue, symbols=symbols, out_path=Path(args.out), stop=stop
-            )
+            ),
+            event_loop=settings.monitor.event_loop,
         )
     if args.command == "subscriptions":
         from monitor.alerting import run_subscriptions  # noqa: PLC0415
@@ -583,6 +613,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run_async(
             lambda stop: serve(settings, port=args.port, updates_per_s=args.rate, stop=stop),
             _sim_os_error(args.port),
+            settings.monitor.event_loop,
         )
     return 2
 

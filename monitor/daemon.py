@@ -99,6 +99,81 @@ enough for the batch scanner (bench/blast.py)."""
 TickObserver = Callable[[TickSample], None]
 
 
+class FlushWindow:
+    """Applies the frames every connection handed over together, and in a calm market at
+    most once per ``window_s``.
+
+    Each connection's session calls :meth:`read_ended` after the last frame of a socket
+    read. The first call after a flush schedules one flush at the end of the event-loop
+    turn (``call_soon``), so the reads of every connection that woke the loop together
+    go to the books in one batch. When that flush had fewer than ``min_frames`` frames,
+    the loop thread then sleeps out the rest of the window that started at that first
+    read: frames arriving meanwhile queue in the sockets and the next wake-up takes them
+    all. A flush of ``min_frames`` or more does not wait: under load nothing sleeps, and
+    throughput and latency are those of flushing every read.
+
+    Why: in a calm market (the soak: 5k frames/s over 9 connections, 2-3 frames a read)
+    each wake-up costs more CPU than the frames it brings. Measured here: a sleep and
+    wake-up of the loop thread costs ~21 µs of CPU, and the book path after it runs on cold
+    caches, ~3x its hot cost (9 venues' frames, 7 a flush: 9.1 µs a frame back to back,
+    28 µs with 1 ms between flushes). Fewer, larger flushes are the cheapest frames. What
+    it costs is latency in calm markets: a frame waits at most the window, and so do
+    timers (pings, the tick). ``window_s`` 0 flushes every read at once, in its own turn.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_due",
+        "_flush",
+        "_opened",
+        "_sleep",
+        "flushes",
+        "min_frames",
+        "sleeps",
+        "window_s",
+    )
+
+    def __init__(
+        self,
+        flush: Callable[[], int],
+        window_s: float,
+        min_frames: int = 32,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._flush = flush  # applies what is queued; returns how many frames it applied
+        self.window_s = window_s
+        self.min_frames = min_frames
+        self._clock = clock
+        self._sleep = sleep
+        self._due = False  # a flush is scheduled
+        self._opened = 0.0  # when the first read of the window ended
+        self.flushes = 0
+        self.sleeps = 0
+
+    def read_ended(self) -> None:
+        if not self.window_s:
+            self.flushes += 1
+            self._flush()
+            return
+        if self._due:
+            return
+        self._due = True
+        self._opened = self._clock()
+        asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._due = False
+        self.flushes += 1
+        if self._flush() >= self.min_frames:
+            return  # busy: the next wake-up comes soon enough on its own
+        rest = self._opened + self.window_s - self._clock()
+        if rest > 0:
+            self.sleeps += 1
+            self._sleep(rest)  # blocking on purpose: the loop must not wake up for a frame
+
+
 @dataclass(eq=False)
 class _Connection(LiveConnection):
     """One live connection of a venue."""
@@ -226,6 +301,11 @@ class Daemon:
         # the venues whose lists above got frames since the last flush (each once)
         self._ready: list[tuple[Venue, list[str | bytes], list[int]]] = []
         self._group: asyncio.TaskGroup | None = None
+        self.flush_window = FlushWindow(  # _flush: looks _flush_pending up at each call
+            self._flush,
+            settings.connection.batch_window_ms / 1000.0,
+            settings.connection.batch_min_frames,
+        )
         # the black box (monitor.framering): each venue's recent raw frames, when evidence
         # capture asks for them (monitor.store.evidence)
         self.frame_rings: dict[Venue, FrameRing] = {}
@@ -328,9 +408,10 @@ class Daemon:
         carries_books = connection.plan.carries_books
 
         # frames wait in the venue's lists until the session has handed over every frame of
-        # the socket read (on_batch): then they are decoded and applied together, in the
-        # same event-loop turn (batching without added latency); a burst is flushed every
-        # FLUSH_MAX_FRAMES frames rather than waiting for the whole read
+        # the socket read (on_batch): then they are decoded and applied together with the
+        # other connections' reads of the same wake-up, at most once per batch window
+        # (FlushWindow); a burst is flushed every FLUSH_MAX_FRAMES frames rather than
+        # waiting for the whole read
         entry = (venue, *self._pending.setdefault(venue, ([], [])))
         _, frames, stamps = entry
         add_frame = frames.append
@@ -348,9 +429,11 @@ class Daemon:
             if len(frames) >= FLUSH_MAX_FRAMES:
                 self._flush_pending()
 
+        read_ended = self.flush_window.read_ended
+
         def on_batch() -> None:
             if ready:
-                self._flush_pending()
+                read_ended()
 
         def on_connect() -> None:
             connection.live = False  # ready again once frames flow (deltas buffer first)
@@ -392,16 +475,17 @@ class Daemon:
         deadline = time.monotonic() + self.settings.connection.snapshot_timeout_s
         self.pipeline.expect_snapshots(runtime.venue, symbols, deadline)
 
-    def _flush(self) -> None:
-        self._flush_pending()
+    def _flush(self) -> int:
+        return self._flush_pending()
 
-    def _flush_pending(self) -> None:
-        """Decode and apply every queued frame (a socket read handed over, a full burst,
-        before a snapshot, a tick or a reconnect)."""
+    def _flush_pending(self) -> int:
+        """Decode and apply every queued frame (the reads of a batch window, a full burst,
+        before a snapshot, a tick or a reconnect); returns how many frames."""
         pipeline = self.pipeline
         if pipeline is None:
-            return
+            return 0
         ready = self._ready
+        n = 0
         if ready:
             rings = self.frame_rings
             for venue, frames, stamps in ready:
@@ -411,10 +495,12 @@ class Daemon:
                         if ring is not None:
                             ring.add(frames, stamps)
                     pipeline.feed_frames(venue, frames, stamps)
+                    n += len(frames)
                     frames.clear()
                     stamps.clear()
             ready.clear()
         pipeline.flush()
+        return n
 
     # --- loops --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -431,6 +517,8 @@ class Daemon:
             venues=[venue.value for venue in self.venues],
             books=sum(len(r.settings.symbols) for r in self.venues.values()),
             connections=len(connections),
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+            batch_window_ms=self.settings.connection.batch_window_ms,
         )
         # everything built so far lives as long as the daemon: out of the collector's sight,
         # so that no full collection walks the instruments, books and adapters again

@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, NamedTuple, TypeVar
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -33,6 +33,7 @@ from monitor.log import LogFormat, LogLevel
 
 PositiveInt = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
+EventLoop = Literal["auto", "uvloop", "asyncio"]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 _WS_URL_PATTERN: Final = r"^wss?://\S+$"
@@ -65,6 +66,9 @@ class MonitorSettings(Struct, frozen=True, forbid_unknown_fields=True):
     data_dir: NonEmptyStr
     log_level: LogLevel
     log_format: LogFormat
+    # the asyncio event loop of `liqmon run`, `serve`, `record` and `sim`: uvloop (libuv)
+    # where it is installed ("auto"), else the standard library's
+    event_loop: EventLoop = "auto"
 
     @property
     def data_path(self) -> Path:
@@ -159,6 +163,11 @@ class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
     healthy_after_s: PositiveFloat
     snapshot_timeout_s: PositiveFloat
     policy_violation_backoff_s: PositiveFloat = 60.0
+    # calm markets: the frames every connection read are applied to the books at most
+    # once per this window (ms), unless a flush had batch_min_frames or more; 0: each
+    # socket read at once (monitor.daemon.FlushWindow)
+    batch_window_ms: Annotated[float, Meta(ge=0, le=100)] = 5.0
+    batch_min_frames: PositiveInt = 32
 
 
 class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):

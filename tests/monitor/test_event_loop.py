@@ -1,0 +1,71 @@
+"""The live event loop (``[monitor] event_loop``) and the batch window's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import loop_runner, main
+from monitor.errors import ConfigError
+from monitor.settings import load_settings
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def test_auto_runs_on_uvloop_where_it_is_installed() -> None:
+    assert loop_runner("auto")(_loop_module()) == "uvloop"
+    assert loop_runner("uvloop")(_loop_module()) == "uvloop"
+
+
+def test_asyncio_runs_on_the_standard_loop() -> None:
+    assert loop_runner("asyncio")(_loop_module()) == "asyncio"
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert loop_runner("auto")(_loop_module()) == "asyncio"
+    with pytest.raises(ConfigError, match=r"monitor\.event_loop: uvloop is not installed"):
+        loop_runner("uvloop")
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(env={})
+    assert settings.monitor.event_loop == "auto"
+    assert settings.connection.batch_window_ms == 5.0
+    assert settings.connection.batch_min_frames == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[monitor]\nevent_loop = "trio"\n', "monitor.event_loop"),
+        ("[connection]\nbatch_window_ms = -1\n", "connection.batch_window_ms"),
+        ("[connection]\nbatch_window_ms = 250\n", "connection.batch_window_ms"),
+        ("[connection]\nbatch_min_frames = 0\n", "connection.batch_min_frames"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=where):
+        load_settings([path], env={})
+
+
+def test_run_with_uvloop_missing_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    path = tmp_path / "loop.toml"
+    path.write_text('[monitor]\nevent_loop = "uvloop"\n')
+    code = main(["run", "--config", str(path), "--no-store"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "monitor.event_loop: uvloop is not installed" in err
+    assert "Traceback" not in err
