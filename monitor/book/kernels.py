@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from feeds.scan import njit_without_nrt
 from monitor.book.layout import (
     CHECK_KRAKEN,
     CHECK_OKX,
@@ -673,7 +674,19 @@ def book_checksum(
     return _crc32(buf, n)
 
 
-@njit(cache=True)
+def scratch_levels(batch_bytes: int) -> int:
+    """Levels of scratch :func:`apply_batch` needs for sides of up to ``batch_bytes`` bytes:
+    a level takes at least 6 bytes (``["1","1"]`` without the quotes), a safe upper bound."""
+    return batch_bytes // 5 + 1
+
+
+CHECKSUM_TEXT_BYTES = 4096  # checksum input: 50 levels x 2 numbers fit
+
+
+# without NRT (feeds.scan.njit_without_nrt): the scratch comes from the caller, and the ~12
+# helper calls per event (parse_levels, _load_side, set_level, ...) and the views of a
+# book's rows no longer count references to the store's arrays atomically
+@njit_without_nrt
 def apply_batch(
     buf: np.ndarray,
     meta: np.ndarray,
@@ -683,12 +696,20 @@ def apply_batch(
     fstate: np.ndarray,
     keys: np.ndarray,
     qtys: np.ndarray,
+    scratch_px: np.ndarray,
+    scratch_qty: np.ndarray,
+    wire: np.ndarray,
+    text: np.ndarray,
 ) -> int:
     """Sync and apply ``count`` events (snapshots and deltas) to the store, in order.
 
     Writes each event's outcome (R_*) and the best bid/ask after it into ``meta``.
     Returns the number of events applied. Events for a book without a valid snapshot
     come back as R_BUFFER; a delta that does not chain throws its book away (R_GAP).
+    Scratch, the caller's: ``scratch_px`` (int64) and ``scratch_qty`` (float64) of shape
+    (2, levels), ``wire`` (int64, 2), ``text`` (uint8, ``CHECKSUM_TEXT_BYTES``). When the
+    batch has a side longer than the scratch holds, nothing is done and minus the levels
+    needed (``scratch_levels``) is returned.
     """
     if count == 0:
         return 0
@@ -697,14 +718,13 @@ def apply_batch(
     for e in range(count):
         span = max(meta[e, E_BID_LEN], meta[e, E_ASK_LEN])
         max_levels = max(max_levels, span)
-    # a level needs at least 6 bytes ('["1","1"]' minus the quotes): a safe upper bound
-    scratch = max_levels // 5 + 1
-    bpx = np.empty(scratch, dtype=np.int64)
-    bqty = np.empty(scratch, dtype=np.float64)
-    apx = np.empty(scratch, dtype=np.int64)
-    aqty = np.empty(scratch, dtype=np.float64)
-    wire = np.zeros(2, dtype=np.int64)
-    text = np.empty(4096, dtype=np.uint8)  # checksum input: 50 levels x 2 numbers fit
+    scratch = max_levels // 5 + 1  # scratch_levels
+    if scratch > scratch_px.shape[1]:
+        return -scratch
+    bpx = scratch_px[0]
+    bqty = scratch_qty[0]
+    apx = scratch_px[1]
+    aqty = scratch_qty[1]
     applied = 0
     for e in range(count):
         # event e's bids are buf[starts[e, 0]:+E_BID_LEN], its asks buf[starts[e, 1]:+E_ASK_LEN]

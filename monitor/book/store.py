@@ -74,6 +74,7 @@ _ROW_BYTES = _ROW.size
 _STARTS = struct.Struct("<2q")  # one row of starts
 _VIEWS = 16  # sealed views of the first rows, made once: a small batch slices nothing
 _LEVEL_BYTES = 512 * 1024  # first size of the level buffer (it grows to the largest batch)
+SCRATCH_BYTES = 16 * 1024  # the kernel's first scratch: sides of up to 16 kB (it grows)
 
 
 class EventBatch:
@@ -302,6 +303,9 @@ class BookStore:
         self.keys = np.zeros((rows, 2, capacity), dtype=np.int64)
         self.qtys = np.zeros((rows, 2, capacity), dtype=np.float64)
         self.count = 0
+        self._grow_scratch(kernels.scratch_levels(SCRATCH_BYTES))
+        self._wire = np.zeros(2, dtype=np.int64)
+        self._text = np.zeros(kernels.CHECKSUM_TEXT_BYTES, dtype=np.uint8)
 
     def add_book(
         self,
@@ -351,6 +355,13 @@ class BookStore:
 
     def apply_sealed(self, batch: EventBatch) -> int:
         """Apply a sealed (or loaded) batch; outcomes are left in ``batch.meta``."""
+        applied = self._apply(batch)
+        if applied < 0:  # a side longer than the scratch holds: nothing was done
+            self._grow_scratch(-applied)
+            applied = self._apply(batch)
+        return applied
+
+    def _apply(self, batch: EventBatch) -> int:
         return int(
             kernels.apply_batch(
                 batch.buf,
@@ -361,8 +372,17 @@ class BookStore:
                 self.fstate,
                 self.keys,
                 self.qtys,
+                self._scratch_px,
+                self._scratch_qty,
+                self._wire,
+                self._text,
             )
         )
+
+    def _grow_scratch(self, levels: int) -> None:
+        """The kernel's scratch for sides of up to ``levels`` levels (it allocates none)."""
+        self._scratch_px = np.zeros((2, levels), dtype=np.int64)
+        self._scratch_qty = np.zeros((2, levels), dtype=np.float64)
 
     def invalidate(self, book: int) -> None:
         """Throw a book away (a reconnect lost deltas): it waits for a new snapshot."""

@@ -15,8 +15,9 @@ from monitor.book.layout import (
     R_TOP_UNKNOWN,
     S_COMPLETE_BID,
     S_FLAGS,
+    S_MESSAGES,
 )
-from monitor.book.store import BookStore, EventBatch
+from monitor.book.store import SCRATCH_BYTES, BookStore, EventBatch
 from monitor.domain import BookState, SeqRule
 
 
@@ -147,3 +148,22 @@ def test_a_number_beyond_int64_spoils_only_its_own_event() -> None:
     assert batch.meta[3, E_TS_EVENT] == 1_500_000_000_000_000_000
     assert store.state(0) == BookState.EMPTY
     assert store.levels(1).bid_qty.tolist() == [3.0]
+
+
+def test_a_side_longer_than_the_kernels_scratch_is_applied_once_and_whole() -> None:
+    """The kernel allocates nothing: a batch with a side longer than the store's scratch
+    comes back undone, the scratch grows and the batch is applied, each event once."""
+    store = BookStore(max_books=1, capacity=5000)
+    book = store.add_book(rule=SeqRule.CONTIGUOUS, price_decimals=0)
+    bids = b"[" + b",".join(b'["%d","1.5"]' % p for p in range(10_000, 7_000, -1)) + b"]"
+    assert len(bids) > SCRATCH_BYTES
+    batch = EventBatch()
+    batch.add(book, 1, -1, 10, -1, bids, b'[["10001","2"]]', 0, 0)
+    batch.add(book, 2, 11, 11, -1, b'[["10000","0"]]', b"[]", 0, 0)
+    assert store.apply(batch) == 1
+    assert batch.meta[:, E_STATUS].tolist() == [R_SNAPSHOT, R_APPLIED]
+    assert store.istate[book, S_MESSAGES] == 2
+    levels = store.levels(book)
+    assert levels.bid_px.tolist() == list(range(9_999, 7_000, -1))
+    assert levels.bid_qty.tolist() == [1.5] * 2_999
+    assert levels.ask_px.tolist() == [10001]
