@@ -153,79 +153,106 @@ def parse_levels(
             c = buf[i]
             quoted = c == 34
             if pos == px_index or pos == qty_index:
-                if quoted:
-                    i += 1
+                # the usual text, a quoted decimal of at most 15 digits ("113377.0"): one
+                # tight loop. Its units, size and decimals are the general way's: that one
+                # folds trailing zeros after the dot out of mant, which changes no grid
+                # check, no price and (both mantissas below 2**53) no size. Hyperliquid's
+                # 40 levels a frame: apply_batch 1.49 -> 1.13 us per event.
                 mant = np.int64(0)
-                dec = 0  # decimals held in mant
-                written = 0  # decimals written on the wire (trailing zeros included)
                 ndigits = 0
-                sig = 0
-                zeros = 0  # zeros after the dot not yet folded into mant
-                seen_dot = False
-                while i < end:
-                    d = buf[i]
+                dot = -1  # digits before the dot
+                j = i + 1
+                while quoted and j < end:
+                    d = buf[j]
                     if 48 <= d <= 57:
+                        if ndigits == 15:
+                            ndigits = 16  # too long: the general way
+                            break
+                        mant = mant * 10 + (d - 48)
                         ndigits += 1
-                        if seen_dot:
-                            written += 1
-                            if d == 48:
-                                zeros += 1
-                                i += 1
-                                continue
-                            if sig + zeros + 1 > 18:
-                                return PARSE_MALFORMED
-                            mant = mant * POW10[zeros + 1] + (d - 48)
-                            dec += zeros + 1
-                            sig += zeros + 1
-                            zeros = 0
-                        else:
-                            if mant != 0 or d != 48:
-                                sig += 1
-                                if sig > 18:
-                                    return PARSE_MALFORMED
-                            mant = mant * 10 + (d - 48)
-                        i += 1
-                    elif d == 46 and not seen_dot and ndigits > 0:
-                        seen_dot = True
-                        i += 1
+                    elif d == 46 and dot < 0 and ndigits > 0:
+                        dot = ndigits
                     else:
                         break
-                if ndigits == 0 or (seen_dot and written == 0):
-                    return PARSE_MALFORMED
-                if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent: 1e-05
-                    i += 1
-                    eneg = False
-                    if i < end and (buf[i] == 45 or buf[i] == 43):
-                        eneg = buf[i] == 45
+                    j += 1
+                if quoted and 0 < ndigits <= 15 and dot != ndigits and j < end and buf[j] == 34:
+                    written = ndigits - dot if dot >= 0 else 0
+                    dec = written
+                    i = j + 1
+                else:
+                    if quoted:
                         i += 1
-                    ev = 0
-                    edig = 0
-                    while i < end and 48 <= buf[i] <= 57:
-                        ev = ev * 10 + (int(buf[i]) - 48)
-                        edig += 1
+                    mant = np.int64(0)
+                    dec = 0  # decimals held in mant
+                    written = 0  # decimals written on the wire (trailing zeros included)
+                    ndigits = 0
+                    sig = 0
+                    zeros = 0  # zeros after the dot not yet folded into mant
+                    seen_dot = False
+                    while i < end:
+                        d = buf[i]
+                        if 48 <= d <= 57:
+                            ndigits += 1
+                            if seen_dot:
+                                written += 1
+                                if d == 48:
+                                    zeros += 1
+                                    i += 1
+                                    continue
+                                if sig + zeros + 1 > 18:
+                                    return PARSE_MALFORMED
+                                mant = mant * POW10[zeros + 1] + (d - 48)
+                                dec += zeros + 1
+                                sig += zeros + 1
+                                zeros = 0
+                            else:
+                                if mant != 0 or d != 48:
+                                    sig += 1
+                                    if sig > 18:
+                                        return PARSE_MALFORMED
+                                mant = mant * 10 + (d - 48)
+                            i += 1
+                        elif d == 46 and not seen_dot and ndigits > 0:
+                            seen_dot = True
+                            i += 1
+                        else:
+                            break
+                    if ndigits == 0 or (seen_dot and written == 0):
+                        return PARSE_MALFORMED
+                    if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent: 1e-05
                         i += 1
-                        if ev > 36:
+                        eneg = False
+                        if i < end and (buf[i] == 45 or buf[i] == 43):
+                            eneg = buf[i] == 45
+                            i += 1
+                        ev = 0
+                        edig = 0
+                        while i < end and 48 <= buf[i] <= 57:
+                            ev = ev * 10 + (int(buf[i]) - 48)
+                            edig += 1
+                            i += 1
+                            if ev > 36:
+                                return PARSE_MALFORMED
+                        if edig == 0:
                             return PARSE_MALFORMED
-                    if edig == 0:
-                        return PARSE_MALFORMED
-                    if eneg:
-                        dec += ev
-                        written += ev
-                    elif dec >= ev:
-                        dec -= ev
-                        written = max(written - ev, 0)
-                    else:
-                        if sig + ev - dec > 18:
+                        if eneg:
+                            dec += ev
+                            written += ev
+                        elif dec >= ev:
+                            dec -= ev
+                            written = max(written - ev, 0)
+                        else:
+                            if sig + ev - dec > 18:
+                                return PARSE_MALFORMED
+                            mant = mant * POW10[ev - dec]
+                            dec = 0
+                            written = 0
+                        if dec > 18:
                             return PARSE_MALFORMED
-                        mant = mant * POW10[ev - dec]
-                        dec = 0
-                        written = 0
-                    if dec > 18:
-                        return PARSE_MALFORMED
-                if quoted:
-                    if i >= end or buf[i] != 34:
-                        return PARSE_MALFORMED
-                    i += 1
+                    if quoted:
+                        if i >= end or buf[i] != 34:
+                            return PARSE_MALFORMED
+                        i += 1
                 if pos == px_index:
                     wire_dec[0] = max(wire_dec[0], written)
                     if dec > price_dec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,6 +218,43 @@ def level_arrays(
 
 def needed_decimals(arr: LevelArray) -> int:
     return max((significant_decimals(p) for p in arr.prices), default=0)
+
+
+def parse_with_wire(text: str, price_decimals: int, contract_size: float) -> tuple[Any, ...]:
+    raw = text.encode()
+    px = np.zeros(4, dtype=np.int64)
+    qty = np.zeros(4, dtype=np.float64)
+    wire = np.zeros(2, dtype=np.int64)
+    n = kernels.parse_levels(
+        np.frombuffer(raw, dtype=np.uint8), 0, len(raw), 0, 1, price_decimals, contract_size,
+        px, qty, wire,
+    )  # fmt: skip
+    return int(n), px[: max(int(n), 0)].tolist(), qty[: max(int(n), 0)].tolist(), wire.tolist()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=1, max_size=18),
+    dot=st.integers(0, 18),
+    price_decimals=st.integers(0, 12),
+    contract_size=CONTRACT_SIZES,
+)
+def test_quoted_decimals_read_the_same_as_bare_ones(
+    digits: str, dot: int, price_decimals: int, contract_size: float
+) -> None:
+    """A quoted decimal of up to 15 digits takes the short way, a bare one (and a longer
+    one) the general way: the same units, size, decimals written and outcome, with
+    leading and trailing zeros, on and off the grid, on both sides of the 15 digits."""
+    text = digits if not 0 < dot < len(digits) else f"{digits[:dot]}.{digits[dot:]}"
+    value = Decimal(text) * 10**price_decimals
+    assume(value < 2**62)
+    quoted = parse_with_wire(f'[["{text}","{text}"]]', price_decimals, contract_size)
+    bare = parse_with_wire(f"[[{text},{text}]]", price_decimals, contract_size)
+    assert quoted == bare
+    if value == int(value):
+        assert quoted[1] == [int(value)]
+    else:
+        assert quoted[0] == kernels.PARSE_OFF_GRID
 
 
 @settings(max_examples=300, deadline=None)
