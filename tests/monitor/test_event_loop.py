@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from monitor.cli import loop_runner, main
 from monitor.errors import ConfigError
 from monitor.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``main`` configures logging onto the captured stderr, which pytest closes after the
+    test: later tests that log would write to a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 async def _loop_module() -> str:
