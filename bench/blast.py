@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 CHUNK = 256 * 1024
+BATCH_WINDOW_MS: float | None = None  # --batch-window-ms: [connection] batch_window_ms
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -403,7 +404,9 @@ class LiqmonRun:
 
         self.stream = stream
         self.venue = stream.venue
-        self.settings = blast_settings({self.venue: stream.symbols}, port)
+        window = BATCH_WINDOW_MS
+        extra = "" if window is None else f"[connection]\nbatch_window_ms = {window}\n"
+        self.settings = blast_settings({self.venue: stream.symbols}, port, extra)
         self.latencies_ns: list[Any] = []
         self.gc_pauses_ms: list[float] = []  # wall clock (a preempted pause counts in full)
         self.gc_cpu_ms: list[float] = []  # the loop thread's CPU time in each pause
@@ -509,6 +512,7 @@ class LiqmonRun:
             "wakeups": (r1.ru_nvcsw - r0.ru_nvcsw, r1.ru_nivcsw - r0.ru_nivcsw),
             "frames": health.frames,
             "flushes": self.flushes,
+            "window_sleeps": daemon.flush_window.sleeps,  # batch windows slept out
             "gc": sorted(self.gc_pauses_ms),
             "gc_cpu": sorted(self.gc_cpu_ms),
         }
@@ -555,7 +559,8 @@ def describe_paced(label: str, r: dict[str, Any]) -> str:
         f"sys {r['sys_s'] / r['frames'] * 1e6:.1f}, loop thread "
         f"{r['loop_thread_s'] / r['frames'] * 1e6:.1f}; context switches vol/invol "
         f"{r['wakeups'][0]}/{r['wakeups'][1]}), "
-        f"{r['frames'] / max(1, r['flushes']):.1f} frames per flush, {r['writes']} server "
+        f"{r['frames'] / max(1, r['flushes']):.1f} frames per flush, "
+        f"{r['window_sleeps']} batch windows slept, {r['writes']} server "
         f"writes; ticks {len(ticks)} max {max(ticks, default=0):.1f} ms; GC max "
         f"{max(r['gc'], default=0):.2f} ms (CPU {max(r['gc_cpu'], default=0):.2f} ms)"
     )
@@ -741,6 +746,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
     parser.add_argument("--paced-s", type=float, default=4.0, help="longest paced run, s")
     parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=None,
+        help="liqmon's [connection] batch_window_ms (default: config/default.toml)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
@@ -781,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
         print("picows not importable: left out (pip install picows, or --peers DIR)")
     clients.append("liqmon")
     from monitor.cli import loop_runner  # noqa: PLC0415
+
+    global BATCH_WINDOW_MS  # noqa: PLW0603 (read by LiqmonRun, built deep in the rounds)
+    BATCH_WINDOW_MS = args.batch_window_ms
 
     runner: Any = loop_runner(args.loop)
     print(f"event loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}")

@@ -56,10 +56,10 @@ class VenueStream:
         return sum(len(f) for f in self.frames)
 
 
-def blast_settings(symbols: dict[Venue, list[str]], port: int) -> Settings:
+def blast_settings(symbols: dict[Venue, list[str]], port: int, extra: str = "") -> Settings:
     """liqmon settings for the local exchange without the mark-price channels: every book
     of a venue on one connection (the blast streams carry book frames only)."""
-    text = settings_toml(symbols, port=port)
+    text = settings_toml(symbols, port=port, extra=extra)
     lines = [
         line
         for line in text.splitlines()
