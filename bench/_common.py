@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -24,6 +25,23 @@ def quiet_logs() -> None:
     from monitor.log import configure_logging  # noqa: PLC0415
 
     configure_logging("warning", "console")
+
+
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--loop`` and ``--batch-window-ms``: the live monitor's event loop and batch window
+    (``[monitor] event_loop``, ``[connection] batch_window_ms``), for the live benches."""
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="the event loop, as [monitor] event_loop (auto: uvloop if installed)",
+    )
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=None,
+        help="liqmon's [connection] batch_window_ms (default: config/default.toml)",
+    )
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:

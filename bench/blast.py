@@ -745,18 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=os.environ.get("BLAST_PEERS", ""))
     parser.add_argument("--moderate", type=float, default=5000.0, help="paced frames/s")
     parser.add_argument("--paced-s", type=float, default=4.0, help="longest paced run, s")
-    parser.add_argument(
-        "--batch-window-ms",
-        type=float,
-        default=None,
-        help="liqmon's [connection] batch_window_ms (default: config/default.toml)",
-    )
-    parser.add_argument(
-        "--loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="event loop of every client, as [monitor] event_loop (auto: uvloop if installed)",
-    )
+    from _common import add_live_arguments  # noqa: PLC0415
+
+    add_live_arguments(parser)  # --loop (every client's), --batch-window-ms (liqmon's)
     parser.add_argument(
         "--cryptofeed",
         default=os.environ.get("BLAST_CRYPTOFEED", ""),

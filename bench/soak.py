@@ -972,18 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-s", type=float, default=5.0)
     ap.add_argument("--tick-ms", type=int, default=None, help="default: config/default.toml")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument(
-        "--loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="the monitor's event loop, as [monitor] event_loop (auto: uvloop if installed)",
-    )
-    ap.add_argument(
-        "--batch-window-ms",
-        type=float,
-        default=None,
-        help="[connection] batch_window_ms (default: config/default.toml)",
-    )
+    _common.add_live_arguments(ap)
     ap.add_argument("--out", "--json", dest="out", default=str(_common.RESULTS / "soak.json"))
     args = ap.parse_args(argv)
     _common.quiet_logs()

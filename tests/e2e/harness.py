@@ -167,3 +167,22 @@ def book_matches(pipeline: BookPipeline, sim_book: SimBook, depth: int = 20) -> 
     return side(levels.bid_px, levels.bid_qty, sim_book.top_bids(depth)) and side(
         levels.ask_px, levels.ask_qty, sim_book.top_asks(depth)
     )
+
+
+def books_match(
+    pipeline: BookPipeline,
+    sim: ExchangeSim,
+    books: Mapping[Venue, Sequence[str]],
+    depth: int = 10,
+) -> bool:
+    """Every one of ``books`` equals the exchange's (:func:`book_matches`)."""
+    return all(
+        book_matches(pipeline, sim.book(v, s), depth) for v, names in books.items() for s in names
+    )
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel a task (the exchange's market) and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -9,14 +9,21 @@ bounds how often the loop applies frames, whatever the rate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
 
 from feeds.sim.exchange import all_protocols
 from monitor.domain import Venue
-from tests.e2e.harness import all_valid, book_matches, exchange, running, until, write_settings
+from tests.e2e.harness import (
+    all_valid,
+    books_match,
+    exchange,
+    running,
+    stop,
+    until,
+    write_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,20 +56,10 @@ async def test_reads_of_every_connection_batched_per_window_lose_nothing(tmp_pat
                 flushed = window.flushes - flushes
                 frames = sum(r.health.frames for r in daemon.venues.values()) - frames
             finally:
-                market.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await market
+                await stop(market)
             pipeline = daemon.pipeline
             assert pipeline is not None
-
-            def all_match() -> bool:
-                return all(
-                    book_matches(pipeline, sim.book(v, s), depth=10)
-                    for v, names in books.items()
-                    for s in names
-                )
-
-            await until(all_match, timeout_s=10.0)
+            await until(lambda: books_match(pipeline, sim, books), timeout_s=10.0)
             # at most one flush per window (one more for a window open at the start), while
             # 400 updates a second came over five connections
             assert 0 < flushed <= elapsed / (WINDOW_MS / 1000.0) + 1

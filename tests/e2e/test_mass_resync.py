@@ -15,7 +15,6 @@ snapshot timeout, no unsubscribe frame.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -38,9 +37,10 @@ from monitor.log import configure_logging
 from monitor.settings import Settings, load_settings
 from tests.e2e.harness import (
     all_valid,
-    book_matches,
+    books_match,
     exchange,
     running,
+    stop,
     until,
     valid,
     write_settings,
@@ -323,20 +323,10 @@ async def test_every_connection_dropped_at_once_recovers_within_every_limit(
                 await until(recovered, timeout_s=40.0)
                 valid_at = loop.time()
             finally:
-                market.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await market
+                await stop(market)
             pipeline = daemon.pipeline
             assert pipeline is not None
-
-            def all_match() -> bool:
-                return all(
-                    book_matches(pipeline, sim.book(v, s), depth=10)
-                    for v, names in books.items()
-                    for s in names
-                )
-
-            await until(all_match, timeout_s=10.0)
+            await until(lambda: books_match(pipeline, sim, books), timeout_s=10.0)
             # a second and a half more of the daemon's loops: a book the reconnect already
             # rebuilt must not be unsubscribed and subscribed again (it would sit valid but
             # frozen in between, and spend control frames)

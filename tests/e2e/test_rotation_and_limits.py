@@ -39,7 +39,7 @@ from tests.e2e.harness import (
     FAST_CONNECTION,
     Watch,
     all_valid,
-    book_matches,
+    books_match,
     exchange,
     running,
     until,
@@ -104,14 +104,9 @@ async def settle(sim: ExchangeSim, daemon: Daemon, books: Books) -> None:
     pipeline = daemon.pipeline
     assert pipeline is not None
 
-    def done() -> bool:
-        return all_valid(daemon, books) and all(
-            book_matches(pipeline, sim.book(v, s), depth=10)
-            for v, names in books.items()
-            for s in names
-        )
-
-    await until(done, timeout_s=20.0)
+    await until(
+        lambda: all_valid(daemon, books) and books_match(pipeline, sim, books), timeout_s=20.0
+    )
 
 
 async def settle_moving(sim: ExchangeSim, daemon: Daemon, venue: Venue, books: Books) -> None:
