@@ -42,6 +42,12 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="liqmon's [connection] batch_window_ms (default: config/default.toml)",
     )
+    parser.add_argument(
+        "--batch-min-frames",
+        type=int,
+        default=None,
+        help="liqmon's [connection] batch_min_frames (default: config/default.toml)",
+    )
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:

@@ -558,8 +558,11 @@ async def soak(
     from tests.e2e.harness import book_matches  # noqa: PLC0415
 
     extra = "[monitor]\n" + (f"tick_ms = {args.tick_ms}\n" if args.tick_ms else "")
+    extra += "[connection]\n"
     if args.batch_window_ms is not None:
-        extra += f"[connection]\nbatch_window_ms = {args.batch_window_ms}\n"
+        extra += f"batch_window_ms = {args.batch_window_ms}\n"
+    if args.batch_min_frames is not None:
+        extra += f"batch_min_frames = {args.batch_min_frames}\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "soak.toml"
         path.write_text(settings_toml(symbols, port=port, extra=extra))
@@ -827,6 +830,7 @@ async def soak(
         "tick_ms": settings.monitor.tick_ms,
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         "batch_window_ms": settings.connection.batch_window_ms,
+        "batch_min_frames": settings.connection.batch_min_frames,
         "window": window,
         "checks": checks,
         "samples": samples,
@@ -840,7 +844,10 @@ def report(r: dict[str, Any]) -> None:
         f"  {r['books']} books over {len(r['symbols'])} venues, {r['measured_s']:.0f} s measured "
         f"after warm-up, target {r['rate_target']:,.0f} updates/s, tick {r['tick_ms']} ms"
     )
-    print(f"  event loop {r['event_loop']}, batch window {r['batch_window_ms']} ms")
+    print(
+        f"  event loop {r['event_loop']}, batch window {r['batch_window_ms']} ms, "
+        f"batch min frames {r['batch_min_frames']}"
+    )
     rows = [
         ("frames handled per second", r["handled_per_s"], "frames/s", None),
         ("frames made per second by the exchange", r["made_per_s"], "frames/s", None),
