@@ -166,7 +166,7 @@ class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
     # calm markets: the frames every connection read are applied to the books at most
     # once per this window (ms), unless a flush had batch_min_frames or more; 0: each
     # socket read at once (monitor.daemon.FlushWindow)
-    batch_window_ms: Annotated[float, Meta(ge=0, le=100)] = 5.0
+    batch_window_ms: Annotated[float, Meta(ge=0, le=100)] = 0.0
     batch_min_frames: PositiveInt = 32
 
 

@@ -121,11 +121,11 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
                     process.kill()
     assert run is not None and run.returncode == 0
     assert sim.returncode == 0
-    # the default event loop is uvloop (a dependency), with the default batch window
+    # the default event loop is uvloop (a dependency); the batch window is off by default
     start = next(
         json.loads(line)
         for line in (tmp_path / "run.err").read_text().splitlines()
         if '"daemon.start"' in line
     )
     assert start["event_loop"] == "uvloop"
-    assert start["batch_window_ms"] == 5.0
+    assert start["batch_window_ms"] == 0.0

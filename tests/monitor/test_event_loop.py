@@ -53,7 +53,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_one_clear_error(
 def test_defaults(tmp_path: Path) -> None:
     settings = load_settings(env={})
     assert settings.monitor.event_loop == "auto"
-    assert settings.connection.batch_window_ms == 5.0
+    assert settings.connection.batch_window_ms == 0.0
     assert settings.connection.batch_min_frames == 32
 
 
