@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from feeds.contract import SnapshotSource, VenueAdapter
 from feeds.scan import (
@@ -174,3 +175,34 @@ def assert_scan_equals_decode(
         assert levels(row.bids, px, qty) == levels(bytes(book.bids), px, qty), what
         assert levels(row.asks, px, qty) == levels(bytes(book.asks), px, qty), what
     return books
+
+
+Edit = tuple[int, str, int]  # (where, "delete" | "insert" | "replace", byte)
+
+
+def byte_edits(special: bytes) -> st.SearchStrategy[list[Edit]]:
+    """One to three byte edits anywhere in a frame, with bytes from ``special``."""
+    return st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000),
+            st.sampled_from(["delete", "insert", "replace"]),
+            st.sampled_from(list(special)),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+
+
+def edited(frame: bytes, edits: Sequence[Edit]) -> bytes:
+    """``frame`` with ``edits`` applied in order (a place past the end: appended)."""
+    data = bytearray(frame)
+    for at, how, byte in edits:
+        k = at % (len(data) + 1)
+        if how == "insert":
+            data[k:k] = bytes([byte])
+        elif k < len(data):
+            if how == "delete":
+                del data[k]
+            else:
+                data[k] = byte
+    return bytes(data)

@@ -18,7 +18,13 @@ from feeds.sim.coinbase import CoinbaseProtocol
 from monitor.domain import EventKind, RawBook, Venue
 from monitor.errors import ParseError
 from monitor.instruments import InstrumentRegistry
-from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+from tests.feeds.scan_check import (
+    Edit,
+    assert_scan_equals_decode,
+    byte_edits,
+    edited,
+    scanned,
+)
 from tests.feeds.sim_stream import offline_connection
 
 MIDS = {"BTC-USD": "60000", "ETH-USD": "3000", "DOGE-USD": "0.1"}
@@ -438,39 +444,22 @@ SPECIAL = b' "\\,:[]{}0.-eZTabcdz\x00\xc3'
             frame(event(update() + "," + update("offer", time=SNAPSHOT_TIME), kind="snapshot")),
         ]
     ),
-    edits=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=10_000),
-            st.sampled_from(["delete", "insert", "replace"]),
-            st.sampled_from(list(SPECIAL)),
-        ),
-        min_size=1,
-        max_size=3,
-    ),
+    edits=byte_edits(SPECIAL),
 )
 def test_mutated_frames_scan_to_what_decode_reads_or_go_to_decode(
-    base: str, edits: list[tuple[int, str, int]]
+    base: str, edits: list[Edit]
 ) -> None:
     """Bytes deleted, inserted or replaced anywhere: the scanner never vouches for a frame
     that decode reads differently (or rejects)."""
-    data = bytearray(base.encode())
-    for at, how, byte in edits:
-        k = at % (len(data) + 1)
-        if how == "insert":
-            data[k:k] = bytes([byte])
-        elif k < len(data):
-            if how == "delete":
-                del data[k]
-            else:
-                data[k] = byte
-    row, good = scanned(ADAPTER.scan_frames([bytes(data), GOOD]))
+    data = edited(base.encode(), edits)
+    row, good = scanned(ADAPTER.scan_frames([data, GOOD]))
     assert good.is_book
     try:
-        decoded: object = ADAPTER.decode(bytes(data), 0)
+        decoded: object = ADAPTER.decode(data, 0)
     except ParseError:
         decoded = None
     if not isinstance(decoded, RawBook):
-        assert not row.is_book, bytes(data)
+        assert not row.is_book, data
     elif row.is_book:  # the level texts may be no numbers: compared as written
         assert (row.bids, row.asks) == (bytes(decoded.bids), bytes(decoded.asks))
         assert (row.symbol_key, row.kind, row.ts_event_ns) == (

@@ -15,7 +15,13 @@ from feeds.venues import ADAPTERS
 from monitor.domain import MarkPriceEvent, RawBook, Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
-from tests.feeds.scan_check import assert_scan_equals_decode, scanned
+from tests.feeds.scan_check import (
+    Edit,
+    assert_scan_equals_decode,
+    byte_edits,
+    edited,
+    scanned,
+)
 from tests.feeds.sim_stream import sim_frames
 
 SYMBOLS = ["BTC", "ETH", "SOL", "DOGE", "kPEPE", "@107"]
@@ -273,37 +279,18 @@ SPECIAL = b' "\\,:[]{}0123.-eEn\x00\xc3'
 
 @settings(max_examples=300, deadline=None)
 @given(
-    edits=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=10_000),
-            st.sampled_from(["delete", "insert", "replace"]),
-            st.sampled_from(list(SPECIAL)),
-        ),
-        min_size=1,
-        max_size=3,
-    ),
+    edits=byte_edits(SPECIAL),
 )
 def test_mutated_frames_scan_to_what_decode_reads_or_go_to_decode(
-    edits: list[tuple[int, str, int]],
+    edits: list[Edit],
 ) -> None:
     """Bytes deleted, inserted or replaced anywhere in a usual frame: the scanner never
     vouches for a frame that decode reads differently (or rejects)."""
-    data = bytearray(
-        book(
-            '[[{"px":"113377.0","sz":"7.6699","n":17},{"px":"113376","sz":"0.5","n":0}],'
-            '[{"px":"113378.5","sz":"12","n":3}]]'
-        ).encode()
+    usual = book(
+        '[[{"px":"113377.0","sz":"7.6699","n":17},{"px":"113376","sz":"0.5","n":0}],'
+        '[{"px":"113378.5","sz":"12","n":3}]]'
     )
-    for at, how, byte in edits:
-        k = at % (len(data) + 1)
-        if how == "insert":
-            data[k:k] = bytes([byte])
-        elif k < len(data):
-            if how == "delete":
-                del data[k]
-            else:
-                data[k] = byte
-    assert_reads_as_decode(bytes(data))
+    assert_reads_as_decode(edited(usual.encode(), edits))
 
 
 @st.composite
