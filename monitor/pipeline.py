@@ -110,7 +110,7 @@ MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
 DEEPEN_SLOTS = 8  # books that may be re-synced deeper at the same time (second copies)
 SCAN_MIN_FRAMES = 16  # from this many frames a venue's batch scanner beats per-frame decode
 _NO_ROWS = np.empty(0, dtype=np.int64)
-_NAN = float("nan")
+_NAN = float("nan")  # one NaN object: marks read back from the columns compare equal
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -119,7 +119,6 @@ def _int64(ns: int) -> int:
     return min(max(ns, _INT64[0]), _INT64[1])
 
 
-# one NaN object: marks read back from the columns compare equal
 _SNAPSHOT = EventKind.SNAPSHOT  # module constants: enum attribute lookups cost on the hot path
 _DELTA = EventKind.DELTA
 
