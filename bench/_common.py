@@ -48,6 +48,26 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="liqmon's [connection] batch_min_frames (default: config/default.toml)",
     )
+    parser.add_argument(
+        "--coalesce-bytes",
+        type=int,
+        default=None,
+        help="liqmon's [connection] coalesce_bytes (0: off; default: config/default.toml)",
+    )
+    parser.add_argument(
+        "--coalesce-ms",
+        type=float,
+        default=None,
+        help="liqmon's [connection] coalesce_ms (default: config/default.toml)",
+    )
+
+
+def live_connection_toml(args: argparse.Namespace) -> str:
+    """The ``[connection]`` lines the live benches' arguments set (none: the defaults)."""
+    keys = ("batch_window_ms", "batch_min_frames", "coalesce_bytes", "coalesce_ms")
+    return "".join(
+        f"{key} = {getattr(args, key)}\n" for key in keys if getattr(args, key) is not None
+    )
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:

@@ -60,8 +60,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 CHUNK = 256 * 1024
-# --batch-window-ms, --batch-min-frames: liqmon's [connection] batch_window_ms, batch_min_frames
-BATCH_WINDOW: tuple[float | None, int | None] = (None, None)
+# the [connection] lines of --batch-window-ms, --batch-min-frames, --coalesce-bytes, --coalesce-ms
+CONNECTION_TOML = ""
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -405,10 +405,7 @@ class LiqmonRun:
 
         self.stream = stream
         self.venue = stream.venue
-        window, least = BATCH_WINDOW
-        extra = "[connection]\n"
-        extra += "" if window is None else f"batch_window_ms = {window}\n"
-        extra += "" if least is None else f"batch_min_frames = {least}\n"
+        extra = "[connection]\n" + CONNECTION_TOML
         self.settings = blast_settings({self.venue: stream.symbols}, port, extra)
         self.latencies_ns: list[Any] = []
         self.gc_pauses_ms: list[float] = []  # wall clock (a preempted pause counts in full)
@@ -787,8 +784,10 @@ def main(argv: list[str] | None = None) -> int:
     clients.append("liqmon")
     from monitor.cli import loop_runner  # noqa: PLC0415
 
-    global BATCH_WINDOW  # noqa: PLW0603 (read by LiqmonRun, built deep in the rounds)
-    BATCH_WINDOW = (args.batch_window_ms, args.batch_min_frames)
+    global CONNECTION_TOML  # noqa: PLW0603 (read by LiqmonRun, built deep in the rounds)
+    from _common import live_connection_toml  # noqa: PLC0415
+
+    CONNECTION_TOML = live_connection_toml(args)
 
     runner: Any = loop_runner(args.loop)
     print(f"event loop: {'uvloop' if runner is not asyncio.run else 'asyncio'}")

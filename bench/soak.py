@@ -558,11 +558,7 @@ async def soak(
     from tests.e2e.harness import book_matches  # noqa: PLC0415
 
     extra = "[monitor]\n" + (f"tick_ms = {args.tick_ms}\n" if args.tick_ms else "")
-    extra += "[connection]\n"
-    if args.batch_window_ms is not None:
-        extra += f"batch_window_ms = {args.batch_window_ms}\n"
-    if args.batch_min_frames is not None:
-        extra += f"batch_min_frames = {args.batch_min_frames}\n"
+    extra += "[connection]\n" + _common.live_connection_toml(args)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "soak.toml"
         path.write_text(settings_toml(symbols, port=port, extra=extra))
@@ -831,6 +827,9 @@ async def soak(
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         "batch_window_ms": settings.connection.batch_window_ms,
         "batch_min_frames": settings.connection.batch_min_frames,
+        "coalesce_bytes": settings.connection.coalesce_bytes if daemon.coalescer.enabled else 0,
+        "coalesce_ms": settings.connection.coalesce_ms,
+        "coalesce_releases": daemon.coalescer.releases,
         "window": window,
         "checks": checks,
         "samples": samples,
@@ -846,7 +845,8 @@ def report(r: dict[str, Any]) -> None:
     )
     print(
         f"  event loop {r['event_loop']}, batch window {r['batch_window_ms']} ms, "
-        f"batch min frames {r['batch_min_frames']}"
+        f"batch min frames {r['batch_min_frames']}, coalesce {r['coalesce_bytes']} bytes "
+        f"or {r['coalesce_ms']} ms ({r['coalesce_releases']:,} sockets released)"
     )
     rows = [
         ("frames handled per second", r["handled_per_s"], "frames/s", None),

@@ -35,6 +35,7 @@ import structlog
 from aiohttp import ClientWebSocketResponse as _ClientWebSocketResponse
 from aiohttp import WSMsgType
 
+from feeds.coalesce import Coalesced, ReadCoalescer
 from feeds.net_errors import describe_error
 
 # logger_name: rendered as `logger` by monitor.log (feeds do not import it)
@@ -248,6 +249,7 @@ class WsSession:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         text_as_bytes: bool = False,
         compress: bool = False,
+        coalescer: ReadCoalescer | None = None,
     ) -> None:
         self.url = url
         self.venue = venue
@@ -279,6 +281,8 @@ class WsSession:
         self._max_frame_bytes = max_frame_bytes
         self._text_as_bytes = text_as_bytes
         self._compress = compress
+        self._coalescer = coalescer
+        self._coalesced: Coalesced | None = None
         self._http: aiohttp.ClientSession | None = None
         self._websocket: ClientWebSocketResponse | None = None
         self._closing: asyncio.Task[bool] | None = None
@@ -407,6 +411,8 @@ class WsSession:
         close_code: int | None = None
         keepalive: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
+        if self._coalescer is not None:
+            self._coalesced = self._coalescer.attach(websocket.get_extra_info("socket"))
         try:
             for frame in (*self.open_frames, *self.subscribe_frames):
                 await self.send(frame)
@@ -431,6 +437,9 @@ class WsSession:
                 keepalive.cancel()
             if watchdog is not None:
                 watchdog.cancel()
+            if self._coalesced is not None:
+                self._coalesced.detach()
+                self._coalesced = None
             self._websocket = None
             self.connected_at = None
             self.connected.clear()
@@ -507,6 +516,7 @@ class WsSession:
             on_batch = self._batch_at_end_of_turn(on_batch)
             parsed = ()
         health = self.health
+        coalesced = self._coalesced
         receive = websocket.receive
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
         time_ns = time.time_ns
@@ -539,6 +549,8 @@ class WsSession:
                 health.errors += 1
                 health.last_error = repr(error)
                 self._log.exception("feed.frame_handler_failed", error=repr(error))
+            if not parsed and coalesced is not None and coalesced.lowered:
+                coalesced.read_done()
             if on_batch is not None and not parsed:
                 try:
                     on_batch()

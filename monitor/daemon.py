@@ -44,6 +44,7 @@ from typing import IO, Any
 
 import aiohttp
 
+from feeds.coalesce import ReadCoalescer
 from feeds.contract import HttpRequest, SnapshotSource, VenueAdapter
 from feeds.rest import RestClient, RestError, VenueBanned
 from feeds.session import (
@@ -134,7 +135,9 @@ class FlushWindow:
         "_seen",
         "_sleep",
         "applied",
+        "errors",
         "flushes",
+        "group",
         "min_frames",
         "rate",
         "sleeps",
@@ -147,12 +150,16 @@ class FlushWindow:
         window_s: float,
         min_frames: int = 32,
         *,
+        group: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._flush = flush  # applies what is queued, adding the frames to ``applied``
         self.window_s = window_s
         self.min_frames = min_frames
+        # with no window: still apply the reads of one loop turn together (the coalescer
+        # lets many sockets through at once), without waiting
+        self.group = group
         self._clock = clock
         self._sleep = sleep
         self._due = False  # a flush is scheduled
@@ -163,11 +170,12 @@ class FlushWindow:
         self._seen = 0  # ``applied`` at the last window's flush
         self.flushes = 0
         self.sleeps = 0
+        self.errors = 0  # deferred flushes that raised (logged as feed.flush_failed)
 
     def read_ended(self, frames: int = 0) -> None:
         """A socket read of ``frames`` frames was handed over: a read of ``min_frames`` or
         more (a busy connection) is flushed at once, in its own turn."""
-        if not self.window_s or frames >= self.min_frames:
+        if frames >= self.min_frames or not (self.window_s or self.group):
             self.flushes += 1
             self._flush()
             return
@@ -181,15 +189,19 @@ class FlushWindow:
         self._due = False
         self.flushes += 1
         started = self._clock()
-        self._flush()
+        try:
+            self._flush()
+        except Exception as error:  # a callback of the loop's own: count it, keep running
+            self.errors += 1
+            log.exception("feed.flush_failed", error=repr(error))
         n = self.applied - self._seen  # since the last window's flush, bursts' flushes too
         self._seen = self.applied
         since = started - self._last
         self._last = started
         if since > 0:
             self.rate += RATE_WEIGHT * (n / since - self.rate)
-        if n >= self.min_frames:
-            return  # busy: the next wake-up comes soon enough on its own
+        if n >= self.min_frames or not self.window_s:
+            return  # busy: the next wake-up comes soon enough on its own (or no window)
         window = self.window_s
         if self.rate * window > self.min_frames:
             window = self.min_frames / self.rate
@@ -326,10 +338,15 @@ class Daemon:
         # the venues whose lists above got frames since the last flush (each once)
         self._ready: list[tuple[Venue, list[str | bytes], list[int]]] = []
         self._group: asyncio.TaskGroup | None = None
+        # calm markets: sockets wake the loop once enough bytes wait (feeds.coalesce)
+        self.coalescer = ReadCoalescer(
+            settings.connection.coalesce_bytes, settings.connection.coalesce_ms / 1000.0
+        )
         self.flush_window = FlushWindow(  # _flush: looks _flush_pending up at each call
             self._flush,
             settings.connection.batch_window_ms / 1000.0,
             settings.connection.batch_min_frames,
+            group=self.coalescer.enabled,
         )
         # the black box (monitor.framering): each venue's recent raw frames, when evidence
         # capture asks for them (monitor.store.evidence)
@@ -493,6 +510,7 @@ class Daemon:
             connect_gate=runtime.connect_gate,
             rng=self.rng,
             text_as_bytes=True,  # the pipeline and its scanners read bytes
+            coalescer=self.coalescer,
         )
 
     def _expect(self, runtime: _VenueRuntime, symbols: Sequence[str]) -> None:
@@ -545,6 +563,8 @@ class Daemon:
             connections=len(connections),
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
             batch_window_ms=self.settings.connection.batch_window_ms,
+            coalesce_bytes=self.settings.connection.coalesce_bytes if self.coalescer.enabled else 0,
+            coalesce_ms=self.settings.connection.coalesce_ms,
         )
         # everything built so far lives as long as the daemon: out of the collector's sight,
         # so that no full collection walks the instruments, books and adapters again
@@ -560,6 +580,7 @@ class Daemon:
             for queue in self.sink_queues:
                 queue.start()
             group.create_task(self._tick_loop())
+            group.create_task(self.coalescer.run())
             group.create_task(self._health_loop())
             if self.status_out is not None:
                 group.create_task(self._status_loop())
@@ -879,6 +900,7 @@ class Daemon:
             await asyncio.sleep(max(0.0, due - loop.time()))
             if loop.time() - due > interval_s:
                 due = loop.time()  # fell behind (suspended machine, slow tick): no catch-up burst
+            await self.coalescer.drain()  # the frames waiting in the kernel go in first
             try:
                 self._flush()
                 sample = self.pipeline.tick(time.time_ns())

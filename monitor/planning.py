@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from feeds.coalesce import ReadCoalescer
 from feeds.contract import HttpRequest, VenueAdapter
 from feeds.rest import RestClient
 from feeds.session import ConnectionPolicy, ControlBudget, DisconnectReason, FeedHealth, WsSession
@@ -84,6 +85,7 @@ def open_session(
     connect_gate: Callable[[], Awaitable[None]] | None = None,
     rng: random.Random | None = None,
     text_as_bytes: bool = False,
+    coalescer: ReadCoalescer | None = None,
 ) -> WsSession:
     """The session of one planned connection, as the venue's adapter says to run it."""
     limits = adapter.limits
@@ -111,6 +113,7 @@ def open_session(
         connect_gate=connect_gate,
         notice=adapter.reconnect_notice,
         on_notice=on_notice,
+        coalescer=coalescer,
         health=health,
         rng=rng,
         max_frame_bytes=limits.max_frame_bytes,

@@ -30,6 +30,9 @@ FAST_CONNECTION = {
     "backoff_max_s": 0.2,
     "healthy_after_s": 60.0,
     "snapshot_timeout_s": 3.0,
+    # the read coalescer stays on (the default), with a short delay: a test that steps the
+    # market and then looks at the books must not find them a tenth of a second behind
+    "coalesce_ms": 5.0,
 }
 
 

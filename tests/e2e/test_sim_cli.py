@@ -121,7 +121,8 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
                     process.kill()
     assert run is not None and run.returncode == 0
     assert sim.returncode == 0
-    # the default event loop is uvloop (a dependency); the batch window is off by default
+    # the default event loop is uvloop (a dependency); the batch window is off by default,
+    # the read coalescer on (Linux)
     start = next(
         json.loads(line)
         for line in (tmp_path / "run.err").read_text().splitlines()
@@ -129,3 +130,5 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
     )
     assert start["event_loop"] == "uvloop"
     assert start["batch_window_ms"] == 0.0
+    assert start["coalesce_bytes"] == (16384 if sys.platform.startswith("linux") else 0)
+    assert start["coalesce_ms"] == 100.0

@@ -11,11 +11,13 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import WSMessage, WSMsgType
 
+from feeds.coalesce import ReadCoalescer
 from feeds.session import ConnectionPolicy, WsSession
 
 pytestmark = pytest.mark.integration
@@ -191,3 +193,49 @@ async def test_without_the_parsed_frame_queue_on_batch_runs_once_at_the_end_of_t
     assert seen.events == [("frame", b"a"), ("frame", b"b"), ("frame", b"c")]
     await seen.next_batch()  # the end of the turn that handed them over
     assert seen.events[3:] == [("batch",)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_RCVLOWAT: Linux only")
+async def test_coalesced_reads_wait_for_a_release_and_come_as_one_batch() -> None:
+    """Under the read coalescer small frames stay in the kernel until it lets them through
+    (on its timer or before a tick); then they come in one read, and the socket is held
+    again. A write of low_water bytes or more comes through at once."""
+    seen = Seen()
+    coalescer = ReadCoalescer(4096, 3600.0)  # no timer here: the test releases
+    async with burst_server() as server:
+        session = WsSession(
+            f"ws://127.0.0.1:{server.port}/ws",
+            venue="test",
+            on_frame=seen.on_frame,
+            on_batch=seen.on_batch,
+            policy=POLICY,
+            text_as_bytes=True,
+            coalescer=coalescer,
+        )
+        task = asyncio.create_task(session.run())
+        try:
+            await asyncio.wait_for(server.connected.wait(), 5.0)
+            await asyncio.wait_for(session.connected.wait(), 5.0)
+            held = session._coalesced
+            assert held is not None
+            await server.write(b"a1")
+            await server.write(b"a2")
+            await asyncio.sleep(0.2)
+            assert seen.events == []  # in the kernel, below the mark
+            assert coalescer.release() == 1
+            await seen.next_batch()
+            assert seen.events == [("frame", b"a1"), ("frame", b"a2"), ("batch",)]
+            assert not held.lowered  # held again after that read
+            await server.write(b"b1")
+            await asyncio.sleep(0.2)
+            assert len(seen.events) == 3
+            big = [bytes([65 + k % 26]) * 120 for k in range(40)]  # 4.9 KB in one write
+            await server.write(*big)
+            await seen.next_batch()  # no release: a full mark wakes the reader
+            assert [e[1] for e in seen.events[3:] if e[0] == "frame"] == [b"b1", *big]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert session._coalesced is None  # detached when the connection ended
+    assert session.health.frames == 43

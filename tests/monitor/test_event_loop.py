@@ -55,6 +55,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.monitor.event_loop == "auto"
     assert settings.connection.batch_window_ms == 0.0
     assert settings.connection.batch_min_frames == 32
+    assert settings.connection.coalesce_bytes == 16384
+    assert settings.connection.coalesce_ms == 100.0
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,10 @@ def test_defaults(tmp_path: Path) -> None:
         ("[connection]\nbatch_window_ms = -1\n", "connection.batch_window_ms"),
         ("[connection]\nbatch_window_ms = 250\n", "connection.batch_window_ms"),
         ("[connection]\nbatch_min_frames = 0\n", "connection.batch_min_frames"),
+        ("[connection]\ncoalesce_bytes = -1\n", "connection.coalesce_bytes"),
+        ("[connection]\ncoalesce_bytes = 4194304\n", "connection.coalesce_bytes"),
+        ("[connection]\ncoalesce_ms = 5000\n", "connection.coalesce_ms"),
+        ('[connection]\ncoalesce_ms = "fast"\n', "connection.coalesce_ms"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, where: str) -> None:
