@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
+import string
 from collections import Counter
 from pathlib import Path
 
@@ -307,15 +309,24 @@ class TestSharedRecordings:
 
 
 class TestChunks:
+    @pytest.mark.parametrize("name", ["r.jsonl", "r.jsonl.gz"])
     def test_lines_across_chunks_long_lines_and_blanks_read_as_line_by_line(
-        self, tmp_path: Path
+        self, tmp_path: Path, name: str
     ) -> None:
         """Whole chunks of records are decoded at once (newlines read as commas); a
         chunk with a blank line, CRLF or a bad line falls back to line by line, and the
-        records, counts and the bad line's place come out the same."""
+        records, counts and the bad line's place come out the same. A gzip file's chunks
+        are what each 16 KiB of it inflates to, of every size (the data is random, so
+        that its 300 KB take many blocks, one line longer than a block)."""
+        rng = random.Random(7)
+        letters = string.ascii_letters + string.digits
+
+        def text(size: int) -> str:
+            return "".join(rng.choices(letters, k=size))
+
         lines = []
         for k in range(3000):
-            data = "x" * (k % 97) if k != 1500 else "y" * 200_000  # one line beyond a chunk
+            data = text(k % 97) if k != 1500 else text(200_000)  # one line beyond a chunk
             lines.append(
                 json.dumps({"ts": k, "venue": "okx", "kind": "ws", "url": "u", "data": data})
             )
@@ -323,8 +334,9 @@ class TestChunks:
         lines[701] = "   "
         lines[2000] += "\r"
         lines[2500] = "garbage"
-        path = tmp_path / "r.jsonl"
-        path.write_text("\n".join(lines) + "\n")
+        path = tmp_path / name
+        content = ("\n".join(lines) + "\n").encode()
+        path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
         reader = RecordingReader()
         with capture_logs() as logs:
             records = list(reader.read(path))
