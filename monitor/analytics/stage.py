@@ -145,6 +145,9 @@ class AnalyticsStage:
             :6
         ]
         self.n_feat = layout[6]
+        self._log_columns = np.zeros(self.n_feat, dtype=np.bool_)  # the features in ln
+        self._log_columns[: nk + 1] = True  # the depth bands and the spread
+        self._log_columns[self.i_slip : self.i_wnet] = True  # the slippage per notional
         self.sigma_min = np.zeros(self.n_feat)
         self.sigma_min[:nk] = SIGMA_DEPTH
         self.sigma_min[self.i_spread] = SIGMA_SPREAD
@@ -287,6 +290,9 @@ class AnalyticsStage:
             dtype=np.int64,
         )
         self._venue_rows: list[int] = self.venue_idx.tolist()
+        # the venues with a book in WARNING or CRITICAL, kept while no state moves (5 us a
+        # tick to find again); None: to be found
+        self._stressed: frozenset[str] | None = None
         self._n = n
         self._books = books
 
@@ -306,7 +312,6 @@ class AnalyticsStage:
         self._last_s = now_s
         fx = sample.fx_usd
         mid = sample.mid
-        nk = len(self.bands)
         flags = np.empty((2, n), dtype=np.bool_)
         rows = np.empty((ak.N_X, n))
         groups = np.empty((ak.N_G, n_assets))
@@ -341,9 +346,10 @@ class AnalyticsStage:
                 counts,
                 raw,
             )
-        # the logarithmic features: numpy's log (the kernel leaves its arguments)
-        np.log(raw[:, : nk + 1], out=raw[:, : nk + 1])
-        np.log(raw[:, self.i_slip : self.i_wnet], out=raw[:, self.i_slip : self.i_wnet])
+        # the logarithmic features: numpy's log (the kernel leaves its arguments), in one
+        # call over the masked columns (each run of them goes through the same loop as a
+        # slice would: the same figures, bit for bit; two sliced calls took 5.4 us, 3.7)
+        np.log(raw, out=raw, where=self._log_columns)
         scored, healthy = flags[0], flags[1]
         mid_usd = rows[ak.X_MID_USD]
         dislocation = rows[ak.X_DISLOCATION]
@@ -493,13 +499,15 @@ class AnalyticsStage:
             components=book_points,
         )
         fx_table = self._fx_table(sample)
-        # plain ints: comparisons of a small int8 column cost more than reading it
-        venues = self.venues
-        stressed = frozenset(
-            venues[v]
-            for v, st in zip(self._venue_rows, state[:n].tolist(), strict=True)
-            if SCORE_WARNING <= st < SCORE_DATA
-        )
+        stressed = self._stressed
+        if moved or stressed is None:  # (no state moved: last tick's venues)
+            # plain ints: comparisons of a small int8 column cost more than reading it
+            venues = self.venues
+            stressed = self._stressed = frozenset(
+                venues[v]
+                for v, st in zip(self._venue_rows, state[:n].tolist(), strict=True)
+                if SCORE_WARNING <= st < SCORE_DATA
+            )
         self.fx.observe(
             sample.ts_ns,
             self.fx_quotes,
