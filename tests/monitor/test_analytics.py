@@ -430,6 +430,38 @@ class TestScore:
             exhausted=(False, True, True),
         )
 
+    def test_a_venue_in_warning_stops_pricing_its_currency_until_back_to_normal(
+        self,
+    ) -> None:
+        """The stressed venues follow the states tick by tick: into WARNING, out of the FX
+        sources; back to NORMAL, a source again (the set is kept while no state moves)."""
+        stage = AnalyticsStage()
+        venues = ["binance", "okx", "bybit", "kraken"]
+        usdt = Book("kraken", "USDT/USD", "USDT", "USD", 1.0004)
+        t = T0
+
+        def tick(stressed: str | None) -> TickSample:
+            nonlocal t
+            books = [self.stressed(v) if v == stressed else self.calm(v) for v in venues]
+            t += 1
+            return run(stage, t, [usdt, *books])
+
+        for _ in range(300):
+            out = tick(None)
+        assert stage.fx.sources == {"USDT": 1}
+        for _ in range(30):
+            out = tick("kraken")
+        assert out.score_state[row(out, "kraken", "BTCUSD")] >= SCORE_WARNING
+        assert stage.fx.sources == {}  # kraken's USDT/USD book is no source now
+        for _ in range(2000):
+            out = tick(None)
+            if out.score_state[row(out, "kraken", "BTCUSD")] == SCORE_NORMAL:
+                break
+        assert out.score_state[row(out, "kraken", "BTCUSD")] == SCORE_NORMAL
+        assert stage.fx.sources == {"USDT": 1}
+        out = tick(None)  # no state moves: the same sources
+        assert stage.fx.sources == {"USDT": 1}
+
     def test_a_vacuum_scores_with_its_components_and_walks_the_states_back(self) -> None:
         stage = AnalyticsStage()
         venues = ["binance", "okx", "bybit", "coinbase"]
