@@ -22,7 +22,7 @@ Two OS processes, so that neither is charged the other's CPU:
     file, adapters, pipeline from the settings, its session, its batching, its tick loop
     every ``tick_ms``), its books loaded first from the corpus's REST snapshots (as the
     snapshot loop would), then the connection run through the daemon's own
-    ``_run_connection``. At the end every book must be valid with 0 gaps and 0 resyncs, or
+    ``_run_connection``, its tick loop and its read coalescer. At the end every book must be valid with 0 gaps and 0 resyncs, or
     the run fails.
 
 Per client: frames/s from connect to the last frame, CPU per frame (``getrusage`` of this
@@ -492,6 +492,7 @@ class LiqmonRun:
                     tasks = [
                         group.create_task(daemon._run_connection(connections[0])),
                         group.create_task(daemon._tick_loop()),
+                        group.create_task(daemon.coalescer.run()),
                     ]
                     await asyncio.wait_for(done.wait(), 300.0)
                     cpu = cpu_s() - c0

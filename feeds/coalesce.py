@@ -4,17 +4,18 @@ Every wake-up of the event loop costs CPU whatever it brings (measured on the 2-
 the benches run on: a sleep and wake-up of the loop thread is ~21-40 µs of CPU, and the
 Python that runs after it runs on cold caches at several times its hot cost). In a calm
 market each websocket read brings one or two frames, so most of the monitor's CPU goes to
-waking up. A socket with ``SO_RCVLOWAT`` set to ``low_water`` bytes is reported readable
-only once that many bytes wait in the kernel (or the peer closed), so:
+waking up. A socket with ``SO_RCVLOWAT`` set to a mark of N bytes is reported readable
+only once N bytes wait in the kernel (or the peer closed), so:
 
-- under load (a busy depth stream fills ``low_water`` in microseconds) nothing changes:
-  every read is handled at once, with no added latency;
 - in a calm market the bytes stay in the kernel until :meth:`ReadCoalescer.release` (every
   ``max_delay_s`` from :meth:`ReadCoalescer.run`, and :meth:`ReadCoalescer.drain` before
-  each metric tick) lowers the
-  mark to one byte on the sockets that have bytes waiting: Linux then reports them
-  readable at once, and the event loop reads them all in one wake-up. After that read
-  (:meth:`Coalesced.read_done`) the mark goes back up.
+  each metric tick) lowers the mark to one byte on the sockets that have bytes waiting:
+  Linux then reports them readable at once, and the event loop reads them all in one
+  wake-up. After that read (:meth:`Coalesced.read_done`) the mark goes back up;
+- the mark is ``low_water`` on a calm socket and a quarter of it on a busy one: a socket
+  whose mark fills within ``BUSY_S`` of its last read is busy, and a burst then waits in
+  the kernel for a fraction of a millisecond (16 KiB of a crash day's stream), not for a
+  calm market's batch. A socket that was let through by a release is calm again.
 
 A frame therefore waits in the kernel at most ``max_delay_s`` (plus a turn of the loop),
 and a tick sees every frame received before it. Linux only: elsewhere (and where a socket
@@ -27,6 +28,8 @@ import asyncio
 import socket
 import struct
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -45,25 +48,36 @@ if sys.platform.startswith("linux"):
     _FIONREAD = termios.FIONREAD
     SO_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", None)
 DRAIN_TURNS = 16  # event-loop turns drain() waits at most (a read takes two or three)
+BUSY_S = 0.02  # a socket that fills its mark this soon after its last read is busy
 
 
 class Coalesced:
     """One connection's socket under the coalescer (``attach``); ``read_done`` after each
     read that was handed over."""
 
-    __slots__ = ("_owner", "fd", "lowered", "sock")
+    __slots__ = ("_owner", "fd", "last_read", "lowered", "mark", "sock")
 
     def __init__(self, owner: ReadCoalescer, sock: Any, fd: int) -> None:
         self._owner = owner
         self.sock = sock
         self.fd = fd
         self.lowered = False  # the mark is down to one byte until the next read is done
+        self.mark = owner.low_water  # the mark now: low_water, or busy_water on a busy stream
+        self.last_read = owner.clock()
 
     def read_done(self) -> None:
-        """The read that the lowered mark let through is handed over: raise it again."""
-        if self.lowered:
+        """A read is handed over. If a release let it through, the socket is calm: the
+        calm mark again. If it came on its own within ``BUSY_S`` of the last one, the
+        stream is busy: the busy mark (a quarter), so that a burst waits in the kernel for
+        microseconds, not for a calm market's batch; otherwise the calm mark."""
+        owner = self._owner
+        now = owner.clock()
+        busy = not self.lowered and now - self.last_read < BUSY_S
+        self.last_read = now
+        want = owner.busy_water if busy else owner.low_water
+        if self.lowered or want != self.mark:
             self.lowered = False
-            self._owner.set_mark(self, self._owner.low_water)
+            owner.set_mark(self, want)
 
     def detach(self) -> None:
         self._owner.detach(self)
@@ -71,11 +85,20 @@ class Coalesced:
 
 class ReadCoalescer:
     """Holds the sockets of the live connections at a receive low-water mark of
-    ``low_water`` bytes and lets their bytes through every ``max_delay_s`` (module doc)."""
+    ``low_water`` bytes (a quarter of it on a busy stream) and lets their bytes through
+    every ``max_delay_s`` (module doc)."""
 
-    def __init__(self, low_water: int, max_delay_s: float) -> None:
+    def __init__(
+        self,
+        low_water: int,
+        max_delay_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.low_water = low_water
+        self.busy_water = max(1, low_water // 4)
         self.max_delay_s = max_delay_s
+        self.clock = clock
         self._members: dict[int, Coalesced] = {}
         self.releases = 0  # sockets let through by release()
         self.failed = 0  # sockets the mark could not be set on (read as usual)
@@ -107,6 +130,8 @@ class ReadCoalescer:
     def set_mark(self, member: Coalesced, value: int) -> None:
         try:
             member.sock.setsockopt(socket.SOL_SOCKET, SO_RCVLOWAT, value)
+            if value > 1:
+                member.mark = value
         except OSError:  # the connection is going away: its session sees that itself
             self.detach(member)
 

@@ -549,7 +549,7 @@ class WsSession:
                 health.errors += 1
                 health.last_error = repr(error)
                 self._log.exception("feed.frame_handler_failed", error=repr(error))
-            if not parsed and coalesced is not None and coalesced.lowered:
+            if not parsed and coalesced is not None:
                 coalesced.read_done()
             if on_batch is not None and not parsed:
                 try:

@@ -168,11 +168,11 @@ class ConnectionSettings(Struct, frozen=True, forbid_unknown_fields=True):
     # socket read at once (monitor.daemon.FlushWindow)
     batch_window_ms: Annotated[float, Meta(ge=0, le=100)] = 0.0
     batch_min_frames: PositiveInt = 32
-    # calm markets: a socket wakes the monitor once coalesce_bytes wait in the kernel, or
-    # after coalesce_ms at most (and before each tick); 0 for either: every frame wakes it
-    # at once (feeds.coalesce)
-    coalesce_bytes: Annotated[int, Meta(ge=0, le=1 << 20)] = 16384
-    coalesce_ms: Annotated[float, Meta(ge=0, le=1000)] = 100.0
+    # calm markets: a socket wakes the monitor once coalesce_bytes wait in the kernel (a
+    # quarter of it on a busy stream), or after coalesce_ms at most, and before each tick;
+    # 0 for either: every frame wakes it at once (feeds.coalesce)
+    coalesce_bytes: Annotated[int, Meta(ge=0, le=1 << 20)] = 65536
+    coalesce_ms: Annotated[float, Meta(ge=0, le=1000)] = 250.0
 
 
 class VenueSettings(Struct, frozen=True, forbid_unknown_fields=True):

@@ -130,5 +130,5 @@ def test_liqmon_run_against_liqmon_sim_gets_every_book_valid(tmp_path: Path) -> 
     )
     assert start["event_loop"] == "uvloop"
     assert start["batch_window_ms"] == 0.0
-    assert start["coalesce_bytes"] == (16384 if sys.platform.startswith("linux") else 0)
-    assert start["coalesce_ms"] == 100.0
+    assert start["coalesce_bytes"] == (65536 if sys.platform.startswith("linux") else 0)
+    assert start["coalesce_ms"] == 250.0

@@ -197,3 +197,45 @@ async def test_drain_returns_once_the_released_reads_are_handed_over() -> None:
             assert not member.lowered
         finally:
             loop.remove_reader(receiver.fileno())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@linux
+def test_a_busy_stream_gets_a_quarter_of_the_mark_and_a_calm_one_the_whole() -> None:
+    """A read that came on its own (the mark filled) within BUSY_S of the last one means a
+    busy stream: the mark drops to a quarter, so a burst does not wait for a calm batch. A
+    read a release let through, or one long after the last, means calm: the whole mark."""
+    clock = Clock()
+    coalescer = ReadCoalescer(LOW_WATER, 0.25, clock=clock)
+    assert coalescer.busy_water == LOW_WATER // 4
+    with tcp_pair() as (sender, receiver):
+        member = coalescer.attach(receiver)
+        assert member is not None
+        clock.now += coalesce.BUSY_S / 2
+        member.read_done()  # on its own, soon after the last: busy
+        assert member.mark == mark(receiver) == LOW_WATER // 4
+        sender.sendall(b"b" * (LOW_WATER // 4))
+        assert readable(receiver, 1.0)  # the busy mark is what wakes it now
+        receiver.recv(1 << 16)
+        clock.now += coalesce.BUSY_S / 2
+        member.read_done()
+        assert mark(receiver) == LOW_WATER // 4  # still busy
+        clock.now += coalesce.BUSY_S * 10
+        member.read_done()  # on its own, but long after: calm
+        assert member.mark == mark(receiver) == LOW_WATER
+        clock.now += coalesce.BUSY_S / 2
+        member.read_done()
+        assert mark(receiver) == LOW_WATER // 4
+        sender.sendall(b"c")
+        assert coalescer.release() == 1
+        receiver.recv(10)
+        clock.now += coalesce.BUSY_S / 2
+        member.read_done()  # let through by a release: calm, however soon
+        assert not member.lowered and mark(receiver) == LOW_WATER

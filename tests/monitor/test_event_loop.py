@@ -55,8 +55,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.monitor.event_loop == "auto"
     assert settings.connection.batch_window_ms == 0.0
     assert settings.connection.batch_min_frames == 32
-    assert settings.connection.coalesce_bytes == 16384
-    assert settings.connection.coalesce_ms == 100.0
+    assert settings.connection.coalesce_bytes == 65536
+    assert settings.connection.coalesce_ms == 250.0
 
 
 @pytest.mark.parametrize(
