@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import WSMessage, WSMsgType
@@ -96,17 +97,23 @@ class Seen:
         self.batch_ended.clear()
 
 
+def bytes_session(server: BurstServer, seen: Seen, **options: Any) -> WsSession:
+    """A session to the burst server that hands text frames over as bytes to ``seen``."""
+    return WsSession(
+        f"ws://127.0.0.1:{server.port}/ws",
+        venue="test",
+        on_frame=seen.on_frame,
+        on_batch=seen.on_batch,
+        policy=POLICY,
+        text_as_bytes=True,
+        **options,
+    )
+
+
 async def test_on_batch_follows_the_last_frame_of_each_read() -> None:
     seen = Seen()
     async with burst_server() as server:
-        session = WsSession(
-            f"ws://127.0.0.1:{server.port}/ws",
-            venue="test",
-            on_frame=seen.on_frame,
-            on_batch=seen.on_batch,
-            policy=POLICY,
-            text_as_bytes=True,
-        )
+        session = bytes_session(server, seen)
         task = asyncio.create_task(session.run())
         try:
             await asyncio.wait_for(server.connected.wait(), 5.0)
@@ -203,15 +210,7 @@ async def test_coalesced_reads_wait_for_a_release_and_come_as_one_batch() -> Non
     seen = Seen()
     coalescer = ReadCoalescer(4096, 3600.0)  # no timer here: the test releases
     async with burst_server() as server:
-        session = WsSession(
-            f"ws://127.0.0.1:{server.port}/ws",
-            venue="test",
-            on_frame=seen.on_frame,
-            on_batch=seen.on_batch,
-            policy=POLICY,
-            text_as_bytes=True,
-            coalescer=coalescer,
-        )
+        session = bytes_session(server, seen, coalescer=coalescer)
         task = asyncio.create_task(session.run())
         try:
             await asyncio.wait_for(server.connected.wait(), 5.0)
