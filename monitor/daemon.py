@@ -900,8 +900,8 @@ class Daemon:
             await asyncio.sleep(max(0.0, due - loop.time()))
             if loop.time() - due > interval_s:
                 due = loop.time()  # fell behind (suspended machine, slow tick): no catch-up burst
-            await self.coalescer.drain()  # the frames waiting in the kernel go in first
             try:
+                await self.coalescer.drain()  # the frames waiting in the kernel go in first
                 self._flush()
                 sample = self.pipeline.tick(time.time_ns())
                 self.last_sample = sample
