@@ -48,7 +48,7 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
-from feeds.scan import join_frames, new_table, symbol_key
+from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -308,8 +308,10 @@ class BinanceAdapter:
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.binance_scan). Pure."""
-        buf, starts, ends = join_frames(frames)
-        table = new_table(len(frames))
+        return self.scan_buffer(*join_frames(frames))
+
+    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+        table = new_table(len(starts))
         scan_depth_frames(buf, starts, ends, table)
         return ScannedFrames(buf, table)
 

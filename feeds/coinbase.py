@@ -67,7 +67,7 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
-from feeds.scan import join_frames, new_table, symbol_key
+from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -257,10 +257,14 @@ class CoinbaseAdapter:
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.coinbase_scan): the levels are
         written as arrays into a buffer of their own, which the ranges point into. Pure."""
-        buf, starts, ends = join_frames(frames)
-        table = new_table(len(frames))
-        largest = int((ends - starts).max()) if len(frames) else 0
-        out = np.empty(len(buf) + 64, dtype=np.uint8)  # a book frame's levels are shorter
+        return self.scan_buffer(*join_frames(frames))
+
+    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+        table = new_table(len(starts))
+        sizes = ends - starts
+        largest = int(sizes.max()) if len(sizes) else 0
+        # a book frame's levels are shorter than the frame
+        out = np.empty(int(sizes.sum()) + 64, dtype=np.uint8)
         levels = np.empty((level_rows(largest), N_LEVEL), dtype=np.int64)
         used = scan_l2_frames(buf, starts, ends, out, levels, table)
         return ScannedFrames(out[:used], table)

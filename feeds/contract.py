@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -43,6 +43,9 @@ from monitor.domain import (
     SeqRule,
     Venue,
 )
+
+if TYPE_CHECKING:
+    from feeds.scan import ByteArray, IntArray
 
 
 class SnapshotSource(StrEnum):
@@ -180,6 +183,11 @@ class FrameScanner(Protocol):
     def symbol_key(self, symbol: str) -> int: ...
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames: ...
+
+    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+        """``scan_frames`` of frames already in one buffer: frame k is
+        ``buf[starts[k]:ends[k]]`` (in any order, anywhere in ``buf``)."""
+        ...
 
 
 ReplyHook = Callable[[bytes | str], str | None]

@@ -69,7 +69,7 @@ from feeds.contract import (
     WeightLimitHook,
 )
 from feeds.hyperliquid_scan import scan_book_frames
-from feeds.scan import join_frames, new_table, symbol_key
+from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -218,9 +218,11 @@ class HyperliquidAdapter:
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.hyperliquid_scan): the levels of
         ``l2Book`` frames are transcoded into arrays in a buffer of the scan's own. Pure."""
-        buf, starts, ends = join_frames(frames)
-        table = new_table(len(frames))
-        out = np.empty(len(buf) + 16, dtype=np.uint8)
+        return self.scan_buffer(*join_frames(frames))
+
+    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+        table = new_table(len(starts))
+        out = np.empty(int((ends - starts).sum()) + 16, dtype=np.uint8)
         used = scan_book_frames(buf, starts, ends, table, out)
         return ScannedFrames(out[:used], table)
 

@@ -70,7 +70,7 @@ from feeds.contract import (
     WeightLimitHook,
 )
 from feeds.kraken_scan import scan_book_frames
-from feeds.scan import join_frames, new_table, symbol_key
+from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
     FeedEvent,
@@ -244,9 +244,11 @@ class KrakenAdapter:
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.kraken_scan): the levels of book
         frames are transcoded into arrays in a buffer of the scan's own. Pure."""
-        buf, starts, ends = join_frames(frames)
-        table = new_table(len(frames))
-        out = np.empty(len(buf) + 4 * len(frames), dtype=np.uint8)
+        return self.scan_buffer(*join_frames(frames))
+
+    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+        table = new_table(len(starts))
+        out = np.empty(int((ends - starts).sum()) + 4 * len(starts), dtype=np.uint8)
         used = scan_book_frames(buf, starts, ends, table, out, self.depth)
         return ScannedFrames(out[:used], table)
 

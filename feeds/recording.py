@@ -23,16 +23,17 @@ import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO, Final, cast
+from typing import Annotated, BinaryIO, Final, cast, overload
 
 import msgspec
 import numpy as np
 import structlog
 from isal import isal_zlib
 
+from feeds.record_scan import LINE_BLANK, LINE_SLOW, ROW_FAST, ROW_TS_TEXT, scan_records
 from monitor.errors import MonitorError
 
 _log = structlog.get_logger(__name__)
@@ -76,6 +77,128 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     @property
     def recv_ns(self) -> int:
         return round(self.ts * 1e9)
+
+
+class RecordBlock:
+    """Consecutive records of one file as columns (:meth:`RecordingReader.read_blocks`).
+
+    Row k is the k-th record. ``codes[k] >= 0``: a websocket frame of venue
+    ``venues[codes[k]]``, its text (UTF-8, unescaped) in ``buf[starts[k]:ends[k]]``, the
+    frames of the block back to back (what the venues' batch scanners read); ``-1``: any
+    other record (an HTTP answer, an unknown venue), as a :class:`Record` in
+    ``records[k]``. ``ts``: every row's receive time. :meth:`record` gives any row as the
+    :class:`Record` the line-by-line reader gives."""
+
+    __slots__ = ("buf", "codes", "ends", "records", "starts", "text", "ts", "urls", "venues")
+
+    def __init__(
+        self,
+        venues: tuple[str, ...],
+        text: bytes,
+        buf: np.ndarray,
+        ts: np.ndarray,
+        codes: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        urls: np.ndarray,
+        records: dict[int, Record],
+    ) -> None:
+        self.venues = venues
+        self.text = text  # the lines (a frame row's URL is urls[k] in it)
+        self.buf = buf
+        self.ts = ts
+        self.codes = codes
+        self.starts = starts
+        self.ends = ends
+        self.urls = urls
+        self.records = records  # the rows read by msgspec (every row whose code is -1)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame(self, k: int) -> str:
+        """Row k's websocket frame (``codes[k] >= 0``) as text."""
+        return self.buf[self.starts[k] : self.ends[k]].tobytes().decode()
+
+    def record(self, k: int) -> Record:
+        rec = self.records.get(k)
+        if rec is not None:
+            return rec
+        url = self.text[self.urls[k, 0] : self.urls[k, 1]].decode("ascii")
+        venue = self.venues[self.codes[k]]
+        return Record(float(self.ts[k]), venue, RecordKind.WS, url, self.frame(k))
+
+    def __iter__(self) -> Iterator[Record]:
+        return (self.record(k) for k in range(len(self)))
+
+    @classmethod
+    def from_records(cls, records: Sequence[Record], venues: Sequence[str]) -> RecordBlock:
+        """A block of records read one by one (every row's record kept as it is)."""
+        names = tuple(venues)
+        code_of = {v: k for k, v in enumerate(names)}
+        n = len(records)
+        codes = np.fromiter(
+            (code_of.get(r.venue, -1) if r.kind is RecordKind.WS else -1 for r in records),
+            dtype=np.int64,
+            count=n,
+        )
+        frames = [records[k].data.encode() for k in np.flatnonzero(codes >= 0).tolist()]
+        sizes = np.zeros(n, dtype=np.int64)
+        sizes[codes >= 0] = np.fromiter(map(len, frames), dtype=np.int64, count=len(frames))
+        ends = np.cumsum(sizes)
+        return cls(
+            names,
+            b"",
+            np.frombuffer(b"".join(frames), dtype=np.uint8),
+            np.fromiter((r.ts for r in records), dtype=np.float64, count=n),
+            codes,
+            ends - sizes,
+            ends,
+            np.zeros((n, 2), dtype=np.int64),
+            dict(enumerate(records)),
+        )
+
+    def split(self, at: int) -> tuple[RecordBlock, RecordBlock]:
+        """Rows before ``at`` and from ``at`` on, as two blocks (views of this one's)."""
+
+        def part(lo: int, hi: int) -> RecordBlock:
+            records = {k - lo: r for k, r in self.records.items() if lo <= k < hi}
+            return RecordBlock(
+                self.venues,
+                self.text,
+                self.buf,
+                self.ts[lo:hi],
+                self.codes[lo:hi],
+                self.starts[lo:hi],
+                self.ends[lo:hi],
+                self.urls[lo:hi],
+                records,
+            )
+
+        return part(0, at), part(at, len(self))
+
+
+class Frames(Sequence[str]):
+    """Rows ``rows`` of a block's frames, as text when asked for (for the frames a
+    scanner leaves to the adapter's ``decode``)."""
+
+    __slots__ = ("_block", "_rows")
+
+    def __init__(self, block: RecordBlock, rows: list[int]) -> None:
+        self._block = block
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+    def __getitem__(self, k: int | slice) -> str | list[str]:
+        if isinstance(k, slice):
+            return [self._block.frame(r) for r in self._rows[k]]
+        return self._block.frame(self._rows[k])
 
 
 _encoder = msgspec.json.Encoder()
@@ -157,8 +280,9 @@ class _Gunzip:
     8-hour bench recording, 0.77 s this way). A call then returns what those 16 KiB hold
     (~96 KiB of a recording, at most 16 KiB x 1032, deflate's ratio limit)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, input_bytes: int | None = None) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._input_bytes = input_bytes or _INFLATE_INPUT_BYTES
         self._inflate = isal_zlib.decompressobj(31)  # wbits 31: a gzip member
         self._pending = b""  # compressed bytes after a member's end, not inflated yet
         self._in_member = False
@@ -168,7 +292,7 @@ class _Gunzip:
         while True:
             data, self._pending = self._pending, b""
             if not data:
-                data = self._file.read(_INFLATE_INPUT_BYTES)
+                data = self._file.read(self._input_bytes)
                 if not data:
                     if self._in_member:
                         raise EOFError("compressed file ended before the end of its stream")
@@ -201,11 +325,11 @@ _INFLATE_INPUT_BYTES = 1 << 14
 _INFLATE_ERROR = cast("type[Exception]", isal_zlib.error)
 
 
-def _open(path: Path) -> io.BufferedReader | _Gunzip:
+def _open(path: Path, input_bytes: int | None = None) -> io.BufferedReader | _Gunzip:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == _GZIP_MAGIC:
-        return _Gunzip(path)
+        return _Gunzip(path, input_bytes)
     return open(path, "rb")
 
 
@@ -375,6 +499,152 @@ class RecordingReader:
             self.empty_files.append(str(path))
             _log.warning("recording.empty", path=str(path))
 
+    def read_blocks(
+        self, path: str | Path, venues: Sequence[str], *, block_bytes: int = 1 << 23
+    ) -> Iterator[RecordBlock]:
+        """The records of one file as :class:`RecordBlock` columns, ~``block_bytes`` of
+        text each: the same records, counts, warnings and errors as :meth:`read`, without a
+        Python object per websocket frame of a venue in ``venues`` (``feeds.record_scan``
+        reads those lines; msgspec the others, as :meth:`read` does). Releases the GIL for
+        the inflating and the scanning: made to run in a thread beside the consumer."""
+        path = Path(path)
+        check_readable(path)
+        names = tuple(venues)
+        encoded = [v.encode() for v in names]
+        name_bytes = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
+        name_starts = np.cumsum([0, *map(len, encoded)]).astype(np.int64)
+        code_of = {v: k for k, v in enumerate(names)}
+        line_number = 0
+        seen = 0
+        # compressed input per inflate call: a whole block's text in one GIL-free call
+        with _open(path, max(block_bytes // 8, 1 << 14)) as stream:
+            read = (
+                stream.read1
+                if isinstance(stream, _Gunzip)
+                else functools.partial(stream.read1, block_bytes)
+            )
+            rest = b""
+            try:
+                while chunk := read():
+                    text = rest + chunk if rest else chunk
+                    cut = text.rfind(b"\n") + 1
+                    rest = text[cut:]
+                    if not cut:
+                        continue
+                    block, lines, rows, error = self._scan_block(
+                        path, line_number, text, cut, names, name_bytes, name_starts, code_of
+                    )
+                    line_number += lines
+                    seen += rows
+                    if len(block):
+                        yield block
+                    if error is not None:
+                        raise error
+            except (EOFError, gzip.BadGzipFile, zlib.error, _INFLATE_ERROR) as error:
+                _log.warning(
+                    "recording.truncated", path=str(path), line=line_number, error=repr(error)
+                )
+                rest = b""
+            except OSError as error:
+                raise RecordingError(path, line_number, f"cannot read: {error}") from None
+            if rest:  # the last line, without its newline
+                line_number += 1
+                if not rest.isspace():
+                    seen += 1
+                    decoded = self._decode_line(path, line_number, rest)
+                    if decoded is not None:
+                        yield _single_block(names, code_of, decoded)
+        if seen == 0:
+            self.empty_files.append(str(path))
+            _log.warning("recording.empty", path=str(path))
+
+    def _scan_block(
+        self,
+        path: Path,
+        first_line: int,
+        text: bytes,
+        cut: int,
+        names: tuple[str, ...],
+        name_bytes: np.ndarray,
+        name_starts: np.ndarray,
+        code_of: dict[str, int],
+    ) -> tuple[RecordBlock, int, int, RecordingError | None]:
+        """The whole lines of ``text[:cut]`` as a block: (block, lines, non-blank lines,
+        the error a strict reader stopped at, after the rows before it)."""
+        data = np.frombuffer(text, dtype=np.uint8)
+        out = np.empty(cut, dtype=np.uint8)
+        parts: list[tuple[np.ndarray, ...]] = []
+        i = used = 0
+        while i < cut:
+            room = (cut - i) // 64 + 256
+            status = np.empty(room, dtype=np.int8)
+            ts = np.empty(room, dtype=np.float64)
+            code = np.empty(room, dtype=np.int64)
+            spans = np.empty((room, 7), dtype=np.int64)
+            n, o, i = scan_records(
+                data, i, cut, name_bytes, name_starts, out[used:], status, ts, code, spans
+            )
+            spans[:n, 0:2] += used
+            used += o
+            parts.append((status[:n], ts[:n], code[:n], spans[:n]))
+        if len(parts) == 1:
+            status, ts, code, spans = parts[0]
+        else:
+            status, ts, code, spans = (np.concatenate(c) for c in zip(*parts, strict=True))
+        n = len(status)
+        buf = out[:used]
+        records: dict[int, Record] = {}
+        keep = (status == ROW_FAST) | (status == ROW_TS_TEXT)
+        error: RecordingError | None = None
+        odd = np.flatnonzero(status != ROW_FAST)
+        if len(odd):
+            for k in np.flatnonzero(status == ROW_TS_TEXT).tolist():
+                ts[k] = float(text[spans[k, 5] : spans[k, 6]])
+            extra: list[bytes] = []
+            at = used
+            ends = np.append(spans[1:, 4], cut)
+            for k in np.flatnonzero(status == LINE_SLOW).tolist():
+                line = text[spans[k, 4] : ends[k]]
+                if line.isspace():  # blank but for a form feed or vertical tab
+                    status[k] = LINE_BLANK
+                    continue
+                try:
+                    rec = self._decode_line(path, first_line + k + 1, line)
+                except RecordingError as exc:
+                    error = exc
+                    keep[k:] = False
+                    n = k
+                    break
+                if rec is None:
+                    continue
+                keep[k] = True
+                ts[k] = rec.ts
+                venue = code_of.get(rec.venue, -1) if rec.kind is RecordKind.WS else -1
+                code[k] = venue
+                if venue >= 0:
+                    frame = rec.data.encode()
+                    extra.append(frame)
+                    spans[k, 0] = at
+                    at += len(frame)
+                    spans[k, 1] = at
+                records[k] = rec
+            if extra:
+                buf = np.concatenate((buf, np.frombuffer(b"".join(extra), dtype=np.uint8)))
+            if not keep.all():
+                rows = np.flatnonzero(keep)
+                records = {int(r): records[k] for r, k in enumerate(rows.tolist()) if k in records}
+                ts, code, spans = ts[rows], code[rows], spans[rows]
+        fast = len(ts) - len(records)
+        self.records += fast
+        if len(ts):
+            self.last_ts = float(ts[-1])
+        blanks = int(np.count_nonzero(status[:n] == LINE_BLANK))
+        block = RecordBlock(
+            names, text, buf, ts, code, spans[:, 0], spans[:, 1], spans[:, 2:4], records
+        )
+        lines = n + (1 if error is not None else 0)
+        return block, lines, lines - blanks, error
+
     def _decode_line(self, path: Path, line_number: int, line: bytes) -> Record | None:
         """One line the batch decode refused: the record, or None (skipped, or the
         unfinished last line)."""
@@ -433,6 +703,26 @@ def _decode_lines(lines: list[bytes]) -> list[Record] | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return records if len(records) == len(body) else None
+
+
+def _single_block(names: tuple[str, ...], code_of: dict[str, int], rec: Record) -> RecordBlock:
+    """A block of one record (a file's last line, without its newline)."""
+    venue = code_of.get(rec.venue, -1) if rec.kind is RecordKind.WS else -1
+    frame = np.frombuffer(rec.data.encode(), dtype=np.uint8) if venue >= 0 else _NO_BYTES
+    return RecordBlock(
+        names,
+        b"",
+        frame,
+        np.array([rec.ts]),
+        np.array([venue], dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.array([len(frame)], dtype=np.int64),
+        np.zeros((1, 2), dtype=np.int64),
+        {0: rec},
+    )
+
+
+_NO_BYTES = np.empty(0, dtype=np.uint8)
 
 
 def iter_recording(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:

@@ -85,6 +85,7 @@ from monitor.domain import (
     IntArray,
     MarkPriceEvent,
     RawBook,
+    ScannedFrames,
     Venue,
 )
 from monitor.errors import ParseError
@@ -484,8 +485,39 @@ class BookPipeline:
         index = self._symbol_index(venue, scanner)
         if index is None:
             return None
+        return self._prescanned(venue, scanner.scan_frames(frames), frames, recv_ns, index)
+
+    def prescan_buffer(
+        self,
+        venue: Venue,
+        buf: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        frames: Sequence[bytes | str],
+        recv_ns: Sequence[int],
+    ) -> Prescan | None:
+        """``prescan`` of frames already in one buffer (a replay's block: frame k in
+        ``buf[starts[k]:ends[k]]``); ``frames`` gives frame k's text when the adapter's
+        ``decode`` needs it."""
+        adapter = self.adapters.get(venue)
+        scanner = adapter.scanner if adapter is not None else None
+        if scanner is None:
+            return None
+        index = self._symbol_index(venue, scanner)
+        if index is None:
+            return None
+        scan = scanner.scan_buffer(buf, starts, ends)
+        return self._prescanned(venue, scan, frames, recv_ns, index)
+
+    def _prescanned(
+        self,
+        venue: Venue,
+        scan: ScannedFrames,
+        frames: Sequence[bytes | str],
+        recv_ns: Sequence[int],
+        index: tuple[np.ndarray, np.ndarray],
+    ) -> Prescan:
         keys, key_books = index
-        scan = scanner.scan_frames(frames)
         n = len(frames)
         meta = np.empty((n, N_EVENT), dtype=np.int64)
         starts = np.empty((n, 2), dtype=np.int64)

@@ -8,20 +8,23 @@ the same books and the same metrics on every run, as fast as the CPU allows or, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+import queue
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
 import msgspec
 import numpy as np
 
-from feeds.recording import Record, RecordingReader, RecordKind
+from feeds.recording import Frames, Record, RecordBlock, RecordingReader
 from monitor.domain import Venue
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline, Prescan
@@ -55,6 +58,115 @@ def merged_records(
         rec
         for _, _, rec in heapq.merge(*(((r.ts, i, r) for r in s) for i, s in enumerate(streams)))
     )
+
+
+READ_AHEAD = 2  # blocks the reader thread may read ahead of the replay
+BLOCK_BYTES = 1 << 23  # text of a block read in one piece (~7k records of ~1 kB)
+
+
+@asynccontextmanager
+async def _blocks(
+    paths: Iterable[str | Path],
+    reader: RecordingReader | None,
+    names: tuple[str, ...],
+    speed: float | None,
+) -> AsyncIterator[AsyncIterator[RecordBlock]]:
+    """The records to replay, in blocks. One file replayed as fast as possible is read by a
+    thread (``RecordingReader.read_blocks``: inflating and scanning release the GIL, so
+    reading runs beside the replay on a second core); several files are merged by receive
+    time record by record, and a paced replay reads in small blocks. The first block is
+    short: books are added as their first frames are decoded, and a block's frames are
+    scanned against the books known when it starts."""
+    paths = [Path(p) for p in paths]
+    reader = reader if reader is not None else RecordingReader()
+    if len(paths) == 1 and speed is None:
+        with _ReadAhead(reader.read_blocks(paths[0], names, block_bytes=BLOCK_BYTES)) as ahead:
+            yield _first_short(ahead.blocks())
+        return
+    merged = merged_records(paths, reader)
+
+    async def batches() -> AsyncIterator[RecordBlock]:
+        while batch := list(itertools.islice(merged, BLOCK)):
+            yield RecordBlock.from_records(batch, names)
+
+    yield _first_short(batches())
+
+
+async def _first_short(blocks: AsyncIterator[RecordBlock]) -> AsyncIterator[RecordBlock]:
+    first = True
+    async for block in blocks:
+        if first and len(block) > FIRST_BLOCK:
+            head, rest = block.split(FIRST_BLOCK)
+            yield head
+            yield rest
+        else:
+            yield block
+        first = False
+
+
+class _ReadAhead:
+    """Runs a block iterator in a thread, ``READ_AHEAD`` blocks ahead of the consumer;
+    what it raises is raised in the consumer, in its place. (The interpreter's switch
+    interval stays as it is: a shorter one made the two threads hand the GIL back and
+    forth so often that the replay took three times as long.)"""
+
+    def __init__(self, source: Iterator[RecordBlock]) -> None:
+        self._source = source
+        self._queue: queue.Queue[tuple[RecordBlock | None, BaseException | None]] = queue.Queue(
+            READ_AHEAD
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay-reader", daemon=True)
+
+    def __enter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a reader waiting to put
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _put(self, item: tuple[RecordBlock | None, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for block in self._source:
+                if not self._put((block, None)):
+                    return
+        except BaseException as exc:
+            self._put((None, exc))
+            return
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:  # the file, when the consumer stopped early
+                close()
+        self._put((None, None))
+
+    async def blocks(self) -> AsyncIterator[RecordBlock]:
+        while True:
+            try:
+                block, error = self._queue.get_nowait()
+            except queue.Empty:
+                # the reader is behind: wait for it without holding the event loop
+                try:
+                    block, error = await asyncio.to_thread(self._queue.get, True, 0.5)
+                except queue.Empty:
+                    continue
+            if error is not None:
+                raise error
+            if block is None:
+                return
+            yield block
 
 
 MAX_GROUP = 4096  # frames of one venue fed in one call, at most
@@ -138,12 +250,11 @@ async def areplay(
 
     venues = {v.value: v for v in Venue}
     venue_list = list(Venue)
-    codes_of = {v.value: k for k, v in enumerate(venue_list)}  # a venue's websocket frames
-    ws = RecordKind.WS
+    names = tuple(v.value for v in venue_list)  # a block's venue codes index this
 
-    async def step(rec: Record, recv_ns: int, venue: Venue | None) -> None:
-        """One record: the ticks it closes, then the record itself."""
-        nonlocal next_tick, first_ns, unknown
+    async def step(recv_ns: int) -> None:
+        """The ticks a record at ``recv_ns`` closes (and, paced, the wait for its time)."""
+        nonlocal next_tick, first_ns
         if next_tick is None:
             next_tick = (recv_ns // tick_ns + 1) * tick_ns
             first_ns = recv_ns
@@ -167,85 +278,106 @@ async def areplay(
             if lag > 0:
                 flush_groups()
                 await asyncio.sleep(lag)
+
+    def frame(venue: Venue, data: str, recv_ns: int) -> None:
+        """A websocket frame of a venue whose frames are not prescanned: to its group."""
+        group = groups.get(venue)
+        if group is None:
+            group = groups[venue] = ([], [])
+        elif len(group[0]) >= MAX_GROUP:
+            pipeline.feed_frames(venue, *group)
+            group = groups[venue] = ([], [])
+        group[0].append(data)
+        group[1].append(recv_ns)
+
+    def other(rec: Record, recv_ns: int) -> None:
+        """Any other record: an HTTP answer (fed in its place), or an unknown venue's."""
+        nonlocal unknown
+        venue = venues.get(rec.venue)
         if venue is None:
             unknown += 1
             if rec.venue not in unknown_venues:
                 unknown_venues.add(rec.venue)
                 log.warning("replay.unknown_venue", venue=rec.venue)
         elif rec.kind == "ws":
-            if venue in prescans:
-                fed[venue] += 1
-                return
-            group = groups.get(venue)
-            if group is None:
-                group = groups[venue] = ([], [])
-            elif len(group[0]) >= MAX_GROUP:
-                pipeline.feed_frames(venue, *group)
-                group = groups[venue] = ([], [])
-            group[0].append(rec.data)
-            group[1].append(recv_ns)
+            frame(venue, rec.data, recv_ns)
         else:
             flush_groups()
             pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
 
-    source = merged_records(paths, reader)
     high = -1  # the latest receive time so far: the next tick is the first boundary after it
-    size = min(FIRST_BLOCK, BLOCK)
-    while block := list(itertools.islice(source, size)):
-        size = BLOCK
-        # receive times in ns: round(ts * 1e9), a column at a time (rint rounds half to even
-        # as round does)
-        times = np.rint(np.array([rec.ts for rec in block]) * 1e9).astype(np.int64)
-        stamps = times.tolist()
-        of = [venues.get(rec.venue) for rec in block]
-        records += len(of) - of.count(None)
-        flush_groups()
-        prescans.clear()
-        fed.clear()
-        if speed is not None:  # paced: record by record
-            for rec, recv_ns, venue in zip(block, stamps, of, strict=True):
-                await step(rec, recv_ns, venue)
-            continue
-        # as fast as possible: each venue's frames of the block are scanned in one call, and
-        # only the records that close a tick or are not such frames are stepped through
-        # each venue's websocket frames: their places in the block, data and receive times
-        codes = np.fromiter(
-            (codes_of.get(rec.venue, -1) if rec.kind is ws else -1 for rec in block),
-            dtype=np.int64,
-            count=len(block),
-        )
-        data = [rec.data for rec in block]
-        positions: dict[Venue, list[int]] = {}
-        plain = np.ones(len(block), dtype=np.bool_)  # records to step through
-        present, first = np.unique(codes, return_index=True)
-        for code in present[np.argsort(first)].tolist():  # in the order the venues appear
-            if code < 0:
+    async with _blocks(paths, reader, names, speed) as source:
+        async for block in source:
+            # receive times in ns: round(ts * 1e9), a column at a time (rint rounds half to
+            # even as round does)
+            times = np.rint(block.ts * 1e9).astype(np.int64)
+            codes = block.codes
+            known = int(np.count_nonzero(codes >= 0))
+            records += known + sum(
+                1 for k, r in block.records.items() if codes[k] < 0 and r.venue in venues
+            )
+            flush_groups()
+            prescans.clear()
+            fed.clear()
+            if speed is not None:  # paced: record by record
+                for k, recv_ns in enumerate(times.tolist()):
+                    await step(recv_ns)
+                    code = int(codes[k])
+                    if code >= 0:
+                        frame(venue_list[code], block.frame(k), recv_ns)
+                    else:
+                        other(block.records[k], recv_ns)
                 continue
-            venue = venue_list[code]
-            mine = np.flatnonzero(codes == code)
-            where = mine.tolist()
-            frames = [data[k] for k in where] if len(where) == 1 else itemgetter(*where)(data)
-            pre = pipeline.prescan(venue, frames, times[mine].tolist())
-            if pre is not None:
-                prescans[venue] = pre
-                fed[venue] = 0
-                positions[venue] = where
-                plain[mine] = False
-        if high < 0:
-            high = int(times[0])
-            plain[0] = True  # the first record starts the clock
-        # a record closes a tick when it moves the latest time past a tick boundary
-        buckets = np.maximum.accumulate(np.maximum(times, high)) // tick_ns
-        closes = np.empty(len(block), dtype=np.bool_)
-        closes[0] = buckets[0] > high // tick_ns
-        closes[1:] = buckets[1:] > buckets[:-1]
-        high = max(high, int(times.max()))
-        for k in np.flatnonzero(plain | closes).tolist():
+            # as fast as possible: each venue's frames of the block are scanned in one call,
+            # and only the records that close a tick or are not such frames are stepped
+            positions: dict[Venue, list[int]] = {}
+            plain = np.ones(len(block), dtype=np.bool_)  # records to step through
+            present, first = np.unique(codes, return_index=True)
+            for code in present[np.argsort(first)].tolist():  # in the order venues appear
+                if code < 0:
+                    continue
+                venue = venue_list[code]
+                mine = np.flatnonzero(codes == code)
+                where = mine.tolist()
+                pre = pipeline.prescan_buffer(
+                    venue,
+                    block.buf,
+                    block.starts[mine],
+                    block.ends[mine],
+                    Frames(block, where),
+                    times[mine].tolist(),
+                )
+                if pre is not None:
+                    prescans[venue] = pre
+                    fed[venue] = 0
+                    positions[venue] = where
+                    plain[mine] = False
+            if high < 0:
+                high = int(times[0])
+                plain[0] = True  # the first record starts the clock
+            # a record closes a tick when it moves the latest time past a tick boundary
+            buckets = np.maximum.accumulate(np.maximum(times, high)) // tick_ns
+            closes = np.empty(len(block), dtype=np.bool_)
+            closes[0] = buckets[0] > high // tick_ns
+            closes[1:] = buckets[1:] > buckets[:-1]
+            high = max(high, int(times.max()))
+            stepped = np.flatnonzero(plain | closes)
+            for k, recv_ns, code in zip(
+                stepped.tolist(), times[stepped].tolist(), codes[stepped].tolist(), strict=True
+            ):
+                for venue, at in positions.items():
+                    fed[venue] = bisect_left(at, k, fed[venue])
+                await step(recv_ns)
+                if code < 0:
+                    other(block.records[k], recv_ns)
+                    continue
+                venue = venue_list[code]
+                if venue in prescans:
+                    fed[venue] += 1
+                else:
+                    frame(venue, block.frame(k), recv_ns)
             for venue, at in positions.items():
-                fed[venue] = bisect_left(at, k, fed[venue])
-            await step(block[k], stamps[k], of[k])
-        for venue, at in positions.items():
-            fed[venue] = len(at)
+                fed[venue] = len(at)
     flush_groups()
     if next_tick is not None:
         await emit(next_tick)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from feeds.contract import VenueAdapter
+from feeds.record_scan import scan_records
 from feeds.scan import new_table
 from monitor.analytics import kernels as analytics_kernels
 from monitor.book import kernels
@@ -35,6 +36,7 @@ _ENTRY_KERNELS: tuple[Any, ...] = (
     kernels.book_checksum,
     mk.compute_metrics,
     mk.tick_rows,
+    scan_records,
     *analytics_kernels.ENTRY_KERNELS,
 )
 
@@ -129,6 +131,19 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
         store.keys[book],
         store.qtys[book],
         np.empty(4096, dtype=np.uint8),
+    )
+    line = np.frombuffer(b'{"ts":1.5,"venue":"v","kind":"ws","url":"u","data":"\\"x"}\n', np.uint8)
+    scan_records(
+        line,
+        0,
+        len(line),
+        np.frombuffer(b"v", dtype=np.uint8),
+        np.array([0, 1], dtype=np.int64),
+        np.empty(len(line), dtype=np.uint8),
+        np.empty(1, dtype=np.int8),
+        np.empty(1),
+        np.empty(1, dtype=np.int64),
+        np.empty((1, 7), dtype=np.int64),
     )
     analytics_kernels.warm_up()
     elapsed = time.perf_counter() - started

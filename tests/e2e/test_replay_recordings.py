@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import monitor.replay as replay_module
+from feeds.recording import RecordingError, RecordingReader
 from feeds.venues import ADAPTERS
 from monitor.book.layout import S_LAST_ID
 from monitor.domain import Venue
@@ -410,9 +412,18 @@ def test_replay_reads_ahead_in_blocks_of_any_size_with_the_same_output(
     cuts runs anywhere, between ticks, inside a tick, next to REST answers) and the paced
     path (no read-ahead) change nothing in the metrics or the books."""
     outputs = []
-    for block, speed in ((16_384, None), (7, None), (1, None), (16_384, 1e9)):
+    # one file as fast as possible: blocks of so many bytes of text (read by a thread);
+    # several files, or paced: blocks of so many records, merged one by one
+    for block_bytes, block, speed in (
+        (1 << 23, 16_384, None),
+        (700, 16_384, None),
+        (64, 16_384, None),
+        (1 << 23, 16_384, 1e9),
+        (1 << 23, 7, 1e9),
+    ):
+        monkeypatch.setattr(replay_module, "BLOCK_BYTES", block_bytes)
         monkeypatch.setattr(replay_module, "BLOCK", block)
-        out = tmp_path / f"m{block}-{speed}.jsonl"
+        out = tmp_path / f"m{block_bytes}-{block}-{speed}.jsonl"
         pipeline = new_pipeline()
         with out.open("wb") as f:
             replay([path], pipeline, tick_ms=250, sinks=[JsonLinesSink(f)], speed=speed)
@@ -468,8 +479,8 @@ def test_read_ahead_ticks_like_the_paced_path_through_disorder_and_holes(
         shifted.append(rec)
     path = write(shifted, tmp_path / "disorder.jsonl.gz")
     outputs = []
-    for block, speed in ((16_384, None), (5, None), (16_384, 1e12)):
-        monkeypatch.setattr(replay_module, "BLOCK", block)
+    for block_bytes, speed in ((1 << 23, None), (500, None), (1 << 23, 1e12)):
+        monkeypatch.setattr(replay_module, "BLOCK_BYTES", block_bytes)
         ticks: list[tuple[int, list[dict[str, Any]]]] = []
 
         def keep(sample: TickSample, ticks: list[Any] = ticks) -> None:
@@ -483,3 +494,36 @@ def test_read_ahead_ticks_like_the_paced_path_through_disorder_and_holes(
     assert all(o == outputs[0] for o in outputs[1:])
     stamps = [ts for ts, _ in outputs[0][2]]
     assert max(b - a for a, b in itertools.pairwise(stamps)) > 500e9  # the hole was skipped
+
+
+def test_a_failing_sink_ends_the_replay_and_its_reader_thread(tmp_path: Path) -> None:
+    """One file is read by a thread a few blocks ahead: when the replay stops early (here a
+    sink raises), the error comes out of replay() and the reader thread is gone."""
+    calls = []
+
+    def fail(sample: TickSample) -> None:
+        calls.append(sample.ts_ns)
+        if len(calls) == 3:
+            raise RuntimeError("sink down")
+
+    with pytest.raises(RuntimeError, match="sink down"):
+        replay([USDM_RECORDING], new_pipeline(), tick_ms=50, sinks=[CallbackSink(fail)])
+    assert len(calls) == 3
+    assert not [t for t in threading.enumerate() if t.name == "replay-reader"]
+
+
+def test_a_strict_replay_feeds_the_records_before_a_bad_line_then_raises_its_error(
+    tmp_path: Path,
+) -> None:
+    records = load(SPOT_RECORDING)
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps(r) for r in records]
+    lines.insert(200, '{"ts": 1, "venue": "binance"}')
+    path.write_text("\n".join(lines) + "\n")
+    pipeline = new_pipeline()
+    with pytest.raises(RecordingError) as error:
+        replay([path], pipeline, reader=RecordingReader(strict=True))
+    assert error.value.line == 201
+    fed = sum(v for k, v in pipeline.counters.messages.items() if k.startswith("binance."))
+    assert fed > 0
+    assert not [t for t in threading.enumerate() if t.name == "replay-reader"]
