@@ -634,6 +634,9 @@ class RecordingReader:
                 rows = np.flatnonzero(keep)
                 records = {int(r): records[k] for r, k in enumerate(rows.tolist()) if k in records}
                 ts, code, spans = ts[rows], code[rows], spans[rows]
+        # read-only, as frames joined from bytes are: the kernels that read it (the
+        # scanners, the book kernel) are compiled for that one array type
+        buf.flags.writeable = False
         fast = len(ts) - len(records)
         self.records += fast
         if len(ts):
