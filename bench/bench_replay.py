@@ -8,15 +8,21 @@ once into ``--cache`` and reused. The replay is the one ``liqmon replay`` runs:
 the configured 1 s tick, no sinks (``--metrics-out`` and ``--alerts-out`` add their own
 JSON encoding and rules; see the README).
 
-Three passes in this process, each timed with ``time.process_time`` (CPU of the process:
-the machine is shared, wall time is not a measure here):
+The passes, in this process:
 
-1. reading only: the recording decoded into records, nothing fed;
-2. the replay, uninstrumented: the headline records/s;
-3. the replay again with each phase's entry point wrapped in a CPU timer: the breakdown
-   (feeding frames through the venue adapters, applying them to the books, the tick's
-   metrics and columns, the analytics and score; the rest is reading and the replay loop).
-   The timers add a little; the phases are shown as shares of this pass.
+1. reading only, CPU (``time.process_time``): the recording record by record
+   (``RecordingReader.read``) and in blocks (``read_blocks``, what the replay reads);
+2. the replay as ``liqmon replay`` runs it: wall time (the headline: records per second
+   of the clock), with the CPU of the replay's thread and of the process (a second thread
+   inflates and scans the recording a few blocks ahead, beside the replay);
+3. the peer, in the same run: the same replay in one thread (``READ_AHEAD = 0``), CPU;
+4. the one-thread replay again with each phase's entry point wrapped in a CPU timer: the
+   breakdown (feeding frames through the venue adapters, applying them to the books, the
+   tick's metrics and columns, the analytics and score; the rest is reading and the
+   replay loop). The timers add a little; the phases are shown as shares of this pass.
+
+Wall time is a measure only on a quiet machine: run it alone (the CPU figures hold on a
+shared one).
 
 With ``--metrics-out`` a fourth pass writes the metrics-out rows (``JsonLinesSink``) to
 /dev/null, as ``liqmon replay --metrics-out /dev/null`` does.
@@ -42,8 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 
+import monitor.replay as replay_module
 from feeds.recording import RecordingReader
 from feeds.venues import ADAPTERS
+from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
 from monitor.pipeline import BookPipeline
 from monitor.replay import ReplayResult, replay
@@ -52,6 +60,7 @@ from monitor.sinks import JsonLinesSink
 from monitor.warmup import warm_up
 
 TARGET_RECORDS_PER_S = 100_000
+VENUES = tuple(v.value for v in Venue)
 
 
 def recording(cache: Path, hours: float) -> tuple[Path, Path]:
@@ -141,17 +150,34 @@ def main() -> None:
     _common.quiet_logs()
     rec, config = recording(args.cache, args.hours)
     settings = load_settings([config])
-    warm_up(ADAPTERS.values())
+    warm_up(ADAPTERS.values(), replay=True)
 
     t0 = time.process_time()
     records = sum(1 for _ in RecordingReader().read(rec))
     read_s = time.process_time() - t0
 
+    t0 = time.process_time()
+    block_records = sum(len(b) for b in RecordingReader().read_blocks(rec, VENUES))
+    read_blocks_s = time.process_time() - t0
+    assert block_records == records
+
+    # the replay as `liqmon replay` runs it: the recording read by a thread beside it
     pipeline = new_pipeline(settings)
-    t0, w0 = time.process_time(), time.perf_counter()
+    t0, w0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
     result = replay([rec], pipeline, tick_ms=settings.monitor.tick_ms)
     cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
-    rate = result.records / cpu_s
+    main_s = time.thread_time() - m0
+    # the peer in the same run: the same replay in one thread (reading included)
+    replay_module.READ_AHEAD = 0
+    t0, w0 = time.process_time(), time.perf_counter()
+    single = replay([rec], new_pipeline(settings), tick_ms=settings.monitor.tick_ms)
+    one_thread_s, one_thread_wall_s = time.process_time() - t0, time.perf_counter() - w0
+    assert (single.records, single.ticks, single.metric_rows) == (
+        result.records,
+        result.ticks,
+        result.metric_rows,
+    ), "the one-thread replay differs"
+    rate = result.records / wall_s
 
     metrics_out_s = None
     if args.metrics_out:
@@ -172,20 +198,43 @@ def main() -> None:
     rows: list[dict[str, Any]] = [
         {"name": "records", "value": result.records, "unit": ""},
         {"name": "books / ticks", "value": books, "unit": f"/ {result.ticks}"},
-        {"name": "replay, CPU", "value": cpu_s, "unit": "s", "note": f"wall {wall_s:.1f} s"},
         {
-            "name": "records per second of CPU",
+            "name": "replay, wall (reader thread beside it)",
+            "value": wall_s,
+            "unit": "s",
+            "note": f"CPU: replay thread {main_s:.2f} s, process {cpu_s:.2f} s",
+        },
+        {
+            "name": "records per second",
             "value": rate,
             "unit": "rec/s",
             "ratio": rate / TARGET_RECORDS_PER_S,
             "note": f"goal {TARGET_RECORDS_PER_S:,}",
         },
-        {"name": "per tick, all in", "value": cpu_s / result.ticks * 1e6, "unit": "us"},
         {
-            "name": "reading only (decompress + decode records)",
+            "name": "the same in one thread, CPU",
+            "value": one_thread_s,
+            "unit": "s",
+            "ratio": one_thread_s / wall_s,
+            "note": f"{result.records / one_thread_s:,.0f} rec/s; wall {one_thread_wall_s:.1f} s",
+        },
+        {
+            "name": "per tick, all in (one thread)",
+            "value": one_thread_s / result.ticks * 1e6,
+            "unit": "us",
+        },
+        {
+            "name": "reading only, record by record (read)",
             "value": read_s,
             "unit": "s",
             "note": f"{records / read_s:,.0f} rec/s",
+        },
+        {
+            "name": "reading only, in blocks (read_blocks)",
+            "value": read_blocks_s,
+            "unit": "s",
+            "ratio": read_s / read_blocks_s,
+            "note": f"{records / read_blocks_s:,.0f} rec/s",
         },
     ]
     if metrics_out_s is not None:
@@ -218,8 +267,13 @@ def main() -> None:
             "ticks": result.ticks,
             "cpu_s": cpu_s,
             "wall_s": wall_s,
-            "records_per_cpu_s": rate,
+            "replay_thread_cpu_s": main_s,
+            "records_per_s": rate,
+            "one_thread_cpu_s": one_thread_s,
+            "one_thread_wall_s": one_thread_wall_s,
+            "records_per_cpu_s_one_thread": result.records / one_thread_s,
             "read_only_cpu_s": read_s,
+            "read_blocks_cpu_s": read_blocks_s,
             "phases_cpu_s": phases,
             "instrumented_cpu_s": instrumented_s,
             "metrics_out_cpu_s": metrics_out_s,

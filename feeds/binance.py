@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 
 from feeds.base import book_events, chunks, encode
-from feeds.binance_scan import scan_depth_frames
+from feeds.binance_scan import scan_depth_frames, scan_depth_frames_released
 from feeds.contract import (
     BookMessage,
     Checksum,
@@ -310,9 +310,11 @@ class BinanceAdapter:
         """Scan many frames in one numba call (see feeds.binance_scan). Pure."""
         return self.scan_buffer(*join_frames(frames))
 
-    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+    def scan_buffer(
+        self, buf: ByteArray, starts: IntArray, ends: IntArray, *, release_gil: bool = False
+    ) -> ScannedFrames:
         table = new_table(len(starts))
-        scan_depth_frames(buf, starts, ends, table)
+        (scan_depth_frames_released if release_gil else scan_depth_frames)(buf, starts, ends, table)
         return ScannedFrames(buf, table)
 
     def snapshot_weight(self, limit: int) -> int:

@@ -296,3 +296,15 @@ def scan_depth_frames(
             row[F_TS_MS] *= MS
             found += 1
     return found
+
+
+@njit(cache=True, nogil=True)
+def scan_depth_frames_released(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """``scan_depth_frames`` without holding the GIL (a replay's reader thread scans ahead of the
+    replay); a separate entry, so that the live path's calls stay as they are."""
+    return scan_depth_frames(buf, starts, ends, out)

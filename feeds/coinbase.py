@@ -49,7 +49,7 @@ import msgspec
 import numpy as np
 
 from feeds.base import book_events, chunks, encode
-from feeds.coinbase_scan import N_LEVEL, level_rows, scan_l2_frames
+from feeds.coinbase_scan import N_LEVEL, level_rows, scan_l2_frames, scan_l2_frames_released
 from feeds.contract import (
     BookMessage,
     Checksum,
@@ -259,14 +259,18 @@ class CoinbaseAdapter:
         written as arrays into a buffer of their own, which the ranges point into. Pure."""
         return self.scan_buffer(*join_frames(frames))
 
-    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+    def scan_buffer(
+        self, buf: ByteArray, starts: IntArray, ends: IntArray, *, release_gil: bool = False
+    ) -> ScannedFrames:
         table = new_table(len(starts))
         sizes = ends - starts
         largest = int(sizes.max()) if len(sizes) else 0
         # a book frame's levels are shorter than the frame
         out = np.empty(int(sizes.sum()) + 64, dtype=np.uint8)
         levels = np.empty((level_rows(largest), N_LEVEL), dtype=np.int64)
-        used = scan_l2_frames(buf, starts, ends, out, levels, table)
+        used = (scan_l2_frames_released if release_gil else scan_l2_frames)(
+            buf, starts, ends, out, levels, table
+        )
         return ScannedFrames(out[:used], table)
 
     # --- URLs and subscriptions -------------------------------------------------------

@@ -540,3 +540,17 @@ def scan_l2_frames(
 def level_rows(largest_frame: int) -> int:
     """Rows of the levels scratch table for frames of up to ``largest_frame`` bytes."""
     return largest_frame // MIN_UPDATE_BYTES + 1
+
+
+@njit(cache=True, nogil=True)
+def scan_l2_frames_released(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    out: np.ndarray,
+    levels: np.ndarray,
+    table: np.ndarray,
+) -> int:
+    """``scan_l2_frames`` without holding the GIL (a replay's reader thread scans ahead of the
+    replay); a separate entry, so that the live path's calls stay as they are."""
+    return scan_l2_frames(buf, starts, ends, out, levels, table)

@@ -184,9 +184,12 @@ class FrameScanner(Protocol):
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames: ...
 
-    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+    def scan_buffer(
+        self, buf: ByteArray, starts: IntArray, ends: IntArray, *, release_gil: bool = False
+    ) -> ScannedFrames:
         """``scan_frames`` of frames already in one buffer: frame k is
-        ``buf[starts[k]:ends[k]]`` (in any order, anywhere in ``buf``)."""
+        ``buf[starts[k]:ends[k]]`` (in any order, anywhere in ``buf``). ``release_gil``:
+        scan without holding the GIL (from a thread beside the one that feeds)."""
         ...
 
 

@@ -49,6 +49,7 @@ from feeds.scan import (
     key_is,
     literal_at,
     njit_without_nrt,
+    njit_without_nrt_released,
     number_end,
     parse_int,
     skip_space,
@@ -442,3 +443,16 @@ def scan_book_frames(
             row[T_LAST] = -1
         row[T_STATUS] = status
     return o
+
+
+@njit_without_nrt_released
+def scan_book_frames_released(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    table: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """``scan_book_frames`` without holding the GIL (a replay's reader thread scans ahead of the
+    replay); a separate entry, so that the live path's calls stay as they are."""
+    return scan_book_frames(buf, starts, ends, table, out)

@@ -69,7 +69,7 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
-from feeds.kraken_scan import scan_book_frames
+from feeds.kraken_scan import scan_book_frames, scan_book_frames_released
 from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
@@ -246,10 +246,14 @@ class KrakenAdapter:
         frames are transcoded into arrays in a buffer of the scan's own. Pure."""
         return self.scan_buffer(*join_frames(frames))
 
-    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+    def scan_buffer(
+        self, buf: ByteArray, starts: IntArray, ends: IntArray, *, release_gil: bool = False
+    ) -> ScannedFrames:
         table = new_table(len(starts))
         out = np.empty(int((ends - starts).sum()) + 4 * len(starts), dtype=np.uint8)
-        used = scan_book_frames(buf, starts, ends, table, out, self.depth)
+        used = (scan_book_frames_released if release_gil else scan_book_frames)(
+            buf, starts, ends, table, out, self.depth
+        )
         return ScannedFrames(out[:used], table)
 
     # --- URLs and subscriptions ------------------------------------------------------------

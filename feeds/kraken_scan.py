@@ -374,3 +374,17 @@ def scan_book_frames(
             row[T_CHECKSUM] = 0
         row[T_STATUS] = status
     return o
+
+
+@njit(cache=True, nogil=True)
+def scan_book_frames_released(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    table: np.ndarray,
+    out: np.ndarray,
+    depth: int,
+) -> int:
+    """``scan_book_frames`` without holding the GIL (a replay's reader thread scans ahead of the
+    replay); a separate entry, so that the live path's calls stay as they are."""
+    return scan_book_frames(buf, starts, ends, table, out, depth)

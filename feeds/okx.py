@@ -71,7 +71,7 @@ from feeds.contract import (
     VenueMessage,
     WeightLimitHook,
 )
-from feeds.okx_scan import scan_book_frames
+from feeds.okx_scan import scan_book_frames, scan_book_frames_released
 from feeds.scan import ByteArray, IntArray, join_frames, new_table, symbol_key
 from monitor.domain import (
     EventKind,
@@ -441,9 +441,11 @@ class OkxAdapter:
         """Scan many frames in one numba call (see feeds.okx_scan). Pure."""
         return self.scan_buffer(*join_frames(frames))
 
-    def scan_buffer(self, buf: ByteArray, starts: IntArray, ends: IntArray) -> ScannedFrames:
+    def scan_buffer(
+        self, buf: ByteArray, starts: IntArray, ends: IntArray, *, release_gil: bool = False
+    ) -> ScannedFrames:
         table = new_table(len(starts))
-        scan_book_frames(buf, starts, ends, table)
+        (scan_book_frames_released if release_gil else scan_book_frames)(buf, starts, ends, table)
         return ScannedFrames(buf, table)
 
     # --- parsing ----------------------------------------------------------------------------

@@ -475,3 +475,15 @@ def scan_book_frames(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, out:
         if status == SCAN_BOOK:
             found += 1
     return found
+
+
+@njit(cache=True, nogil=True)
+def scan_book_frames_released(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """``scan_book_frames`` without holding the GIL (a replay's reader thread scans ahead of the
+    replay); a separate entry, so that the live path's calls stay as they are."""
+    return scan_book_frames(buf, starts, ends, out)

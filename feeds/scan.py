@@ -131,6 +131,11 @@ def njit_without_nrt(kernel: KernelT) -> KernelT:
     return njit(cache=True, _nrt=False)(kernel)  # type: ignore[call-overload,no-any-return]
 
 
+def njit_without_nrt_released(kernel: KernelT) -> KernelT:
+    """:func:`njit_without_nrt` for a kernel that runs without holding the GIL."""
+    return njit(cache=True, _nrt=False, nogil=True)(kernel)  # type: ignore[call-overload,no-any-return]
+
+
 # --- small numba helpers the scanners share ------------------------------------------------
 @njit(cache=True, inline="always")
 def is_space(c: int) -> bool:

@@ -362,7 +362,7 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 alerts_out = outputs.enter_context(_open_output("--alerts-out", args.alerts_out))
         except _UsageError as exc:
             return _fail(EXIT_USAGE, str(exc))
-        warm_up(ADAPTERS.values())  # compiles on the first run, and says so
+        warm_up(ADAPTERS.values(), replay=True)  # compiles on the first run, and says so
         registry = InstrumentRegistry.load_cached(settings.venues.keys())
         pipeline = BookPipeline.from_settings(registry, ADAPTERS, settings)
         reader = RecordingReader(strict=args.strict)

@@ -487,18 +487,17 @@ class BookPipeline:
             return None
         return self._prescanned(venue, scanner.scan_frames(frames), frames, recv_ns, index)
 
-    def prescan_buffer(
+    def prescan_scanned(
         self,
         venue: Venue,
-        buf: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
+        scan: ScannedFrames,
         frames: Sequence[bytes | str],
         recv_ns: Sequence[int],
     ) -> Prescan | None:
-        """``prescan`` of frames already in one buffer (a replay's block: frame k in
-        ``buf[starts[k]:ends[k]]``); ``frames`` gives frame k's text when the adapter's
-        ``decode`` needs it."""
+        """``prescan`` of frames the venue's scanner has already scanned (``scan``, of
+        ``frames`` in order: a replay scans a block's frames ahead, in its reader thread).
+        None when the venue's symbol keys collide: feed those frames with
+        ``feed_frames``."""
         adapter = self.adapters.get(venue)
         scanner = adapter.scanner if adapter is not None else None
         if scanner is None:
@@ -506,7 +505,6 @@ class BookPipeline:
         index = self._symbol_index(venue, scanner)
         if index is None:
             return None
-        scan = scanner.scan_buffer(buf, starts, ends)
         return self._prescanned(venue, scan, frames, recv_ns, index)
 
     def _prescanned(

@@ -24,8 +24,9 @@ from typing import IO
 import msgspec
 import numpy as np
 
+from feeds.contract import FrameScanner
 from feeds.recording import Frames, Record, RecordBlock, RecordingReader
-from monitor.domain import Venue
+from monitor.domain import ScannedFrames, Venue
 from monitor.log import get_logger
 from monitor.pipeline import BookPipeline, Prescan
 from monitor.sinks import Sink, drive
@@ -60,8 +61,17 @@ def merged_records(
     )
 
 
-READ_AHEAD = 2  # blocks the reader thread may read ahead of the replay
+MAX_GROUP = 4096  # frames of one venue fed in one call, at most
+BLOCK = 16_384  # records of several files merged (or paced) read as one block
+FIRST_BLOCK = 256  # a short first block: books are added as their first frames are decoded,
+# and a block's scanned frames go to the books known when the replay reaches the block
+READ_AHEAD = 2  # blocks the reader thread may read ahead of the replay (0: no thread)
 BLOCK_BYTES = 1 << 23  # text of a block read in one piece (~7k records of ~1 kB)
+
+
+Scans = dict[int, tuple[np.ndarray, ScannedFrames | None]]
+"""A block's websocket frames per venue code, in the order the venues first appear: their
+rows in the block and their scan (None: the venue has no batch scanner)."""
 
 
 @asynccontextmanager
@@ -69,39 +79,70 @@ async def _blocks(
     paths: Iterable[str | Path],
     reader: RecordingReader | None,
     names: tuple[str, ...],
+    scanners: dict[int, FrameScanner],
     speed: float | None,
-) -> AsyncIterator[AsyncIterator[RecordBlock]]:
-    """The records to replay, in blocks. One file replayed as fast as possible is read by a
-    thread (``RecordingReader.read_blocks``: inflating and scanning release the GIL, so
-    reading runs beside the replay on a second core); several files are merged by receive
-    time record by record, and a paced replay reads in small blocks. The first block is
-    short: books are added as their first frames are decoded, and a block's frames are
-    scanned against the books known when it starts."""
+) -> AsyncIterator[AsyncIterator[tuple[RecordBlock, Scans]]]:
+    """The records to replay, in blocks, each with its frames scanned per venue. One file
+    replayed as fast as possible is read and scanned by a thread
+    (``RecordingReader.read_blocks`` and the scanners release the GIL: reading runs beside
+    the replay, on a second core); several files are merged by receive time record by
+    record, and a paced replay reads them so too."""
     paths = [Path(p) for p in paths]
     reader = reader if reader is not None else RecordingReader()
+    blocks: Iterator[RecordBlock]
     if len(paths) == 1 and speed is None:
-        with _ReadAhead(reader.read_blocks(paths[0], names, block_bytes=BLOCK_BYTES)) as ahead:
-            yield _first_short(ahead.blocks())
-        return
-    merged = merged_records(paths, reader)
+        blocks = reader.read_blocks(paths[0], names, block_bytes=BLOCK_BYTES)
+        if READ_AHEAD > 0:
+            with _ReadAhead(_prepared(blocks, scanners, release_gil=True)) as ahead:
+                yield ahead.items()
+            return
+    else:
+        merged = merged_records(paths, reader)
+        blocks = (
+            RecordBlock.from_records(batch, names)
+            for batch in iter(lambda: list(itertools.islice(merged, BLOCK)), [])
+        )
+    prepared = _prepared(blocks, scanners, release_gil=False)
 
-    async def batches() -> AsyncIterator[RecordBlock]:
-        while batch := list(itertools.islice(merged, BLOCK)):
-            yield RecordBlock.from_records(batch, names)
+    async def inline() -> AsyncIterator[tuple[RecordBlock, Scans]]:
+        for item in prepared:
+            yield item
 
-    yield _first_short(batches())
+    yield inline()
 
 
-async def _first_short(blocks: AsyncIterator[RecordBlock]) -> AsyncIterator[RecordBlock]:
+def _prepared(
+    blocks: Iterator[RecordBlock], scanners: dict[int, FrameScanner], *, release_gil: bool
+) -> Iterator[tuple[RecordBlock, Scans]]:
+    """Each block with its frames scanned per venue (scanners are pure: what they read
+    does not depend on the books). The first block is cut short: books are added as their
+    first frames are decoded, and a block's scanned frames go to the books known when the
+    replay reaches it."""
     first = True
-    async for block in blocks:
-        if first and len(block) > FIRST_BLOCK:
-            head, rest = block.split(FIRST_BLOCK)
-            yield head
-            yield rest
-        else:
-            yield block
+    for block in blocks:
+        parts = block.split(FIRST_BLOCK) if first and len(block) > FIRST_BLOCK else (block,)
         first = False
+        for part in parts:
+            scans: Scans = {}
+            codes = part.codes
+            present, at = np.unique(codes, return_index=True)
+            for code in present[np.argsort(at)].tolist():  # in the order venues appear
+                if code < 0:
+                    continue
+                rows = np.flatnonzero(codes == code)
+                scanner = scanners.get(code)
+                scans[code] = (
+                    rows,
+                    None
+                    if scanner is None
+                    else scanner.scan_buffer(
+                        part.buf, part.starts[rows], part.ends[rows], release_gil=release_gil
+                    ),
+                )
+            yield part, scans
+
+
+_Item = tuple[tuple[RecordBlock, Scans] | None, BaseException | None]  # (item, error)
 
 
 class _ReadAhead:
@@ -110,11 +151,9 @@ class _ReadAhead:
     interval stays as it is: a shorter one made the two threads hand the GIL back and
     forth so often that the replay took three times as long.)"""
 
-    def __init__(self, source: Iterator[RecordBlock]) -> None:
+    def __init__(self, source: Iterator[tuple[RecordBlock, Scans]]) -> None:
         self._source = source
-        self._queue: queue.Queue[tuple[RecordBlock | None, BaseException | None]] = queue.Queue(
-            READ_AHEAD
-        )
+        self._queue: queue.Queue[_Item] = queue.Queue(READ_AHEAD)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="replay-reader", daemon=True)
 
@@ -129,7 +168,7 @@ class _ReadAhead:
                 self._queue.get(timeout=0.05)
         self._thread.join()
 
-    def _put(self, item: tuple[RecordBlock | None, BaseException | None]) -> bool:
+    def _put(self, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -140,8 +179,8 @@ class _ReadAhead:
 
     def _run(self) -> None:
         try:
-            for block in self._source:
-                if not self._put((block, None)):
+            for item in self._source:
+                if not self._put((item, None)):
                     return
         except BaseException as exc:
             self._put((None, exc))
@@ -152,27 +191,21 @@ class _ReadAhead:
                 close()
         self._put((None, None))
 
-    async def blocks(self) -> AsyncIterator[RecordBlock]:
+    async def items(self) -> AsyncIterator[tuple[RecordBlock, Scans]]:
         while True:
             try:
-                block, error = self._queue.get_nowait()
+                item, error = self._queue.get_nowait()
             except queue.Empty:
                 # the reader is behind: wait for it without holding the event loop
                 try:
-                    block, error = await asyncio.to_thread(self._queue.get, True, 0.5)
+                    item, error = await asyncio.to_thread(self._queue.get, True, 0.5)
                 except queue.Empty:
                     continue
             if error is not None:
                 raise error
-            if block is None:
+            if item is None:
                 return
-            yield block
-
-
-MAX_GROUP = 4096  # frames of one venue fed in one call, at most
-BLOCK = 16_384  # records read ahead; the frames of each venue among them are scanned at once
-FIRST_BLOCK = 256  # a short first block: books are added as their first frames are decoded,
-# and a block's frames are scanned against the books known when the block starts
+            yield item
 
 
 def replay(
@@ -306,8 +339,13 @@ async def areplay(
             pipeline.feed(venue, rec.kind, rec.url, rec.data, recv_ns)
 
     high = -1  # the latest receive time so far: the next tick is the first boundary after it
-    async with _blocks(paths, reader, names, speed) as source:
-        async for block in source:
+    scanners: dict[int, FrameScanner] = {}
+    for code, venue in enumerate(venue_list):
+        adapter = pipeline.adapters.get(venue)
+        if adapter is not None and adapter.scanner is not None:
+            scanners[code] = adapter.scanner
+    async with _blocks(paths, reader, names, scanners, speed) as source:
+        async for block, scans in source:
             # receive times in ns: round(ts * 1e9), a column at a time (rint rounds half to
             # even as round does)
             times = np.rint(block.ts * 1e9).astype(np.int64)
@@ -328,24 +366,18 @@ async def areplay(
                     else:
                         other(block.records[k], recv_ns)
                 continue
-            # as fast as possible: each venue's frames of the block are scanned in one call,
-            # and only the records that close a tick or are not such frames are stepped
+            # as fast as possible: each venue's frames of the block go to its books stretch
+            # by stretch from their scan; only the records that close a tick or are not
+            # such frames are stepped through
             positions: dict[Venue, list[int]] = {}
             plain = np.ones(len(block), dtype=np.bool_)  # records to step through
-            present, first = np.unique(codes, return_index=True)
-            for code in present[np.argsort(first)].tolist():  # in the order venues appear
-                if code < 0:
+            for code, (mine, scan) in scans.items():
+                if scan is None:
                     continue
                 venue = venue_list[code]
-                mine = np.flatnonzero(codes == code)
                 where = mine.tolist()
-                pre = pipeline.prescan_buffer(
-                    venue,
-                    block.buf,
-                    block.starts[mine],
-                    block.ends[mine],
-                    Frames(block, where),
-                    times[mine].tolist(),
+                pre = pipeline.prescan_scanned(
+                    venue, scan, Frames(block, where), times[mine].tolist()
                 )
                 if pre is not None:
                     prescans[venue] = pre

@@ -55,10 +55,11 @@ def cache_is_cold() -> bool:
     return False
 
 
-def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
+def warm_up(adapters: Iterable[VenueAdapter] = (), *, replay: bool = False) -> float:
     """Run every kernel once on scratch data, and the batch scanner of each adapter that
     has one (the frames' content does not matter to the compiler); returns the seconds it
-    took. Logs ``kernels.compiling`` first when the cache is cold."""
+    took. Logs ``kernels.compiling`` first when the cache is cold. ``replay``: also the
+    scanners' GIL-free entries, which only a replay's reader thread calls."""
     if cache_is_cold():
         log.warning("kernels.compiling", note="compiling kernels (first run only, ~20 s)")
     started = time.perf_counter()
@@ -106,6 +107,10 @@ def warm_up(adapters: Iterable[VenueAdapter] = ()) -> float:
     for adapter in adapters:
         if adapter.scanner is not None:
             adapter.scanner.scan_frames([b"{}", b"{}"])
+            if replay:  # a replay's reader thread scans with the GIL released
+                buf = np.frombuffer(b"{}{}", dtype=np.uint8)
+                starts, ends = np.array([0, 2], dtype=np.int64), np.array([2, 4], dtype=np.int64)
+                adapter.scanner.scan_buffer(buf, starts, ends, release_gil=True)
     intake(
         new_table(1),
         np.zeros(1, dtype=np.int64),
