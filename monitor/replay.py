@@ -102,7 +102,8 @@ async def _blocks(
             RecordBlock.from_records(batch, names)
             for batch in iter(lambda: list(itertools.islice(merged, BLOCK)), [])
         )
-    prepared = _prepared(blocks, scanners, release_gil=False)
+    # (a paced replay steps through every record: its frames are not scanned ahead)
+    prepared = _prepared(blocks, scanners if speed is None else {}, release_gil=False)
 
     async def inline() -> AsyncIterator[tuple[RecordBlock, Scans]]:
         for item in prepared:
