@@ -179,7 +179,7 @@ def _interp_depth(bands: np.ndarray, depth: np.ndarray, offset: float) -> float:
     return prev_d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def asset_rollup(
     asset: np.ndarray,
     n_assets: int,
@@ -343,7 +343,7 @@ def _nan_max(a: float, b: float) -> float:
     return a if a > b else b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def cross_venue(
     valid: np.ndarray,
     mid: np.ndarray,
@@ -516,7 +516,7 @@ def _window_insert(vals: np.ndarray, pos: np.ndarray, count: int, value: float, 
     return count + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def book_components(
     now_s: float,
     dt_s: float,
@@ -974,7 +974,7 @@ def step_states(
     return changed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def score_tick(
     now_s: float,
     healthy: np.ndarray,

@@ -46,7 +46,7 @@ from monitor.book.layout import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def intake(
     table: np.ndarray,
     keys: np.ndarray,
@@ -134,7 +134,7 @@ def intake_py(
 # --- mark prices a scanner read in full (SCAN_MARK rows) -----------------------------------
 # A mark row's fields, as merge_marks reads them: values[row] = (mark, index, funding; NaN:
 # not in the message), times[row] = (next funding ns, 0: none; event ns; receive ns).
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_marks(
     books: np.ndarray,
     values: np.ndarray,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from feeds.scan import njit_without_nrt
+from feeds.scan import njit_without_nrt_released
 from monitor.book.layout import (
     CHECK_KRAKEN,
     CHECK_OKX,
@@ -712,8 +712,11 @@ CHECKSUM_TEXT_BYTES = 4096  # checksum input: 50 levels x 2 numbers fit
 
 # without NRT (feeds.scan.njit_without_nrt): the scratch comes from the caller, and the ~12
 # helper calls per event (parse_levels, _load_side, set_level, ...) and the views of a
-# book's rows no longer count references to the store's arrays atomically
-@njit_without_nrt
+# book's rows no longer count references to the store's arrays atomically. It runs
+# without holding the GIL, as the tick's kernels do: a replay's reader thread (which inflates
+# and scans the recording ahead) then gets the GIL at once when it needs it, not after
+# waiting out the interpreter's 5 ms switch interval each time
+@njit_without_nrt_released
 def apply_batch(
     buf: np.ndarray,
     meta: np.ndarray,

@@ -89,7 +89,7 @@ def _walk(
     return slip, 1.0 if remaining > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def compute_metrics(
     books: np.ndarray,
     istate: np.ndarray,
@@ -199,7 +199,7 @@ STATE_EMPTY = 0  # monitor.domain.BookState.EMPTY
 STATE_STALE = 3  # monitor.sample.STATE_STALE
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tick_rows(
     now_ns: int,
     istate: np.ndarray,
