@@ -478,13 +478,10 @@ class BookPipeline:
         """Scan a venue's frames ahead of feeding them (``feed_prescanned``): one scanner
         call and one intake call for the whole run. None when the venue has no scanner
         (or its symbol keys collide): feed those frames with ``feed_frames``."""
-        adapter = self.adapters.get(venue)
-        scanner = adapter.scanner if adapter is not None else None
-        if scanner is None:
+        found = self._scanner_index(venue)
+        if found is None:
             return None
-        index = self._symbol_index(venue, scanner)
-        if index is None:
-            return None
+        scanner, index = found
         return self._prescanned(venue, scanner.scan_frames(frames), frames, recv_ns, index)
 
     def prescan_scanned(
@@ -498,14 +495,22 @@ class BookPipeline:
         ``frames`` in order: a replay scans a block's frames ahead, in its reader thread).
         None when the venue's symbol keys collide: feed those frames with
         ``feed_frames``."""
+        found = self._scanner_index(venue)
+        if found is None:
+            return None
+        return self._prescanned(venue, scan, frames, recv_ns, found[1])
+
+    def _scanner_index(
+        self, venue: Venue
+    ) -> tuple[FrameScanner, tuple[np.ndarray, np.ndarray]] | None:
+        """The venue's scanner and the symbol index of its books, or None (no scanner,
+        or symbol keys that collide)."""
         adapter = self.adapters.get(venue)
         scanner = adapter.scanner if adapter is not None else None
         if scanner is None:
             return None
         index = self._symbol_index(venue, scanner)
-        if index is None:
-            return None
-        return self._prescanned(venue, scan, frames, recv_ns, index)
+        return None if index is None else (scanner, index)
 
     def _prescanned(
         self,
