@@ -347,6 +347,9 @@ async def areplay(
             scanners[code] = adapter.scanner
     async with _blocks(paths, reader, names, scanners, speed) as source:
         async for block, scans in source:
+            # once a block, give the event loop a turn: Ctrl-C (asyncio.run cancels the
+            # task) stops a replay as fast as possible there, not after its last record
+            await asyncio.sleep(0)
             # receive times in ns: round(ts * 1e9), a column at a time (rint rounds half to
             # even as round does)
             times = np.rint(block.ts * 1e9).astype(np.int64)

@@ -224,6 +224,54 @@ def test_ctrl_c_stops_a_paced_replay_cleanly(tmp_path: Path) -> None:
     assert {b["symbol"] for b in map(json.loads, books.read_text().splitlines())}
 
 
+def test_ctrl_c_stops_a_replay_as_fast_as_possible_within_a_block(tmp_path: Path) -> None:
+    """Not paced: the replay gives the event loop a turn once a block (~8 MB of text), so
+    Ctrl-C stops it there, with the same one line, not after the last record."""
+    records = [json.loads(line) for line in OKX_LINES]
+    frames = [
+        (r["ts"], line[line.index(', "venue"') :])
+        for r, line in zip(records, OKX_LINES, strict=True)
+        if r["kind"] == "ws"
+    ]
+    with gzip.open(tmp_path / "okx-long.jsonl.gz", "wt", compresslevel=1) as f:
+        f.write("\n".join(OKX_LINES) + "\n")  # the instruments and snapshots, and frames
+        for copy in range(1, 600):  # the frames again 10 minutes later, ~190k in all
+            f.writelines(f'{{"ts": {ts + copy * 600.0!r}{rest}\n' for ts, rest in frames)
+    metrics = tmp_path / "m.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "replay",
+            str(tmp_path / "okx-long.jsonl.gz"),
+            "--tick-ms",
+            "1000",
+            "--metrics-out",
+            str(metrics),
+            "--log-format",
+            "json",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (metrics.exists() and metrics.stat().st_size > 0):
+            assert proc.poll() is None and time.monotonic() < deadline, "replay never got going"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "Traceback" not in stderr
+    assert proc.returncode == EXIT_INTERRUPTED
+    (message,) = plain_lines(stderr)
+    stopped_after = int(message.removeprefix("liqmon: interrupted: stopped after ").split()[0])
+    assert 0 < stopped_after < len(records) + 599 * len(frames)
+    assert not events(stderr, "replay.done")
+
+
 def test_sim_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
