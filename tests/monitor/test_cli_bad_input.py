@@ -174,38 +174,19 @@ def test_an_uncreatable_output_fails_before_the_replay(tmp_path: Path) -> None:
     assert metrics.read_text() == ""  # opened, nothing replayed
 
 
-def test_ctrl_c_stops_a_paced_replay_cleanly(tmp_path: Path) -> None:
-    # the OKX session squeezed to 50 ms between records: ~22 s at --speed 1
-    records = [json.loads(line) for line in OKX_LINES]
-    for i, record in enumerate(records):
-        record["ts"] = 1652458996.0 + i * 0.05
-    path = tmp_path / "okx-dense.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    metrics, books = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
+def interrupt_replay(*args: str | Path, metrics: Path) -> tuple[int | None, str]:
+    """``liqmon replay ARGS --metrics-out METRICS``, Ctrl-C once its first metrics reach
+    the file (the replay is under way): (exit code, stderr)."""
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "monitor",
-            "replay",
-            str(path),
-            "--speed",
-            "1",
-            "--tick-ms",
-            "50",
-            "--metrics-out",
-            str(metrics),
-            "--books-out",
-            str(books),
-            "--log-format",
-            "json",
+            *(sys.executable, "-m", "monitor", "replay", *map(str, args)),
+            *("--metrics-out", str(metrics), "--log-format", "json"),
         ],
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         deadline = time.monotonic() + 60
-        # metrics reach the file (a buffer's worth): the paced replay is under way
         while not (metrics.exists() and metrics.stat().st_size > 0):
             assert proc.poll() is None and time.monotonic() < deadline, "replay never got going"
             time.sleep(0.02)
@@ -214,7 +195,21 @@ def test_ctrl_c_stops_a_paced_replay_cleanly(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert "Traceback" not in stderr
-    assert proc.returncode == EXIT_INTERRUPTED
+    return proc.returncode, stderr
+
+
+def test_ctrl_c_stops_a_paced_replay_cleanly(tmp_path: Path) -> None:
+    # the OKX session squeezed to 50 ms between records: ~22 s at --speed 1
+    records = [json.loads(line) for line in OKX_LINES]
+    for i, record in enumerate(records):
+        record["ts"] = 1652458996.0 + i * 0.05
+    path = tmp_path / "okx-dense.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    metrics, books = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
+    code, stderr = interrupt_replay(
+        path, "--speed", "1", "--tick-ms", "50", "--books-out", books, metrics=metrics
+    )
+    assert code == EXIT_INTERRUPTED
     (message,) = plain_lines(stderr)
     assert message.startswith("liqmon: interrupted: stopped after ")
     assert message.endswith("; outputs written and closed")
@@ -233,39 +228,13 @@ def test_ctrl_c_stops_a_replay_as_fast_as_possible_within_a_block(tmp_path: Path
         for r, line in zip(records, OKX_LINES, strict=True)
         if r["kind"] == "ws"
     ]
-    with gzip.open(tmp_path / "okx-long.jsonl.gz", "wt", compresslevel=1) as f:
+    path = tmp_path / "okx-long.jsonl.gz"
+    with gzip.open(path, "wt", compresslevel=1) as f:
         f.write("\n".join(OKX_LINES) + "\n")  # the instruments and snapshots, and frames
         for copy in range(1, 600):  # the frames again 10 minutes later, ~190k in all
             f.writelines(f'{{"ts": {ts + copy * 600.0!r}{rest}\n' for ts, rest in frames)
-    metrics = tmp_path / "m.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "replay",
-            str(tmp_path / "okx-long.jsonl.gz"),
-            "--tick-ms",
-            "1000",
-            "--metrics-out",
-            str(metrics),
-            "--log-format",
-            "json",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (metrics.exists() and metrics.stat().st_size > 0):
-            assert proc.poll() is None and time.monotonic() < deadline, "replay never got going"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert "Traceback" not in stderr
-    assert proc.returncode == EXIT_INTERRUPTED
+    code, stderr = interrupt_replay(path, "--tick-ms", "1000", metrics=tmp_path / "m.jsonl")
+    assert code == EXIT_INTERRUPTED
     (message,) = plain_lines(stderr)
     stopped_after = int(message.removeprefix("liqmon: interrupted: stopped after ").split()[0])
     assert 0 < stopped_after < len(records) + 599 * len(frames)
