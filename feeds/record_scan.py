@@ -34,6 +34,8 @@ _POW10 = np.array([float(10**k) for k in range(_MAX_DIGITS + 1)], dtype=np.float
 
 @njit(cache=True, nogil=True)
 def _ws(b: np.ndarray, i: int, end: int) -> int:
+    """Past spaces, tabs and carriage returns; not a newline, which ends the line
+    (``feeds.scan.skip_space`` skips newlines too, as a frame's JSON may hold them)."""
     while i < end and (b[i] == 32 or b[i] == 9 or b[i] == 13):
         i += 1
     return i

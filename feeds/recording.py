@@ -553,7 +553,7 @@ class RecordingReader:
                     seen += 1
                     decoded = self._decode_line(path, line_number, rest)
                     if decoded is not None:
-                        yield _single_block(names, code_of, decoded)
+                        yield RecordBlock.from_records([decoded], names)
         if seen == 0:
             self.empty_files.append(str(path))
             _log.warning("recording.empty", path=str(path))
@@ -596,8 +596,7 @@ class RecordingReader:
         records: dict[int, Record] = {}
         keep = (status == ROW_FAST) | (status == ROW_TS_TEXT)
         error: RecordingError | None = None
-        odd = np.flatnonzero(status != ROW_FAST)
-        if len(odd):
+        if (status != ROW_FAST).any():
             for k in np.flatnonzero(status == ROW_TS_TEXT).tolist():
                 ts[k] = float(text[spans[k, 5] : spans[k, 6]])
             extra: list[bytes] = []
@@ -706,26 +705,6 @@ def _decode_lines(lines: list[bytes]) -> list[Record] | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return records if len(records) == len(body) else None
-
-
-def _single_block(names: tuple[str, ...], code_of: dict[str, int], rec: Record) -> RecordBlock:
-    """A block of one record (a file's last line, without its newline)."""
-    venue = code_of.get(rec.venue, -1) if rec.kind is RecordKind.WS else -1
-    frame = np.frombuffer(rec.data.encode(), dtype=np.uint8) if venue >= 0 else _NO_BYTES
-    return RecordBlock(
-        names,
-        b"",
-        frame,
-        np.array([rec.ts]),
-        np.array([venue], dtype=np.int64),
-        np.zeros(1, dtype=np.int64),
-        np.array([len(frame)], dtype=np.int64),
-        np.zeros((1, 2), dtype=np.int64),
-        {0: rec},
-    )
-
-
-_NO_BYTES = np.empty(0, dtype=np.uint8)
 
 
 def iter_recording(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
