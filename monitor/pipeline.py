@@ -528,11 +528,17 @@ class BookPipeline:
         table = scan.table
         m = intake(table, keys, key_books, recv, meta, starts)
         status = table[:, T_STATUS]
+        buf = scan.buf
+        if buf.flags.writeable:  # a scanner's own level buffer (Coinbase): the book
+            # kernel's buffer type is read-only bytes; a writable one is another signature,
+            # compiled (seconds on a cold cache) at the first busy read
+            buf = buf.view()
+            buf.flags.writeable = False
         pre = Prescan(
             venue,
             frames,
             recv_ns,
-            scan.buf,
+            buf,
             meta[:m],
             starts[:m],
             np.flatnonzero(status == SCAN_TAKEN).tolist(),

@@ -4,18 +4,22 @@ back every frame that arrives meanwhile."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from feeds import binance_scan, coinbase_scan, hyperliquid_scan, kraken_scan, okx_scan
 from feeds.venues import ADAPTERS
 from monitor.analytics import kernels as analytics_kernels
+from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import BookPipeline
+from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
 from monitor.replay import replay
 from monitor.sample import TickSample
 from monitor.sinks import CallbackSink
 from monitor.warmup import _ENTRY_KERNELS, warm_up
+
+COINBASE = Path(__file__).resolve().parents[1] / "fixtures" / "coinbase"
 
 # the scanners' GIL-free entries, which a replay's reader thread calls
 RELEASED: tuple[Any, ...] = (
@@ -40,4 +44,27 @@ def test_ticks_of_a_replay_use_only_warmed_signatures(usdm_recording: Path) -> N
     samples: list[TickSample] = []
     replay([usdm_recording], pipeline, tick_ms=1000, sinks=[CallbackSink(samples.append)])
     assert sum(int(s.valid.sum()) for s in samples) > 0  # the metric and score kernels ran
+    assert _signatures() == warmed
+
+
+def test_a_busy_coinbase_read_uses_only_warmed_signatures() -> None:
+    """Coinbase's scanner writes the levels into a buffer of its own: the first read with
+    enough frames for the scanner must not compile the book kernel for that buffer (a
+    multi-second stall of every connection on a cold cache)."""
+    warm_up(ADAPTERS.values())
+    warmed = _signatures()
+    pipeline = BookPipeline(InstrumentRegistry.load_cached([Venue.COINBASE]), ADAPTERS)
+    snapshot, update = (
+        json.loads((COINBASE / name).read_text())["data"]
+        for name in ("ws_l2_snapshot.json", "ws_l2_update.json")
+    )
+    pipeline.feed_frames(Venue.COINBASE, [snapshot], [0])
+    updates = [
+        update.replace('"sequence_num":2,', f'"sequence_num":{k},')
+        for k in range(2, 2 + 2 * SCAN_MIN_FRAMES)
+    ]
+    pipeline.feed_frames(Venue.COINBASE, updates, list(range(1, len(updates) + 1)))
+    (book,) = pipeline.book_summaries(depth=1)
+    assert book["valid"] and book["messages"] == 1 + len(updates)
+    assert pipeline.counters.messages["coinbase.gap"] == 0
     assert _signatures() == warmed
