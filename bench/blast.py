@@ -55,6 +55,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -62,6 +64,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 CHUNK = 256 * 1024
 # the [connection] lines of --batch-window-ms, --batch-min-frames, --coalesce-bytes, --coalesce-ms
 CONNECTION_TOML = ""
+TICK_MS: int | None = None  # --tick-ms: liqmon's [monitor] tick_ms (None: the shipped 1000)
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -406,7 +409,11 @@ class LiqmonRun:
         self.stream = stream
         self.venue = stream.venue
         extra = "[connection]\n" + CONNECTION_TOML
-        self.settings = blast_settings({self.venue: stream.symbols}, port, extra)
+        settings = blast_settings({self.venue: stream.symbols}, port, extra)
+        if TICK_MS is not None:
+            monitor = msgspec.structs.replace(settings.monitor, tick_ms=TICK_MS)
+            settings = msgspec.structs.replace(settings, monitor=monitor)
+        self.settings = settings
         self.latencies_ns: list[Any] = []
         self.gc_pauses_ms: list[float] = []  # wall clock (a preempted pause counts in full)
         self.gc_cpu_ms: list[float] = []  # the loop thread's CPU time in each pause
@@ -756,6 +763,13 @@ def main(argv: list[str] | None = None) -> int:
         "handler becomes a peer on binance/sim",
     )
     parser.add_argument(
+        "--tick-ms",
+        type=int,
+        default=None,
+        help="liqmon's metric tick (default: the shipped 1000 ms); a paced run at 50%% "
+        "lasts well under a second, so 100 puts several ticks inside it",
+    )
+    parser.add_argument(
         "--half", type=float, default=0.0, help="only the paced runs, this as the 50%% rate"
     )
     args = parser.parse_args(argv)
@@ -785,7 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     clients.append("liqmon")
     from monitor.cli import loop_runner  # noqa: PLC0415
 
-    global CONNECTION_TOML  # noqa: PLW0603 (read by LiqmonRun, built deep in the rounds)
+    global CONNECTION_TOML, TICK_MS  # noqa: PLW0603 (read by LiqmonRun, deep in the rounds)
+    TICK_MS = args.tick_ms
     from _common import live_connection_toml  # noqa: PLC0415
 
     CONNECTION_TOML = live_connection_toml(args)

@@ -12,7 +12,9 @@ after the subscription, as the snapshot loop would fetch it. A client that reads
 stream from its first frame ends with books equal to the exchange's.
 
 ``python bench/sim_corpus.py --scan [--venues kraken,hyperliquid]`` also prints the CPU
-per frame of each venue's batch scanner (runs of 256) and of its decode, frame by frame.
+per frame of each venue's batch scanner (runs of 256) and of its decode, frame by frame;
+``--break-even``: the pipeline's CPU per frame for reads of 1 to 32 frames, scanned or
+decoded, where each venue's ``min_frames`` comes from.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from feeds.sim.exchange import STABLES, add_books, all_protocols, mid_for, setti
 from feeds.venues import ADAPTERS  # noqa: E402
 from monitor.domain import Venue  # noqa: E402
 from monitor.instruments import InstrumentRegistry  # noqa: E402
+from monitor.pipeline import BookPipeline  # noqa: E402
 from monitor.planning import plan_connections  # noqa: E402
 from monitor.settings import Settings, load_settings  # noqa: E402
 
@@ -186,10 +189,66 @@ def scan_cost(stream: VenueStream, run: int = 256, repeat: int = 5) -> tuple[flo
     return scan, best / len(frames) * 1e6
 
 
+READ_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+
+
+def read_cost(stream: VenueStream, k: int, scan: bool, repeat: int = 3) -> float:
+    """CPU per frame (us, best of ``repeat``) of the pipeline fed the stream in reads of
+    ``k`` frames, each read scanned (``prescan`` + ``feed_prescanned``) or decoded frame by
+    frame, and flushed to the books: the choice ``feed_frames`` makes per read. Books are
+    loaded from the first 1,000 frames (and the REST snapshots) first; every read must
+    leave them without a gap or resync."""
+    venue, frames = stream.venue, stream.frames
+    settings = blast_settings({venue: stream.symbols}, PORT)
+    adapter = ADAPTERS[venue]
+    best = float("inf")
+    for _ in range(repeat):
+        pipeline = BookPipeline.from_settings(stream.registry, ADAPTERS, settings)
+        for url, data in stream.snapshots:
+            pipeline.feed(venue, "http", url, data, 0)
+        pipeline.feed_frames(venue, frames[:1000], list(range(1000)))
+        pipeline.flush()
+        fed = 0
+        t = time.process_time()
+        for at in range(1000, len(frames) - k + 1, k):
+            chunk, recv = frames[at : at + k], list(range(at, at + k))
+            pre = pipeline.prescan(venue, chunk, recv) if scan else None
+            if pre is not None:
+                pipeline.feed_prescanned(pre, k)
+            else:
+                pipeline._feed_decoded(venue, adapter, chunk, recv)
+            pipeline.flush()
+            fed += k
+        best = min(best, time.process_time() - t)
+        lost = {k: n for k, n in pipeline.counters.messages.items() if "gap" in k or "resync" in k}
+        assert not lost, lost
+    return best / fed * 1e6
+
+
+def break_even(stream: VenueStream) -> str:
+    """Per read size: CPU per frame scanned / decoded, and the venue's ``min_frames``."""
+    scanner = ADAPTERS[stream.venue].scanner
+    if scanner is None:
+        return "no scanner"
+    cells = [
+        f"{k}: {read_cost(stream, k, True):.1f}/{read_cost(stream, k, False):.1f}"
+        for k in READ_SIZES
+    ]
+    return f"min_frames {scanner.min_frames}; us/frame scanned/decoded by frames a read: " + (
+        "  ".join(cells)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--scan", action="store_true", help="CPU per frame of each batch scanner and of decode"
+    )
+    parser.add_argument(
+        "--break-even",
+        action="store_true",
+        help="CPU per frame of reads of 1-32 frames, scanned or decoded (the venue's "
+        "min_frames is where the scan starts to pay)",
     )
     parser.add_argument("--venues", default="", help="comma-separated venues (default: all)")
     args = parser.parse_args(argv)
@@ -205,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.scan:
             scan, decode = scan_cost(stream)
             line += f"; CPU per frame: scan_frames {scan:.2f} us, decode {decode:.2f} us"
-        print(line)
+        print(line, flush=True)
+        if args.break_even:
+            print(f"  {break_even(stream)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -305,6 +305,7 @@ class BinanceAdapter:
         return self
 
     symbol_key = staticmethod(symbol_key)
+    min_frames = 12  # the scan beats decode from this many frames a read (bench/README.md)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.binance_scan). Pure."""

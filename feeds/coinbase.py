@@ -253,6 +253,7 @@ class CoinbaseAdapter:
         return self
 
     symbol_key = staticmethod(symbol_key)
+    min_frames = 6  # the scan beats decode from this many frames a read (bench/README.md)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.coinbase_scan): the levels are

@@ -214,6 +214,7 @@ class HyperliquidAdapter:
         return self
 
     symbol_key = staticmethod(symbol_key)
+    min_frames = 2  # the scan beats decode from this many frames a read (bench/README.md)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.hyperliquid_scan): the levels of

@@ -436,6 +436,7 @@ class OkxAdapter:
         return self
 
     symbol_key = staticmethod(symbol_key)
+    min_frames = 8  # the scan beats decode from this many frames a read (bench/README.md)
 
     def scan_frames(self, frames: Sequence[bytes | str]) -> ScannedFrames:
         """Scan many frames in one numba call (see feeds.okx_scan). Pure."""

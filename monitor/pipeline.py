@@ -109,7 +109,6 @@ REJECTED: Final = {
 
 MAX_PENDING = 20_000  # deltas kept per book while it waits for a snapshot
 DEEPEN_SLOTS = 8  # books that may be re-synced deeper at the same time (second copies)
-SCAN_MIN_FRAMES = 16  # from this many frames a venue's batch scanner beats per-frame decode
 _NO_ROWS = np.empty(0, dtype=np.int64)
 _NAN = float("nan")  # one NaN object: marks read back from the columns compare equal
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -419,7 +418,8 @@ class BookPipeline:
         if adapter is None:
             self.counters.add(venue, "no_adapter", len(frames))
             return
-        if adapter.scanner is not None and len(frames) >= SCAN_MIN_FRAMES:
+        scanner = adapter.scanner
+        if scanner is not None and len(frames) >= scanner.min_frames:
             pre = self.prescan(venue, frames, recv_ns)
             if pre is not None:
                 self.feed_prescanned(pre, len(frames))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from feeds.binance import ADAPTERS, MS, SPOT, USDM
 from monitor.domain import RawBook, Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from tests.conftest import SPOT_RECORDING, USDM_RECORDING
 from tests.feeds.scan_check import assert_scan_equals_decode, same_float, scanned
 
@@ -226,7 +226,7 @@ def test_scanned_mark_prices_leave_the_marks_decode_leaves() -> None:
     frames = _usdm_frames()
     scanned_rows = scanned(USDM.scan_frames(frames))
     assert sum(r.is_mark for r in scanned_rows) == 178
-    scanned_path = _fed_usdm(frames, 4 * SCAN_MIN_FRAMES)
+    scanned_path = _fed_usdm(frames, 4 * USDM.min_frames)
     decoded_path = _fed_usdm(frames, 1)
     marks = scanned_path.marks
     assert marks == decoded_path.marks

@@ -11,7 +11,7 @@ import pytest
 from feeds.coinbase import ADAPTER
 from monitor.domain import RawBook, Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from tests.feeds.scan_check import scanned
 from tests.feeds.test_coinbase_scan import sim_frames
 
@@ -50,7 +50,7 @@ def state(p: BookPipeline) -> tuple[list[dict[str, Any]], dict[str, int]]:
     return p.book_summaries(depth=10_000), dict(p.counters.messages)
 
 
-@pytest.mark.parametrize("batch", [SCAN_MIN_FRAMES, 64, 1000])
+@pytest.mark.parametrize("batch", [ADAPTER.min_frames, 64, 1000])
 def test_scanned_and_decoded_paths_leave_the_same_books(batch: int) -> None:
     raw, symbols = sim_frames(600)
     frames = merged(raw)

@@ -14,7 +14,7 @@ from feeds.scan import KIND_SNAPSHOT, SCAN_OTHER, SCAN_SIDE, T_STATUS, join_fram
 from feeds.venues import ADAPTERS
 from monitor.domain import MarkPriceEvent, RawBook, Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from tests.feeds.scan_check import (
     Edit,
     assert_scan_equals_decode,
@@ -213,7 +213,7 @@ def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> 
     for pipeline in (scanned_pipe, decoded_pipe):
         for symbol in SYMBOLS:
             assert pipeline.add_book(Venue.HYPERLIQUID, symbol) is not None
-    batch = 4 * SCAN_MIN_FRAMES
+    batch = 64  # well above the scan threshold (min_frames)
     recv = list(range(1, len(stream) + 1))
     for at in range(0, len(stream), batch):
         scanned_pipe.feed_frames(Venue.HYPERLIQUID, stream[at : at + batch], recv[at : at + batch])
@@ -322,7 +322,7 @@ def l2book(
 
 
 @settings(max_examples=60, deadline=None)
-@given(books=st.lists(whole_book(), min_size=SCAN_MIN_FRAMES, max_size=3 * SCAN_MIN_FRAMES))
+@given(books=st.lists(whole_book(), min_size=PERP.min_frames, max_size=48))
 def test_batches_of_whole_books_leave_the_books_frame_by_frame_leaves(
     books: list[tuple[str, list[tuple[int, str]], list[tuple[int, str]]]],
 ) -> None:

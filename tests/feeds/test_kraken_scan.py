@@ -16,7 +16,7 @@ from feeds.scan import KIND_DELTA, join_frames, new_table
 from feeds.venues import ADAPTERS
 from monitor.domain import RawBook, Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
 from tests.feeds.sim_stream import sim_frames
 
@@ -226,7 +226,7 @@ def test_scanned_and_decoded_paths_leave_the_same_books(stream: list[bytes]) -> 
     for pipeline in (scanned_pipe, decoded_pipe):
         for symbol in SYMBOLS:
             assert pipeline.add_book(Venue.KRAKEN, symbol) is not None
-    batch = 4 * SCAN_MIN_FRAMES
+    batch = 4 * SPOT.min_frames
     recv = list(range(1, len(stream) + 1))
     for at in range(0, len(stream), batch):
         scanned_pipe.feed_frames(Venue.KRAKEN, stream[at : at + batch], recv[at : at + batch])

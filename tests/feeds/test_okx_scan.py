@@ -23,7 +23,7 @@ from feeds.sim.exchange import add_books
 from feeds.sim.okx import OkxProtocol
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from tests.conftest import OKX_RECORDING
 from tests.feeds.scan_check import assert_scan_equals_decode, scanned
 from tests.feeds.sim_stream import offline_connection
@@ -312,7 +312,7 @@ def _fed(frames: list[Any], http: list[tuple[str, str]], batch: int) -> BookPipe
 
 
 def _same_books(frames: list[Any], http: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    scanned_path = _fed(frames, http, 4 * SCAN_MIN_FRAMES)
+    scanned_path = _fed(frames, http, 4 * OKX.min_frames)
     decoded_path = _fed(frames, http, 1)
     books = scanned_path.book_summaries(depth=400)
     assert books == decoded_path.book_summaries(depth=400)

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from feeds import binance_scan, coinbase_scan, hyperliquid_scan, kraken_scan, okx_scan
+from feeds.coinbase import ADAPTER as COINBASE_ADAPTER
 from feeds.venues import ADAPTERS
 from monitor.analytics import kernels as analytics_kernels
 from monitor.domain import Venue
 from monitor.instruments import InstrumentRegistry
-from monitor.pipeline import SCAN_MIN_FRAMES, BookPipeline
+from monitor.pipeline import BookPipeline
 from monitor.replay import replay
 from monitor.sample import TickSample
 from monitor.sinks import CallbackSink
@@ -61,7 +62,7 @@ def test_a_busy_coinbase_read_uses_only_warmed_signatures() -> None:
     pipeline.feed_frames(Venue.COINBASE, [snapshot], [0])
     updates = [
         update.replace('"sequence_num":2,', f'"sequence_num":{k},')
-        for k in range(2, 2 + 2 * SCAN_MIN_FRAMES)
+        for k in range(2, 2 + 2 * COINBASE_ADAPTER.min_frames)
     ]
     pipeline.feed_frames(Venue.COINBASE, updates, list(range(1, len(updates) + 1)))
     (book,) = pipeline.book_summaries(depth=1)
