@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from feeds import binance_scan, coinbase_scan, hyperliquid_scan, kraken_scan, okx_scan
 from feeds.coinbase import ADAPTER as COINBASE_ADAPTER
 from feeds.venues import ADAPTERS
@@ -69,3 +71,15 @@ def test_a_busy_coinbase_read_uses_only_warmed_signatures() -> None:
     assert book["valid"] and book["messages"] == 1 + len(updates)
     assert pipeline.counters.messages["coinbase.gap"] == 0
     assert _signatures() == warmed
+
+
+@pytest.mark.parametrize(
+    "venue", [v for v, a in ADAPTERS.items() if a.scanner is not None], ids=lambda v: v.value
+)
+def test_every_prescan_hands_the_book_kernel_read_only_bytes(venue: Venue) -> None:
+    """Coinbase's, Kraken's and Hyperliquid's scanners write a buffer of their own, Binance's
+    and OKX's read the frames where they lie: the book kernel gets read-only bytes from
+    each (the type warm_up compiles)."""
+    pipeline = BookPipeline(InstrumentRegistry(), ADAPTERS)
+    pre = pipeline.prescan(venue, [b'{"a":1}'] * 4, [1, 2, 3, 4])
+    assert pre is not None and not pre.buf.flags.writeable
