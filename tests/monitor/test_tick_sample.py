@@ -41,6 +41,13 @@ def synced_pipeline(stale_after_s: float = 30.0) -> tuple[BookPipeline, int]:
     return pipeline, last
 
 
+def metrics_out_line(sample: TickSample, row: int) -> bytes:
+    """Row ``row`` of the sample as ``--metrics-out`` writes it."""
+    out = io.BytesIO()
+    asyncio.run(JsonLinesSink(out, changed_only=False).write(sample))
+    return out.getvalue().splitlines()[row]
+
+
 def row_of(sample: TickSample, symbol: str) -> int:
     return next(i for i, b in enumerate(sample.books) if b.symbol == symbol)
 
@@ -71,6 +78,39 @@ class TestTickSample:
         assert rec["kind"] == "book" and rec["stale"] is False and rec["book_state"] == "live"
         assert rec["state"] == "normal"  # the score state (a fresh book: no stress yet)
         assert rec["depth"]["1"] == [sample.depth_usd[i, one, 0], sample.depth_usd[i, one, 1]]
+
+    def test_the_record_writes_each_figure_of_the_columns_nan_as_none(self) -> None:
+        """The record's depth pairs, coverage and imbalance, value by value from the
+        columns, in a row with a NaN depth and a band with no depth on either side (an
+        imbalance of None) beside rows without."""
+        pipeline, last = synced_pipeline()
+        sample = pipeline.tick(last)
+        i = row_of(sample, "NKNUSDT")
+        sample.depth_usd[i, 0, 1] = np.nan
+        sample.depth_quote[i, 0, :] = 0.0
+        sample.depth_quote[i, 1, 0] = np.nan
+        labels = [f"{b:g}" for b in sample.bands_pct]
+
+        def none(x: float) -> float | None:
+            return None if x != x else float(x)
+
+        for row in range(len(sample)):
+            rec = sample.records()[row]
+            if not sample.valid[row]:
+                assert rec["depth"] is None and rec["imbalance"] is None
+                continue
+            for k, label in enumerate(labels):
+                usd, quote = sample.depth_usd[row, k], sample.depth_quote[row, k]
+                assert rec["depth"][label] == [none(usd[0]), none(usd[1])]
+                assert rec["depth_quote"][label] == [none(quote[0]), none(quote[1])]
+                assert rec["depth_covered"][label] == sample.depth_covered[row, k].tolist()
+                total = float(quote[0]) + float(quote[1])
+                want = (float(quote[0]) - float(quote[1])) / total if total > 0 else None
+                assert rec["imbalance"][label] == want
+        rec = sample.book_record(i)
+        assert rec["depth"][labels[0]][1] is None and rec["imbalance"][labels[0]] is None
+        assert rec["imbalance"][labels[1]] is None
+        assert json.loads(metrics_out_line(sample, i)) == rec
 
     def test_the_extended_sample_is_the_sample_with_only_the_analytics_fields_replaced(
         self,
