@@ -21,6 +21,10 @@ The passes, in this process:
    tick's metrics and columns, the analytics and score; the rest is reading and the
    replay loop). The timers add a little; the phases are shown as shares of this pass.
 
+The replay's pass fails if a numba kernel gained a signature during it (compiled, or
+loaded from the cache, inside the replay: ``warm_up`` missed it, and the wall time would
+include seconds of compiling).
+
 Wall time is a measure only on a quiet machine: run it alone (the CPU figures hold on a
 shared one).
 
@@ -47,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+from numba.core.dispatcher import Dispatcher
 
 import monitor.replay as replay_module
 from feeds.recording import RecordingReader
@@ -74,6 +79,17 @@ def recording(cache: Path, hours: float) -> tuple[Path, Path]:
             check=True, cwd=_common.ROOT, stdout=subprocess.DEVNULL,
         )  # fmt: skip
     return rec, config
+
+
+def signatures() -> dict[str, int]:
+    """Compiled signatures of every numba kernel loaded so far, by name."""
+    found: dict[str, int] = {}
+    for module in list(sys.modules.values()):
+        for value in list(vars(module).values()) if module is not None else ():
+            if isinstance(value, Dispatcher):
+                name = f"{value.py_func.__module__}.{value.py_func.__qualname__}"
+                found[name] = len(value.signatures)
+    return found
 
 
 def new_pipeline(settings: Settings) -> BookPipeline:
@@ -151,6 +167,7 @@ def main() -> None:
     rec, config = recording(args.cache, args.hours)
     settings = load_settings([config])
     warm_up(ADAPTERS.values(), replay=True)
+    warmed = signatures()
 
     t0 = time.process_time()
     records = sum(1 for _ in RecordingReader().read(rec))
@@ -167,6 +184,10 @@ def main() -> None:
     result = replay([rec], pipeline, tick_ms=settings.monitor.tick_ms)
     cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
     main_s = time.thread_time() - m0
+    # a kernel compiled (or loaded from the cache) inside the replay is a stall of
+    # seconds that warm_up should have taken: the figure would not be the replay's
+    compiled = sorted(k for k, n in signatures().items() if n != warmed.get(k))
+    assert not compiled, f"kernels compiled during the replay (warm_up misses them): {compiled}"
     # the peer in the same run: the same replay in one thread (reading included)
     replay_module.READ_AHEAD = 0
     t0, w0 = time.process_time(), time.perf_counter()
