@@ -220,7 +220,11 @@ def read_cost(stream: VenueStream, k: int, scan: bool, repeat: int = 3) -> float
             pipeline.flush()
             fed += k
         best = min(best, time.process_time() - t)
-        lost = {k: n for k, n in pipeline.counters.messages.items() if "gap" in k or "resync" in k}
+        lost = {
+            key: n
+            for key, n in pipeline.counters.messages.items()
+            if "gap" in key or "resync" in key
+        }
         assert not lost, lost
     return best / fed * 1e6
 

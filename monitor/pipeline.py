@@ -529,9 +529,9 @@ class BookPipeline:
         m = intake(table, keys, key_books, recv, meta, starts)
         status = table[:, T_STATUS]
         buf = scan.buf
-        if buf.flags.writeable:  # a scanner's own level buffer (Coinbase): the book
-            # kernel's buffer type is read-only bytes; a writable one is another signature,
-            # compiled (seconds on a cold cache) at the first busy read
+        if buf.flags.writeable:  # a scanner's own level buffer (Coinbase, Kraken,
+            # Hyperliquid): the book kernel's buffer type is read-only bytes; a writable one
+            # is another signature, compiled (seconds on a cold cache) at the first busy read
             buf = buf.view()
             buf.flags.writeable = False
         pre = Prescan(
