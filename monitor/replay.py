@@ -304,6 +304,8 @@ async def areplay(
                 # skip it rather than print the same books for every tick of the hole
                 skipped_to = (recv_ns // tick_ns) * tick_ns
                 log.info("replay.skip_silence", from_ts=next_tick / 1e9, to_ts=skipped_to / 1e9)
+                if first_ns is not None:  # paced, the hole takes no time either
+                    first_ns += skipped_to - next_tick
                 next_tick = skipped_to
                 if next_tick <= recv_ns:
                     next_tick += tick_ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
@@ -494,6 +495,42 @@ def test_read_ahead_ticks_like_the_paced_path_through_disorder_and_holes(
     assert all(o == outputs[0] for o in outputs[1:])
     stamps = [ts for ts, _ in outputs[0][2]]
     assert max(b - a for a, b in itertools.pairwise(stamps)) > 500e9  # the hole was skipped
+
+
+def test_a_paced_replay_does_not_wait_through_a_skipped_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files of different days replayed at a pace: the hole between them is skipped in the
+    ticks and in the waiting too (it was waited out at the pace: ten days at 1000x are
+    14 minutes of nothing)."""
+    records = load(SPOT_RECORDING)
+    half = len(records) // 2
+    hole_s = 10 * 86_400.0
+    shifted = [
+        {**rec, "ts": rec["ts"] + hole_s} if k > half else rec for k, rec in enumerate(records)
+    ]
+    path = write(shifted, tmp_path / "two-days.jsonl.gz")
+    span_s = records[-1]["ts"] - records[0]["ts"]  # the recording without the hole
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float, result: Any = None) -> Any:
+        if delay > 0:
+            asked.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    speed = 1000.0
+    ticks: list[int] = []
+    result = replay(
+        [path], new_pipeline(), tick_ms=250, speed=speed,
+        sinks=[CallbackSink(lambda sample: ticks.append(sample.ts_ns))],
+    )  # fmt: skip
+    assert result.records == len(records)
+    assert max(b - a for a, b in itertools.pairwise(ticks)) > hole_s * 1e9 / 2  # skipped
+    # the wait is the recording's own time (and the idle ticks into the hole, up to
+    # max_idle_s = 60 s), at the pace
+    assert asked and max(asked) <= (span_s + 60.0 + 1.0) / speed
 
 
 @pytest.mark.parametrize("error", [RuntimeError("sink down"), KeyboardInterrupt()])
